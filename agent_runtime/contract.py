@@ -1,0 +1,182 @@
+"""The one schema the API and the agent worker share.
+
+The dispatcher serialises `DispatchMetadata` into the LiveKit agent dispatch; the worker
+parses it back and reports `AgentEvent`s to `events_url` with `event_token`.
+Only pydantic here: the worker must not depend on the API package.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTRACT_VERSION = 1
+
+Scalar = str | int | float | bool | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Model):
+    """One stage of the voice pipeline. Empty fields take the worker's environment defaults."""
+
+    provider: str = "openai"
+    model: str | None = None
+    voice: str | None = None
+    base_url: str | None = None
+    language: str | None = None
+
+
+class PipelineConfig(_Model):
+    llm: ModelConfig = ModelConfig()
+    stt: ModelConfig = ModelConfig()
+    tts: ModelConfig = ModelConfig()
+
+
+class VoicemailConfig(_Model):
+    action: Literal["hangup", "leave_message"] = "hangup"
+    message: str | None = None
+
+
+class AgentConfig(_Model):
+    """Snapshot of the agent at dispatch time: later edits do not change a running call."""
+
+    id: str
+    name: str
+    instructions: str
+    first_message: str | None = None
+    worker_name: str
+    pipeline: PipelineConfig = PipelineConfig()
+    max_duration_seconds: int | None = None
+    ring_timeout_seconds: int | None = None
+    silence_timeout_seconds: int | None = None
+    voicemail: VoicemailConfig = VoicemailConfig()
+    transfer_to: str | None = None
+
+
+class DispatchMetadata(_Model):
+    """What the agent worker receives as `job.metadata` (JSON)."""
+
+    version: Literal[1] = CONTRACT_VERSION
+    call_id: str
+    workspace_id: str
+    room_name: str
+    agent: AgentConfig
+    dynamic_variables: dict[str, Scalar] = Field(default_factory=dict)
+    # The client's metadata: reported with every event, never shown to the model.
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-not-for-model": True}
+    )
+    to_number: str
+    from_number: str | None = None
+    sip_participant_identity: str
+    ring_timeout_seconds: int
+    max_duration_seconds: int
+    events_url: str
+    event_token: str
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str) -> DispatchMetadata:
+        return cls.model_validate_json(raw)
+
+
+AgentEventType = Literal[
+    "agent.started",
+    "call.answered",
+    "call.voicemail",
+    "call.transcript",
+    "call.ended",
+    "call.failed",
+]
+
+# Terminal outcomes an agent may report with `call.ended` (`data.status`).
+EndedStatus = Literal["completed", "no_answer", "busy", "failed"]
+
+EndReason = Literal[
+    "completed",
+    "hangup_by_callee",
+    "hangup_by_agent",
+    "voicemail",
+    "max_duration",
+    "silence_timeout",
+    "transferred",
+    "no_answer",
+    "busy",
+    "rejected",
+    "trunk_failure",
+    "error",
+]
+
+
+class AgentEvent(_Model):
+    """One event the worker POSTs to `events_url` (header `Authorization: Bearer <token>`).
+
+    `id` makes sends idempotent: the API applies an event id once however often it arrives.
+    For `call.ended`, `data` carries `status` (EndedStatus), `reason` (EndReason),
+    `duration_seconds`, optionally `sip_status_code`/`sip_status`; for `call.failed`,
+    `reason` and `message`; for `call.transcript`, `turns` [{role, text, started_at, ended_at}].
+    """
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=8, max_length=64)
+    type: AgentEventType
+    timestamp: float = Field(default_factory=time.time)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- Templates -------------------------------------------------------------------------
+# `{{name}}` inserts a dynamic variable; `{{name|fallback text}}` gives a default.
+# A missing variable without a default renders as an empty string and is reported
+# (`missing_variables` on `agent.started`). Rendering is one pass: values are inserted as
+# plain data and never expanded again, so a value containing `{{x}}` stays literal.
+
+VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+_PLACEHOLDER = re.compile(r"\{\{\s*(" + VARIABLE_NAME + r")\s*(?:\|([^{}]*))?\}\}")
+_BRACES = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+
+class TemplateError(ValueError):
+    """A template uses syntax other than `{{name}}` / `{{name|default}}`."""
+
+
+def template_variables(template: str) -> list[str]:
+    """Validate `template` and return the variable names it uses, in order of first use."""
+    names: list[str] = []
+    leftover = _PLACEHOLDER.sub("", template)
+    stray = _BRACES.search(leftover)
+    if stray:
+        snippet = leftover[max(0, stray.start() - 20) : stray.end() + 20]
+        raise TemplateError(
+            f"invalid placeholder near {snippet!r}: use {{{{name}}}} or {{{{name|default}}}}"
+        )
+    for match in _PLACEHOLDER.finditer(template):
+        if match.group(1) not in names:
+            names.append(match.group(1))
+    return names
+
+
+def render_template(template: str, variables: dict[str, Scalar]) -> tuple[str, list[str]]:
+    """Render `template`; returns the text and the names that were missing without default."""
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = variables.get(name)
+        if value is None:
+            if default is None:
+                missing.append(name)
+                return ""
+            return default.strip()
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return _PLACEHOLDER.sub(substitute, template), missing

@@ -1,0 +1,77 @@
+"""One `Settings` class: every knob comes from the environment (see `.env.example`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    livekit_url: str = Field("http://127.0.0.1:7880", alias="LIVEKIT_URL")
+    livekit_api_key: str = Field("", alias="LIVEKIT_API_KEY")
+    livekit_api_secret: str = Field("", alias="LIVEKIT_API_SECRET")
+
+    admin_token: str = Field("", alias="OUTDIAL_ADMIN_TOKEN")
+    public_url: str = Field("http://127.0.0.1:8000", alias="OUTDIAL_PUBLIC_URL")
+    agent_name: str = Field("outdial-agent", alias="OUTDIAL_AGENT_NAME")
+    default_sip_trunk_id: str | None = Field(None, alias="OUTDIAL_DEFAULT_SIP_TRUNK_ID")
+    # Signs per-call event tokens. Falls back to a key derived from LIVEKIT_API_SECRET.
+    secret_key: str = Field("", alias="OUTDIAL_SECRET_KEY")
+
+    callback_allow_private: bool = Field(False, alias="OUTDIAL_CALLBACK_ALLOW_PRIVATE")
+    # Namespaces every Redis key (store and broker), so several stacks or test runs share a DB.
+    redis_prefix: str = Field("outdial", alias="OUTDIAL_REDIS_PREFIX")
+    call_retention_days: int = Field(30, ge=1, alias="OUTDIAL_CALL_RETENTION_DAYS")
+    log_level: str = Field("INFO", alias="OUTDIAL_LOG_LEVEL")
+    log_json: bool = Field(True, alias="OUTDIAL_LOG_JSON")
+
+    # Dispatch worker tuning (see docs/operations.md for why these values).
+    worker_threads: int = Field(16, ge=1, alias="OUTDIAL_WORKER_THREADS")
+    worker_timeout_ms: int = Field(20, ge=5, alias="OUTDIAL_WORKER_TIMEOUT_MS")
+    heartbeat_timeout_ms: int = Field(10_000, ge=1_000, alias="OUTDIAL_HEARTBEAT_TIMEOUT_MS")
+    maintenance_chance: int = Field(100_000, ge=1, le=1_000_000, alias="OUTDIAL_MAINTENANCE_CHANCE")
+
+    # Defaults for a call when neither the request nor the agent sets them.
+    default_ring_timeout_seconds: int = Field(30, ge=5, le=80, alias="OUTDIAL_RING_TIMEOUT_SECONDS")
+    default_max_duration_seconds: int = Field(
+        1800, ge=10, le=14_400, alias="OUTDIAL_MAX_DURATION_SECONDS"
+    )
+
+    # Callback delivery: delays in seconds between attempts; the last entry repeats
+    # until `callback_retry_window_seconds` has passed since the first attempt.
+    callback_retry_schedule: list[float] = Field(
+        [1, 5, 30, 120, 600, 1800, 3600], alias="OUTDIAL_CALLBACK_RETRY_SCHEDULE"
+    )
+    callback_retry_window_seconds: int = Field(86_400, ge=1, alias="OUTDIAL_CALLBACK_RETRY_WINDOW")
+    callback_timeout_seconds: float = Field(10.0, gt=0, alias="OUTDIAL_CALLBACK_TIMEOUT")
+    callback_max_in_flight_per_workspace: int = Field(
+        32, ge=1, alias="OUTDIAL_CALLBACK_MAX_IN_FLIGHT_PER_WORKSPACE"
+    )
+
+    @property
+    def broker_namespace(self) -> str:
+        return f"{self.redis_prefix}-dramatiq"
+
+    @property
+    def event_signing_key(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key.encode()
+        return hmac.new(
+            self.livekit_api_secret.encode(), b"outdial-event-token", hashlib.sha256
+        ).digest()
+
+    @property
+    def events_base_url(self) -> str:
+        return self.public_url.rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
