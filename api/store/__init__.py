@@ -1,0 +1,1 @@
+"""Redis is the system of record; `keys.py` documents every key and its retention."""

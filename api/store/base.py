@@ -1,0 +1,53 @@
+"""The Redis handle every store module works through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
+from api.settings import Settings
+from api.store import lua
+from api.store.keys import Keys
+
+
+@dataclass
+class Store:
+    redis: Redis
+    settings: Settings
+    keys: Keys = field(init=False)
+    dial_queue: QueueKeys = field(init=False)
+    relay_queue: QueueKeys = field(init=False)
+    accept_call_script: AsyncScript = field(init=False)
+    apply_event_script: AsyncScript = field(init=False)
+    finish_relay_script: AsyncScript = field(init=False)
+    claim_due_relays_script: AsyncScript = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = Keys(self.settings.redis_prefix)
+        self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
+        self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
+        self.accept_call_script = self.redis.register_script(lua.ACCEPT_CALL)
+        self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
+        self.finish_relay_script = self.redis.register_script(lua.FINISH_RELAY)
+        self.claim_due_relays_script = self.redis.register_script(lua.CLAIM_DUE_RELAYS)
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.settings.call_retention_days * 86_400
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+def open_store(settings: Settings) -> Store:
+    client = Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+    return Store(client, settings)

@@ -1,0 +1,131 @@
+"""The one function that applies an event to a call.
+
+Dispatcher transitions, LiveKit webhooks and agent events all end here: an atomic script
+moves the state forward (never backwards, terminal states final), appends the event with
+the call's next sequence number and schedules callback delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from api.jobs.messages import RELAY_ACTOR, RELAY_QUEUE, encode_message
+from api.store.base import Store
+
+# The status an event moves the call to; `None` marks an informational event.
+EVENT_STATUS: dict[str, str | None] = {
+    "call.queued": None,  # written with the record itself
+    "call.dispatching": "dispatching",
+    "call.dialing": "dialing",
+    "call.ringing": "ringing",
+    "call.answered": "in_progress",
+    "call.failed": "failed",
+    "call.canceled": "canceled",
+    "call.ended": "completed",  # or data.status: no_answer | busy | failed
+    "call.voicemail": None,
+    "call.transcript": None,
+    "agent.started": None,
+    "agent.job_started": None,
+    "agent.job_ended": None,
+}
+_ENDED_STATUSES = frozenset({"completed", "no_answer", "busy", "failed"})
+
+ApplyOutcome = Literal["applied", "duplicate", "stale", "conflict", "missing"]
+
+
+def status_for(event_type: str, data: dict[str, Any]) -> str | None:
+    if event_type == "call.ended":
+        status = data.get("status") or "completed"
+        if status not in _ENDED_STATUSES:
+            raise ValueError(f"call.ended status must be one of {sorted(_ENDED_STATUSES)}")
+        return status
+    if event_type not in EVENT_STATUS:
+        raise ValueError(f"unknown event type {event_type!r}")
+    return EVENT_STATUS[event_type]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    timestamp: float | None = None
+    # Only apply when the call is in this status (compare-and-set).
+    expected_status: str | None = None
+    # Call fields written when the event applies ('' deletes a field).
+    call_fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    outcome: ApplyOutcome
+    sequence: int
+    status: str
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+def iso_timestamp(unix_seconds: float) -> str:
+    moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_keys(store: Store, call_id: str) -> list[str]:
+    keys = store.keys
+    return [
+        keys.call(call_id),
+        keys.events(call_id),
+        keys.event_ids(call_id),
+        keys.delivery(call_id),
+        keys.relay_active(call_id),
+        store.relay_queue.messages,
+        store.relay_queue.ids,
+    ]
+
+
+def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -> list[Any]:
+    """The apply_event script's arguments (see `lua.APPLY_EVENT_FN`)."""
+    new_status = status_for(event.type, event.data) or ""
+    timestamp = event.timestamp if event.timestamp is not None else now_ms / 1000
+    head = json.dumps({"id": event.id, "type": event.type}, separators=(",", ":"))
+    tail = json.dumps(
+        {"timestamp": iso_timestamp(timestamp), "data": event.data}, separators=(",", ":")
+    )
+    # The script writes `<head>,"sequence":<n>,"status":"<s>",<tail>`.
+    relay = encode_message(RELAY_QUEUE, RELAY_ACTOR, call_id) if call_id else None
+    fields: list[str] = []
+    for name, value in event.call_fields.items():
+        fields += [name, value]
+    return [
+        event.id,
+        new_status,
+        event.expected_status or "",
+        head[:-1] + ',"sequence":',
+        "," + tail[1:],
+        now_ms,
+        store.retention_seconds,
+        relay.message_id if relay else "",
+        relay.body if relay else "",
+        len(event.call_fields),
+        *fields,
+    ]
+
+
+async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
+    now_ms = int(time.time() * 1000)
+    result = await store.apply_event_script(
+        keys=event_keys(store, call_id), args=apply_args(store, event, now_ms, call_id)
+    )
+    return ApplyResult(outcome=result[0], sequence=int(result[1]), status=result[2])
+
+
+async def list_events(store: Store, call_id: str) -> list[dict[str, Any]]:
+    raw = await store.redis.lrange(store.keys.events(call_id), 0, -1)
+    return [json.loads(item) for item in raw]

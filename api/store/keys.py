@@ -1,0 +1,70 @@
+"""Redis key layout. Every key Outdial writes is named here, with its owner and retention.
+
+| key | type | owner | retention |
+|---|---|---|---|
+| `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled, created_at | workspaces | forever |
+| `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
+| `{p}:ws:{ws}:agent:{id}` | string: agent JSON | agents | until deleted |
+| `{p}:ws:{ws}:numbers` | hash E.164 -> number JSON | numbers | until deleted |
+| `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
+| `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
+| `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
+| `{p}:call:{id}:events` | list of event JSON (index = sequence - 1) | events | as the call |
+| `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
+| `{p}:call:{id}:delivery` | hash sequence -> delivery state JSON | relay | as the call |
+| `{p}:room:{room}` | string -> call id (webhooks map rooms to calls) | calls | as the call |
+| `{p}:relay:active:{id}` | string flag: a relay message for this call exists | relay | until drained |
+| `{p}:relay:due` | zset call id -> next attempt ms | relay | until due |
+| `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def workspace(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}"
+
+    def agents(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:agents"
+
+    def agent(self, ws: str, agent_id: str) -> str:
+        return f"{self.prefix}:ws:{ws}:agent:{agent_id}"
+
+    def numbers(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:numbers"
+
+    def calls(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:calls"
+
+    def idempotency(self, ws: str, key: str) -> str:
+        return f"{self.prefix}:ws:{ws}:idem:{key}"
+
+    def call(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}"
+
+    def events(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:events"
+
+    def event_ids(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:eids"
+
+    def delivery(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:delivery"
+
+    def room(self, room_name: str) -> str:
+        return f"{self.prefix}:room:{room_name}"
+
+    def relay_active(self, call_id: str) -> str:
+        return f"{self.prefix}:relay:active:{call_id}"
+
+    def relay_due(self) -> str:
+        return f"{self.prefix}:relay:due"
+
+    def livekit_webhook(self, event_id: str) -> str:
+        return f"{self.prefix}:lkhook:{event_id}"
