@@ -24,6 +24,7 @@ class Store:
     apply_event_script: AsyncScript = field(init=False)
     finish_relay_script: AsyncScript = field(init=False)
     claim_due_relays_script: AsyncScript = field(init=False)
+    save_number_script: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
@@ -33,6 +34,7 @@ class Store:
         self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
         self.finish_relay_script = self.redis.register_script(lua.FINISH_RELAY)
         self.claim_due_relays_script = self.redis.register_script(lua.CLAIM_DUE_RELAYS)
+        self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
 
     @property
     def retention_seconds(self) -> int:

@@ -2,7 +2,8 @@
 
 | key | type | owner | retention |
 |---|---|---|---|
-| `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled, created_at | workspaces | forever |
+| `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled | workspaces | forever |
+| `{p}:apikey:{sha256}` | string -> workspace id of that key | workspaces | until rotated |
 | `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
 | `{p}:ws:{ws}:agent:{id}` | string: agent JSON | agents | until deleted |
 | `{p}:ws:{ws}:numbers` | hash E.164 -> number JSON | numbers | until deleted |
@@ -13,7 +14,7 @@
 | `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
 | `{p}:call:{id}:delivery` | hash sequence -> delivery state JSON | relay | as the call |
 | `{p}:room:{room}` | string -> call id (webhooks map rooms to calls) | calls | as the call |
-| `{p}:relay:active:{id}` | string flag: a relay message for this call exists | relay | until drained |
+| `{p}:relay:active:{id}` | flag: a relay message for the call exists | relay | until drained |
 | `{p}:relay:due` | zset call id -> next attempt ms | relay | until due |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
 """
@@ -29,6 +30,9 @@ class Keys:
 
     def workspace(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}"
+
+    def api_key(self, key_hash: str) -> str:
+        return f"{self.prefix}:apikey:{key_hash}"
 
     def agents(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:agents"

@@ -129,3 +129,27 @@ for i, call_id in ipairs(due) do
 end
 return #due
 """
+
+
+# Saves a caller number. The first number, one saved with default=1, or one that was
+# the default is the default; the flag is cleared on every other number in the same step.
+# KEYS: numbers hash. ARGV: number, record JSON, default ('1'|'0').
+SAVE_NUMBER = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+local was_default = existing and cjson.decode(existing)['default']
+local make_default = ARGV[3] == '1' or redis.call('HLEN', KEYS[1]) == 0 or was_default
+local record = cjson.decode(ARGV[2])
+if make_default then
+  for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+    local other = cjson.decode(raw)
+    if other['default'] and other['number'] ~= ARGV[1] then
+      other['default'] = false
+      redis.call('HSET', KEYS[1], other['number'], cjson.encode(other))
+    end
+  end
+end
+record['default'] = make_default
+local encoded = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return encoded
+"""

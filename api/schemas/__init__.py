@@ -1,0 +1,1 @@
+"""Request and response bodies, apart from how things are stored."""

@@ -1,0 +1,43 @@
+"""Caller-id bodies: a number and the LiveKit outbound trunk that carries it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TRUNK_ID_PATTERN = r"^ST_[A-Za-z0-9]{1,64}$"
+
+
+class TrunkSpec(BaseModel):
+    """An outbound trunk Outdial creates through LiveKit's SIP API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.\-]+(:\d{1,5})?$")
+    transport: Literal["udp", "tcp", "tls", "auto"] = "auto"
+    auth_username: str | None = Field(None, max_length=255)
+    auth_password: str | None = Field(None, max_length=255)
+
+
+class NumberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(min_length=2, max_length=32)
+    sip_trunk_id: str | None = Field(None, pattern=TRUNK_ID_PATTERN)
+    trunk: TrunkSpec | None = None
+    default: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_trunk(self) -> NumberCreate:
+        if (self.sip_trunk_id is None) == (self.trunk is None):
+            raise ValueError("give exactly one of sip_trunk_id or trunk")
+        return self
+
+
+class NumberOut(BaseModel):
+    number: str
+    sip_trunk_id: str
+    default: bool
+    trunk_managed: bool
+    created_at: int

@@ -1,0 +1,68 @@
+"""Secrets: API keys (stored hashed), per-call event tokens, callback signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+SIGNATURE_HEADER = "X-Outdial-Signature"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+def new_api_key() -> str:
+    return "od_" + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def api_key_matches(api_key: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_api_key(api_key), stored_hash)
+
+
+def event_token(call_id: str, signing_key: bytes) -> str:
+    """The per-call token agents present: verifiable without a lookup."""
+    return hmac.new(signing_key, f"call-events:{call_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def event_token_matches(call_id: str, token: str, signing_key: bytes) -> bool:
+    return hmac.compare_digest(event_token(call_id, signing_key), token)
+
+
+def sign_payload(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`."""
+    stamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+def verify_signature(
+    body: bytes,
+    header: str,
+    secret: str,
+    *,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
+    """Check an `X-Outdial-Signature` header against the raw request body.
+
+    Receivers call this with the exact bytes they received and their workspace's
+    webhook secret; a timestamp older than `tolerance_seconds` is refused (replays).
+    """
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        stamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - stamp) > tolerance_seconds:
+        return False
+    expected = sign_payload(body, secret, stamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))

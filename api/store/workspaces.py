@@ -1,0 +1,110 @@
+"""Workspaces: the tenant boundary. API keys are stored as SHA-256 hashes only."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from api.security import hash_api_key, new_api_key, new_webhook_secret
+from api.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+    key_hash: str
+    webhook_secret: str
+    disabled: bool
+    created_at: int
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Workspace:
+        return cls(
+            id=raw["id"],
+            name=raw["name"],
+            key_hash=raw["key_hash"],
+            webhook_secret=raw["webhook_secret"],
+            disabled=raw.get("disabled") == "1",
+            created_at=int(raw["created_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkspace:
+    workspace: Workspace
+    api_key: str
+
+
+async def create_workspace(store: Store, name: str) -> NewWorkspace:
+    api_key = new_api_key()
+    workspace = Workspace(
+        id="ws_" + secrets.token_hex(12),
+        name=name,
+        key_hash=hash_api_key(api_key),
+        webhook_secret=new_webhook_secret(),
+        disabled=False,
+        created_at=int(time.time() * 1000),
+    )
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.set(store.keys.api_key(workspace.key_hash), workspace.id)
+    pipe.hset(
+        store.keys.workspace(workspace.id),
+        mapping={
+            "id": workspace.id,
+            "name": workspace.name,
+            "key_hash": workspace.key_hash,
+            "webhook_secret": workspace.webhook_secret,
+            "disabled": "0",
+            "created_at": str(workspace.created_at),
+        },
+    )
+    await pipe.execute()
+    return NewWorkspace(workspace, api_key)
+
+
+async def get_workspace(store: Store, workspace_id: str) -> Workspace | None:
+    raw = await store.redis.hgetall(store.keys.workspace(workspace_id))
+    return Workspace.from_hash(raw) if raw else None
+
+
+async def rotate_api_key(store: Store, workspace_id: str) -> str | None:
+    """Replace the key; the old one stops working at once. None if no such workspace."""
+    key = store.keys.workspace(workspace_id)
+    # Workspaces are never deleted, so checking first cannot race with a removal.
+    if not await store.redis.exists(key):
+        return None
+    api_key = new_api_key()
+    new_hash = hash_api_key(api_key)
+    old_hash = await store.redis.hget(key, "key_hash")
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.delete(store.keys.api_key(old_hash or ""))
+    pipe.set(store.keys.api_key(new_hash), workspace_id)
+    pipe.hset(key, "key_hash", new_hash)
+    await pipe.execute()
+    return api_key
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    workspace: Workspace | None
+    # The workspace the presented key belongs to (None: no workspace has that key).
+    key_owner: str | None
+
+
+async def authenticate(store: Store, workspace_id: str, api_key: str) -> Authentication:
+    """One round trip: the key's owner and the named workspace."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(store.keys.api_key(hash_api_key(api_key)))
+    pipe.hgetall(store.keys.workspace(workspace_id))
+    owner, raw = await pipe.execute()
+    return Authentication(Workspace.from_hash(raw) if raw else None, owner)
+
+
+async def set_disabled(store: Store, workspace_id: str, disabled: bool) -> Workspace | None:
+    key = store.keys.workspace(workspace_id)
+    if not await store.redis.exists(key):
+        return None
+    await store.redis.hset(key, "disabled", "1" if disabled else "0")
+    return await get_workspace(store, workspace_id)
