@@ -1,0 +1,54 @@
+"""The FastAPI application: `uvicorn api.app:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.livekit import close_livekit_client
+from api.logs import configure_logging
+from api.middleware import BodyLimit
+from api.routes import admin, agents, calls, health, internal, numbers
+from api.schemas.calls import MAX_BODY_BYTES
+from api.settings import Settings, get_settings
+from api.store.base import open_store
+
+# Agents report whole transcripts at the end of a call; everything else stays small.
+INTERNAL_BODY_LIMIT = 2 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = open_store(settings)
+        try:
+            yield
+        finally:
+            await close_livekit_client()
+            await app.state.store.aclose()
+
+    app = FastAPI(title="Outdial", version="0.1.0", lifespan=lifespan)
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        admin.router,
+        agents.router,
+        numbers.router,
+        calls.router,
+        internal.router,
+    ):
+        app.include_router(router)
+    app.add_middleware(
+        BodyLimit, default_limit=MAX_BODY_BYTES, limits={"/v1/internal/": INTERNAL_BODY_LIMIT}
+    )
+    return app
+
+
+app = create_app()

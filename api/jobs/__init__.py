@@ -1,0 +1,1 @@
+"""Dramatiq actors (dispatch, relay) and their worker plumbing; `api.worker` loads them."""

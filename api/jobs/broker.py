@@ -1,0 +1,23 @@
+"""The Redis broker, tuned for a dialer (see docs/operations.md for the numbers)."""
+
+from __future__ import annotations
+
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
+
+from api.jobs.resources import WorkerResources
+from api.settings import Settings
+
+
+def build_broker(settings: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=settings.redis_url,
+        namespace=settings.broker_namespace,
+        # A SIGKILLed worker's messages come back after ~heartbeat_timeout instead of
+        # minutes: maintenance runs on 10% of broker calls instead of 0.1%.
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+        maintenance_chance=settings.maintenance_chance,
+    )
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(WorkerResources())
+    return broker

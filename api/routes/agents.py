@@ -1,0 +1,62 @@
+"""Agents of the calling workspace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import SettingsDep, StoreDep, WorkspaceDep
+from api.errors import ApiError, not_found
+from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
+from api.store import agents
+
+router = APIRouter(prefix="/v1/api/agents", tags=["agents"])
+
+
+async def _load(store: StoreDep, workspace_id: str, agent_id: str) -> dict[str, Any]:
+    agent = await agents.get_agent(store, workspace_id, agent_id)
+    if agent is None:
+        raise not_found("agent", agent_id)
+    return agent
+
+
+@router.post("", status_code=201)
+async def create_agent(
+    body: AgentCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
+) -> AgentOut:
+    fields = body.model_dump() | {"worker_name": body.worker_name or settings.agent_name}
+    return AgentOut(**await agents.create_agent(store, workspace.id, fields))
+
+
+@router.get("")
+async def list_agents(workspace: WorkspaceDep, store: StoreDep) -> dict[str, list[AgentOut]]:
+    return {
+        "agents": [AgentOut(**agent) for agent in await agents.list_agents(store, workspace.id)]
+    }
+
+
+@router.get("/{agent_id}")
+async def get_agent(agent_id: str, workspace: WorkspaceDep, store: StoreDep) -> AgentOut:
+    return AgentOut(**await _load(store, workspace.id, agent_id))
+
+
+@router.patch("/{agent_id}")
+async def update_agent(
+    agent_id: str, body: AgentUpdate, workspace: WorkspaceDep, store: StoreDep
+) -> AgentOut:
+    current = await _load(store, workspace.id, agent_id)
+    merged = current | body.model_dump(exclude_unset=True)
+    try:
+        checked = AgentCreate(**{k: v for k, v in merged.items() if k in AgentCreate.model_fields})
+    except ValueError as exc:
+        raise ApiError(422, "VALIDATION_ERROR", f"agent would be invalid: {exc}") from exc
+    worker_name = merged.get("worker_name") or current["worker_name"]
+    updated = current | checked.model_dump() | {"worker_name": worker_name}
+    return AgentOut(**await agents.replace_agent(store, workspace.id, updated))
+
+
+@router.delete("/{agent_id}", status_code=204)
+async def delete_agent(agent_id: str, workspace: WorkspaceDep, store: StoreDep) -> None:
+    if not await agents.delete_agent(store, workspace.id, agent_id):
+        raise not_found("agent", agent_id)

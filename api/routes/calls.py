@@ -1,0 +1,106 @@
+"""Calls of the calling workspace: place, read, list, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+
+from api.deps import SettingsDep, StoreDep, WorkspaceDep
+from api.errors import not_found
+from api.schemas.calls import CallAccepted, CallCreate
+from api.services.calls import cancel_call, place_call
+from api.store.calls import CALL_STATUSES, CallRecord, get_workspace_call, list_calls
+from api.store.events import iso_timestamp
+
+router = APIRouter(prefix="/v1/api", tags=["calls"])
+
+_TRANSITION_FIELDS = tuple(f"ts_{status}" for status in CALL_STATUSES)
+
+
+def _ms_to_iso(value: str | int | None) -> str | None:
+    return iso_timestamp(int(value) / 1000) if value else None
+
+
+def call_view(call: CallRecord) -> dict[str, Any]:
+    fields = call.fields
+    return {
+        "callId": fields["id"],
+        "status": fields["status"],
+        "to": fields["to"],
+        "from": fields.get("from"),
+        "agentId": fields["agent_id"],
+        "roomName": fields["room_name"],
+        "jobId": fields.get("job_id"),
+        "campaignId": fields.get("campaign_id"),
+        "callbackUrl": fields.get("callback_url"),
+        "sipTrunkId": fields.get("sip_trunk_id"),
+        "sipCallId": fields.get("sip_call_id"),
+        "sipStatusCode": fields.get("sip_status_code"),
+        "sipStatus": fields.get("sip_status"),
+        "endReason": fields.get("end_reason"),
+        "errorCode": fields.get("error_code"),
+        "errorMessage": fields.get("error_message"),
+        "maxDurationSeconds": fields.get("max_duration_seconds"),
+        "ringTimeoutSeconds": fields.get("ring_timeout_seconds"),
+        "createdAt": _ms_to_iso(fields.get("created_at")),
+        "updatedAt": _ms_to_iso(fields.get("updated_at")),
+        "endedAt": _ms_to_iso(fields.get("ended_at")),
+        "transitions": {
+            name[3:]: _ms_to_iso(fields[name]) for name in _TRANSITION_FIELDS if name in fields
+        },
+        "dynamicVariables": fields.get("dynamic_variables", {}),
+        "metadata": fields.get("metadata", {}),
+    }
+
+
+@router.post("/call")
+async def create_call(
+    body: CallCreate,
+    workspace: WorkspaceDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> CallAccepted:
+    return CallAccepted(**await place_call(store, settings, workspace, body, idempotency_key))
+
+
+@router.get("/call/{call_id}")
+async def get_call(call_id: str, workspace: WorkspaceDep, store: StoreDep) -> dict[str, Any]:
+    call = await get_workspace_call(store, workspace.id, call_id)
+    if call is None:
+        raise not_found("call", call_id)
+    return call_view(call)
+
+
+@router.post("/call/{call_id}/cancel")
+async def cancel(
+    call_id: str, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any]:
+    call = await get_workspace_call(store, workspace.id, call_id)
+    if call is None:
+        raise not_found("call", call_id)
+    status = await cancel_call(store, settings, call)
+    return {"status": "success", "callId": call_id, "callStatus": status}
+
+
+@router.get("/calls")
+async def calls(
+    workspace: WorkspaceDep,
+    store: StoreDep,
+    status: Annotated[str | None, Query()] = None,
+    agent_id: Annotated[str | None, Query()] = None,
+    campaign_id: Annotated[str | None, Query()] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    page = await list_calls(
+        store,
+        workspace.id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        agent_id=agent_id,
+        campaign_id=campaign_id,
+    )
+    return {"calls": [call_view(call) for call in page.calls], "nextCursor": page.next_cursor}

@@ -1,0 +1,46 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from livekit.protocol.room import ListRoomsRequest
+
+from api.deps import SettingsDep, StoreDep
+from api.livekit import livekit_client
+
+router = APIRouter(tags=["health"])
+_PROBE_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check(probe: Any) -> str:
+    try:
+        await asyncio.wait_for(probe, _PROBE_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        return f"error: {type(exc).__name__}: {exc}"[:200]
+    return "ok"
+
+
+@router.get("/readyz")
+async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    # Naming a room that never exists keeps the LiveKit probe cheap on big deployments.
+    livekit_probe = livekit_client(settings).room.list_rooms(
+        ListRoomsRequest(names=["outdial-readiness-probe"])
+    )
+    redis_state, livekit_state = await asyncio.gather(
+        _check(store.redis.ping()), _check(livekit_probe)
+    )
+    checks = {"redis": redis_state, "livekit": livekit_state}
+    ready = all(state == "ok" for state in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

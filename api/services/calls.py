@@ -1,0 +1,243 @@
+"""Placing and canceling calls: the checks before a call is accepted, and the answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import string
+from typing import Any
+
+from livekit import api as lkapi
+
+from agent_runtime.contract import VARIABLE_NAME
+from api.callback_urls import CallbackUrlError, check_callback_url
+from api.errors import ApiError
+from api.livekit import livekit_client
+from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
+from api.settings import Settings
+from api.store.base import Store
+from api.store.calls import CallDraft, CallRecord, accept_call
+from api.store.events import EventSpec, apply_event
+from api.store.numbers import pick_caller
+from api.store.workspaces import Workspace
+from sip import InvalidNumberError, delete_room, to_e164
+
+logger = logging.getLogger("outdial.api")
+
+_VARIABLE_NAME = re.compile(VARIABLE_NAME + r"\Z")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
+_ROOM_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def check_sizes(body: CallCreate) -> None:
+    variables = body.dynamic_variables
+    if len(variables) > MAX_VARIABLES:
+        raise ApiError(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"at most {MAX_VARIABLES} dynamic_variables allowed",
+            {"count": len(variables)},
+        )
+    for name in variables:
+        if len(name) > 64:
+            raise ApiError(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                "dynamic variable names are at most 64 characters",
+                {"name": name[:80]},
+            )
+        if not _VARIABLE_NAME.match(name):
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"dynamic variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*",
+                {"errors": [{"field": f"dynamic_variables.{name}", "message": "invalid name"}]},
+            )
+    for section in ("dynamic_variables", "metadata"):
+        size = _json_size(getattr(body, section))
+        if size > MAX_SECTION_BYTES:
+            raise ApiError(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"{section} is over {MAX_SECTION_BYTES} bytes",
+                {"field": section, "bytes": size},
+            )
+
+
+def request_fingerprint(body: CallCreate) -> str:
+    canonical = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_idempotency_key(key: str | None) -> None:
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            422, "VALIDATION_ERROR", "Idempotency-Key must be 1-255 printable ASCII characters"
+        )
+
+
+def _replay(previous: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    if previous.get("request_hash") != fingerprint:
+        raise ApiError(
+            409,
+            "IDEMPOTENCY_CONFLICT",
+            "this Idempotency-Key was used with a different request body",
+        )
+    return previous["response"]
+
+
+def agent_snapshot(agent: dict[str, Any]) -> dict[str, Any]:
+    """The contract's AgentConfig, frozen into the call at accept time."""
+    return {
+        "id": agent["id"],
+        "name": agent["name"],
+        "instructions": agent["instructions"],
+        "first_message": agent.get("first_message"),
+        "worker_name": agent["worker_name"],
+        "pipeline": agent.get("pipeline") or {},
+        "max_duration_seconds": agent.get("max_duration_seconds"),
+        "ring_timeout_seconds": agent.get("ring_timeout_seconds"),
+        "silence_timeout_seconds": agent.get("silence_timeout_seconds"),
+        "voicemail": {
+            "action": agent.get("voicemail_action", "hangup"),
+            "message": agent.get("voicemail_message"),
+        },
+        "transfer_to": agent.get("transfer_to"),
+    }
+
+
+async def place_call(
+    store: Store,
+    settings: Settings,
+    workspace: Workspace,
+    body: CallCreate,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    check_idempotency_key(idempotency_key)
+    fingerprint = request_fingerprint(body)
+    keys = store.keys
+    if idempotency_key:
+        previous = await store.redis.get(keys.idempotency(workspace.id, idempotency_key))
+        if previous:
+            return _replay(json.loads(previous), fingerprint)
+
+    try:
+        to = to_e164(body.to)
+    except InvalidNumberError as exc:
+        raise ApiError(400, "INVALID_NUMBER", str(exc), {"to": body.to}) from exc
+    check_sizes(body)
+    if body.callback_url is not None:
+        try:
+            await check_callback_url(body.callback_url, settings.callback_allow_private)
+        except CallbackUrlError as exc:
+            raise ApiError(400, "INVALID_CALLBACK_URL", str(exc)) from exc
+
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(keys.agent(workspace.id, body.call_agent_id))
+    pipe.hgetall(keys.numbers(workspace.id))
+    raw_agent, numbers = await pipe.execute()
+    if raw_agent is None:
+        raise ApiError(
+            404,
+            "INVALID_AGENT",
+            f"agent {body.call_agent_id} not found",
+            {"call_agent_id": body.call_agent_id},
+        )
+    agent = json.loads(raw_agent)
+
+    wanted = None
+    if body.from_number is not None:
+        try:
+            wanted = to_e164(body.from_number)
+        except InvalidNumberError as exc:
+            raise ApiError(
+                400, "INVALID_NUMBER_ID", str(exc), {"from_number": body.from_number}
+            ) from exc
+    caller = pick_caller(numbers, wanted)
+    if caller is not None:
+        from_number, trunk_id = caller.number, caller.sip_trunk_id
+    elif wanted is None and settings.default_sip_trunk_id:
+        from_number, trunk_id = None, settings.default_sip_trunk_id
+    else:
+        message = (
+            f"from_number {wanted} is not registered in this workspace"
+            if wanted
+            else "no caller id: register a number or set OUTDIAL_DEFAULT_SIP_TRUNK_ID"
+        )
+        raise ApiError(400, "INVALID_NUMBER_ID", message)
+
+    call_id = secrets.token_hex(12)
+    suffix = "".join(secrets.choice(_ROOM_SUFFIX_ALPHABET) for _ in range(10))
+    room_name = f"{agent['id']}-{suffix}"
+    draft = CallDraft(
+        id=call_id,
+        workspace_id=workspace.id,
+        agent_id=agent["id"],
+        to=to,
+        from_number=from_number,
+        sip_trunk_id=trunk_id,
+        room_name=room_name,
+        callback_url=body.callback_url,
+        dynamic_variables=body.dynamic_variables,
+        metadata=body.metadata,
+        campaign_id=body.campaign_id,
+        max_duration_seconds=body.max_duration_seconds
+        or agent.get("max_duration_seconds")
+        or settings.default_max_duration_seconds,
+        ring_timeout_seconds=body.ring_timeout_seconds
+        or agent.get("ring_timeout_seconds")
+        or settings.default_ring_timeout_seconds,
+        agent=agent_snapshot(agent),
+        idempotency_key=idempotency_key,
+    )
+    response = {
+        "status": "success",
+        "message": f"Outbound call job scheduled for agent {agent['id']} to number {to}",
+        "callId": call_id,
+        "roomName": room_name,
+    }
+    outcome = await accept_call(store, draft, response, fingerprint if idempotency_key else None)
+    assert outcome.previous is not None
+    if not outcome.created:
+        return _replay(outcome.previous, fingerprint)
+    logger.info(
+        "call accepted",
+        extra={"call_id": call_id, "workspace_id": workspace.id, "room": room_name},
+    )
+    return outcome.previous["response"]
+
+
+async def cancel_call(store: Store, settings: Settings, call: CallRecord) -> str:
+    """Cancel a call; returns its status afterwards. Dialed calls lose their room."""
+    result = await apply_event(
+        store,
+        call.id,
+        EventSpec(
+            "call.canceled",
+            {"reason": "canceled_by_client"},
+            call_fields={"end_reason": "canceled"},
+        ),
+    )
+    if not result.applied:
+        raise ApiError(
+            409,
+            "CALL_ALREADY_ENDED",
+            f"call {call.id} is already {result.status}",
+            {"status": result.status},
+        )
+    # Always: the status read before the cancel may be stale, and a missing room is fine.
+    try:
+        await delete_room(livekit_client(settings), call.room_name)
+    except (lkapi.ServerError, OSError, TimeoutError) as exc:
+        # An empty room closes by itself; the call is canceled either way.
+        logger.warning(
+            "could not delete room %s: %s", call.room_name, exc, extra={"call_id": call.id}
+        )
+    return result.status

@@ -1,0 +1,21 @@
+"""Entry module of the Dramatiq worker: `dramatiq api.worker` (or `outdial worker`).
+
+Importing it builds the broker from the environment, then registers the actors.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from api.jobs.broker import build_broker
+from api.logs import configure_logging
+from api.settings import get_settings
+
+settings = get_settings()
+configure_logging(settings.log_level, settings.log_json)
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+
+from api.jobs import dispatch  # noqa: E402  (actors bind to the broker set above)
+
+__all__ = ["broker", "dispatch"]
