@@ -1,0 +1,114 @@
+"""The `outdial` command: run the API, the dispatch worker, the agent worker; manage workspaces."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from api.settings import get_settings
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        # Drain in-flight requests on SIGTERM before exiting.
+        timeout_graceful_shutdown=args.graceful_timeout,
+    )
+    return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """Exec Dramatiq's own CLI (its signal handling and process supervision) with our tuning."""
+    settings = get_settings()
+    threads = args.threads or settings.worker_threads
+    env = dict(os.environ)
+    # Read by Dramatiq at import time, so they must be in the environment of the new process.
+    env.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
+    command = [
+        sys.executable, "-m", "dramatiq", "api.worker",
+        "--processes", str(args.processes),
+        "--threads", str(threads),
+        "--worker-shutdown-timeout", str(args.shutdown_timeout * 1000),
+    ]  # fmt: skip
+    os.execvpe(sys.executable, command, env)
+    return 0  # not reached
+
+
+def _create_workspace(args: argparse.Namespace) -> int:
+    from api.store.base import open_store
+    from api.store.workspaces import create_workspace
+
+    async def create() -> dict[str, str]:
+        store = open_store(get_settings())
+        try:
+            created = await create_workspace(store, args.name)
+        finally:
+            await store.aclose()
+        return {
+            "workspaceId": created.workspace.id,
+            "name": created.workspace.name,
+            "apiKey": created.api_key,
+            "webhookSecret": created.workspace.webhook_secret,
+        }
+
+    print(json.dumps(asyncio.run(create()), indent=2))
+    return 0
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from agent_runtime import run_cli
+
+    return run_cli(args.agent_args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="outdial", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    api = commands.add_parser("api", help="serve the HTTP API (uvicorn)")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    api.add_argument("--graceful-timeout", type=int, default=20, help="seconds to drain")
+    api.set_defaults(handler=_run_api)
+
+    worker = commands.add_parser("worker", help="run the Dramatiq dispatch and relay worker")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=None, help="default OUTDIAL_WORKER_THREADS")
+    worker.add_argument("--shutdown-timeout", type=int, default=30, help="seconds to finish work")
+    worker.set_defaults(handler=_run_worker)
+
+    workspace = commands.add_parser("workspace", help="manage workspaces")
+    workspace_commands = workspace.add_subparsers(dest="workspace_command", required=True)
+    create = workspace_commands.add_parser("create", help="create a workspace, print its key once")
+    create.add_argument("--name", required=True)
+    create.set_defaults(handler=_create_workspace)
+
+    agent = commands.add_parser(
+        "agent", help="run the agent worker: start | dev | download-files (livekit-agents CLI)"
+    )
+    agent.add_argument("agent_args", nargs=argparse.REMAINDER)
+    agent.set_defaults(handler=_run_agent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Shared fixtures. Every test gets its own Redis key prefix and deletes only those keys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from api.settings import Settings
+from tests.support import (
+    ADMIN_TOKEN,
+    TEST_API_KEY,
+    TEST_API_SECRET,
+    ApiServer,
+    WorkerProcess,
+    free_port,
+)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.exit(f"Redis is not reachable at {REDIS_URL}: {exc}", returncode=3)
+    yield client
+    delete_prefix(client, f"odtest-{RUN_ID}-")
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def livekit_server() -> Iterator[Any]:
+    from tests.livekit_server import LiveKitTestServer
+
+    server = LiveKitTestServer(api_key=TEST_API_KEY, api_secret=TEST_API_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lk(livekit_server: Any) -> Iterator[Any]:
+    """The LiveKit test server, reset for this test."""
+    livekit_server.reset()
+    yield livekit_server
+    livekit_server.reset()
+
+
+@pytest.fixture
+def api_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings(redis_client: redis.Redis, livekit_server: Any, api_port: int) -> Iterator[Settings]:
+    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield Settings(
+        REDIS_URL=REDIS_URL,
+        LIVEKIT_URL=livekit_server.url,
+        LIVEKIT_API_KEY=TEST_API_KEY,
+        LIVEKIT_API_SECRET=TEST_API_SECRET,
+        OUTDIAL_ADMIN_TOKEN=ADMIN_TOKEN,
+        OUTDIAL_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
+        OUTDIAL_REDIS_PREFIX=prefix,
+        OUTDIAL_CALLBACK_ALLOW_PRIVATE=True,
+        OUTDIAL_SECRET_KEY="test-event-token-key",
+        OUTDIAL_LOG_JSON=False,
+        OUTDIAL_LOG_LEVEL="WARNING",
+    )
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+def api_server(settings: Settings, api_port: int, lk: Any) -> Iterator[ApiServer]:
+    server = ApiServer(settings, api_port).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def client(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_server.url, timeout=15) as http:
+        yield http
+
+
+@pytest.fixture
+def worker(settings: Settings, api_server: ApiServer) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings).start()
+    yield process
+    process.stop()
+
+
+class Tenant:
+    """A workspace created through the admin API, with helpers to call as it."""
+
+    def __init__(self, http: httpx.AsyncClient, created: dict[str, Any]) -> None:
+        self.http = http
+        self.id: str = created["workspaceId"]
+        self.api_key: str = created["apiKey"]
+        self.webhook_secret: str = created["webhookSecret"]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-workspace-id": self.id, "x-api-key": self.api_key}
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = self.headers | kwargs.pop("headers", {})
+        return await self.http.request(method, path, headers=headers, **kwargs)
+
+    async def create_agent(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": "Reminder", "instructions": "Remind {{firstName}} of the appointment."}
+        response = await self.request("POST", "/v1/api/agents", json=body | fields)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def register_number(self, number: str = "+15105550100", **fields: Any) -> dict[str, Any]:
+        body = {"number": number, "sip_trunk_id": "ST_testtrunk"} | fields
+        response = await self.request("POST", "/v1/api/numbers", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def place_call(self, **fields: Any) -> httpx.Response:
+        headers = fields.pop("headers", {})
+        return await self.request("POST", "/v1/api/call", json=fields, headers=headers)
+
+
+async def create_tenant(http: httpx.AsyncClient, name: str = "acme") -> Tenant:
+    response = await http.post(
+        "/v1/admin/workspaces",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert response.status_code == 201, response.text
+    return Tenant(http, response.json())
+
+
+@pytest.fixture
+async def tenant(client: httpx.AsyncClient) -> Tenant:
+    return await create_tenant(client)

@@ -1,0 +1,160 @@
+"""Test plumbing: real servers and real worker processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from api.app import create_app
+from api.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_API_KEY = "testkey"
+TEST_API_SECRET = "test-secret-that-is-long-enough-for-hs256"
+ADMIN_TOKEN = "test-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces `settings` in a subprocess."""
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, list):
+            value = "[" + ",".join(str(item) for item in value) + "]"
+        env[field.alias or name.upper()] = str(value)
+    return env
+
+
+class ApiServer:
+    """The real FastAPI app under uvicorn, in a thread, on a loopback port."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        wait_until(lambda: self._server.started, timeout=10, what="uvicorn to start")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class WorkerProcess:
+    """`dramatiq api.worker` as a real subprocess (its own process group, so it can be killed)."""
+
+    def __init__(
+        self, settings: Settings, threads: int = 4, extra_env: dict[str, str] | None = None
+    ):
+        self.settings = settings
+        self.threads = threads
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    def start(self) -> WorkerProcess:
+        env = os.environ | settings_env(self.settings) | self.extra_env
+        env["PYTHONPATH"] = str(ROOT)
+        env.setdefault("dramatiq_worker_timeout", str(self.settings.worker_timeout_ms))
+        env.setdefault("dramatiq_queue_prefetch", str(self.threads))
+        self.log_path = Path(
+            f"/tmp/outdial-worker-{self.settings.redis_prefix}-{time.time_ns()}.log"
+        )
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "api.worker",
+                "--processes",
+                "1",
+                "--threads",
+                str(self.threads),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: what a crashed container looks like."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM to the master only: Dramatiq's graceful stop."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            try:
+                self.terminate(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""

@@ -1,0 +1,194 @@
+"""The dial job end to end: real API, real Redis, a real Dramatiq worker process, and the
+LiveKit protocol test server decoding what the worker sends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent_runtime.contract import DispatchMetadata
+from api.security import event_token
+from api.settings import Settings
+from tests.conftest import Tenant
+from tests.support import WorkerProcess, async_wait_until, free_port
+
+
+async def _call_status(tenant: Tenant, call_id: str) -> dict[str, Any]:
+    return (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
+
+
+async def _wait_status(
+    tenant: Tenant, call_id: str, statuses: set[str], timeout: float = 20
+) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        view = await _call_status(tenant, call_id)
+        return view if view["status"] in statuses else None
+
+    return await async_wait_until(reached, timeout=timeout, what=f"call {call_id} in {statuses}")
+
+
+@pytest.fixture
+async def agent(tenant: Tenant) -> dict[str, Any]:
+    created = await tenant.create_agent(
+        first_message="Hi {{firstName}}, this is Outdial.", ring_timeout_seconds=25
+    )
+    await tenant.register_number("+15105550100", sip_trunk_id="ST_primary")
+    return created
+
+
+async def test_happy_path_creates_room_with_dispatch_then_dials_once(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
+) -> None:
+    accepted = (
+        await tenant.place_call(
+            to="+44 20 7946 0958",
+            call_agent_id=agent["id"],
+            dynamic_variables={"firstName": "Ada"},
+            metadata={"crm_id": "42"},
+            max_duration_seconds=600,
+        )
+    ).json()
+    call_id = accepted["callId"]
+    view = await _wait_status(tenant, call_id, {"dialing"})
+
+    create_room = lk.requests("RoomService", "CreateRoom")
+    assert len(create_room) == 1
+    room_request = create_room[0].request
+    assert room_request.name == accepted["roomName"]
+    assert json.loads(room_request.metadata)["call_id"] == call_id
+    assert room_request.empty_timeout > 0 and room_request.departure_timeout > 0
+    assert len(room_request.agents) == 1
+    assert room_request.agents[0].agent_name == settings.agent_name
+    contract = DispatchMetadata.from_json(room_request.agents[0].metadata)
+    assert contract.call_id == call_id
+    assert contract.dynamic_variables == {"firstName": "Ada"}
+    assert contract.metadata == {"crm_id": "42"}
+    assert contract.agent.first_message == "Hi {{firstName}}, this is Outdial."
+    assert contract.to_number == "+442079460958"
+    assert contract.from_number == "+15105550100"
+    assert contract.events_url == f"{settings.public_url}/v1/internal/calls/{call_id}/events"
+    assert contract.event_token == event_token(call_id, settings.event_signing_key)
+
+    dials = lk.requests("SIP", "CreateSIPParticipant")
+    assert len(dials) == 1
+    sip = dials[0].request
+    assert sip.sip_trunk_id == "ST_primary"
+    assert sip.sip_number == "+15105550100"
+    assert sip.sip_call_to == "+442079460958"
+    assert sip.room_name == accepted["roomName"]
+    assert sip.participant_identity == f"sip-{call_id}"
+    assert sip.ringing_timeout.seconds == 25
+    assert sip.max_call_duration.seconds == 600
+    assert sip.wait_until_answered is False
+    # The room existed before the dial was sent.
+    assert create_room[0].received_at <= dials[0].received_at
+
+    assert view["status"] == "dialing"
+    assert view["sipCallId"]
+    events = (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
+    assert list(events["transitions"]) == ["queued", "dispatching", "dialing"]
+
+
+async def test_create_room_unavailable_is_retried_and_dials_once(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+) -> None:
+    lk.inject("RoomService", "CreateRoom", code="unavailable", status=503, times=2)
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    await _wait_status(tenant, call_id, {"dialing"})
+    assert lk.count("RoomService", "CreateRoom") == 3
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+
+
+async def test_sip_error_fails_the_call_and_deletes_the_room(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+) -> None:
+    lk.inject(
+        "SIP",
+        "CreateSIPParticipant",
+        code="failed_precondition",
+        status=412,
+        message="twirp error unknown: trunk refused",
+        meta={"sip_status_code": "503", "sip_status": "Service Unavailable"},
+    )
+    accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    view = await _wait_status(tenant, accepted["callId"], {"failed"})
+    assert view["errorCode"] == "LIVEKIT_FAILED_PRECONDITION"
+    assert "trunk refused" in view["errorMessage"]
+    assert view["sipStatusCode"] == 503
+    assert view["sipStatus"] == "Service Unavailable"
+    await async_wait_until(lambda: lk.count("RoomService", "DeleteRoom") >= 1, what="DeleteRoom")
+    assert lk.room(accepted["roomName"]) is None
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+
+
+async def test_livekit_unreachable_ends_the_call_failed(
+    tenant: Tenant, agent: dict[str, Any], settings: Settings, api_server: Any
+) -> None:
+    unreachable = settings.model_copy(update={"livekit_url": f"http://127.0.0.1:{free_port()}"})
+    process = WorkerProcess(unreachable).start()
+    try:
+        call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+            "callId"
+        ]
+        view = await _wait_status(tenant, call_id, {"failed"}, timeout=30)
+        assert view["errorCode"] == "LIVEKIT_UNAVAILABLE"
+        assert "could not create the room" in view["errorMessage"]
+    finally:
+        process.stop()
+
+
+async def test_cancel_after_dial_deletes_the_room(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+) -> None:
+    accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    await _wait_status(tenant, accepted["callId"], {"dialing"})
+    assert lk.room(accepted["roomName"]) is not None
+    response = await tenant.request("POST", f"/v1/api/call/{accepted['callId']}/cancel")
+    assert response.json()["callStatus"] == "canceled"
+    assert lk.room(accepted["roomName"]) is None
+
+
+# Where the worker dies, as seen from the LiveKit side, and what must follow.
+CRASH_POINTS = {
+    # CreateRoom received but not applied: the redelivered job creates the room and dials.
+    "before_create_room": ("RoomService", "CreateRoom", {"delay_before": 60}, "dialing", 1),
+    # Room created, answer lost: CreateRoom again is an upsert; then one dial.
+    "after_create_room": ("RoomService", "CreateRoom", {"delay_after": 60}, "dialing", 1),
+    # Marked dialing, the dial never reached LiveKit: the room shows no leg -> failed, no dial.
+    "after_dialing_mark": ("SIP", "CreateSIPParticipant", {"delay_before": 60}, "failed", 0),
+    # The dial went out, the answer was lost: the room shows the leg -> stays dialing.
+    "after_dial": ("SIP", "CreateSIPParticipant", {"delay_after": 60}, "dialing", 1),
+}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+async def test_worker_killed_mid_dispatch_never_dials_twice(
+    point: str, tenant: Tenant, agent: dict[str, Any], lk: Any, settings: Settings, api_server: Any
+) -> None:
+    service, method, fault, final_status, legs = CRASH_POINTS[point]
+    # Faster redelivery than production (10 s) keeps the suite short; same mechanism.
+    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000})
+    lk.inject(service, method, **fault)
+    first = WorkerProcess(fast).start()
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    room_name = (await _call_status(tenant, call_id))["roomName"]
+    await async_wait_until(lambda: lk.count(service, method) >= 1, timeout=20, what=method)
+    first.kill()
+
+    second = WorkerProcess(fast).start()
+    try:
+        view = await _wait_status(tenant, call_id, {final_status}, timeout=60)
+    finally:
+        second.stop()
+    room = lk.room(room_name)
+    sip_legs = [] if room is None else [p for p in room.participants if p.startswith("sip-")]
+    assert len(sip_legs) == legs, (point, view)
+    assert lk.count("SIP", "CreateSIPParticipant") <= 1
+    if final_status == "failed":
+        assert view["errorCode"] == "DIAL_INTERRUPTED"
