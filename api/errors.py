@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import CALLS_REFUSED
+
 logger = logging.getLogger("outdial.api")
 
 _HTTP_CODES = {
@@ -53,6 +55,11 @@ def service_unavailable(message: str = "storage is unavailable, nothing was stor
     return ApiError(503, "SERVICE_UNAVAILABLE", message)
 
 
+def _count_refused_call(request: Request, code: str) -> None:
+    if request.method == "POST" and request.url.path == "/v1/api/call":
+        CALLS_REFUSED.labels(code).inc()
+
+
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
@@ -71,11 +78,13 @@ def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _count_refused_call(request, exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_refused_call(request, "VALIDATION_ERROR")
         details = _validation_details(exc)
         first = details["errors"][0] if details["errors"] else {"field": "", "message": ""}
         message = f"{first['field'] or 'request'}: {first['message']}"
@@ -87,7 +96,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RedisError)
-    async def _redis(_: Request, exc: RedisError) -> JSONResponse:
+    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+        _count_refused_call(request, "SERVICE_UNAVAILABLE")
         logger.error("redis unavailable: %s", exc)
         return error_response(503, "SERVICE_UNAVAILABLE", "storage is unavailable, retry later")
 

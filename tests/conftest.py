@@ -85,6 +85,7 @@ def settings(redis_client: redis.Redis, livekit_server: Any, api_port: int) -> I
         OUTDIAL_SECRET_KEY="test-event-token-key",
         OUTDIAL_LOG_JSON=False,
         OUTDIAL_LOG_LEVEL="WARNING",
+        OUTDIAL_WORKER_METRICS_PORT=0,
     )
     delete_prefix(redis_client, prefix)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from api.jobs.metrics_server import WorkerMetrics
 from api.jobs.resources import WorkerResources
 from api.settings import Settings
 
@@ -20,4 +21,5 @@ def build_broker(settings: Settings) -> RedisBroker:
     )
     broker.add_middleware(AsyncIO())
     broker.add_middleware(WorkerResources())
+    broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
     return broker

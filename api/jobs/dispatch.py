@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from livekit import api as lkapi
 from agent_runtime.contract import AgentConfig, DispatchMetadata
 from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR
 from api.jobs.resources import worker_livekit, worker_settings, worker_store
+from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.store.calls import CallRecord, get_call
 from api.store.events import EventSpec, apply_event
@@ -146,6 +148,7 @@ async def _dial_once(call: CallRecord) -> None:
         store.keys.call(call.id),
         mapping={"sip_call_id": info.sip_call_id, "sip_participant_id": info.participant_id},
     )
+    TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
     current = await get_call(store, call.id)
     if current is not None and current.get("status") == "canceled":
@@ -199,7 +202,8 @@ async def dispatch(call_id: str) -> None:
     on_retry_exhausted="dispatch_exhausted",
 )
 async def dispatch_call(call_id: str) -> None:
-    await dispatch(call_id)
+    with DISPATCH_DURATION.time():
+        await dispatch(call_id)
 
 
 @dramatiq.actor(queue_name=DIAL_QUEUE, max_retries=10)

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 
 from api.deps import SettingsDep, StoreDep, WorkspaceDep
-from api.errors import not_found
+from api.errors import ApiError, not_found
+from api.metrics import CALLS_ACCEPTED
 from api.schemas.calls import CallAccepted, CallCreate
 from api.services.calls import cancel_call, place_call
 from api.store.calls import CALL_STATUSES, CallRecord, get_workspace_call, list_calls
@@ -62,7 +63,9 @@ async def create_call(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> CallAccepted:
-    return CallAccepted(**await place_call(store, settings, workspace, body, idempotency_key))
+    accepted = CallAccepted(**await place_call(store, settings, workspace, body, idempotency_key))
+    CALLS_ACCEPTED.inc()
+    return accepted
 
 
 @router.get("/call/{call_id}")
@@ -94,6 +97,8 @@ async def calls(
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
+    if status is not None and status not in CALL_STATUSES:
+        raise ApiError(422, "VALIDATION_ERROR", f"status must be one of {', '.join(CALL_STATUSES)}")
     page = await list_calls(
         store,
         workspace.id,

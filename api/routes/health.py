@@ -6,11 +6,14 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from livekit.protocol.room import ListRoomsRequest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import SettingsDep, StoreDep
+from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE
 from api.livekit import livekit_client
+from api.metrics import QUEUE_DEPTH
 
 router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT_SECONDS = 2.0
@@ -44,3 +47,19 @@ async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(store: StoreDep) -> Response:
+    try:
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.llen(store.dial_queue.ids)
+        pipe.llen(store.relay_queue.ids)
+        pipe.zcard(store.keys.relay_due())
+        dial, relay, due = await pipe.execute()
+        QUEUE_DEPTH.labels(DIAL_QUEUE).set(dial)
+        QUEUE_DEPTH.labels(RELAY_QUEUE).set(relay)
+        QUEUE_DEPTH.labels("relay_retries").set(due)
+    except Exception:  # metrics must render even while Redis is down
+        pass
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,10 +9,9 @@ from typing import Any
 
 from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
 from api.store.base import Store
-from api.store.events import EventSpec, apply_args, event_keys
+from api.store.events import TERMINAL_STATUSES, EventSpec, apply_args, event_keys
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
-TERMINAL_STATUSES = frozenset({"completed", "no_answer", "busy", "failed", "canceled"})
 CALL_STATUSES = (
     "queued",
     "dispatching",

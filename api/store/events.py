@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from api.jobs.messages import RELAY_ACTOR, RELAY_QUEUE, encode_message
+from api.metrics import CALLS_ENDED
 from api.store.base import Store
 
 # The status an event moves the call to; `None` marks an informational event.
@@ -34,6 +35,7 @@ EVENT_STATUS: dict[str, str | None] = {
     "agent.job_ended": None,
 }
 _ENDED_STATUSES = frozenset({"completed", "no_answer", "busy", "failed"})
+TERMINAL_STATUSES = _ENDED_STATUSES | {"canceled"}
 
 ApplyOutcome = Literal["applied", "duplicate", "stale", "conflict", "missing"]
 
@@ -120,10 +122,12 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
 
 async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     now_ms = int(time.time() * 1000)
-    result = await store.apply_event_script(
-        keys=event_keys(store, call_id), args=apply_args(store, event, now_ms, call_id)
-    )
-    return ApplyResult(outcome=result[0], sequence=int(result[1]), status=result[2])
+    args = apply_args(store, event, now_ms, call_id)
+    result = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
+    applied = ApplyResult(outcome=result[0], sequence=int(result[1]), status=result[2])
+    if applied.applied and args[1] and applied.status in TERMINAL_STATUSES:
+        CALLS_ENDED.labels(applied.status).inc()
+    return applied
 
 
 async def list_events(store: Store, call_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the API and the worker (each process exposes its own registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CALLS_ACCEPTED = Counter("outdial_calls_accepted_total", "Calls accepted by POST /v1/api/call")
+CALLS_REFUSED = Counter(
+    "outdial_calls_refused_total", "Calls refused by POST /v1/api/call", ["code"]
+)
+CALLS_ENDED = Counter(
+    "outdial_calls_ended_total", "Calls that reached a terminal state", ["status"]
+)
+DISPATCH_DURATION = Histogram(
+    "outdial_dispatch_duration_seconds",
+    "Dial job run time, from message pick-up to the dial request answered",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TIME_TO_DIAL = Histogram(
+    "outdial_time_to_dial_seconds",
+    "From call accepted to CreateSIPParticipant answered",
+    buckets=(0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+CALLBACK_DELIVERIES = Counter(
+    "outdial_callback_deliveries_total", "Callback delivery attempts by outcome", ["outcome"]
+)
+QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])
