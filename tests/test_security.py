@@ -1,0 +1,89 @@
+"""Signatures, tokens and callback URL rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.callback_urls import (
+    CallbackUrlError,
+    check_callback_url,
+    is_forbidden_address,
+    parse_callback_url,
+)
+from api.security import (
+    api_key_matches,
+    event_token,
+    event_token_matches,
+    hash_api_key,
+    sign_payload,
+    verify_signature,
+)
+
+
+def test_signature_round_trip_and_tampering() -> None:
+    body = b'{"id":"e1","type":"call.answered"}'
+    header = sign_payload(body, "whsec_x", timestamp=1_700_000_000)
+    assert header.startswith("t=1700000000,v1=")
+    assert verify_signature(body, header, "whsec_x", now=1_700_000_010)
+    assert not verify_signature(body + b" ", header, "whsec_x", now=1_700_000_010)
+    assert not verify_signature(body, header, "whsec_other", now=1_700_000_010)
+    assert not verify_signature(body, header, "whsec_x", now=1_700_001_000)  # replay window
+    assert not verify_signature(body, "garbage", "whsec_x")
+
+
+def test_event_tokens_are_per_call() -> None:
+    token = event_token("call-a", b"key")
+    assert event_token_matches("call-a", token, b"key")
+    assert not event_token_matches("call-b", token, b"key")
+    assert not event_token_matches("call-a", token, b"other-key")
+
+
+def test_api_keys_are_compared_by_hash() -> None:
+    assert api_key_matches("od_secret", hash_api_key("od_secret"))
+    assert not api_key_matches("od_secreT", hash_api_key("od_secret"))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.8",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "224.0.0.1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+    ],
+)
+def test_non_public_addresses_are_forbidden(address: str) -> None:
+    assert is_forbidden_address(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::1111"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert not is_forbidden_address(address)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x.com/",
+        "https://u:p@x.com/",
+        "http:///path",
+        "https://x.com:99999/",
+        "https://" + "a" * 2050 + ".com/",
+    ],
+)
+def test_malformed_callback_urls(url: str) -> None:
+    with pytest.raises(CallbackUrlError):
+        parse_callback_url(url)
+
+
+async def test_literal_private_hosts_are_refused_without_the_flag() -> None:
+    with pytest.raises(CallbackUrlError, match="non-public"):
+        await check_callback_url("http://127.0.0.1:8080/hook", allow_private=False)
+    await check_callback_url("http://127.0.0.1:8080/hook", allow_private=True)
+    assert parse_callback_url("https://example.com/x") == ("example.com", 443)

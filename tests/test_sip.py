@@ -1,0 +1,87 @@
+"""sip/: number normalisation and the mapping of LiveKit/SIP results to call outcomes."""
+
+from __future__ import annotations
+
+import pytest
+from livekit.api import ServerError, SipCallError
+from livekit.protocol.models import DisconnectReason
+
+from sip import (
+    InvalidNumberError,
+    dial_error_outcome,
+    left_after_answer_outcome,
+    left_before_answer_outcome,
+    to_e164,
+)
+from sip.dial import RetryPolicy, is_transient
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+1 (415) 555-2671", "+14155552671"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0044 20 7946 0958", "+442079460958"),
+        ("+33 6.12.34.56.78", "+33612345678"),
+    ],
+)
+def test_numbers_normalise_to_e164(raw: str, expected: str) -> None:
+    assert to_e164(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["4155552671", "+1 555", "+1415555267a", "", "++14155552671"])
+def test_ambiguous_or_invalid_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidNumberError):
+        to_e164(raw)
+
+
+@pytest.mark.parametrize(
+    ("code", "meta", "status", "reason", "sip_code"),
+    [
+        (
+            "resource_exhausted",
+            {"sip_status_code": "486", "sip_status": "Busy Here"},
+            "busy",
+            "busy",
+            486,
+        ),
+        ("permission_denied", {"sip_status_code": "603"}, "busy", "rejected", 603),
+        ("not_found", {"sip_status_code": "404"}, "failed", "invalid_number", 404),
+        ("deadline_exceeded", {"sip_status_code": "408"}, "no_answer", "no_answer", 408),
+        ("canceled", {}, "no_answer", "no_answer", None),
+        ("failed_precondition", {"sip_status_code": "503"}, "failed", "trunk_failure", 503),
+        ("unavailable", {}, "failed", "livekit_error", None),
+    ],
+)
+def test_dial_errors_map_to_outcomes(
+    code: str, meta: dict[str, str], status: str, reason: str, sip_code: int | None
+) -> None:
+    outcome = dial_error_outcome(SipCallError(code, "x", status=400, metadata=meta))
+    assert (outcome.status, outcome.reason, outcome.sip_status_code) == (status, reason, sip_code)
+    plain = dial_error_outcome(ServerError(code, "x", status=400, metadata=meta))
+    assert plain == outcome
+
+
+def test_leaving_before_answer_uses_sip_code_then_disconnect_reason() -> None:
+    busy = left_before_answer_outcome(DisconnectReason.USER_REJECTED, 486, "Busy Here")
+    assert (busy.status, busy.reason, busy.sip_status) == ("busy", "busy", "Busy Here")
+    assert left_before_answer_outcome(DisconnectReason.USER_REJECTED).status == "busy"
+    assert left_before_answer_outcome(DisconnectReason.USER_UNAVAILABLE).status == "no_answer"
+    trunk = left_before_answer_outcome(DisconnectReason.SIP_TRUNK_FAILURE)
+    assert (trunk.status, trunk.reason) == ("failed", "trunk_failure")
+    assert left_before_answer_outcome(DisconnectReason.CLIENT_INITIATED).status == "no_answer"
+
+
+def test_leaving_after_answer_completes_the_call() -> None:
+    assert left_after_answer_outcome(DisconnectReason.CLIENT_INITIATED).reason == "hangup_by_callee"
+    assert left_after_answer_outcome(DisconnectReason.ROOM_DELETED).reason == "hangup_by_agent"
+    assert left_after_answer_outcome(DisconnectReason.MEDIA_FAILURE).status == "completed"
+
+
+def test_only_transport_and_server_errors_are_transient() -> None:
+    assert is_transient(TimeoutError())
+    assert is_transient(ServerError("unavailable", "x", status=503))
+    assert is_transient(ServerError("internal", "x", status=500))
+    assert not is_transient(ServerError("invalid_argument", "x", status=400))
+    assert not is_transient(ValueError())
+    assert RetryPolicy(attempts=4, first_delay=0.5, max_delay=1.0).delays() == [0.5, 1.0, 1.0]
