@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -68,12 +69,15 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
-    errors = []
-    for error in exc.errors():
+def validation_error(errors: Sequence[Any]) -> ApiError:
+    """VALIDATION_ERROR from pydantic-style errors (`loc`, `msg`), first one in the message."""
+    details = []
+    for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        errors.append({"field": ".".join(location), "message": error.get("msg", "invalid")})
-    return {"errors": errors}
+        details.append({"field": ".".join(location), "message": error.get("msg", "invalid")})
+    first = details[0] if details else {"field": "", "message": "invalid"}
+    message = f"{first['field'] or 'request'}: {first['message']}"
+    return ApiError(422, "VALIDATION_ERROR", message, {"errors": details})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -85,10 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         _count_refused_call(request, "VALIDATION_ERROR")
-        details = _validation_details(exc)
-        first = details["errors"][0] if details["errors"] else {"field": "", "message": ""}
-        message = f"{first['field'] or 'request'}: {first['message']}"
-        return error_response(422, "VALIDATION_ERROR", message, details)
+        error = validation_error(exc.errors())
+        return error_response(error.status, error.code, error.message, error.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

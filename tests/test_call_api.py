@@ -179,7 +179,8 @@ async def test_idempotency_key_replays_and_conflicts(
     [
         ({}, 401, "UNAUTHORIZED"),
         ({"x-api-key": "od_wrong"}, 401, "UNAUTHORIZED"),
-        ({"x-workspace-id": "ws_nope"}, 401, "UNAUTHORIZED"),
+        # A valid key presented for a workspace it does not open.
+        ({"x-workspace-id": "ws_nope"}, 403, "PERMISSION_DENIED"),
     ],
 )
 async def test_authentication_failures(
@@ -188,6 +189,7 @@ async def test_authentication_failures(
     sent = {"x-workspace-id": tenant.id} | headers if headers else {}
     if "x-api-key" not in sent and "x-workspace-id" in headers:
         sent["x-api-key"] = tenant.api_key
+    # The body is invalid too: credentials are judged first.
     response = await client.post("/v1/api/call", json={}, headers=sent)
     await _expect_error(response, status, code)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query, Request
 
-from api.deps import SettingsDep, StoreDep, WorkspaceDep
+from api.deps import CredentialsDep, SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
 from api.metrics import CALLS_ACCEPTED
 from api.schemas.calls import CallAccepted, CallCreate
@@ -55,15 +55,30 @@ def call_view(call: CallRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/call")
+_CALL_DOCS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CallCreate.model_json_schema()}},
+    },
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+        },
+    ],
+}
+
+
+@router.post("/call", openapi_extra=_CALL_DOCS)
 async def create_call(
-    body: CallCreate,
-    workspace: WorkspaceDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    request: Request, creds: CredentialsDep, store: StoreDep, settings: SettingsDep
 ) -> CallAccepted:
-    accepted = CallAccepted(**await place_call(store, settings, workspace, body, idempotency_key))
+    # place_call authenticates (in its one read round trip) before it judges the body.
+    idempotency_key = request.headers.get("idempotency-key")
+    raw_body = await request.body()
+    accepted = CallAccepted(**await place_call(store, settings, creds, raw_body, idempotency_key))
     CALLS_ACCEPTED.inc()
     return accepted
 

@@ -11,10 +11,12 @@ import string
 from typing import Any
 
 from livekit import api as lkapi
+from pydantic import ValidationError
 
 from agent_runtime.contract import VARIABLE_NAME
+from api.auth import Credentials, authorize
 from api.callback_urls import CallbackUrlError, check_callback_url
-from api.errors import ApiError
+from api.errors import ApiError, validation_error
 from api.livekit import livekit_client
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
 from api.settings import Settings
@@ -22,7 +24,7 @@ from api.store.base import Store
 from api.store.calls import CallDraft, CallRecord, accept_call
 from api.store.events import EventSpec, apply_event
 from api.store.numbers import pick_caller
-from api.store.workspaces import Workspace
+from api.store.workspaces import Authentication, queue_authentication
 from sip import InvalidNumberError, delete_room, to_e164
 
 logger = logging.getLogger("outdial.api")
@@ -116,17 +118,38 @@ def agent_snapshot(agent: dict[str, Any]) -> dict[str, Any]:
 async def place_call(
     store: Store,
     settings: Settings,
-    workspace: Workspace,
-    body: CallCreate,
+    creds: Credentials,
+    raw_body: bytes,
     idempotency_key: str | None,
 ) -> dict[str, Any]:
+    """Accept a call. The hot path: one pipelined read (credentials, agent, numbers, earlier
+    answer for the idempotency key), the checks, then one atomic write.
+
+    The body is parsed first (its agent id names a key to read) but a bad body is reported
+    only after the credentials were checked: a wrong key always hears 401 first.
+    """
+    try:
+        body: CallCreate | None = CallCreate.model_validate_json(raw_body)
+    except ValidationError as exc:
+        body, invalid_body = None, exc
+    keys = store.keys
+    workspace_id = creds.workspace_id
+    pipe = store.redis.pipeline(transaction=False)
+    queue_authentication(pipe, store, workspace_id, creds.key_hash)
+    if body is not None:
+        pipe.get(keys.agent(workspace_id, body.call_agent_id))
+        pipe.hgetall(keys.numbers(workspace_id))
+        if idempotency_key:
+            pipe.get(keys.idempotency(workspace_id, idempotency_key))
+    owner, raw_workspace, *reads = await pipe.execute()
+    workspace = authorize(Authentication.from_replies(owner, raw_workspace))
+    if body is None:
+        raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)
     fingerprint = request_fingerprint(body)
-    keys = store.keys
-    if idempotency_key:
-        previous = await store.redis.get(keys.idempotency(workspace.id, idempotency_key))
-        if previous:
-            return _replay(json.loads(previous), fingerprint)
+    raw_agent, numbers, *previous = reads
+    if previous and previous[0]:
+        return _replay(json.loads(previous[0]), fingerprint)
 
     try:
         to = to_e164(body.to)
@@ -138,11 +161,6 @@ async def place_call(
             await check_callback_url(body.callback_url, settings.callback_allow_private)
         except CallbackUrlError as exc:
             raise ApiError(400, "INVALID_CALLBACK_URL", str(exc)) from exc
-
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.get(keys.agent(workspace.id, body.call_agent_id))
-    pipe.hgetall(keys.numbers(workspace.id))
-    raw_agent, numbers = await pipe.execute()
     if raw_agent is None:
         raise ApiError(
             404,
@@ -174,7 +192,8 @@ async def place_call(
         raise ApiError(400, "INVALID_NUMBER_ID", message)
 
     call_id = secrets.token_hex(12)
-    suffix = "".join(secrets.choice(_ROOM_SUFFIX_ALPHABET) for _ in range(10))
+    # 36 does not divide 256: a bias of 1.6% per character, harmless for a name suffix.
+    suffix = "".join(_ROOM_SUFFIX_ALPHABET[byte % 36] for byte in secrets.token_bytes(10))
     room_name = f"{agent['id']}-{suffix}"
     draft = CallDraft(
         id=call_id,

@@ -128,9 +128,6 @@ async def accept_call(
     idem_key = keys.idempotency(draft.workspace_id, draft.idempotency_key or "")
     idem_value = json.dumps({"request_hash": request_hash, "response": response})
 
-    fields: list[str] = []
-    for name, value in draft_hash.items():
-        fields += [name, value]
     queued = EventSpec(type="call.queued", data={"to": draft.to, "agentId": draft.agent_id})
     result = await store.accept_call_script(
         keys=[
@@ -148,8 +145,7 @@ async def accept_call(
             store.retention_seconds,
             dial.message_id,
             dial.body,
-            len(draft_hash),
-            *fields,
+            json.dumps(draft_hash, separators=(",", ":")),
             *apply_args(store, queued, now_ms, draft.id),
         ],
     )

@@ -6,6 +6,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from redis.asyncio.client import Pipeline
+
 from api.security import hash_api_key, new_api_key, new_webhook_secret
 from api.store.base import Store
 
@@ -92,14 +94,22 @@ class Authentication:
     # The workspace the presented key belongs to (None: no workspace has that key).
     key_owner: str | None
 
+    @classmethod
+    def from_replies(cls, owner: str | None, raw: dict[str, str]) -> Authentication:
+        return cls(Workspace.from_hash(raw) if raw else None, owner)
 
-async def authenticate(store: Store, workspace_id: str, api_key: str) -> Authentication:
+
+def queue_authentication(pipe: Pipeline, store: Store, workspace_id: str, key_hash: str) -> None:
+    """Adds the two reads `Authentication.from_replies` needs to a pipeline."""
+    pipe.get(store.keys.api_key(key_hash))
+    pipe.hgetall(store.keys.workspace(workspace_id))
+
+
+async def authenticate(store: Store, workspace_id: str, key_hash: str) -> Authentication:
     """One round trip: the key's owner and the named workspace."""
     pipe = store.redis.pipeline(transaction=False)
-    pipe.get(store.keys.api_key(hash_api_key(api_key)))
-    pipe.hgetall(store.keys.workspace(workspace_id))
-    owner, raw = await pipe.execute()
-    return Authentication(Workspace.from_hash(raw) if raw else None, owner)
+    queue_authentication(pipe, store, workspace_id, key_hash)
+    return Authentication.from_replies(*await pipe.execute())
 
 
 async def set_disabled(store: Store, workspace_id: str, disabled: bool) -> Workspace | None:
