@@ -134,7 +134,10 @@ class Tenant:
         return response.json()
 
     async def register_number(self, number: str = "+15105550100", **fields: Any) -> dict[str, Any]:
-        body = {"number": number, "sip_trunk_id": "ST_testtrunk"} | fields
+        """Registers `number`; without `sip_trunk_id`, Outdial creates its trunk at LiveKit."""
+        body = {"number": number} | fields
+        if "sip_trunk_id" not in fields:
+            body["trunk"] = {"address": "sip.example.net"}
         response = await self.request("POST", "/v1/api/numbers", json=body)
         assert response.status_code == 201, response.text
         return response.json()

@@ -322,7 +322,6 @@ async def test_numbers_default_and_caller_choice(tenant: Tenant) -> None:
 async def test_number_with_trunk_spec_creates_the_livekit_trunk(tenant: Tenant, lk: Any) -> None:
     created = await tenant.register_number(
         "+15105550100",
-        sip_trunk_id=None,
         trunk={
             "address": "sip.example.net",
             "transport": "tcp",

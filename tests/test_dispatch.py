@@ -34,8 +34,8 @@ async def agent(tenant: Tenant) -> dict[str, Any]:
     created = await tenant.create_agent(
         first_message="Hi {{firstName}}, this is Outdial.", ring_timeout_seconds=25
     )
-    await tenant.register_number("+15105550100", sip_trunk_id="ST_primary")
-    return created
+    number = await tenant.register_number("+15105550100")
+    return created | {"trunk_id": number["sip_trunk_id"]}
 
 
 async def test_happy_path_creates_room_with_dispatch_then_dials_once(
@@ -74,7 +74,7 @@ async def test_happy_path_creates_room_with_dispatch_then_dials_once(
     dials = lk.requests("SIP", "CreateSIPParticipant")
     assert len(dials) == 1
     sip = dials[0].request
-    assert sip.sip_trunk_id == "ST_primary"
+    assert sip.sip_trunk_id == agent["trunk_id"]
     assert sip.sip_number == "+15105550100"
     assert sip.sip_call_to == "+442079460958"
     assert sip.room_name == accepted["roomName"]
@@ -155,13 +155,13 @@ async def test_cancel_after_dial_deletes_the_room(
 # Where the worker dies, as seen from the LiveKit side, and what must follow.
 CRASH_POINTS = {
     # CreateRoom received but not applied: the redelivered job creates the room and dials.
-    "before_create_room": ("RoomService", "CreateRoom", {"delay_before": 60}, "dialing", 1),
+    "before_create_room": ("RoomService", "CreateRoom", {"delay_before": 30}, "dialing", 1),
     # Room created, answer lost: CreateRoom again is an upsert; then one dial.
-    "after_create_room": ("RoomService", "CreateRoom", {"delay_after": 60}, "dialing", 1),
+    "after_create_room": ("RoomService", "CreateRoom", {"delay_after": 30}, "dialing", 1),
     # Marked dialing, the dial never reached LiveKit: the room shows no leg -> failed, no dial.
-    "after_dialing_mark": ("SIP", "CreateSIPParticipant", {"delay_before": 60}, "failed", 0),
+    "after_dialing_mark": ("SIP", "CreateSIPParticipant", {"delay_before": 30}, "failed", 0),
     # The dial went out, the answer was lost: the room shows the leg -> stays dialing.
-    "after_dial": ("SIP", "CreateSIPParticipant", {"delay_after": 60}, "dialing", 1),
+    "after_dial": ("SIP", "CreateSIPParticipant", {"delay_after": 30}, "dialing", 1),
 }
 
 

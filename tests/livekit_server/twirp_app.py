@@ -1,0 +1,165 @@
+"""The aiohttp request handler for Twirp: recording, fault injection, auth, routing.
+
+Order for every request: record it (status None) -> pick a fault -> delay_before ->
+a fault that acts "instead of applying" answers / drops here -> auth, grants and the RPC
+itself -> delay_after -> a fault that acts "after applying" answers / drops here ->
+answer and set the record's status. A client that gives up during a delay does not stop
+the server from applying the request, as with a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from .faults import Fault, FaultTable
+from .rpcs import RPCS, Outcome
+from .state import JobInfo, RecordedRequest, ServerState
+from .twirp import (
+    JSON,
+    PROTOBUF,
+    AuthStyle,
+    PlainHTTPError,
+    TwirpError,
+    authenticate,
+    bad_route,
+    check_grants,
+    decode,
+    encode,
+    media_type,
+)
+
+DROPPED = 0  # RecordedRequest.status of a request whose connection was closed on purpose
+
+
+class TwirpApp:
+    def __init__(
+        self,
+        state: ServerState,
+        faults: FaultTable,
+        api_key: str,
+        api_secret: str,
+        auth_style: AuthStyle,
+        on_jobs: Callable[[list[JobInfo]], None],
+        on_ended: Callable[[list[JobInfo]], Awaitable[None]],
+    ) -> None:
+        self._state = state
+        self._faults = faults
+        self._key = api_key
+        self._secret = api_secret
+        self._auth_style = auth_style
+        self._on_jobs = on_jobs
+        self._on_ended = on_ended
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.time()
+        full_service, _, method = request.match_info["tail"].partition("/")
+        service = full_service.removeprefix("livekit.")
+        record = RecordedRequest(
+            service=service,
+            method=method,
+            request=None,
+            claims={},
+            received_at=received_at,
+            request_id=request.headers.get("X-Livekit-Request-Id", ""),
+        )
+        body = await request.read()
+        with self._state.cond:
+            self._state.counts[(service, method)] += 1
+            if self._state.record_requests:
+                self._state.requests.append(record)
+            self._state.cond.notify_all()
+
+        fault = self._faults.take(service, method)
+        if fault is not None and fault.delay_before > 0:
+            await asyncio.sleep(fault.delay_before)
+        if fault is not None and (fault.is_error or fault.drop) and not fault.applies_first:
+            return self._fault_answer(request, record, fault)
+
+        response = await self._apply(request, record, full_service, body)
+
+        if fault is not None and fault.delay_after > 0:
+            await asyncio.sleep(fault.delay_after)
+        if fault is not None and (fault.is_error or fault.drop) and fault.applies_first:
+            return self._fault_answer(request, record, fault)
+        return self._finish(record, response)
+
+    async def _apply(
+        self, request: web.Request, record: RecordedRequest, full_service: str, body: bytes
+    ) -> web.Response:
+        path = request.path
+        rpc = RPCS.get((record.service, record.method))
+        ctype = media_type(request.content_type)
+        try:
+            if request.method != "POST":
+                raise bad_route(
+                    request.method, path, f"unsupported method {request.method} (only POST)"
+                )
+            if not full_service.startswith("livekit.") or rpc is None:
+                raise bad_route(request.method, path)
+            if ctype not in (PROTOBUF, JSON):
+                raise bad_route(request.method, path, f"unexpected Content-Type: {ctype!r}")
+            record.request = decode(body, ctype, rpc.request_cls)
+            header = request.headers.get("Authorization")
+            try:
+                record.claims = authenticate(header, self._key, self._secret, self._auth_style)
+            except (PlainHTTPError, TwirpError):
+                record.claims = _unverified_claims(header)
+                raise
+            room = getattr(record.request, rpc.room_field) if rpc.room_field else ""
+            check_grants(record.claims, rpc.grants, room, self._auth_style)
+            outcome: Outcome = rpc.handler(self._state, record.request)
+        except (TwirpError, PlainHTTPError) as exc:
+            if isinstance(exc, TwirpError):
+                record.error_code = exc.code
+            return exc.response()
+        except Exception as exc:  # a bug in the test server: say so instead of hanging
+            record.error_code = "internal"
+            return TwirpError("internal", f"test server error: {exc!r}").response()
+        if outcome.new_jobs:
+            self._on_jobs(outcome.new_jobs)
+        if outcome.ended_jobs:
+            await self._on_ended(outcome.ended_jobs)
+        record.response = outcome.response
+        return encode(outcome.response, ctype)
+
+    def _fault_answer(
+        self, request: web.Request, record: RecordedRequest, fault: Fault
+    ) -> web.StreamResponse:
+        if fault.drop:
+            # close the socket without a byte of answer: the client sees a disconnect
+            if request.transport is not None:
+                request.transport.close()
+            self._set_status(record, DROPPED, None)
+            # aiohttp skips writing to a closed transport quietly (raising would log)
+            return web.Response(status=204)
+        code, status = fault.error_code_and_status()
+        error = TwirpError(code, fault.message, meta=fault.meta, status=status)
+        record.error_code = code
+        return self._finish(record, error.response())
+
+    def _finish(self, record: RecordedRequest, response: web.Response) -> web.Response:
+        self._set_status(record, response.status, record.error_code)
+        return response
+
+    def _set_status(self, record: RecordedRequest, status: int, code: str | None) -> None:
+        with self._state.cond:
+            record.status = status
+            record.error_code = code
+            self._state.cond.notify_all()
+
+
+def _unverified_claims(header: str | None) -> dict[str, Any]:
+    """Best-effort claims of a token that failed verification, for debugging records."""
+    if not header:
+        return {}
+    token = header.removeprefix("Bearer ")
+    try:
+        return jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
