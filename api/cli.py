@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=_create_workspace)
 
     agent = commands.add_parser(
-        "agent", help="run the agent worker: start | dev | download-files (livekit-agents CLI)"
+        "agent",
+        help="run the agent worker: start | dev | download-files (livekit-agents CLI)",
+        add_help=False,  # --help belongs to the agent CLI
     )
     agent.add_argument("agent_args", nargs=argparse.REMAINDER)
     agent.set_defaults(handler=_run_agent)

@@ -46,9 +46,10 @@ async def close_worker_resources() -> None:
 
 
 class WorkerResources(Middleware):
-    """Closes the per-process clients before the event loop stops."""
+    """Closes the per-process clients once in-flight messages are done, while the event loop
+    still runs (install it before the AsyncIO middleware, which stops the loop)."""
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             try:

@@ -1,0 +1,186 @@
+"""Operations: readiness against a Redis that goes away and comes back, metrics, graceful
+worker shutdown, and the command-line entry points."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from api.settings import Settings
+from tests.conftest import Tenant, delete_prefix
+from tests.support import ROOT, ApiServer, WorkerProcess, async_wait_until, free_port
+
+
+class SpareRedis:
+    """A throwaway redis-server on a spare port that tests may stop and start."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def spare_redis() -> Iterator[SpareRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed")
+    server = SpareRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_readiness_follows_redis_down_and_back(
+    spare_redis: SpareRedis, settings: Settings, lk: Any
+) -> None:
+    server = ApiServer(settings.model_copy(update={"redis_url": spare_redis.url}), free_port())
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"] == {"redis": "ok", "livekit": "ok"}
+
+            spare_redis.stop()
+            down = await http.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["checks"]["redis"].startswith("error")
+            assert (await http.get("/healthz")).status_code == 200  # alive, just not ready
+
+            spare_redis.start()
+
+            async def recovered() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+
+            await async_wait_until(recovered, timeout=15, what="readiness to recover")
+    finally:
+        server.stop()
+
+
+async def test_readiness_reports_livekit_down(settings: Settings, lk: Any) -> None:
+    dead = settings.model_copy(update={"livekit_url": f"http://127.0.0.1:{free_port()}"})
+    server = ApiServer(dead, free_port()).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            response = await http.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["redis"] == "ok"
+        assert response.json()["checks"]["livekit"].startswith("error")
+    finally:
+        server.stop()
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{labels} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_accepted_and_refused_calls(
+    tenant: Tenant, client: httpx.AsyncClient
+) -> None:
+    before = (await client.get("/metrics")).text
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    assert (
+        await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+    ).status_code == 200
+    assert (await tenant.place_call(to="12", call_agent_id=agent["id"])).status_code == 400
+    after = (await client.get("/metrics")).text
+    accepted = "outdial_calls_accepted_total"
+    refused = ("outdial_calls_refused_total", '{code="INVALID_NUMBER"}')
+    assert _metric(after, accepted) == _metric(before, accepted) + 1
+    assert _metric(after, *refused) == _metric(before, *refused) + 1
+    assert 'outdial_queue_depth{queue="outdial.dial"} 1.0' in after
+
+
+async def test_worker_finishes_its_message_on_sigterm(
+    tenant: Tenant, lk: Any, settings: Settings, api_server: Any
+) -> None:
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    lk.inject("RoomService", "CreateRoom", delay_before=2.0)
+    worker = WorkerProcess(settings).start()
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    await lk.wait_for_async("RoomService", "CreateRoom", timeout=20)
+    started = time.monotonic()
+    exit_code = worker.terminate(timeout=30)
+    assert exit_code == 0, worker.log()
+    view = (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
+    # The in-flight dial finished before the process left; nothing was left half done.
+    assert view["status"] == "dialing", view
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+    assert time.monotonic() - started < 30
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["api"], ["worker"], ["workspace", "create"]])
+def test_cli_entry_points_start(command: list[str]) -> None:
+    result = _cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: outdial" in result.stdout
+
+
+def test_cli_agent_entry_point_starts() -> None:
+    result = _cli("agent", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "start" in result.stdout and "dev" in result.stdout
+
+
+def test_cli_creates_a_workspace(redis_client: redis.Redis, settings: Settings) -> None:
+    from tests.support import settings_env
+
+    env = {**settings_env(settings), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    result = _cli("workspace", "create", "--name", "cli-made", env=env)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["apiKey"].startswith("od_") and created["webhookSecret"].startswith("whsec_")
+    stored = redis_client.hgetall(f"{settings.redis_prefix}:ws:{created['workspaceId']}")
+    assert stored[b"name"] == b"cli-made"
+    assert created["apiKey"].encode() not in stored.values()  # only its hash is kept
+    delete_prefix(redis_client, settings.redis_prefix)
