@@ -1,0 +1,341 @@
+"""Call path benchmark: accept throughput, time-to-dial, crash recovery, idle worker CPU.
+
+Runs the real stack on loopback: the API under uvicorn (1 process), one Dramatiq worker
+process started by `outdial worker` (production tuning), the LiveKit protocol test server,
+and Redis at REDIS_URL. Needs `wrk` for the throughput phases.
+
+    python -m bench.call_path            # prints a markdown report
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import redis
+
+from tests.livekit_server import LiveKitTestServer
+from tests.support import ROOT, free_port
+
+API_KEY, API_SECRET, ADMIN = "benchkey", "bench-secret-long-enough-for-hs256-xx", "bench-admin"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        self.lk = LiveKitTestServer(api_key=API_KEY, api_secret=API_SECRET).start()
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.env = os.environ | {
+            "REDIS_URL": REDIS_URL,
+            "LIVEKIT_URL": self.lk.url,
+            "LIVEKIT_API_KEY": API_KEY,
+            "LIVEKIT_API_SECRET": API_SECRET,
+            "OUTDIAL_ADMIN_TOKEN": ADMIN,
+            "OUTDIAL_PUBLIC_URL": self.api_url,
+            "OUTDIAL_REDIS_PREFIX": self.prefix,
+            "OUTDIAL_CALLBACK_ALLOW_PRIVATE": "true",
+            "OUTDIAL_LOG_LEVEL": "WARNING",
+            "OUTDIAL_WORKER_METRICS_PORT": "0",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.api = self._spawn(
+            [sys.executable, "-m", "uvicorn", "api.app:app", "--port", str(self.api_port),
+             "--log-level", "warning"]
+        )  # fmt: skip
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.redis = redis.Redis.from_url(REDIS_URL)
+
+    def _spawn(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env or self.env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def start_worker(self, extra: dict[str, str] | None = None) -> None:
+        self.worker = self._spawn(
+            [sys.executable, "-m", "api.cli", "worker"], env=self.env | (extra or {})
+        )
+
+    def kill_worker(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait()
+
+    def stop_worker(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            self.worker.wait(timeout=30)
+
+    def close(self) -> None:
+        self.kill_worker()
+        self.api.terminate()
+        self.api.wait(timeout=10)
+        self.lk.stop()
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            self.redis.delete(*keys[start : start + 500])
+
+
+async def setup_tenant(stack: Stack) -> dict[str, str]:
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        for _ in range(100):
+            try:
+                async with http.get("/healthz"):
+                    break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        async with http.post(
+            "/v1/admin/workspaces", json={"name": "bench"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        ) as response:  # fmt: skip
+            ws = await response.json()
+        headers = {"x-workspace-id": ws["workspaceId"], "x-api-key": ws["apiKey"]}
+        async with http.post(
+            "/v1/api/agents", json={"name": "b", "instructions": "Hi {{firstName}}"},
+            headers=headers,
+        ) as response:  # fmt: skip
+            agent = await response.json()
+        async with http.post(
+            "/v1/api/numbers",
+            json={"number": "+15105550100", "trunk": {"address": "sip.example.net"}},
+            headers=headers,
+        ) as response:
+            assert response.status == 201, await response.text()
+    return headers | {"agent": agent["id"]}
+
+
+def call_body(tenant: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "to": "+14155552671",
+            "call_agent_id": tenant["agent"],
+            "dynamic_variables": {"firstName": "Ada"},
+            "metadata": {"crm_id": "42"},
+        }
+    )
+
+
+def wrk(url: str, tenant: dict[str, str], seconds: int, connections: int = 32) -> dict[str, float]:
+    script = Path(f"/tmp/outdial-bench-{uuid.uuid4().hex[:6]}.lua")
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(call_body(tenant))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["x-workspace-id"] = "{tenant["x-workspace-id"]}"\n'
+        f'wrk.headers["x-api-key"] = "{tenant["x-api-key"]}"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    script.unlink()
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds: float) -> dict:
+    """Open loop: `rate` calls/s; returns time-to-dial stats and what was lost."""
+    body = call_body(tenant)
+    headers = {k: v for k, v in tenant.items() if k != "agent"} | {
+        "content-type": "application/json"
+    }
+    call_ids: list[str] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(base_url=stack.api_url, connector=connector) as http:
+
+        async def one() -> None:
+            nonlocal failures
+            async with http.post("/v1/api/call", data=body, headers=headers) as response:
+                if response.status == 200:
+                    call_ids.append((await response.json())["callId"])
+                else:
+                    failures += 1
+
+        tasks = []
+        started = time.perf_counter()
+        total = int(rate * seconds)
+        for index in range(total):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+
+    deadline = time.time() + 60
+    while stack.lk.count("SIP", "CreateSIPParticipant") < len(call_ids) and time.time() < deadline:
+        await asyncio.sleep(0.2)
+    dials = {
+        r.request.room_name: r.received_at for r in stack.lk.requests("SIP", "CreateSIPParticipant")
+    }
+    pipe = stack.redis.pipeline(transaction=False)
+    for call_id in call_ids:
+        pipe.hmget(f"{stack.prefix}:call:{call_id}", "room_name", "created_at", "status")
+    rows = pipe.execute()
+    waits = [
+        (dials[room.decode()] - int(created) / 1000) * 1000
+        for room, created, _ in rows
+        if room and room.decode() in dials
+    ]
+    not_dialing = sum(1 for _, _, status in rows if status != b"dialing")
+    return {
+        "rate": rate,
+        "accepted": len(call_ids),
+        "refused": failures,
+        "dialed": len(waits),
+        "dial_requests": stack.lk.count("SIP", "CreateSIPParticipant"),
+        "not_dialing": not_dialing,
+        "p50": percentile(waits, 0.5) if waits else float("nan"),
+        "p99": percentile(waits, 0.99) if waits else float("nan"),
+    }
+
+
+async def crash_recovery(stack: Stack, tenant: dict[str, str], trials: int = 3) -> list[float]:
+    """Seconds from SIGKILL of the worker to its in-flight call being dialed by a new one."""
+    results = []
+    headers = {k: v for k, v in tenant.items() if k != "agent"}
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        for _ in range(trials):
+            stack.lk.clear_faults()
+            stack.lk.inject("RoomService", "CreateRoom", delay_before=60)
+            stack.start_worker()
+            async with http.post(
+                "/v1/api/call", data=call_body(tenant),
+                headers=headers | {"content-type": "application/json"},
+            ) as response:  # fmt: skip
+                call_id = (await response.json())["callId"]
+            await stack.lk.wait_for_async("RoomService", "CreateRoom", timeout=30)
+            stack.kill_worker()
+            killed = time.monotonic()
+            stack.start_worker()
+            while True:
+                status = stack.redis.hget(f"{stack.prefix}:call:{call_id}", "status")
+                if status in (b"dialing", b"failed"):
+                    break
+                await asyncio.sleep(0.05)
+            results.append(time.monotonic() - killed)
+            stack.kill_worker()
+    return results
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for child in [pid, *map(int, subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True
+    ).stdout.split())]:  # fmt: skip
+        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def idle_cpu(stack: Stack, worker_timeout_ms: int, seconds: float = 20) -> float:
+    stack.start_worker({"dramatiq_worker_timeout": str(worker_timeout_ms)})
+    time.sleep(8)  # boot
+    before = cpu_seconds(stack.worker.pid)
+    time.sleep(seconds)
+    used = cpu_seconds(stack.worker.pid) - before
+    stack.stop_worker()
+    return used / seconds * 100
+
+
+async def main() -> None:
+    stack = Stack()
+    try:
+        tenant = await setup_tenant(stack)
+        report = ["## Call path (bench/call_path.py)", ""]
+
+        reference_port = free_port()
+        reference = stack._spawn(
+            [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--port",
+             str(reference_port), "--log-level", "warning"]
+        )  # fmt: skip
+        time.sleep(3)
+        stack.lk.record_requests = False
+        stack.start_worker()
+        time.sleep(6)
+        bare = wrk(f"http://127.0.0.1:{reference_port}/v1/api/call", tenant, 20)
+        reference.terminate()
+        stack.redis.delete(f"{stack.prefix}:reference")
+        accept = wrk(f"{stack.api_url}/v1/api/call", tenant, 20)
+        backlog = stack.redis.llen(f"{stack.prefix}-dramatiq:outdial.dial")
+        drain_started = time.monotonic()
+        while stack.redis.llen(f"{stack.prefix}-dramatiq:outdial.dial"):
+            time.sleep(0.2)
+        drained_in = time.monotonic() - drain_started
+        stack.stop_worker()
+        stack.lk.record_requests = True
+        report += [
+            "| endpoint (wrk, 32 connections, 20 s) | req/s | p50 ms | p99 ms | non-2xx |",
+            "|---|---|---|---|---|",
+            f"| bare FastAPI + one LPUSH (reference) | {bare['rps']:.0f} | {bare['p50']:.1f} | "
+            f"{bare['p99']:.1f} | {bare['non_2xx']:.0f} |",
+            f"| POST /v1/api/call (worker dispatching) | {accept['rps']:.0f} | "
+            f"{accept['p50']:.1f} | {accept['p99']:.1f} | {accept['non_2xx']:.0f} |",
+            "",
+            f"Accept throughput = {accept['rps'] / bare['rps'] * 100:.0f}% of the reference.",
+            f"The worker's backlog after the run ({backlog} calls) drained in {drained_in:.1f} s "
+            f"({backlog / max(drained_in, 0.001):.0f} dispatches/s with the API idle).",
+            "",
+        ]
+
+        stack.start_worker()
+        time.sleep(6)
+        report += [
+            "| offered calls/s | accepted | dialed | dial requests | not dialing | "
+            "time-to-dial p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for rate, seconds in ((1, 15), (50, 20), (200, 15)):
+            row = await offered_load(stack, tenant, rate, seconds)
+            report.append(
+                f"| {rate} | {row['accepted']} | {row['dialed']} | {row['dial_requests']} | "
+                f"{row['not_dialing']} | {row['p50']:.1f} | {row['p99']:.1f} |"
+            )
+        stack.stop_worker()
+
+        recoveries = await crash_recovery(stack, tenant)
+        report += [
+            "",
+            "SIGKILLed worker, its in-flight call dialed by the next worker after "
+            + ", ".join(f"{value:.1f} s" for value in recoveries)
+            + f" (median {statistics.median(recoveries):.1f} s).",
+            "",
+            "| worker idle poll (`dramatiq_worker_timeout`) | idle CPU (master + child) |",
+            "|---|---|",
+        ]
+        for timeout_ms in (20, 1000):
+            report.append(f"| {timeout_ms} ms | {idle_cpu(stack, timeout_ms):.1f}% of a core |")
+        print("\n".join(report))
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
