@@ -68,10 +68,10 @@ def _create_workspace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_agent(args: argparse.Namespace) -> int:
+def _run_agent(agent_args: list[str]) -> int:
     from agent_runtime import run_cli
 
-    return run_cli(args.agent_args) or 0
+    return run_cli(agent_args) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,18 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.set_defaults(handler=_create_workspace)
 
-    agent = commands.add_parser(
-        "agent",
-        help="run the agent worker: start | dev | download-files (livekit-agents CLI)",
-        add_help=False,  # --help belongs to the agent CLI
+    # Listed for --help only: main() hands everything after `agent` to the agent CLI.
+    commands.add_parser(
+        "agent", help="run the agent worker: start | dev | download-files (livekit-agents CLI)"
     )
-    agent.add_argument("agent_args", nargs=argparse.REMAINDER)
-    agent.set_defaults(handler=_run_agent)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["agent"]:
+        return _run_agent(arguments[1:])
+    args = build_parser().parse_args(arguments)
     return args.handler(args)
 
 

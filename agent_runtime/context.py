@@ -1,0 +1,183 @@
+"""`CallContext`: what agent code gets to know about, and do with, one outbound call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from livekit.agents import AgentSession
+
+from .contract import (
+    AgentConfig,
+    AgentEvent,
+    AgentEventType,
+    DispatchMetadata,
+    EndReason,
+    Scalar,
+    render_template,
+)
+from .events import EventReporter
+from .settings import WorkerSettings
+from .telephony import CallControl
+
+logger = logging.getLogger("outdial.agent.call")
+
+
+class CallContext:
+    """One call as the agent sees it.
+
+    `instructions`, `first_message` and `voicemail_message` are already rendered with the
+    dynamic variables. `metadata` is the client's own data: it is attached to every
+    reported event and available here, but the runtime never puts it into the model's
+    instructions or chat context — do not do so yourself unless you mean to.
+    """
+
+    def __init__(
+        self,
+        dispatch: DispatchMetadata,
+        *,
+        settings: WorkerSettings,
+        reporter: EventReporter | None = None,
+        control: CallControl | None = None,
+    ) -> None:
+        self.dispatch = dispatch
+        self.settings = settings
+        self._reporter = reporter
+        self._control = control
+        self.session: AgentSession | None = None
+        # what agent code learned on the call (e.g. {"confirmed": True}): sent with call.ended
+        self.results: dict[str, Any] = {}
+        self.answered_at: float | None = None
+        self._end_reason: EndReason | None = None
+        self._ended = asyncio.Event()
+        self._hangup_task: asyncio.Task[None] | None = None
+
+        variables = dispatch.dynamic_variables
+        self.instructions, missing = render_template(dispatch.agent.instructions, variables)
+        self.first_message, more = render_template(dispatch.agent.first_message or "", variables)
+        missing += more
+        self.voicemail_message, more = render_template(
+            dispatch.agent.voicemail.message or "", variables
+        )
+        missing += more
+        self.missing_variables: list[str] = list(dict.fromkeys(missing))
+
+    # -- what the call is ----------------------------------------------------------------
+
+    @property
+    def call_id(self) -> str:
+        return self.dispatch.call_id
+
+    @property
+    def workspace_id(self) -> str:
+        return self.dispatch.workspace_id
+
+    @property
+    def agent(self) -> AgentConfig:
+        return self.dispatch.agent
+
+    @property
+    def dynamic_variables(self) -> dict[str, Scalar]:
+        return self.dispatch.dynamic_variables
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.dispatch.metadata
+
+    @property
+    def to_number(self) -> str:
+        return self.dispatch.to_number
+
+    @property
+    def from_number(self) -> str | None:
+        return self.dispatch.from_number
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        return self._end_reason
+
+    @property
+    def can_transfer(self) -> bool:
+        return bool(self.agent.transfer_to) and self._control is not None
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def report(self, event_type: AgentEventType, data: dict[str, Any] | None = None) -> AgentEvent:
+        """Send an event to the API in the background; the client's metadata rides along."""
+        payload = dict(data or {})
+        payload.setdefault("metadata", self.metadata)
+        event = AgentEvent(type=event_type, data=payload)
+        if self._reporter is not None:
+            self._reporter.send(event)
+        return event
+
+    # -- ending the call ----------------------------------------------------------------
+
+    def end_call(self, reason: EndReason, message: str | None = None) -> asyncio.Task[None]:
+        """Say `message` (after whatever is being said), then drop the phone leg.
+
+        Runs in the background so a tool can call it and return; the first reason wins.
+        """
+        if self._hangup_task is None:
+            self._end_reason = self._end_reason or reason
+            self._hangup_task = asyncio.create_task(self._hang_up(message), name="outdial-hangup")
+        return self._hangup_task
+
+    def mark_ended(self, reason: EndReason) -> None:
+        """The call is over without us hanging up (the callee left, an error)."""
+        self._end_reason = self._end_reason or reason
+        self._ended.set()
+
+    async def wait_ended(self) -> EndReason:
+        await self._ended.wait()
+        return self._end_reason or "completed"
+
+    async def transfer(self, destination: str | None = None) -> None:
+        """Transfer the callee to `destination` (default: the agent's `transfer_to`)."""
+        target = destination or self.agent.transfer_to
+        if not target or self._control is None:
+            raise RuntimeError("this call has no transfer destination")
+        await self._control.transfer(target)
+        self._end_reason = self._end_reason or "transferred"
+        self.end_call("transferred")
+
+    def handle_voicemail(self, source: str, detail: str | None = None) -> None:
+        """An answering machine picked up: apply the agent's voicemail action."""
+        action = self.agent.voicemail.action
+        leave = action == "leave_message" and bool(self.voicemail_message)
+        self.report(
+            "call.voicemail",
+            {"decision": "machine", "action": action, "source": source, "detail": detail},
+        )
+        self.end_call("voicemail", self.voicemail_message if leave else None)
+
+    async def _hang_up(self, message: str | None) -> None:
+        try:
+            session = self.session
+            if session is not None:
+                # let the current turn (e.g. the model's own goodbye) finish first
+                if (speech := session.current_speech) is not None:
+                    await _wait_quietly(speech.wait_for_playout())
+                if message:
+                    handle = session.say(message, allow_interruptions=False)
+                    await _wait_quietly(handle.wait_for_playout())
+            if self._control is not None:
+                await self._control.hang_up()
+        except Exception:
+            logger.exception("error while hanging up", extra={"call_id": self.call_id})
+        finally:
+            self._ended.set()
+
+    def duration_seconds(self, now: float | None = None) -> float:
+        if self.answered_at is None:
+            return 0.0
+        return (now or time.time()) - self.answered_at
+
+
+async def _wait_quietly(awaitable: Any, timeout: float = 30.0) -> None:
+    """Playout may be cut by the callee hanging up; that is not our error."""
+    with contextlib.suppress(asyncio.TimeoutError, RuntimeError):
+        await asyncio.wait_for(awaitable, timeout)

@@ -1,0 +1,125 @@
+"""The voice pipeline's model providers: one registry of (stage, name) -> factory.
+
+OpenAI-compatible endpoints (OpenAI, vLLM, Ollama, local speech servers via `base_url`)
+ship with Outdial. Other providers are optional extras: their livekit plugin is imported
+only when an agent asks for it, with an install hint if it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+from livekit.agents import llm, stt, tts
+
+from .contract import ModelConfig
+from .settings import StageDefaults
+
+Stage = Literal["llm", "stt", "tts"]
+# local OpenAI-compatible servers ignore the key, but the openai client insists on one
+_PLACEHOLDER_KEY = "not-needed"
+
+
+class ProviderError(ValueError):
+    """An agent names a provider that is unknown or whose plugin is not installed."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage's effective settings: the agent config over the worker's defaults."""
+
+    provider: str
+    model: str | None
+    voice: str | None
+    base_url: str | None
+    language: str | None
+    api_key: str | None
+
+    @classmethod
+    def resolve(cls, config: ModelConfig, defaults: StageDefaults) -> StageSpec:
+        same_provider = config.provider == defaults.provider
+        return cls(
+            provider=config.provider,
+            # a model or URL meant for another provider would be wrong here
+            model=config.model or (defaults.model if same_provider else None),
+            voice=config.voice or (defaults.voice if same_provider else None),
+            base_url=config.base_url or (defaults.base_url if same_provider else None),
+            language=config.language or defaults.language,
+            api_key=defaults.api_key if same_provider else None,
+        )
+
+    def kwargs(self, *names: str) -> dict[str, Any]:
+        """The named fields that are set: a plugin's own default wins over an empty field."""
+        return {name: getattr(self, name) for name in names if getattr(self, name)}
+
+
+def _plugin(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"livekit.plugins.{name}")
+    except ImportError as exc:
+        raise ProviderError(
+            f"provider {name!r} needs its plugin: pip install 'livekit-agents[{name}]'"
+        ) from exc
+
+
+def _openai_key(spec: StageSpec) -> dict[str, Any]:
+    key = spec.api_key or (_PLACEHOLDER_KEY if spec.base_url else None)
+    return {"api_key": key} if key else {}
+
+
+def _openai_llm(spec: StageSpec) -> llm.LLM:
+    return _plugin("openai").LLM(**spec.kwargs("model", "base_url"), **_openai_key(spec))
+
+
+def _openai_stt(spec: StageSpec) -> stt.STT:
+    # a self-hosted endpoint speaks the plain transcription API, not OpenAI's realtime one
+    realtime = {"use_realtime": False} if spec.base_url else {}
+    return _plugin("openai").STT(
+        **spec.kwargs("model", "base_url", "language"), **realtime, **_openai_key(spec)
+    )
+
+
+def _openai_tts(spec: StageSpec) -> tts.TTS:
+    return _plugin("openai").TTS(**spec.kwargs("model", "voice", "base_url"), **_openai_key(spec))
+
+
+def _named(plugin: str, cls: str, **arguments: str) -> Callable[[StageSpec], Any]:
+    """A factory passing the set spec fields to `plugin.cls`, as `{argument: field}`."""
+
+    def build(spec: StageSpec) -> Any:
+        values = {arg: getattr(spec, field) for arg, field in arguments.items()}
+        return getattr(_plugin(plugin), cls)(**{k: v for k, v in values.items() if v})
+
+    build.__name__ = f"{plugin}_{cls.lower()}"
+    return build
+
+
+_MODEL_KEY = {"model": "model", "api_key": "api_key"}
+_LANG = {"language": "language"}
+
+PROVIDERS: dict[tuple[Stage, str], Callable[[StageSpec], Any]] = {
+    ("llm", "openai"): _openai_llm,
+    ("stt", "openai"): _openai_stt,
+    ("tts", "openai"): _openai_tts,
+    ("llm", "anthropic"): _named("anthropic", "LLM", **_MODEL_KEY),
+    ("llm", "groq"): _named("groq", "LLM", **_MODEL_KEY),
+    ("stt", "deepgram"): _named("deepgram", "STT", **_MODEL_KEY, **_LANG),
+    ("tts", "deepgram"): _named("deepgram", "TTS", **_MODEL_KEY),
+    ("stt", "cartesia"): _named("cartesia", "STT", **_MODEL_KEY, **_LANG),
+    ("tts", "cartesia"): _named("cartesia", "TTS", **_MODEL_KEY, **_LANG, voice="voice"),
+    ("stt", "elevenlabs"): _named("elevenlabs", "STT", api_key="api_key"),
+    ("tts", "elevenlabs"): _named("elevenlabs", "TTS", **_MODEL_KEY, voice_id="voice"),
+}
+
+
+def build_stage(stage: Stage, config: ModelConfig, defaults: StageDefaults) -> Any:
+    """Instantiate the plugin object for one pipeline stage."""
+    spec = StageSpec.resolve(config, defaults)
+    factory = PROVIDERS.get((stage, spec.provider))
+    if factory is None:
+        known = sorted(name for kind, name in PROVIDERS if kind == stage)
+        raise ProviderError(f"unknown {stage} provider {spec.provider!r}; known: {known}")
+    return factory(spec)

@@ -1,0 +1,119 @@
+"""The worker process: an `AgentServer` registered for explicit dispatch, and its CLI.
+
+    python -m agent_runtime start           # production: JSON logs, health on :8081
+    python -m agent_runtime dev             # development: readable logs
+    python -m agent_runtime download-files  # fetch plugin model files (image build time)
+
+Agent developers bring their own agent with `run_app(factory)`; see docs/agents.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import math
+import sys
+from collections.abc import Sequence
+
+# Plugins register themselves on import, which livekit-agents requires on the main thread
+# before the worker starts (job processes inherit them).
+from livekit.agents import AgentServer, JobContext, JobProcess, Plugin
+from livekit.agents.worker import ServerEnvOption
+from livekit.plugins import openai, silero  # noqa: F401
+
+from .builtin_agent import builtin_agent
+from .call import AgentFactory, run_call
+from .settings import WorkerSettings
+
+logger = logging.getLogger("outdial.agent")
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per process, before any job: load Silero VAD (it ships in the wheel)."""
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+async def _entrypoint(factory: AgentFactory, ctx: JobContext) -> None:
+    # settings come from the environment the job process inherited
+    await run_call(ctx, factory, WorkerSettings.from_env())
+
+
+def create_server(
+    factory: AgentFactory = builtin_agent, settings: WorkerSettings | None = None
+) -> AgentServer:
+    """An AgentServer that runs `factory`'s agent on every call dispatched to
+    `settings.agent_name`. `factory` must be importable (module level) so job processes
+    can receive it."""
+    settings = settings or WorkerSettings.from_env()
+    options: dict[str, object] = {}
+    if settings.num_idle_processes is not None:
+        options["num_idle_processes"] = settings.num_idle_processes
+    if settings.health_port is not None:
+        options["port"] = settings.health_port
+    server = AgentServer(
+        setup_fnc=prewarm,
+        # dev mode keeps livekit's "never full" so one laptop can take every test call
+        load_threshold=ServerEnvOption(dev_default=math.inf, prod_default=settings.load_threshold),
+        job_memory_warn_mb=settings.job_memory_warn_mb,
+        job_memory_limit_mb=settings.job_memory_limit_mb,
+        ws_url=settings.livekit_url or None,
+        api_key=settings.livekit_api_key or None,
+        api_secret=settings.livekit_api_secret or None,
+        **options,  # type: ignore[arg-type]
+    )
+    # a named agent receives explicit dispatches only: the API's, one per call
+    server.rtc_session(functools.partial(_entrypoint, factory), agent_name=settings.agent_name)
+    return server
+
+
+def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = None) -> int:
+    """Command line for a worker running `factory`'s agent: start | dev | download-files."""
+    parser = argparse.ArgumentParser(prog="outdial agent", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("start", "run the production worker (JSON logs)"),
+        ("dev", "run a development worker (readable logs, no load limit)"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--log-level", default="DEBUG" if name == "dev" else "INFO")
+    commands.add_parser("download-files", help="download plugin model files")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    if args.command == "download-files":
+        return _download_files()
+    _run_worker(create_server(factory), dev=args.command == "dev", log_level=args.log_level)
+    return 0
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """The built-in agent's worker CLI (`python -m agent_runtime`, `outdial agent`)."""
+    return run_app(builtin_agent, argv)
+
+
+def main() -> None:
+    sys.exit(run_cli())
+
+
+def _run_worker(server: AgentServer, *, dev: bool, log_level: str) -> None:
+    # livekit-agents' own runner (what `python -m livekit.agents start` calls): signal
+    # handling, draining on SIGTERM, JSON or colored logs
+    from livekit.agents.cli import cli, proto
+
+    args = proto.CliArgs(
+        log_level=log_level.upper(), dev=dev, log_format="colored" if dev else "json"
+    )
+    cli._run_worker(server, args)
+
+
+def _download_files() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    failed = 0
+    for plugin in Plugin.registered_plugins:
+        try:
+            plugin.download_files()
+            logger.info("downloaded files for %s", plugin.package)
+        except Exception as exc:
+            logger.error("download failed for %s: %s", plugin.package, exc)
+            failed += 1
+    return 1 if failed else 0
