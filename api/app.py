@@ -11,7 +11,7 @@ from api.errors import install_error_handlers
 from api.livekit import close_livekit_client
 from api.logs import configure_logging
 from api.middleware import BodyLimit
-from api.routes import admin, agents, calls, health, internal, numbers
+from api.routes import admin, agents, calls, events, health, internal, livekit_webhook, numbers
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
 from api.store.base import open_store
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.store.aclose()
 
     app = FastAPI(title="Outdial", version="0.1.0", lifespan=lifespan)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     install_error_handlers(app)
     for router in (
         health.router,
@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         numbers.router,
         calls.router,
         internal.router,
+        events.router,
+        livekit_webhook.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -6,6 +6,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
 from api.jobs.metrics_server import WorkerMetrics
+from api.jobs.relay_scheduler import RelayScheduler
 from api.jobs.resources import WorkerResources
 from api.settings import Settings
 
@@ -20,6 +21,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         maintenance_chance=settings.maintenance_chance,
     )
     broker.add_middleware(AsyncIO())
-    broker.add_middleware(WorkerResources())
+    broker.add_middleware(WorkerResources(), before=AsyncIO)
+    broker.add_middleware(RelayScheduler(settings))
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
     return broker

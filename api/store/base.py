@@ -22,7 +22,9 @@ class Store:
     relay_queue: QueueKeys = field(init=False)
     accept_call_script: AsyncScript = field(init=False)
     apply_event_script: AsyncScript = field(init=False)
-    finish_relay_script: AsyncScript = field(init=False)
+    relay_begin_script: AsyncScript = field(init=False)
+    relay_record_script: AsyncScript = field(init=False)
+    relay_release_script: AsyncScript = field(init=False)
     claim_due_relays_script: AsyncScript = field(init=False)
     save_number_script: AsyncScript = field(init=False)
 
@@ -32,7 +34,9 @@ class Store:
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
         self.accept_call_script = self.redis.register_script(lua.ACCEPT_CALL)
         self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
-        self.finish_relay_script = self.redis.register_script(lua.FINISH_RELAY)
+        self.relay_begin_script = self.redis.register_script(lua.RELAY_BEGIN)
+        self.relay_record_script = self.redis.register_script(lua.RELAY_RECORD)
+        self.relay_release_script = self.redis.register_script(lua.RELAY_RELEASE)
         self.claim_due_relays_script = self.redis.register_script(lua.CLAIM_DUE_RELAYS)
         self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
 

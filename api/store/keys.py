@@ -12,11 +12,16 @@
 | `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
 | `{p}:call:{id}:events` | list of event JSON (index = sequence - 1) | events | as the call |
 | `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
-| `{p}:call:{id}:delivery` | hash sequence -> delivery state JSON | relay | as the call |
+| `{p}:call:{id}:delivery` | hash seq -> delivery JSON, cursor, resends | relay | as the call |
 | `{p}:room:{room}` | string -> call id (webhooks map rooms to calls) | calls | as the call |
 | `{p}:relay:active:{id}` | flag: a relay message for the call exists | relay | until drained |
 | `{p}:relay:due` | zset call id -> next attempt ms | relay | until due |
+| `{p}:relay:lock:{id}` | string: token of the call's one drain | relay | lease (timeout + 5 s) |
+| `{p}:relay:inflight:{ws}` | zset call id -> lease expiry ms (in-flight cap) | relay | lease |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
+
+The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
+records one-off resends requested through the API.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ class Keys:
 
     def relay_due(self) -> str:
         return f"{self.prefix}:relay:due"
+
+    def relay_lock(self, call_id: str) -> str:
+        return f"{self.prefix}:relay:lock:{call_id}"
+
+    def relay_in_flight(self, workspace_id: str) -> str:
+        return f"{self.prefix}:relay:inflight:{workspace_id}"
 
     def livekit_webhook(self, event_id: str) -> str:
         return f"{self.prefix}:lkhook:{event_id}"

@@ -75,7 +75,8 @@ return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 # KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue,
 #       ws_calls, room, idempotency ('' when none), dial_msgs, dial_queue
 # ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, dial_msg_id, dial_msg_body,
-#       n_fields, field/value pairs (the call record), then apply_event's arguments.
+#       record (one JSON object of string fields: fewer arguments is faster to send),
+#       then apply_event's arguments.
 ACCEPT_CALL = (
     APPLY_EVENT_FN
     + """
@@ -85,12 +86,12 @@ if KEYS[10] ~= '' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
 
-local n_fields = tonumber(ARGV[7])
-for i = 0, n_fields - 1 do
-  redis.call('HSET', KEYS[1], ARGV[8 + 2 * i], ARGV[9 + 2 * i])
+local record = cjson.decode(ARGV[7])
+for field, value in pairs(record) do
+  redis.call('HSET', KEYS[1], field, value)
 end
+local call_id = record['id']
 if KEYS[10] ~= '' then redis.call('SET', KEYS[10], ARGV[1], 'EX', ARGV[2]) end
-local call_id = redis.call('HGET', KEYS[1], 'id')
 -- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip a call.
 local base = tonumber(ARGV[3]) * 1000
 local rank = redis.call('ZCOUNT', KEYS[8], base, base + 999)
@@ -98,21 +99,114 @@ redis.call('ZADD', KEYS[8], string.format('%.0f', base + rank), call_id)
 redis.call('SET', KEYS[9], call_id, 'EX', ARGV[4])
 redis.call('HSET', KEYS[11], ARGV[5], ARGV[6])
 redis.call('RPUSH', KEYS[12], ARGV[5])
-local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-                           8 + 2 * n_fields)
+local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], 8)
 return {'created', result[2]}
 """
 )
 
-# Ends a relay drain: the in-flight flag is dropped only if no event arrived meanwhile.
-# KEYS: call, relay_active. ARGV: delivered sequence.
-FINISH_RELAY = """
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if seq <= tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[2])
-  return 1
+# The relay drains one call at a time under a lease (`relay:lock:{id}`), walking a cursor
+# (`cursor` in the delivery hash = last sequence delivered or given up). Each step is one
+# script, and each returns the drain's next move, so one event costs one round trip.
+
+# The event after the cursor, with a leased in-flight slot of the workspace. With nothing
+# left, the drain ends (flag and lease dropped in the same step, so a newer event's apply
+# either sees the flag and is drained here, or finds it gone and enqueues a new message).
+# Over the workspace's cap, the call waits in `relay:due` instead of holding a thread.
+RELAY_NEXT_FN = """
+local function relay_next(kcall, kevents, kdelivery, klock, kactive, kinflight, kdue,
+                          cursor, lease, now, max_in_flight, call_id, busy_retry_ms)
+  if tonumber(redis.call('HGET', kcall, 'seq') or '0') <= cursor then
+    redis.call('DEL', kactive, klock)
+    return {'done'}
+  end
+  redis.call('PEXPIRE', klock, lease)
+  redis.call('ZREMRANGEBYSCORE', kinflight, '-inf', now)
+  if not redis.call('ZSCORE', kinflight, call_id)
+     and redis.call('ZCARD', kinflight) >= max_in_flight then
+    redis.call('ZADD', kdue, now + busy_retry_ms, call_id)
+    redis.call('DEL', klock)
+    return {'busy'}
+  end
+  redis.call('ZADD', kinflight, now + lease, call_id)
+  redis.call('PEXPIRE', kinflight, lease)
+  local event = redis.call('LINDEX', kevents, cursor)
+  local state = redis.call('HGET', kdelivery, tostring(cursor + 1))
+  return {'event', event or '', state or ''}
 end
-return 0
+"""
+
+# Takes the call's drain lease and returns what every delivery of the call needs, plus the
+# first step. When another drain holds the lease, the call goes (back) into `relay:due`
+# without moving an earlier retry forward, so this message may end. The workspace's keys
+# are only known here: they are built from the prefixes in ARGV (Outdial's scripts already
+# assume a single Redis node, see APPLY_EVENT's broker keys).
+# KEYS: call, events, delivery, lock, relay_active, relay_due.
+# ARGV: token, lease_ms, call_id, locked_retry_at_ms, now_ms, max_in_flight, busy_retry_ms,
+#       workspace_key_prefix, in_flight_key_prefix.
+RELAY_BEGIN = (
+    RELAY_NEXT_FN
+    + """
+if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('ZADD', KEYS[6], 'NX', ARGV[4], ARGV[3])
+  return {'locked'}
+end
+local f = redis.call('HMGET', KEYS[1], 'workspace_id', 'callback_url', 'room_name', 'metadata')
+if not f[1] or not f[2] then return {'gone'} end
+local secret = redis.call('HGET', ARGV[8] .. f[1], 'webhook_secret') or ''
+local cursor = tonumber(redis.call('HGET', KEYS[3], 'cursor') or '0')
+local step = relay_next(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[9] .. f[1], KEYS[6],
+                        cursor, tonumber(ARGV[2]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+                        ARGV[3], tonumber(ARGV[7]))
+return {'ok', f[1], f[2], f[3] or '', f[4] or '{}', secret, cursor, step[1], step[2], step[3]}
+"""
+)
+
+# Records one attempt and frees the in-flight slot. Final (delivered or given up): the
+# cursor moves past it and the next step comes back. Otherwise the call waits in
+# `relay:due` and the lease is dropped. A drain whose lease another drain took over stops.
+# KEYS: call, events, delivery, lock, relay_active, inflight, relay_due.
+# ARGV: token, sequence, state_json, final ('1'|'0'), next_attempt_ms, call_id, lease_ms,
+#       now_ms, max_in_flight, busy_retry_ms.
+RELAY_RECORD = (
+    RELAY_NEXT_FN
+    + """
+redis.call('ZREM', KEYS[6], ARGV[6])
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[1] then return {'lost'} end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if ARGV[4] ~= '1' then
+  redis.call('ZADD', KEYS[7], ARGV[5], ARGV[6])
+  redis.call('DEL', KEYS[4])
+  return {'scheduled'}
+end
+local sequence = tonumber(ARGV[2])
+if sequence > tonumber(redis.call('HGET', KEYS[3], 'cursor') or '0') then
+  redis.call('HSET', KEYS[3], 'cursor', sequence)
+end
+if not holder then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[7]) end
+return relay_next(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], sequence,
+                  tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[6],
+                  tonumber(ARGV[10]))
+"""
+)
+
+# Ends a drain that cannot go on (its call is gone, its time budget is spent, or it hit an
+# error): the lease and the drain's in-flight slot are dropped and, unless the call is
+# gone, the call waits in `relay:due` (an earlier retry is kept), so the relay flag never
+# stays set with no message anywhere.
+# KEYS: lock, relay_due, relay_active, inflight (a key without members when unknown).
+# ARGV: token, call_id, retry_at_ms ('' = call gone).
+RELAY_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[4], ARGV[2])
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+end
+return 1
 """
 
 # Moves due relay retries into the relay queue in one step, so a claimed retry is never lost.

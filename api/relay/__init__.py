@@ -1,0 +1,1 @@
+"""Callback delivery: payload and signature, one HTTP attempt, retry policy, drain state."""

@@ -1,0 +1,34 @@
+"""`POST /v1/livekit/webhook`: where the LiveKit server reports rooms, participants, jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+
+from api.deps import SettingsDep, StoreDep
+from api.errors import ApiError
+from api.services.webhooks import WebhookRefused, handle_webhook, verify_webhook
+
+router = APIRouter(prefix="/v1/livekit", tags=["livekit"])
+
+
+@router.post("/webhook")
+async def livekit_webhook(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    try:
+        webhook = verify_webhook(settings, await request.body(), authorization)
+    except WebhookRefused as exc:
+        code = "UNAUTHORIZED" if exc.status == 401 else "BAD_REQUEST"
+        raise ApiError(exc.status, code, str(exc)) from exc
+    outcome = await handle_webhook(store, settings, webhook)
+    return {
+        "status": "success",
+        "outcome": outcome.outcome,
+        "callId": outcome.call_id,
+        "applied": list(outcome.applied),
+    }

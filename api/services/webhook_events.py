@@ -1,0 +1,145 @@
+"""What a LiveKit webhook means for a call: the call events it produces.
+
+Pure: it reads the webhook and the call as stored, and plans events; `api.services.webhooks`
+applies them. Event ids derive from the webhook id, so a webhook LiveKit retries (or that
+two API replicas receive) can only ever apply once.
+
+LiveKit sends no webhook when participant attributes change: `ringing` and `active` are
+only visible in `participant_joined` (rarely) and in the last attributes that
+`participant_left` carries. livekit/sip sets `sip.callStatus = hangup` only when an
+established call ends, so `hangup` (or `active`) at leave time means the call was answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit.protocol.agent import JobStatus
+from livekit.protocol.models import DisconnectReason, ParticipantInfo
+from livekit.protocol.webhook import WebhookEvent
+
+from api.store.calls import CallRecord
+from api.store.events import EventSpec
+from sip import CallOutcome, left_after_answer_outcome, left_before_answer_outcome
+
+CALL_STATUS_ATTRIBUTE = "sip.callStatus"
+_JOINED_EVENT = {"dialing": "call.dialing", "ringing": "call.ringing", "active": "call.answered"}
+_ANSWERED_CALL_STATUSES = frozenset({"active", "hangup"})
+_LEFT_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
+# States in which the call still needs its agent: the agent ending now leaves the callee
+# with silence (or a phone that rings for nobody).
+_WAITING_FOR_AGENT = frozenset({"queued", "dispatching", "dialing", "ringing"})
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPlan:
+    events: list[EventSpec] = field(default_factory=list)
+    delete_room: bool = False  # hang up whatever is left of the call
+
+
+def room_name_of(webhook: WebhookEvent) -> str:
+    return webhook.room.name or webhook.job.room.name
+
+
+def _spec(webhook: WebhookEvent, event_type: str, data: dict[str, Any], **kw: Any) -> EventSpec:
+    return EventSpec(
+        type=event_type,
+        data=data,
+        id=f"lk-{webhook.id}-{event_type}",
+        timestamp=float(webhook.created_at) if webhook.created_at else None,
+        **kw,
+    )
+
+
+def _is_sip(participant: ParticipantInfo) -> bool:
+    return participant.kind == ParticipantInfo.Kind.SIP
+
+
+def _answered(call: CallRecord, participant: ParticipantInfo) -> bool:
+    if call.get("status") == "in_progress":
+        return True
+    return participant.attributes.get(CALL_STATUS_ATTRIBUTE) in _ANSWERED_CALL_STATUSES
+
+
+def _end_event(webhook: WebhookEvent, outcome: CallOutcome, extra: dict[str, Any]) -> EventSpec:
+    data = {"reason": outcome.reason, **extra}
+    fields = {"end_reason": outcome.reason}
+    if outcome.sip_status_code is not None:
+        data["sip_status_code"] = outcome.sip_status_code
+        fields["sip_status_code"] = str(outcome.sip_status_code)
+    if outcome.sip_status:
+        data["sip_status"] = outcome.sip_status
+        fields["sip_status"] = outcome.sip_status
+    if outcome.status == "failed":
+        fields |= {
+            "error_code": outcome.reason.upper(),
+            "error_message": f"the call ended before it was answered ({outcome.reason})",
+        }
+        return _spec(webhook, "call.failed", data, call_fields=fields)
+    return _spec(webhook, "call.ended", {"status": outcome.status, **data}, call_fields=fields)
+
+
+def _participant_joined(webhook: WebhookEvent) -> WebhookPlan:
+    participant = webhook.participant
+    event_type = _JOINED_EVENT.get(participant.attributes.get(CALL_STATUS_ATTRIBUTE, ""))
+    if event_type is None:
+        return WebhookPlan()
+    data = {"sip_call_id": participant.attributes.get("sip.callID")}
+    return WebhookPlan([_spec(webhook, event_type, data)])
+
+
+def _participant_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
+    participant = webhook.participant
+    reason = participant.disconnect_reason
+    extra = {"disconnect_reason": DisconnectReason.Name(reason)}
+    if not _answered(call, participant):
+        return WebhookPlan([_end_event(webhook, left_before_answer_outcome(reason), extra)])
+    events = []
+    if call.get("status") != "in_progress":
+        # Answered, but the answer was only visible in attributes (no webhook for those).
+        events.append(_spec(webhook, "call.answered", {"inferred": True}))
+    events.append(_end_event(webhook, left_after_answer_outcome(reason), extra))
+    return WebhookPlan(events)
+
+
+def _room_finished(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
+    """The room is gone: a call still open (the agent may have crashed) ends now."""
+    if call.is_terminal:
+        return WebhookPlan()
+    answered = call.get("status") == "in_progress"
+    outcome = CallOutcome("completed" if answered else "failed", "room_closed")
+    return WebhookPlan([_end_event(webhook, outcome, {})])
+
+
+def _agent_job_ended(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
+    job = webhook.job
+    data = {
+        "job_id": job.id,
+        "agent_name": job.agent_name,
+        "job_status": JobStatus.Name(job.state.status),
+        "error": job.state.error or None,
+    }
+    events = [_spec(webhook, "agent.job_ended", data)]
+    if call.get("status") not in _WAITING_FOR_AGENT:
+        return WebhookPlan(events)
+    outcome = CallOutcome("failed", "agent_failed")
+    events.append(_end_event(webhook, outcome, {"job_id": job.id}))
+    return WebhookPlan(events, delete_room=True)
+
+
+def plan_webhook(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
+    kind = webhook.event
+    if kind == "participant_joined" and _is_sip(webhook.participant):
+        return _participant_joined(webhook)
+    if kind in _LEFT_EVENTS and _is_sip(webhook.participant):
+        return _participant_left(webhook, call)
+    if kind == "room_finished":
+        return _room_finished(webhook, call)
+    if kind == "agent_job_started":
+        job = webhook.job
+        data = {"job_id": job.id, "agent_name": job.agent_name}
+        return WebhookPlan([_spec(webhook, "agent.job_started", data)])
+    if kind == "agent_job_ended":
+        return _agent_job_ended(webhook, call)
+    return WebhookPlan()

@@ -1,0 +1,91 @@
+"""LiveKit webhooks in: verify, de-duplicate, map the room to its call, apply the events.
+
+Verification runs on the exact raw body (the token's `sha256` claim covers its bytes).
+A webhook id is marked seen only after its events were applied, so a webhook that failed
+half-way is applied in full when LiveKit retries it (the event ids make that idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from google.protobuf.json_format import ParseError
+from livekit import api as lkapi
+from livekit.protocol.webhook import WebhookEvent
+
+from api.livekit import livekit_client
+from api.services.webhook_events import plan_webhook, room_name_of
+from api.settings import Settings
+from api.store.base import Store
+from api.store.calls import call_id_for_room, get_call
+from api.store.events import apply_event
+from sip import delete_room
+
+logger = logging.getLogger("outdial.webhooks")
+
+SEEN_TTL_SECONDS = 86_400
+
+
+class WebhookRefused(Exception):
+    """The webhook is not from our LiveKit server (or not readable); nothing was changed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    outcome: Literal["applied", "duplicate", "ignored"]
+    call_id: str | None = None
+    applied: tuple[str, ...] = ()
+
+
+def verify_webhook(settings: Settings, raw_body: bytes, authorization: str | None) -> WebhookEvent:
+    if not authorization:
+        raise WebhookRefused(401, "missing Authorization")
+    try:
+        body = raw_body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookRefused(401, "body is not UTF-8, so it cannot match its signature") from exc
+    verifier = lkapi.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+    try:
+        return lkapi.WebhookReceiver(verifier).receive(body, authorization)
+    except ParseError as exc:  # signed by our server, yet not a webhook event
+        raise WebhookRefused(400, f"webhook body is not a LiveKit event: {exc}") from exc
+    except Exception as exc:  # the SDK raises bare Exception / jwt errors for bad tokens
+        raise WebhookRefused(401, f"webhook signature not valid: {exc}") from exc
+
+
+async def _hang_up(settings: Settings, room_name: str, call_id: str) -> None:
+    try:
+        await delete_room(livekit_client(settings), room_name)
+    except (lkapi.ServerError, OSError, TimeoutError) as exc:
+        # The call is already ended in the store; an empty room closes by itself.
+        logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
+
+
+async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent) -> WebhookOutcome:
+    seen_key = store.keys.livekit_webhook(webhook.id) if webhook.id else None
+    if seen_key and await store.redis.exists(seen_key):
+        return WebhookOutcome("duplicate")
+    room_name = room_name_of(webhook)
+    call_id = await call_id_for_room(store, room_name) if room_name else None
+    call = await get_call(store, call_id) if call_id else None
+    if call is None:
+        outcome = WebhookOutcome("ignored")
+    else:
+        plan = plan_webhook(webhook, call)
+        applied = []
+        for spec in plan.events:
+            result = await apply_event(store, call.id, spec)
+            if result.applied:
+                applied.append(spec.type)
+        if plan.delete_room:
+            await _hang_up(settings, room_name, call.id)
+        outcome = WebhookOutcome("applied", call.id, tuple(applied))
+    if seen_key:
+        await store.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)
+    return outcome

@@ -1,0 +1,177 @@
+"""The drain against real Redis and a real receiver, in-process: the parking paths (retry,
+busy workspace, concurrent drain, error) and the due-retry claimer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import dramatiq
+import pytest
+from aiohttp import web
+
+from api.jobs.messages import RELAY_ACTOR
+from api.jobs.relay_scheduler import DueRelayClaimer
+from api.relay import drain as drain_module
+from api.relay.drain import drain_call
+from api.settings import Settings
+from api.store.base import Store, open_store
+from api.store.events import EventSpec, apply_event
+from tests.test_relay_e2e import Receiver
+
+WORKSPACE = "ws_drain"
+SECRET = "whsec_drain"
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = open_store(settings)
+    await opened.redis.hset(opened.keys.workspace(WORKSPACE), "webhook_secret", SECRET)
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver().start()
+    yield server
+    await server.stop()
+
+
+async def _call_with_events(store: Store, call_id: str, url: str, count: int) -> None:
+    await store.redis.hset(
+        store.keys.call(call_id),
+        mapping={
+            "id": call_id,
+            "workspace_id": WORKSPACE,
+            "room_name": f"room-{call_id}",
+            "callback_url": url,
+            "metadata": '{"m":1}',
+            "status": "dialing",
+            "seq": 0,
+        },
+    )
+    for turn in range(count):
+        await apply_event(store, call_id, EventSpec("call.transcript", {"turn": turn}))
+
+
+async def _due_in_ms(store: Store, call_id: str) -> float | None:
+    score = await store.redis.zscore(store.keys.relay_due(), call_id)
+    return None if score is None else score - time.time() * 1000
+
+
+async def _delivery(store: Store, call_id: str) -> dict[str, Any]:
+    return await store.redis.hgetall(store.keys.delivery(call_id))
+
+
+async def test_drain_delivers_in_order_then_drops_flag_lease_and_slot(
+    store: Store, settings: Settings, receiver: Receiver
+) -> None:
+    await _call_with_events(store, "c-ok", f"{receiver.url}/ok", 3)
+    assert await store.redis.exists(store.keys.relay_active("c-ok"))
+    await drain_call(store, settings, "c-ok")
+    assert [p["data"]["turn"] for p in receiver.delivered("/ok")] == [0, 1, 2]
+    assert (await _delivery(store, "c-ok"))["cursor"] == "3"
+    for key in (
+        store.keys.relay_active("c-ok"),
+        store.keys.relay_lock("c-ok"),
+        store.keys.relay_in_flight(WORKSPACE),
+    ):
+        assert not await store.redis.exists(key), key
+
+
+async def test_retryable_answer_parks_the_call_honouring_retry_after(
+    store: Store, settings: Settings, receiver: Receiver
+) -> None:
+    async def throttled(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, headers={"Retry-After": "2"})
+
+    receiver.behaviours["/busy"] = throttled
+    await _call_with_events(store, "c-429", f"{receiver.url}/busy", 2)
+    await drain_call(store, settings, "c-429")
+    assert len(receiver.attempts("/busy")) == 1  # event 2 waits behind event 1
+    assert 1500 < await _due_in_ms(store, "c-429") <= 2000
+    state = json.loads((await _delivery(store, "c-429"))["1"])
+    assert (state["state"], state["attempts"], state["last_status"]) == ("pending", 1, 429)
+    assert await store.redis.exists(store.keys.relay_active("c-429"))
+    assert not await store.redis.exists(store.keys.relay_lock("c-429"))
+
+
+async def test_workspace_at_its_in_flight_cap_waits_in_due(
+    store: Store, settings: Settings, receiver: Receiver
+) -> None:
+    capped = settings.model_copy(update={"callback_max_in_flight_per_workspace": 1})
+    slots = store.keys.relay_in_flight(WORKSPACE)
+    await store.redis.zadd(slots, {"another-call": time.time() * 1000 + 60_000})
+    await _call_with_events(store, "c-cap", f"{receiver.url}/cap", 1)
+    await drain_call(store, capped, "c-cap")
+    assert receiver.attempts("/cap") == []
+    assert 0 < await _due_in_ms(store, "c-cap") <= 100
+    assert not await store.redis.exists(store.keys.relay_lock("c-cap"))
+    await store.redis.zrem(slots, "another-call")
+    await drain_call(store, capped, "c-cap")
+    assert len(receiver.delivered("/cap")) == 1
+
+
+async def test_a_second_drain_parks_without_advancing_an_earlier_retry(
+    store: Store, settings: Settings, receiver: Receiver
+) -> None:
+    await _call_with_events(store, "c-lock", f"{receiver.url}/lock", 1)
+    await store.redis.set(store.keys.relay_lock("c-lock"), "someone-else", px=10_000)
+    await drain_call(store, settings, "c-lock")
+    assert receiver.attempts("/lock") == []
+    assert 500 < await _due_in_ms(store, "c-lock") <= 1000
+    await store.redis.zadd(store.keys.relay_due(), {"c-lock": time.time() * 1000 + 60_000})
+    await drain_call(store, settings, "c-lock")
+    assert await _due_in_ms(store, "c-lock") > 50_000
+
+
+async def test_an_unexpected_error_parks_the_call(
+    store: Store,
+    settings: Settings,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(drain_module, "post_event", broken)
+    await _call_with_events(store, "c-err", f"{receiver.url}/err", 1)
+    await drain_call(store, settings, "c-err")
+    assert "relay drain of call c-err failed" in caplog.text
+    assert 0 < await _due_in_ms(store, "c-err") <= drain_module.ERROR_RETRY_MS
+    assert not await store.redis.exists(store.keys.relay_lock("c-err"))
+    assert not await store.redis.exists(store.keys.relay_in_flight(WORKSPACE))
+    assert await store.redis.exists(store.keys.relay_active("c-err"))
+
+
+async def test_a_vanished_call_drops_its_flag(store: Store, settings: Settings) -> None:
+    await store.redis.set(store.keys.relay_active("c-gone"), "1")
+    await drain_call(store, settings, "c-gone")
+    assert not await store.redis.exists(store.keys.relay_active("c-gone"))
+    assert await _due_in_ms(store, "c-gone") is None
+
+
+async def test_claimer_moves_only_due_calls_into_the_relay_queue(
+    store: Store, settings: Settings
+) -> None:
+    now_ms = time.time() * 1000
+    await store.redis.zadd(
+        store.keys.relay_due(), {"c-due": now_ms - 5, "c-later": now_ms + 60_000}
+    )
+    claimer = DueRelayClaimer(settings)
+    try:
+        assert claimer.claim_once() == 1
+        assert claimer.claim_once() == 0
+    finally:
+        claimer.stop()
+    assert await store.redis.zrange(store.keys.relay_due(), 0, -1) == ["c-later"]
+    message_ids = await store.redis.lrange(store.relay_queue.ids, 0, -1)
+    assert len(message_ids) == 1
+    body = await store.redis.hget(store.relay_queue.messages, message_ids[0])
+    message = dramatiq.Message.decode(body.encode())
+    assert (message.actor_name, message.args) == (RELAY_ACTOR, ("c-due",))
+    assert message.options["redis_message_id"] == message_ids[0]

@@ -1,0 +1,117 @@
+"""LiveKit webhook -> call events, checked without any server (the mapping is pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.protocol.agent import JobStatus
+from livekit.protocol.models import DisconnectReason, ParticipantInfo
+from livekit.protocol.webhook import WebhookEvent
+
+from api.services.webhook_events import plan_webhook
+from api.store.calls import CallRecord
+from api.store.events import status_for
+
+
+def _call(status: str) -> CallRecord:
+    return CallRecord({"id": "c1", "status": status, "room_name": "room-1"})
+
+
+def _sip_event(
+    event: str, call_status: str | None = None, reason: int = 0, kind: int = ParticipantInfo.SIP
+) -> WebhookEvent:
+    webhook = WebhookEvent(event=event, id="EV_1", created_at=1_700_000_000)
+    webhook.room.name = "room-1"
+    webhook.participant.identity = "sip-c1"
+    webhook.participant.kind = kind
+    webhook.participant.disconnect_reason = reason
+    if call_status:
+        webhook.participant.attributes["sip.callStatus"] = call_status
+    return webhook
+
+
+def _summary(plan: Any) -> list[tuple[str, str | None, str | None]]:
+    return [(s.type, status_for(s.type, s.data), s.data.get("reason")) for s in plan.events]
+
+
+def test_joined_follows_sip_call_status() -> None:
+    for call_status, expected in [
+        ("dialing", "call.dialing"),
+        ("ringing", "call.ringing"),
+        ("active", "call.answered"),
+    ]:
+        plan = plan_webhook(_sip_event("participant_joined", call_status), _call("dialing"))
+        assert [s.type for s in plan.events] == [expected]
+    assert not plan_webhook(_sip_event("participant_joined"), _call("dialing")).events
+
+
+def test_left_before_answer_by_disconnect_reason() -> None:
+    cases = [
+        (DisconnectReason.USER_REJECTED, [("call.ended", "busy", "rejected")]),
+        (DisconnectReason.USER_UNAVAILABLE, [("call.ended", "no_answer", "no_answer")]),
+        (DisconnectReason.SIP_TRUNK_FAILURE, [("call.failed", "failed", "trunk_failure")]),
+    ]
+    for reason, expected in cases:
+        webhook = _sip_event("participant_left", "ringing", reason)
+        assert _summary(plan_webhook(webhook, _call("dialing"))) == expected
+
+
+def test_left_after_answer_ends_completed_and_infers_the_answer() -> None:
+    hangup = _sip_event("participant_left", "hangup", DisconnectReason.CLIENT_INITIATED)
+    assert _summary(plan_webhook(hangup, _call("dialing"))) == [
+        ("call.answered", "in_progress", None),
+        ("call.ended", "completed", "hangup_by_callee"),
+    ]
+    assert _summary(plan_webhook(hangup, _call("in_progress"))) == [
+        ("call.ended", "completed", "hangup_by_callee")
+    ]
+
+
+def test_event_ids_derive_from_the_webhook_id() -> None:
+    webhook = _sip_event("participant_left", "hangup", DisconnectReason.CLIENT_INITIATED)
+    ids = [spec.id for spec in plan_webhook(webhook, _call("dialing")).events]
+    assert ids == ["lk-EV_1-call.answered", "lk-EV_1-call.ended"]
+    assert ids == [spec.id for spec in plan_webhook(webhook, _call("dialing")).events]
+
+
+def test_non_sip_participants_are_ignored() -> None:
+    webhook = _sip_event("participant_left", kind=ParticipantInfo.AGENT)
+    assert not plan_webhook(webhook, _call("in_progress")).events
+
+
+def test_room_finished_closes_open_calls_only() -> None:
+    webhook = WebhookEvent(event="room_finished", id="EV_2")
+    webhook.room.name = "room-1"
+    assert _summary(plan_webhook(webhook, _call("in_progress"))) == [
+        ("call.ended", "completed", "room_closed")
+    ]
+    assert _summary(plan_webhook(webhook, _call("ringing"))) == [
+        ("call.failed", "failed", "room_closed")
+    ]
+    assert not plan_webhook(webhook, _call("busy")).events
+
+
+def _job_event(event: str) -> WebhookEvent:
+    webhook = WebhookEvent(event=event, id="EV_3")
+    webhook.job.id = "AJ_1"
+    webhook.job.agent_name = "outdial-agent"
+    webhook.job.room.name = "room-1"
+    webhook.job.state.status = JobStatus.JS_FAILED
+    webhook.job.state.error = "boom"
+    return webhook
+
+
+def test_agent_jobs_are_recorded_and_a_job_ending_before_answer_fails_the_call() -> None:
+    started = plan_webhook(_job_event("agent_job_started"), _call("dispatching"))
+    assert [s.type for s in started.events] == ["agent.job_started"]
+
+    early = plan_webhook(_job_event("agent_job_ended"), _call("ringing"))
+    assert _summary(early) == [
+        ("agent.job_ended", None, None),
+        ("call.failed", "failed", "agent_failed"),
+    ]
+    assert early.delete_room
+    assert early.events[0].data["job_status"] == "JS_FAILED"
+
+    late = plan_webhook(_job_event("agent_job_ended"), _call("completed"))
+    assert [s.type for s in late.events] == ["agent.job_ended"] and not late.delete_room
