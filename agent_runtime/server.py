@@ -22,7 +22,7 @@ from livekit.agents import AgentServer, JobContext, JobProcess, Plugin
 from livekit.agents.worker import ServerEnvOption
 from livekit.plugins import openai, silero  # noqa: F401
 
-from .builtin_agent import builtin_agent
+from .builtin import builtin_agent
 from .call import AgentFactory, run_call
 from .settings import WorkerSettings
 
