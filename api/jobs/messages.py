@@ -17,6 +17,7 @@ DIAL_QUEUE = "outdial.dial"
 RELAY_QUEUE = "outdial.relay"
 DISPATCH_ACTOR = "dispatch_call"
 RELAY_ACTOR = "relay_call"
+REDELIVER_ACTOR = "relay_redeliver"
 
 
 @dataclass(frozen=True, slots=True)

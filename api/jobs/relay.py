@@ -11,10 +11,10 @@ from typing import Any
 
 import dramatiq
 
-from api.jobs.messages import RELAY_ACTOR, RELAY_QUEUE
+from api.jobs.messages import REDELIVER_ACTOR, RELAY_ACTOR, RELAY_QUEUE
 from api.jobs.resources import worker_settings, worker_store
 from api.relay.drain import DRAIN_BUDGET_SECONDS, ERROR_RETRY_MS, drain_call
-from api.relay.redeliver import REDELIVER_ACTOR, redeliver_event
+from api.relay.redeliver import redeliver_event
 from api.relay.steps import release
 
 # Room for a full drain budget plus one attempt in flight when the budget runs out.

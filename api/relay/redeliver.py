@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 
-from api.jobs.messages import RELAY_QUEUE, encode_message
+from api.jobs.messages import REDELIVER_ACTOR, RELAY_QUEUE, encode_message
 from api.relay.drain import attempt
 from api.relay.payload import CallTarget
 from api.relay.state import DeliveryState
 from api.relay.steps import now_ms
 from api.settings import Settings
 from api.store.base import Store
-
-REDELIVER_ACTOR = "relay_redeliver"
 
 
 def redelivery_field(sequence: int) -> str:
