@@ -377,7 +377,7 @@ async def test_worker_killed_during_delivery_still_delivers_after_restart(
     second_worker = WorkerProcess(quick)
     try:
         call = await _place(tenant, agent_id, f"{receiver.url}/slow", metadata={"k": "v"})
-        await asyncio.wait_for(held.wait(), timeout=15)
+        await asyncio.wait_for(held.wait(), timeout=30)
         first_worker.kill()
         second_worker.start()
 
