@@ -219,6 +219,9 @@ class AgentHub:
                     )
 
     def _offer_pending(self, agent_name: str) -> None:
+        # Cheap exit: benchmarks pile up thousands of jobs for agents nobody serves.
+        if self._pick_worker(agent_name) is None:
+            return
         for job in list(self._pending.values()):
             if job.agent_name == agent_name and self._pick_worker(agent_name) is not None:
                 self._pending.pop(job.job_id)
