@@ -199,7 +199,7 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
         return [
             (r.request.room_name, r.received_at)
             for r in stack.lk.requests("SIP", "CreateSIPParticipant")
-            if r.request.room_name in rooms
+            if r.request is not None and r.request.room_name in rooms
         ]
 
     deadline = time.time() + 180
@@ -239,7 +239,8 @@ async def crash_recovery(stack: Stack, tenant: dict[str, str], trials: int = 3) 
                 accepted = await response.json()
             call_id, room = accepted["callId"], accepted["roomName"]
             while not any(
-                r.request.name == room for r in stack.lk.requests("RoomService", "CreateRoom")
+                r.request is not None and r.request.name == room
+                for r in stack.lk.requests("RoomService", "CreateRoom")
             ):
                 await asyncio.sleep(0.05)
             stack.kill_worker()
@@ -286,9 +287,9 @@ def drain(stack: Stack) -> tuple[int, float]:
 
 async def main() -> None:
     stack = Stack()
+    report = ["## Call path (bench/call_path.py)", ""]
     try:
         tenant = await setup_tenant(stack)
-        report = ["## Call path (bench/call_path.py)", ""]
 
         reference_port = free_port()
         reference = stack._spawn(
@@ -352,8 +353,8 @@ async def main() -> None:
         ]
         for timeout_ms in (20, 1000):
             report.append(f"| {timeout_ms} ms | {idle_cpu(stack, timeout_ms):.1f}% of a core |")
-        print("\n".join(report))
     finally:
+        print("\n".join(report))  # whatever was measured, even if a later phase failed
         stack.close()
 
 
