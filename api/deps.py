@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from api.auth import Credentials, authorize, bearer_token
-from api.errors import ApiError, unauthorized
+from api.errors import ApiError, not_found, unauthorized
 from api.settings import Settings
 from api.store.base import Store
+from api.store.calls import CallRecord, get_workspace_call
 from api.store.workspaces import Workspace, authenticate
 
 
@@ -53,3 +54,14 @@ async def current_workspace(creds: CredentialsDep, store: StoreDep) -> Workspace
 
 AdminDep = Depends(require_admin)
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
+
+
+async def workspace_call(call_id: str, workspace: WorkspaceDep, store: StoreDep) -> CallRecord:
+    """The call named in the path, if it belongs to the calling workspace; else 404."""
+    call = await get_workspace_call(store, workspace.id, call_id)
+    if call is None:
+        raise not_found("call", call_id)
+    return call
+
+
+WorkspaceCallDep = Annotated[CallRecord, Depends(workspace_call)]

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from api.deps import CredentialsDep, SettingsDep, StoreDep, WorkspaceDep
-from api.errors import ApiError, not_found
+from api.deps import CredentialsDep, SettingsDep, StoreDep, WorkspaceCallDep, WorkspaceDep
+from api.errors import ApiError
 from api.metrics import CALLS_ACCEPTED
 from api.schemas.calls import CallAccepted, CallCreate
 from api.services.calls import cancel_call, place_call
-from api.store.calls import CALL_STATUSES, CallRecord, get_workspace_call, list_calls
+from api.store.calls import CALL_STATUSES, CallRecord, list_calls
 from api.store.events import iso_timestamp
 
 router = APIRouter(prefix="/v1/api", tags=["calls"])
@@ -84,22 +84,14 @@ async def create_call(
 
 
 @router.get("/call/{call_id}")
-async def get_call(call_id: str, workspace: WorkspaceDep, store: StoreDep) -> dict[str, Any]:
-    call = await get_workspace_call(store, workspace.id, call_id)
-    if call is None:
-        raise not_found("call", call_id)
+async def get_call(call: WorkspaceCallDep) -> dict[str, Any]:
     return call_view(call)
 
 
 @router.post("/call/{call_id}/cancel")
-async def cancel(
-    call_id: str, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
-) -> dict[str, Any]:
-    call = await get_workspace_call(store, workspace.id, call_id)
-    if call is None:
-        raise not_found("call", call_id)
+async def cancel(call: WorkspaceCallDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     status = await cancel_call(store, settings, call)
-    return {"status": "success", "callId": call_id, "callStatus": status}
+    return {"status": "success", "callId": call.id, "callStatus": status}
 
 
 @router.get("/calls")

@@ -6,32 +6,22 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import StoreDep, WorkspaceDep
+from api.deps import StoreDep, WorkspaceCallDep
 from api.errors import ApiError, not_found
 from api.relay.redeliver import enqueue_redelivery
 from api.relay.views import event_sequence, events_with_delivery
-from api.store.calls import get_workspace_call
 
 router = APIRouter(prefix="/v1/api", tags=["events"])
 
 
 @router.get("/call/{call_id}/events")
-async def list_call_events(
-    call_id: str, workspace: WorkspaceDep, store: StoreDep
-) -> dict[str, Any]:
-    call = await get_workspace_call(store, workspace.id, call_id)
-    if call is None:
-        raise not_found("call", call_id)
-    return {"callId": call_id, "events": await events_with_delivery(store, call)}
+async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> dict[str, Any]:
+    return {"callId": call.id, "events": await events_with_delivery(store, call)}
 
 
 @router.post("/call/{call_id}/events/{event_id}/redeliver", status_code=202)
-async def redeliver(
-    call_id: str, event_id: str, workspace: WorkspaceDep, store: StoreDep
-) -> dict[str, Any]:
-    call = await get_workspace_call(store, workspace.id, call_id)
-    if call is None:
-        raise not_found("call", call_id)
+async def redeliver(call: WorkspaceCallDep, event_id: str, store: StoreDep) -> dict[str, Any]:
+    call_id = call.id
     sequence = await event_sequence(store, call_id, event_id)
     if sequence is None:
         raise not_found("event", event_id)

@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 
 class ControlMixin:
+    """Test-facing controls of LiveKitTestServer; `_call`/`_acall` are the server's own."""
+
     api_key: str
     api_secret: str
     webhook_url: str | None
