@@ -85,7 +85,7 @@ def check_idempotency_key(key: str | None) -> None:
         )
 
 
-def _replay(previous: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+def _replay(previous: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
     if previous.get("request_hash") != fingerprint:
         raise ApiError(
             409,
@@ -146,7 +146,8 @@ async def place_call(
     if body is None:
         raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)
-    fingerprint = request_fingerprint(body)
+    # Only an idempotent request needs its fingerprint (to tell a replay from a conflict).
+    fingerprint = request_fingerprint(body) if idempotency_key else None
     raw_agent, numbers, *previous = reads
     if previous and previous[0]:
         return _replay(json.loads(previous[0]), fingerprint)
@@ -222,7 +223,7 @@ async def place_call(
         "callId": call_id,
         "roomName": room_name,
     }
-    outcome = await accept_call(store, draft, response, fingerprint if idempotency_key else None)
+    outcome = await accept_call(store, draft, response, fingerprint)
     assert outcome.previous is not None
     if not outcome.created:
         return _replay(outcome.previous, fingerprint)

@@ -146,7 +146,8 @@ async def accept_call(
             dial.message_id,
             dial.body,
             json.dumps(draft_hash, separators=(",", ":")),
-            *apply_args(store, queued, now_ms, draft.id),
+            # A call without callback URL never needs a relay message.
+            *apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
         ],
     )
     if result[0] == "existing":
