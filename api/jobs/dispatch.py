@@ -24,7 +24,7 @@ from api.jobs.resources import worker_livekit, worker_settings, worker_store
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.store.calls import CallRecord, get_call
-from api.store.events import EventSpec, apply_event
+from api.store.events import EventSpec, apply_event, apply_event_then_read
 from sip import (
     RoomPlan,
     SipLegPlan,
@@ -144,31 +144,32 @@ async def _dial_once(call: CallRecord) -> None:
         await _resolve_interrupted_dial(call)
         return
 
-    await store.redis.hset(
+    TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hset(
         store.keys.call(call.id),
         mapping={"sip_call_id": info.sip_call_id, "sip_participant_id": info.participant_id},
     )
-    TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
+    pipe.hget(store.keys.call(call.id), "status")
+    _, status = await pipe.execute()
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
-    current = await get_call(store, call.id)
-    if current is not None and current.get("status") == "canceled":
+    if status == "canceled":
         # Canceled while the dial request was in flight: hang the new leg up at once.
         await delete_room(client, call.room_name)
 
 
 async def dispatch(call_id: str) -> None:
     store = worker_store()
-    call = await get_call(store, call_id)
-    if call is None:
+    # queued -> dispatching and the record, in one round trip (a `conflict` means another
+    # run or a cancel got there first; the record says where the call is).
+    _, raw = await apply_event_then_read(
+        store, call_id, EventSpec("call.dispatching", expected_status="queued")
+    )
+    if not raw:
         logger.warning("dispatch for unknown call %s ignored", call_id, extra={"call_id": call_id})
         return
-
+    call = CallRecord.from_hash(raw)
     status = call.get("status")
-    if status == "queued":
-        moved = await apply_event(
-            store, call_id, EventSpec("call.dispatching", expected_status="queued")
-        )
-        status = moved.status if not moved.applied else "dispatching"
     if status == "dialing":
         await _resolve_interrupted_dial(call)
         return

@@ -120,14 +120,29 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
     ]
 
 
-async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
-    now_ms = int(time.time() * 1000)
-    args = apply_args(store, event, now_ms, call_id)
-    result = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
-    applied = ApplyResult(outcome=result[0], sequence=int(result[1]), status=result[2])
-    if applied.applied and args[1] and applied.status in TERMINAL_STATUSES:
+def _result(reply: list[Any], new_status: str) -> ApplyResult:
+    applied = ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
+    if applied.applied and new_status and applied.status in TERMINAL_STATUSES:
         CALLS_ENDED.labels(applied.status).inc()
     return applied
+
+
+async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
+    args = apply_args(store, event, int(time.time() * 1000), call_id)
+    reply = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
+    return _result(reply, args[1])
+
+
+async def apply_event_then_read(
+    store: Store, call_id: str, event: EventSpec
+) -> tuple[ApplyResult, dict[str, str]]:
+    """`apply_event`, and the call hash as it is afterwards, in one round trip."""
+    args = apply_args(store, event, int(time.time() * 1000), call_id)
+    pipe = store.redis.pipeline(transaction=False)
+    await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
+    pipe.hgetall(store.keys.call(call_id))
+    reply, raw_call = await pipe.execute()
+    return _result(reply, args[1]), raw_call
 
 
 async def list_events(store: Store, call_id: str) -> list[dict[str, Any]]:
