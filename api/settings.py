@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     # Dispatch worker tuning (see docs/operations.md for why these values).
     worker_threads: int = Field(16, ge=1, alias="OUTDIAL_WORKER_THREADS")
-    worker_timeout_ms: int = Field(20, ge=5, alias="OUTDIAL_WORKER_TIMEOUT_MS")
+    worker_timeout_ms: int = Field(10, ge=5, alias="OUTDIAL_WORKER_TIMEOUT_MS")
     heartbeat_timeout_ms: int = Field(10_000, ge=1_000, alias="OUTDIAL_HEARTBEAT_TIMEOUT_MS")
     worker_metrics_port: int = Field(9191, ge=0, le=65535, alias="OUTDIAL_WORKER_METRICS_PORT")
     maintenance_chance: int = Field(100_000, ge=1, le=1_000_000, alias="OUTDIAL_MAINTENANCE_CHANCE")
