@@ -168,17 +168,17 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
         "content-type": "application/json"
     }
     call_ids: list[str] = []
-    failures = 0
+    refused: Counter[str] = Counter()
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(base_url=stack.api_url, connector=connector) as http:
 
         async def one() -> None:
-            nonlocal failures
             async with http.post("/v1/api/call", data=body, headers=headers) as response:
+                answer = await response.json()
                 if response.status == 200:
-                    call_ids.append((await response.json())["callId"])
+                    call_ids.append(answer["callId"])
                 else:
-                    failures += 1
+                    refused[f"{response.status} {answer.get('code')}"] += 1
 
         tasks = []
         started = time.perf_counter()
@@ -214,7 +214,7 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
     return {
         "rate": rate,
         "accepted": len(call_ids),
-        "refused": failures,
+        "refused": ", ".join(f"{n} x {code}" for code, n in refused.items()) or "0",
         "dialed": len({room for room, _ in sent}),
         "dial_requests": len(sent),
         "not_dialing": ", ".join(f"{n} {s}" for s, n in outcomes.items() if s != "dialing") or "0",
@@ -337,14 +337,15 @@ async def main() -> None:
         stack.start_worker()
         time.sleep(6)
         report += [
-            "| offered calls/s | accepted | dialed | dial requests | not dialing | "
+            "| offered calls/s | accepted | refused | dialed | dial requests | not dialing | "
             "time-to-dial p50 ms | p99 ms |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for rate, seconds in ((1, 15), (50, 20), (200, 15)):
             row = await offered_load(stack, tenant, rate, seconds)
             report.append(
-                f"| {rate} | {row['accepted']} | {row['dialed']} | {row['dial_requests']} | "
+                f"| {rate} | {row['accepted']} | {row['refused']} | {row['dialed']} | "
+                f"{row['dial_requests']} | "
                 f"{row['not_dialing']} | {row['p50']:.1f} | {row['p99']:.1f} |"
             )
         stack.stop_worker()
