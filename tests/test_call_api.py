@@ -404,3 +404,25 @@ async def test_redis_down_is_503_and_nothing_stored(api_server: Any, settings: S
             assert ready.json()["checks"]["redis"].startswith("error")
     finally:
         server.stop()
+
+
+async def test_default_trunk_is_the_fallback_caller(settings: Settings, lk: Any) -> None:
+    from tests.support import ApiServer, free_port
+
+    with_trunk = settings.model_copy(update={"default_sip_trunk_id": "ST_fallback"})
+    server = ApiServer(with_trunk, free_port()).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            tenant = await create_tenant(http)
+            agent = await tenant.create_agent()
+            accepted = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+            assert accepted.status_code == 200, accepted.text
+            view = (await tenant.request("GET", f"/v1/api/call/{accepted.json()['callId']}")).json()
+            assert (view["sipTrunkId"], view["from"]) == ("ST_fallback", None)
+            # An explicit from_number must still be registered: no silent fallback.
+            refused = await tenant.place_call(
+                to="+14155552671", call_agent_id=agent["id"], from_number="+15105550100"
+            )
+            await _expect_error(refused, 400, "INVALID_NUMBER_ID")
+    finally:
+        server.stop()
