@@ -3,8 +3,10 @@ worker shutdown, and the command-line entry points."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -184,3 +186,36 @@ def test_cli_creates_a_workspace(redis_client: redis.Redis, settings: Settings) 
     assert stored[b"name"] == b"cli-made"
     assert created["apiKey"].encode() not in stored.values()  # only its hash is kept
     delete_prefix(redis_client, settings.redis_prefix)
+
+
+async def test_api_drains_in_flight_requests_on_sigterm(settings: Settings, lk: Any) -> None:
+    from tests.support import settings_env
+
+    port = free_port()
+    env = {**settings_env(settings), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    api = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+
+            async def up() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await async_wait_until(up, timeout=30, what="the API to start")
+            # A readiness probe held 1 s by LiveKit is in flight when SIGTERM arrives.
+            lk.inject("RoomService", "ListRooms", delay_before=1.0)
+            probe = asyncio.create_task(http.get("/readyz"))
+            await lk.wait_for_async("RoomService", "ListRooms", timeout=10)
+            api.send_signal(signal.SIGTERM)
+            response = await probe
+        assert response.status_code == 200, response.text
+        # uvicorn re-raises the signal once it has drained: the exit is the SIGTERM itself.
+        assert api.wait(timeout=20) in (0, -signal.SIGTERM)
+    finally:
+        if api.poll() is None:
+            api.kill()
