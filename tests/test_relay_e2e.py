@@ -378,6 +378,14 @@ async def test_worker_killed_during_delivery_still_delivers_after_restart(
     try:
         call = await _place(tenant, agent_id, f"{receiver.url}/slow", metadata={"k": "v"})
         await asyncio.wait_for(held.wait(), timeout=30)
+
+        async def dialed() -> bool:
+            view = (await tenant.request("GET", f"/v1/api/call/{call['callId']}")).json()
+            return bool(view.get("sipCallId"))
+
+        # Kill only the delivery: the same worker dispatched the call, and a dispatch cut
+        # short would (rightly) add a call.failed event this test does not expect.
+        await async_wait_until(dialed, timeout=30, what="the dial to be confirmed")
         first_worker.kill()
         second_worker.start()
 
