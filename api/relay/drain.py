@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 
+from api.metrics import CALLBACK_DELIVERIES
 from api.relay import steps
 from api.relay.http import delivery_session, post_event
 from api.relay.payload import CallTarget, event_body, event_headers
@@ -30,6 +31,13 @@ ERROR_RETRY_MS = 2_000
 
 
 async def attempt(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
+    """One delivery attempt, counted in `outdial_callback_deliveries_total{outcome}`."""
+    result = await _send(target, event, settings)
+    CALLBACK_DELIVERIES.labels(result.outcome).inc()
+    return result
+
+
+async def _send(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
     if not target.webhook_secret:
         return AttemptResult("failed", error="the workspace has no webhook secret to sign with")
     body = event_body(event, target)

@@ -18,7 +18,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from api.callback_urls import CallbackUrlError, is_forbidden_address, parse_callback_url
-from api.metrics import CALLBACK_DELIVERIES
 from api.relay.policy import AttemptResult, outcome_for_status, parse_retry_after
 
 _ERROR_BODY_CHARS = 200
@@ -104,23 +103,6 @@ async def _error_excerpt(response: aiohttp.ClientResponse) -> str:
 
 
 async def post_event(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    *,
-    timeout_seconds: float,
-    allow_private: bool,
-) -> AttemptResult:
-    """One delivery attempt, counted in `outdial_callback_deliveries_total{outcome}`."""
-    result = await _attempt(
-        session, url, body, headers, timeout_seconds=timeout_seconds, allow_private=allow_private
-    )
-    CALLBACK_DELIVERIES.labels(result.outcome).inc()
-    return result
-
-
-async def _attempt(
     session: aiohttp.ClientSession,
     url: str,
     body: bytes,
