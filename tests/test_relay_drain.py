@@ -99,20 +99,34 @@ async def test_retryable_answer_parks_the_call_honouring_retry_after(
     assert not await store.redis.exists(store.keys.relay_lock("c-429"))
 
 
-async def test_workspace_at_its_in_flight_cap_waits_in_due(
+async def test_workspace_at_its_in_flight_cap_waits_for_a_slot_without_polling(
     store: Store, settings: Settings, receiver: Receiver
 ) -> None:
     capped = settings.model_copy(update={"callback_max_in_flight_per_workspace": 1})
     slots = store.keys.relay_in_flight(WORKSPACE)
-    await store.redis.zadd(slots, {"another-call": time.time() * 1000 + 60_000})
+    waiting = store.keys.relay_waiting(WORKSPACE)
+    await store.redis.zadd(slots, {"stuck-call": time.time() * 1000 + 60_000})
     await _call_with_events(store, "c-cap", f"{receiver.url}/cap", 1)
     await drain_call(store, capped, "c-cap")
     assert receiver.attempts("/cap") == []
-    assert 0 < await _due_in_ms(store, "c-cap") <= 100
+    assert await store.redis.zrange(waiting, 0, -1) == ["c-cap"]
+    # Not polled: due only as a backstop, when the slot holder's lease runs out.
+    assert 59_000 < await _due_in_ms(store, "c-cap") <= 60_000
     assert not await store.redis.exists(store.keys.relay_lock("c-cap"))
-    await store.redis.zrem(slots, "another-call")
+
+    # A call of the workspace that holds a slot and finishes hands it to the waiter.
+    await store.redis.zrem(slots, "stuck-call")
+    await _call_with_events(store, "c-first", f"{receiver.url}/first", 1)
+    await store.redis.zadd(waiting, {"c-later": time.time() * 1000 + 1})
+    await drain_call(store, capped, "c-first")
+    assert len(receiver.delivered("/first")) == 1
+    assert -1_000 < await _due_in_ms(store, "c-cap") <= 0
+    assert await store.redis.zrange(waiting, 0, -1) == ["c-later"]  # one slot, one waiter
     await drain_call(store, capped, "c-cap")
     assert len(receiver.delivered("/cap")) == 1
+    # ... and so does the woken call when it is done.
+    assert await store.redis.zrange(waiting, 0, -1) == []
+    assert -1_000 < await _due_in_ms(store, "c-later") <= 0
 
 
 async def test_a_second_drain_parks_without_advancing_an_earlier_retry(

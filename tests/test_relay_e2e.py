@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api.security import event_token, verify_signature
 from api.settings import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, create_tenant
 from tests.support import ApiServer, WorkerProcess, async_wait_until, free_port
 
 FAST_RETRIES: dict[str, Any] = {"callback_retry_schedule": [0.2, 0.5, 1.0]}
@@ -402,3 +402,94 @@ async def test_worker_killed_during_delivery_still_delivers_after_restart(
         receiver, "/slow", tenant.webhook_secret, {"k": "v"}
     )
     assert [p["type"] for p in delivered] == ["call.queued", "call.dispatching", "call.dialing"]
+
+
+class TestWorkspaceInFlightCap:
+    """`OUTDIAL_CALLBACK_MAX_IN_FLIGHT_PER_WORKSPACE=1`, seen by the API and the worker."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"callback_max_in_flight_per_workspace": 1})
+
+    async def test_one_delivery_in_flight_per_workspace_others_unaffected(
+        self,
+        tenant: Tenant,
+        agent_id: str,
+        lk: Any,
+        client: httpx.AsyncClient,
+        receiver: Receiver,
+        relay_worker: WorkerProcess,
+        settings: Settings,
+        redis_client: Any,
+    ) -> None:
+        assert relay_worker.settings.callback_max_in_flight_per_workspace == 1
+        held, released = asyncio.Event(), asyncio.Event()
+        in_flight = max_in_flight = 0
+        arrivals: list[str] = []  # the workspace's requests, in arrival order
+
+        async def capped(request: web.Request) -> web.StreamResponse:
+            nonlocal in_flight, max_in_flight
+            in_flight += 1
+            max_in_flight = max(max_in_flight, in_flight)
+            arrivals.append(request.path)
+            try:
+                if not held.is_set():  # the first request of the workspace, whichever call
+                    held.set()
+                    await released.wait()
+                return web.json_response({"ok": True})
+            finally:
+                in_flight -= 1
+
+        receiver.behaviours = {"/a": capped, "/b": capped}
+        other = await create_tenant(client, "other")
+        await other.register_number()
+        other_agent = (await other.create_agent())["id"]
+
+        calls = {
+            path: await _place(tenant, agent_id, f"{receiver.url}{path}", metadata={"p": path})
+            for path in ("/a", "/b")
+        }
+        await asyncio.wait_for(held.wait(), timeout=15)
+        hold_started = asyncio.get_running_loop().time()
+        try:
+            held_path = arrivals[0]
+            waiting_path = "/b" if held_path == "/a" else "/a"
+            # Another workspace is not held back by this one's cap.
+            elsewhere = await _place(
+                other, other_agent, f"{receiver.url}/other", metadata={"p": "/other"}
+            )
+            await async_wait_until(
+                lambda: receiver.delivered("/other"), timeout=5, what="the other workspace"
+            )
+            assert not released.is_set()
+            await asyncio.sleep(max(0.0, hold_started + 1.5 - asyncio.get_running_loop().time()))
+            # Held for 1.5 s: the other call of the workspace was not sent anything meanwhile.
+            assert arrivals == [held_path], arrivals
+            assert receiver.attempts(waiting_path) == []
+            inflight_key = f"{settings.redis_prefix}:relay:inflight:{tenant.id}"
+            slots = [m.decode() for m in redis_client.zrange(inflight_key, 0, -1)]
+            assert slots == [calls[held_path]["callId"]]
+            waiting = await _events(tenant, calls[waiting_path]["callId"])
+            assert waiting and {e["delivery"]["state"] for e in waiting} == {"pending"}
+        finally:
+            released.set()
+
+        async def all_delivered() -> bool:
+            for who, call in [(tenant, c) for c in calls.values()] + [(other, elsewhere)]:
+                listed = await _events(who, call["callId"])
+                if len(listed) < 3 or {e["delivery"]["state"] for e in listed} != {"delivered"}:
+                    return False
+            return True
+
+        await async_wait_until(all_delivered, timeout=15, what="every event delivered")
+        await asyncio.sleep(0.3)  # nothing more may arrive
+        assert max_in_flight == 1
+        for path, call in calls.items():
+            delivered = _assert_delivered_once_in_order(
+                receiver, path, tenant.webhook_secret, {"p": path}
+            )
+            listed = await _events(tenant, call["callId"])
+            assert [p["id"] for p in delivered] == [e["id"] for e in listed]
+            ids = Counter(r.headers["X-Outdial-Event-Id"] for r in receiver.attempts(path))
+            assert set(ids.values()) == {1}, ids  # no attempt was repeated either
+        _assert_delivered_once_in_order(receiver, "/other", other.webhook_secret, {"p": "/other"})

@@ -13,8 +13,7 @@ from api.store.base import Store
 
 # Longer than one attempt can take, so a live drain never loses its lease.
 LEASE_MARGIN_MS = 5_000
-# How soon a call waiting for a busy workspace slot or a concurrent drain is tried again.
-BUSY_RETRY_MS = 100
+# How soon a call whose lease a concurrent drain holds is tried again.
 LOCKED_RETRY_MS = 1_000
 
 StepKind = Literal["event", "done", "busy", "lost", "scheduled", "locked", "gone"]
@@ -47,6 +46,7 @@ class Drain:
             keys.relay_lock(call_id),
             keys.relay_active(call_id),
             keys.relay_in_flight(self.target.workspace_id),
+            keys.relay_waiting(self.target.workspace_id),
             keys.relay_due(),
         ]
 
@@ -90,9 +90,9 @@ async def begin(
             now + LOCKED_RETRY_MS,
             now,
             max_in_flight,
-            BUSY_RETRY_MS,
             keys.workspace(""),
             keys.relay_in_flight(""),
+            keys.relay_waiting(""),
         ],
     )
     if reply[0] != "ok":
@@ -124,7 +124,6 @@ async def record(drain: Drain, sequence: int, state: DeliveryState) -> Step:
             drain.lease_ms,
             now_ms(),
             drain.max_in_flight,
-            BUSY_RETRY_MS,
         ],
     )
     return _step(reply, sequence + 1)
@@ -146,6 +145,7 @@ async def release(
             keys.relay_due(),
             keys.relay_active(call_id),
             keys.relay_in_flight(workspace_id or ""),
+            keys.relay_waiting(workspace_id or ""),
         ],
-        args=[token, call_id, "" if retry_in_ms is None else now_ms() + retry_in_ms],
+        args=[token, call_id, "" if retry_in_ms is None else now_ms() + retry_in_ms, now_ms()],
     )

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pydantic_core import to_json
+
 from api.jobs.messages import RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.metrics import CALLS_ENDED
 from api.store.base import Store
@@ -96,10 +98,8 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
     """The apply_event script's arguments (see `lua.APPLY_EVENT_FN`)."""
     new_status = status_for(event.type, event.data) or ""
     timestamp = event.timestamp if event.timestamp is not None else now_ms / 1000
-    head = json.dumps({"id": event.id, "type": event.type}, separators=(",", ":"))
-    tail = json.dumps(
-        {"timestamp": iso_timestamp(timestamp), "data": event.data}, separators=(",", ":")
-    )
+    head = to_json({"id": event.id, "type": event.type}).decode()
+    tail = to_json({"timestamp": iso_timestamp(timestamp), "data": event.data}).decode()
     # The script writes `<head>,"sequence":<n>,"status":"<s>",<tail>`.
     relay = encode_message(RELAY_QUEUE, RELAY_ACTOR, call_id) if call_id else None
     fields: list[str] = []

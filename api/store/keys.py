@@ -18,6 +18,7 @@
 | `{p}:relay:due` | zset call id -> next attempt ms | relay | until due |
 | `{p}:relay:lock:{id}` | string: token of the call's one drain | relay | lease (timeout + 5 s) |
 | `{p}:relay:inflight:{ws}` | zset call id -> lease expiry ms (in-flight cap) | relay | lease |
+| `{p}:relay:waiting:{ws}` | zset call id -> ms it began waiting for a slot | relay | 2 leases |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
 
 The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
@@ -80,6 +81,9 @@ class Keys:
 
     def relay_in_flight(self, workspace_id: str) -> str:
         return f"{self.prefix}:relay:inflight:{workspace_id}"
+
+    def relay_waiting(self, workspace_id: str) -> str:
+        return f"{self.prefix}:relay:waiting:{workspace_id}"
 
     def livekit_webhook(self, event_id: str) -> str:
         return f"{self.prefix}:lkhook:{event_id}"
