@@ -29,6 +29,17 @@ async def _wait_status(
     return await async_wait_until(reached, timeout=timeout, what=f"call {call_id} in {statuses}")
 
 
+async def _wait_dialed(tenant: Tenant, call_id: str, timeout: float = 20) -> dict[str, Any]:
+    """`dialing` is set before CreateSIPParticipant is sent; its answer (the SIP call id)
+    is recorded after. Wait for that, so the dial request is known to have been made."""
+
+    async def dialed() -> dict[str, Any] | None:
+        view = await _call_status(tenant, call_id)
+        return view if view["status"] == "dialing" and view.get("sipCallId") else None
+
+    return await async_wait_until(dialed, timeout=timeout, what=f"call {call_id} dialed")
+
+
 @pytest.fixture
 async def agent(tenant: Tenant) -> dict[str, Any]:
     created = await tenant.create_agent(
@@ -51,7 +62,7 @@ async def test_happy_path_creates_room_with_dispatch_then_dials_once(
         )
     ).json()
     call_id = accepted["callId"]
-    view = await _wait_status(tenant, call_id, {"dialing"})
+    view = await _wait_dialed(tenant, call_id)
 
     create_room = lk.requests("RoomService", "CreateRoom")
     assert len(create_room) == 1
@@ -98,7 +109,7 @@ async def test_create_room_unavailable_is_retried_and_dials_once(
     call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
         "callId"
     ]
-    await _wait_status(tenant, call_id, {"dialing"})
+    await _wait_dialed(tenant, call_id)
     assert lk.count("RoomService", "CreateRoom") == 3
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
@@ -145,7 +156,7 @@ async def test_cancel_after_dial_deletes_the_room(
     tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
 ) -> None:
     accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
-    await _wait_status(tenant, accepted["callId"], {"dialing"})
+    await _wait_dialed(tenant, accepted["callId"])
     assert lk.room(accepted["roomName"]) is not None
     response = await tenant.request("POST", f"/v1/api/call/{accepted['callId']}/cancel")
     assert response.json()["callStatus"] == "canceled"
@@ -181,11 +192,25 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
     await async_wait_until(lambda: lk.count(service, method) >= 1, timeout=20, what=method)
     first.kill()
 
+    looks_before = lk.count("RoomService", "ListParticipants")
+
     second = WorkerProcess(fast).start()
     try:
-        view = await _wait_status(tenant, call_id, {final_status}, timeout=60)
+        if point == "after_dial":
+            # Already `dialing` before the kill: wait for the redelivered run to look at the room.
+            await async_wait_until(
+                lambda: lk.count("RoomService", "ListParticipants") > looks_before,
+                timeout=60,
+                what="the redelivered run's ListParticipants",
+            )
+            view = await _call_status(tenant, call_id)
+        elif final_status == "dialing":
+            view = await _wait_dialed(tenant, call_id, timeout=60)
+        else:
+            view = await _wait_status(tenant, call_id, {final_status}, timeout=60)
     finally:
         second.stop()
+    assert view["status"] == final_status, (point, view)
     room = lk.room(room_name)
     sip_legs = [] if room is None else [p for p in room.participants if p.startswith("sip-")]
     assert len(sip_legs) == legs, (point, view)
