@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +13,12 @@ from api.livekit import close_livekit_client
 from api.logs import configure_logging
 from api.middleware import BodyLimit
 from api.routes import admin, agents, calls, events, health, internal, livekit_webhook, numbers
+from api.routes.call_accept import (
+    ACCEPT_CALL_PATH,
+    ERROR_SCHEMA,
+    AcceptCallRoute,
+    accept_call_openapi,
+)
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
 from api.store.base import open_store
@@ -33,7 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await close_livekit_client()
             await app.state.store.aclose()
 
-    app = FastAPI(title="Outdial", version="0.1.0", lifespan=lifespan)
+    # Outdial exports Prometheus metrics (/metrics); FastAPI's own OpenTelemetry hooks cost
+    # time on every request, even with no provider configured.
+    app = FastAPI(
+        title="Outdial",
+        version="0.1.0",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     install_error_handlers(app)
     for router in (
@@ -47,10 +61,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         livekit_webhook.router,
     ):
         app.include_router(router)
+    # Added before BodyLimit, so it runs inside it: the accept path has the same body limit.
+    app.add_middleware(AcceptCallRoute)
+    _document_accept_call(app)
     app.add_middleware(
         BodyLimit, default_limit=MAX_BODY_BYTES, limits={"/v1/internal/": INTERNAL_BODY_LIMIT}
     )
     return app
+
+
+def _document_accept_call(app: FastAPI) -> None:
+    """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema["paths"].setdefault(ACCEPT_CALL_PATH, {})["post"] = accept_call_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 app = create_app()

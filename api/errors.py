@@ -12,8 +12,6 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.metrics import CALLS_REFUSED
-
 logger = logging.getLogger("outdial.api")
 
 _HTTP_CODES = {
@@ -56,17 +54,18 @@ def service_unavailable(message: str = "storage is unavailable, nothing was stor
     return ApiError(503, "SERVICE_UNAVAILABLE", message)
 
 
-def _count_refused_call(request: Request, code: str) -> None:
-    if request.method == "POST" and request.url.path == "/v1/api/call":
-        CALLS_REFUSED.labels(code).inc()
-
-
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
     body = {"status": "error", "code": code, "message": message, "details": details or {}}
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def storage_unavailable(exc: RedisError) -> JSONResponse:
+    """The answer to any request that Redis failed: 503, nothing stored, retry."""
+    logger.error("redis unavailable: %s", exc)
+    return error_response(503, "SERVICE_UNAVAILABLE", "storage is unavailable, retry later")
 
 
 def validation_error(errors: Sequence[Any]) -> ApiError:
@@ -82,13 +81,11 @@ def validation_error(errors: Sequence[Any]) -> ApiError:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        _count_refused_call(request, exc.code)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        _count_refused_call(request, "VALIDATION_ERROR")
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         error = validation_error(exc.errors())
         return error_response(error.status, error.code, error.message, error.details)
 
@@ -98,10 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RedisError)
-    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
-        _count_refused_call(request, "SERVICE_UNAVAILABLE")
-        logger.error("redis unavailable: %s", exc)
-        return error_response(503, "SERVICE_UNAVAILABLE", "storage is unavailable, retry later")
+    async def _redis(_: Request, exc: RedisError) -> JSONResponse:
+        return storage_unavailable(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -426,3 +426,17 @@ async def test_default_trunk_is_the_fallback_caller(settings: Settings, lk: Any)
             await _expect_error(refused, 400, "INVALID_NUMBER_ID")
     finally:
         server.stop()
+
+
+async def test_the_accept_route_refuses_other_methods_and_is_documented(
+    client: httpx.AsyncClient,
+) -> None:
+    refused = await client.get("/v1/api/call")
+    body = await _expect_error(refused, 405, "METHOD_NOT_ALLOWED")
+    assert refused.headers["allow"] == "POST"
+    assert body["message"] == "use POST"
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/api/call"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["to", "call_agent_id"]
+    assert "dynamic_variables" in schema["properties"]
+    assert {"200", "401", "409", "503"} <= set(operation["responses"])

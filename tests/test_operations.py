@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from api.settings import Settings
-from tests.conftest import Tenant, delete_prefix
+from tests.conftest import Tenant, create_tenant, delete_prefix
 from tests.support import ROOT, ApiServer, WorkerProcess, async_wait_until, free_port
 
 
@@ -64,7 +64,14 @@ def spare_redis() -> Iterator[SpareRedis]:
     server.stop()
 
 
-async def test_readiness_follows_redis_down_and_back(
+async def _place_one(http: httpx.AsyncClient, name: str) -> httpx.Response:
+    tenant = await create_tenant(http, name)
+    agent = await tenant.create_agent()
+    await tenant.register_number("+15105550100", sip_trunk_id="ST_spare")
+    return await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+
+
+async def test_readiness_and_calls_follow_redis_down_and_back(
     spare_redis: SpareRedis, settings: Settings, lk: Any
 ) -> None:
     server = ApiServer(settings.model_copy(update={"redis_url": spare_redis.url}), free_port())
@@ -74,12 +81,19 @@ async def test_readiness_follows_redis_down_and_back(
             ready = await http.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"redis": "ok", "livekit": "ok"}
+            before = await _place_one(http, "before")
+            assert before.status_code == 200, before.text
+            headers = {"x-workspace-id": "ws_any", "x-api-key": "od_any"}
 
             spare_redis.stop()
             down = await http.get("/readyz")
             assert down.status_code == 503
             assert down.json()["checks"]["redis"].startswith("error")
             assert (await http.get("/healthz")).status_code == 200  # alive, just not ready
+            refused = await http.post("/v1/api/call", json={}, headers=headers)
+            assert refused.status_code == 503
+            assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
+            assert refused.headers["retry-after"] == "1"
 
             spare_redis.start()
 
@@ -87,6 +101,10 @@ async def test_readiness_follows_redis_down_and_back(
                 return (await http.get("/readyz")).status_code == 200
 
             await async_wait_until(recovered, timeout=15, what="readiness to recover")
+            # The accept path's connection comes back too, and reloads its script into the
+            # restarted Redis.
+            after = await _place_one(http, "after")
+            assert after.status_code == 200, after.text
     finally:
         server.stop()
 
@@ -145,7 +163,7 @@ async def test_worker_finishes_its_message_on_sigterm(
     assert exit_code == 0, worker.log()
     view = (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
     # The in-flight dial finished before the process left; nothing was left half done.
-    assert view["status"] == "dialing", view
+    assert view["status"] == "dialing" and view["sipCallId"], view
     assert lk.count("SIP", "CreateSIPParticipant") == 1
     assert time.monotonic() - started < 30
 

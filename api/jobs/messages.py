@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import dramatiq
+from pydantic_core import to_json
 
 DIAL_QUEUE = "outdial.dial"
 RELAY_QUEUE = "outdial.relay"
@@ -36,29 +36,29 @@ class QueueKeys:
         return cls(messages=f"{namespace}:{queue_name}.msgs", ids=f"{namespace}:{queue_name}")
 
 
+def _message_body(
+    queue_name: str, actor_name: str, args: tuple[str, ...], message_id: str, timestamp: int
+) -> str:
+    # Exactly the fields of `dramatiq.Message`, which the broker decodes back into one.
+    return to_json(
+        {
+            "queue_name": queue_name,
+            "actor_name": actor_name,
+            "args": args,
+            "kwargs": {},
+            "options": {"redis_message_id": message_id},
+            "message_id": message_id,
+            "message_timestamp": timestamp,
+        }
+    ).decode()
+
+
 def encode_message(queue_name: str, actor_name: str, *args: str) -> EncodedMessage:
     message_id = str(uuid.uuid4())
-    message = dramatiq.Message(
-        queue_name=queue_name,
-        actor_name=actor_name,
-        args=args,
-        kwargs={},
-        options={"redis_message_id": message_id},
-        message_id=message_id,
-        message_timestamp=int(time.time() * 1000),
-    )
-    return EncodedMessage(message_id, message.encode().decode())
+    body = _message_body(queue_name, actor_name, args, message_id, int(time.time() * 1000))
+    return EncodedMessage(message_id, body)
 
 
 def relay_message_template() -> str:
     """A relay message body whose call id and message id are filled in by Lua."""
-    message = dramatiq.Message(
-        queue_name=RELAY_QUEUE,
-        actor_name=RELAY_ACTOR,
-        args=("@@CALL@@",),
-        kwargs={},
-        options={"redis_message_id": "@@MSG@@"},
-        message_id="@@MSG@@",
-        message_timestamp=0,
-    )
-    return message.encode().decode()
+    return _message_body(RELAY_QUEUE, RELAY_ACTOR, ("@@CALL@@",), "@@MSG@@", 0)

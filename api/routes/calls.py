@@ -1,17 +1,14 @@
-"""Calls of the calling workspace: place, read, list, cancel."""
+"""Calls of the calling workspace: read, list, cancel (placing them: `call_accept`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query
 
-from api.deps import CredentialsDep, SettingsDep, StoreDep, WorkspaceCallDep, WorkspaceDep
+from api.deps import SettingsDep, StoreDep, WorkspaceCallDep, WorkspaceDep
 from api.errors import ApiError
-from api.metrics import CALLS_ACCEPTED
-from api.schemas.calls import CallAccepted, CallCreate
-from api.services.calls import cancel_call, place_call
+from api.services.calls import cancel_call
 from api.store.calls import CALL_STATUSES, CallRecord, list_calls
 from api.store.events import iso_timestamp
 
@@ -54,35 +51,6 @@ def call_view(call: CallRecord) -> dict[str, Any]:
         "dynamicVariables": fields.get("dynamic_variables", {}),
         "metadata": fields.get("metadata", {}),
     }
-
-
-_CALL_DOCS: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": CallCreate.model_json_schema()}},
-    },
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "maxLength": 255},
-        },
-    ],
-}
-
-
-@router.post("/call", response_model=CallAccepted, openapi_extra=_CALL_DOCS)
-async def create_call(
-    request: Request, creds: CredentialsDep, store: StoreDep, settings: SettingsDep
-) -> JSONResponse:
-    # place_call authenticates (in its one read round trip) before it judges the body.
-    idempotency_key = request.headers.get("idempotency-key")
-    raw_body = await request.body()
-    accepted = await place_call(store, settings, creds, raw_body, idempotency_key)
-    CALLS_ACCEPTED.inc()
-    # Built by place_call in CallAccepted's shape; returned as is on the hot path.
-    return JSONResponse(accepted)
 
 
 @router.get("/call/{call_id}")

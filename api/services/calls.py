@@ -12,6 +12,7 @@ from typing import Any
 
 from livekit import api as lkapi
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from agent_runtime.contract import VARIABLE_NAME
 from api.auth import Credentials, authorize
@@ -23,8 +24,9 @@ from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import CallDraft, CallRecord, accept_call
 from api.store.events import EventSpec, apply_event
+from api.store.lean_redis import hash_reply
 from api.store.numbers import pick_caller
-from api.store.workspaces import Authentication, queue_authentication
+from api.store.workspaces import Authentication, authentication_reads
 from sip import InvalidNumberError, delete_room, to_e164
 
 logger = logging.getLogger("outdial.api")
@@ -35,7 +37,7 @@ _ROOM_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())
+    return len(to_json(value))
 
 
 def check_sizes(body: CallCreate) -> None:
@@ -134,21 +136,20 @@ async def place_call(
         body, invalid_body = None, exc
     keys = store.keys
     workspace_id = creds.workspace_id
-    pipe = store.redis.pipeline(transaction=False)
-    queue_authentication(pipe, store, workspace_id, creds.key_hash)
+    reads = authentication_reads(store, workspace_id, creds.key_hash)
     if body is not None:
-        pipe.get(keys.agent(workspace_id, body.call_agent_id))
-        pipe.hgetall(keys.numbers(workspace_id))
+        reads.append(["GET", keys.agent(workspace_id, body.call_agent_id)])
+        reads.append(["HGETALL", keys.numbers(workspace_id)])
         if idempotency_key:
-            pipe.get(keys.idempotency(workspace_id, idempotency_key))
-    owner, raw_workspace, *reads = await pipe.execute()
+            reads.append(["GET", keys.idempotency(workspace_id, idempotency_key)])
+    owner, raw_workspace, *replies = await store.lean.execute(*reads)
     workspace = authorize(Authentication.from_replies(owner, raw_workspace))
     if body is None:
         raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)
     # Only an idempotent request needs its fingerprint (to tell a replay from a conflict).
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    raw_agent, numbers, *previous = reads
+    raw_agent, raw_numbers, *previous = replies
     if previous and previous[0]:
         return _replay(json.loads(previous[0]), fingerprint)
 
@@ -179,7 +180,7 @@ async def place_call(
             raise ApiError(
                 400, "INVALID_NUMBER_ID", str(exc), {"from_number": body.from_number}
             ) from exc
-    caller = pick_caller(numbers, wanted)
+    caller = pick_caller(hash_reply(raw_numbers), wanted)
     if caller is not None:
         from_number, trunk_id = caller.number, caller.sip_trunk_id
     elif wanted is None and settings.default_sip_trunk_id:

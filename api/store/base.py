@@ -11,16 +11,19 @@ from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 from api.settings import Settings
 from api.store import lua
 from api.store.keys import Keys
+from api.store.lean_redis import LeanRedis, LeanScript
 
 
 @dataclass
 class Store:
     redis: Redis
     settings: Settings
+    # The accept path's client (see lean_redis); everything else uses redis-py.
+    lean: LeanRedis = field(init=False)
     keys: Keys = field(init=False)
     dial_queue: QueueKeys = field(init=False)
     relay_queue: QueueKeys = field(init=False)
-    accept_call_script: AsyncScript = field(init=False)
+    accept_call_script: LeanScript = field(init=False)
     apply_event_script: AsyncScript = field(init=False)
     relay_begin_script: AsyncScript = field(init=False)
     relay_record_script: AsyncScript = field(init=False)
@@ -32,7 +35,8 @@ class Store:
         self.keys = Keys(self.settings.redis_prefix)
         self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
-        self.accept_call_script = self.redis.register_script(lua.ACCEPT_CALL)
+        self.lean = LeanRedis(self.settings.redis_url, connect_timeout=2, reply_timeout=5)
+        self.accept_call_script = LeanScript(lua.ACCEPT_CALL)
         self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
         self.relay_begin_script = self.redis.register_script(lua.RELAY_BEGIN)
         self.relay_record_script = self.redis.register_script(lua.RELAY_RECORD)
@@ -45,6 +49,7 @@ class Store:
         return self.settings.call_retention_days * 86_400
 
     async def aclose(self) -> None:
+        await self.lean.aclose()
         await self.redis.aclose()
 
 

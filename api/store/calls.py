@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import to_json
+
 from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
 from api.store.base import Store
 from api.store.events import TERMINAL_STATUSES, EventSpec, apply_args, event_keys
@@ -67,7 +69,7 @@ class CallDraft:
             "seq": 0,
         }
         for name in _JSON_FIELDS:
-            values[name] = json.dumps(getattr(self, name), separators=(",", ":"))
+            values[name] = to_json(getattr(self, name)).decode()
         return {k: str(v) for k, v in values.items() if v is not None}
 
 
@@ -126,10 +128,11 @@ async def accept_call(
     draft_hash = draft.to_hash(now_ms) | {"job_id": dial.message_id}
     response = response | {"jobId": dial.message_id}
     idem_key = keys.idempotency(draft.workspace_id, draft.idempotency_key or "")
-    idem_value = json.dumps({"request_hash": request_hash, "response": response})
+    idem_value = to_json({"request_hash": request_hash, "response": response})
 
     queued = EventSpec(type="call.queued", data={"to": draft.to, "agentId": draft.agent_id})
-    result = await store.accept_call_script(
+    result = await store.lean.evalsha(
+        store.accept_call_script,
         keys=[
             *event_keys(store, draft.id),
             keys.calls(draft.workspace_id),
@@ -145,7 +148,7 @@ async def accept_call(
             store.retention_seconds,
             dial.message_id,
             dial.body,
-            json.dumps(draft_hash, separators=(",", ":")),
+            to_json(draft_hash),
             # A call without callback URL never needs a relay message.
             *apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
         ],

@@ -6,10 +6,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from redis.asyncio.client import Pipeline
-
 from api.security import hash_api_key, new_api_key, new_webhook_secret
 from api.store.base import Store
+from api.store.lean_redis import Command, hash_reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,21 +94,19 @@ class Authentication:
     key_owner: str | None
 
     @classmethod
-    def from_replies(cls, owner: str | None, raw: dict[str, str]) -> Authentication:
-        return cls(Workspace.from_hash(raw) if raw else None, owner)
+    def from_replies(cls, owner: str | None, raw: list[str]) -> Authentication:
+        return cls(Workspace.from_hash(hash_reply(raw)) if raw else None, owner)
 
 
-def queue_authentication(pipe: Pipeline, store: Store, workspace_id: str, key_hash: str) -> None:
-    """Adds the two reads `Authentication.from_replies` needs to a pipeline."""
-    pipe.get(store.keys.api_key(key_hash))
-    pipe.hgetall(store.keys.workspace(workspace_id))
+def authentication_reads(store: Store, workspace_id: str, key_hash: str) -> list[Command]:
+    """The two reads `Authentication.from_replies` needs, for a `store.lean` batch."""
+    return [["GET", store.keys.api_key(key_hash)], ["HGETALL", store.keys.workspace(workspace_id)]]
 
 
 async def authenticate(store: Store, workspace_id: str, key_hash: str) -> Authentication:
     """One round trip: the key's owner and the named workspace."""
-    pipe = store.redis.pipeline(transaction=False)
-    queue_authentication(pipe, store, workspace_id, key_hash)
-    return Authentication.from_replies(*await pipe.execute())
+    replies = await store.lean.execute(*authentication_reads(store, workspace_id, key_hash))
+    return Authentication.from_replies(*replies)
 
 
 async def set_disabled(store: Store, workspace_id: str, disabled: bool) -> Workspace | None:

@@ -1,0 +1,130 @@
+"""The accept path's Redis client against real Redis: order, errors, scripts, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from redis import exceptions as redis_errors
+
+from api.settings import Settings
+from api.store.lean_redis import LeanRedis, LeanScript, hash_reply, pack
+from tests.support import free_port
+
+
+@pytest.fixture
+async def lean(settings: Settings) -> AsyncIterator[LeanRedis]:
+    client = LeanRedis(settings.redis_url, reply_timeout=5)
+    yield client
+    await client.aclose()
+
+
+def test_pack_writes_resp_arrays_of_bulk_strings() -> None:
+    assert pack([["SET", "k", 7], [b"GET", "é"]]) == (
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n7\r\n*2\r\n$3\r\nGET\r\n$2\r\n\xc3\xa9\r\n"
+    )
+
+
+async def test_concurrent_batches_get_their_own_replies(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    prefix = f"{settings.redis_prefix}:lean"
+
+    async def roundtrip(index: int) -> list[object]:
+        key = f"{prefix}:{index}"
+        return await lean.execute(
+            ["SET", key, f"v{index}"], ["GET", key], ["HSET", f"{key}:h", "a", index]
+        )
+
+    replies = await asyncio.gather(*(roundtrip(index) for index in range(300)))
+    assert replies == [["OK", f"v{index}", 1] for index in range(300)]
+    (flat,) = await lean.execute(["HGETALL", f"{prefix}:7:h"])
+    assert hash_reply(flat) == {"a": "7"}
+
+
+async def test_an_error_reply_raises_and_the_connection_stays_in_step(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    key = f"{settings.redis_prefix}:lean:plain"
+    with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE"):
+        await lean.execute(["SET", key, "x"], ["HINCRBY", key, "f", 1], ["APPEND", key, "y"])
+    # Not a transaction: the commands around the failing one ran, and replies stay matched.
+    assert await lean.execute(["GET", key], ["STRLEN", key]) == ["xy", 2]
+
+
+async def test_evalsha_loads_a_script_redis_does_not_know(
+    lean: LeanRedis, redis_client: redis.Redis, settings: Settings
+) -> None:
+    script = LeanScript(f"-- {uuid.uuid4()}\nreturn {{KEYS[1], ARGV[1]}}")
+    assert redis_client.script_exists(script.sha) == [False]
+    key = f"{settings.redis_prefix}:lean:k"
+    assert await lean.evalsha(script, [key], ["a"]) == [key, "a"]
+    assert redis_client.script_exists(script.sha) == [True]
+    assert await lean.evalsha(script, [key], [2]) == [key, "2"]
+    with pytest.raises(redis_errors.ResponseError, match="boom"):
+        await lean.evalsha(
+            LeanScript(f"-- {uuid.uuid4()}\nreturn redis.error_reply('boom')"), [], []
+        )
+
+
+async def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects(
+    lean: LeanRedis, redis_client: redis.Redis, settings: Settings
+) -> None:
+    (first_id,) = await lean.execute(["CLIENT", "ID"])
+    blocked = asyncio.create_task(lean.execute(["BLPOP", f"{settings.redis_prefix}:lean:q", 5]))
+    await asyncio.sleep(0.1)
+    assert redis_client.client_kill_filter(_id=first_id) == 1
+    with pytest.raises(redis_errors.ConnectionError):
+        await asyncio.wait_for(blocked, 2)
+    (second_id,) = await lean.execute(["CLIENT", "ID"])
+    assert second_id != first_id
+
+
+async def test_a_reply_that_never_comes_times_out_and_the_client_recovers(
+    settings: Settings,
+) -> None:
+    lean = LeanRedis(settings.redis_url, reply_timeout=0.3)
+    try:
+        (first_id,) = await lean.execute(["CLIENT", "ID"])
+        started = time.monotonic()
+        with pytest.raises(redis_errors.TimeoutError):
+            await lean.execute(["BLPOP", f"{settings.redis_prefix}:lean:never", 3])
+        assert 0.25 < time.monotonic() - started < 1.5
+        # The late reply cannot be mistaken for the next one: that runs on a new connection.
+        assert await lean.execute(["ECHO", "after"]) == ["after"]
+        (second_id,) = await lean.execute(["CLIENT", "ID"])
+        assert second_id != first_id
+    finally:
+        await lean.aclose()
+
+
+async def test_redis_down_is_a_connection_error() -> None:
+    lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1)
+    with pytest.raises(redis_errors.ConnectionError, match="cannot connect"):
+        await lean.execute(["PING"])
+
+
+async def test_the_url_selects_the_database_and_a_refused_handshake_is_reported(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    url = urlsplit(settings.redis_url)
+    in_15 = url._replace(path="/15").geturl()
+    key = f"{settings.redis_prefix}:lean:db15"
+    lean = LeanRedis(in_15)
+    other = redis.Redis.from_url(in_15)
+    try:
+        await lean.execute(["SET", key, "in-15", "EX", 60])
+        assert other.get(key) == b"in-15"
+        assert redis_client.get(key) is None
+    finally:
+        other.delete(key)
+        other.close()
+        await lean.aclose()
+    wrong = LeanRedis(url._replace(netloc=f":not-the-password@{url.hostname}:{url.port}").geturl())
+    with pytest.raises(redis_errors.ConnectionError, match="refused the handshake"):
+        await wrong.execute(["PING"])
