@@ -459,7 +459,7 @@ class TestWorkspaceInFlightCap:
                 other, other_agent, f"{receiver.url}/other", metadata={"p": "/other"}
             )
             await async_wait_until(
-                lambda: receiver.delivered("/other"), timeout=5, what="the other workspace"
+                lambda: receiver.delivered("/other"), timeout=15, what="the other workspace"
             )
             assert not released.is_set()
             await asyncio.sleep(max(0.0, hold_started + 1.5 - asyncio.get_running_loop().time()))
