@@ -112,6 +112,7 @@ EndReason = Literal[
     "no_answer",
     "busy",
     "rejected",
+    "invalid_number",
     "trunk_failure",
     "error",
 ]

@@ -53,44 +53,60 @@ def sip_status_of(attributes: Mapping[str, str]) -> tuple[int | None, str | None
     return code, attributes.get(SIP_STATUS_ATTRIBUTE) or None
 
 
+# The same table as sip/outcomes.py, which the API applies to LiveKit's webhooks: whichever
+# reports an unanswered leg first decides the call, so both must agree (this package may
+# not import `sip`; tests/test_outcome_parity.py compares the two on every input).
+_BY_SIP_STATUS: dict[int, tuple[EndedStatus, EndReason]] = {
+    486: ("busy", "busy"),
+    600: ("busy", "busy"),
+    403: ("busy", "rejected"),
+    603: ("busy", "rejected"),
+    607: ("busy", "rejected"),
+    608: ("busy", "rejected"),
+    404: ("failed", "invalid_number"),
+    604: ("failed", "invalid_number"),
+    408: ("no_answer", "no_answer"),
+    480: ("no_answer", "no_answer"),
+    487: ("no_answer", "no_answer"),
+}
+
 _BY_DISCONNECT_REASON: dict[int, tuple[EndedStatus, EndReason]] = {
     DisconnectReason.USER_REJECTED: ("busy", "busy"),
     DisconnectReason.USER_UNAVAILABLE: ("no_answer", "no_answer"),
     DisconnectReason.SIP_TRUNK_FAILURE: ("failed", "trunk_failure"),
     DisconnectReason.MEDIA_FAILURE: ("failed", "error"),
+    DisconnectReason.CONNECTION_TIMEOUT: ("failed", "error"),
     DisconnectReason.JOIN_FAILURE: ("failed", "error"),
     DisconnectReason.SERVER_SHUTDOWN: ("failed", "error"),
     DisconnectReason.ROOM_DELETED: ("failed", "error"),
 }
 
 
-def outcome_from_sip_status(code: int) -> tuple[EndedStatus, EndReason]:
+def outcome_from_sip_status(code: int) -> tuple[EndedStatus, EndReason] | None:
     """Final SIP response of an unanswered dial -> outcome (RFC 3261 classes)."""
-    if code in (486, 600):
-        return "busy", "busy"
-    if code in (403, 603, 607, 608):
-        return "busy", "rejected"
-    if code in (404, 408, 410, 480, 487, 604):
-        return "no_answer", "no_answer"
+    if code in _BY_SIP_STATUS:
+        return _BY_SIP_STATUS[code]
     if code >= 500:
         return "failed", "trunk_failure"
-    return "failed", "error"
+    if code >= 400:
+        return "failed", "error"
+    return None
 
 
 def unanswered_outcome(disconnect_reason: int | None, attributes: Mapping[str, str]) -> CallOutcome:
     """The SIP participant left before `sip.callStatus` became active."""
     code, text = sip_status_of(attributes)
-    if disconnect_reason in _BY_DISCONNECT_REASON:
-        status, reason = _BY_DISCONNECT_REASON[disconnect_reason]
-    elif code is not None:
-        status, reason = outcome_from_sip_status(code)
-    elif attributes.get(SIP_CALL_STATUS_ATTRIBUTE) == "ringing":
+    decided = outcome_from_sip_status(code) if code is not None else None
+    if decided is None:
+        decided = _BY_DISCONNECT_REASON.get(disconnect_reason or 0)
+    if decided is None and attributes.get(SIP_CALL_STATUS_ATTRIBUTE) == "ringing":
         # it rang and stopped without a SIP reason: the callee (or the ring timer) gave up
-        status, reason = "no_answer", "no_answer"
-    else:
+        decided = "no_answer", "no_answer"
+    if decided is None:
         # left while still dialing: the carrier never reached the phone (livekit/sip may
         # report a trunk failure as UNKNOWN_REASON / CLIENT_INITIATED)
-        status, reason = "failed", "trunk_failure"
+        decided = "failed", "trunk_failure"
+    status, reason = decided
     return CallOutcome(status=status, reason=reason, sip_status_code=code, sip_status=text)
 
 

@@ -6,6 +6,7 @@ Used by the dispatcher (errors from CreateSIPParticipant) and by the webhook rel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,13 +24,15 @@ class CallOutcome:
     sip_status: str | None = None
 
 
+# One table for every path that ends a call (dispatcher, webhooks, and the agent worker,
+# whose mirror in agent_runtime/outcome.py is held to it by tests/test_outcome_parity.py).
 _BY_SIP_CODE: dict[int, tuple[OutcomeStatus, str]] = {
     486: ("busy", "busy"),
     600: ("busy", "busy"),
+    403: ("busy", "rejected"),
     603: ("busy", "rejected"),
     607: ("busy", "rejected"),
     608: ("busy", "rejected"),
-    403: ("failed", "forbidden"),
     404: ("failed", "invalid_number"),
     604: ("failed", "invalid_number"),
     408: ("no_answer", "no_answer"),
@@ -48,24 +51,33 @@ _BY_TWIRP_CODE: dict[str, tuple[OutcomeStatus, str]] = {
 }
 
 _BY_DISCONNECT: dict[int, tuple[OutcomeStatus, str]] = {
-    DisconnectReason.USER_REJECTED: ("busy", "rejected"),
+    DisconnectReason.USER_REJECTED: ("busy", "busy"),
     DisconnectReason.USER_UNAVAILABLE: ("no_answer", "no_answer"),
     DisconnectReason.SIP_TRUNK_FAILURE: ("failed", "trunk_failure"),
-    DisconnectReason.MEDIA_FAILURE: ("failed", "media_failure"),
-    DisconnectReason.CONNECTION_TIMEOUT: ("failed", "connection_timeout"),
-    DisconnectReason.JOIN_FAILURE: ("failed", "join_failure"),
+    DisconnectReason.MEDIA_FAILURE: ("failed", "error"),
+    DisconnectReason.CONNECTION_TIMEOUT: ("failed", "error"),
+    DisconnectReason.JOIN_FAILURE: ("failed", "error"),
+    DisconnectReason.SERVER_SHUTDOWN: ("failed", "error"),
+    DisconnectReason.ROOM_DELETED: ("failed", "error"),
 }
+
+SIP_CALL_STATUS_ATTRIBUTE = "sip.callStatus"
+# livekit/sip does not publish the final SIP response today; a bridge (or a future version)
+# that does is read through these names.
+SIP_STATUS_CODE_ATTRIBUTE = "sip.statusCode"
+SIP_STATUS_ATTRIBUTE = "sip.status"
 
 
 def sip_code_outcome(code: int | None) -> tuple[OutcomeStatus, str] | None:
+    """Final SIP response of an unanswered dial -> outcome (RFC 3261 classes)."""
     if code is None:
         return None
     if code in _BY_SIP_CODE:
         return _BY_SIP_CODE[code]
-    if 500 <= code < 600:
+    if code >= 500:
         return ("failed", "trunk_failure")
-    if 400 <= code < 500:
-        return ("failed", "sip_error")
+    if code >= 400:
+        return ("failed", "error")
     return None
 
 
@@ -80,15 +92,27 @@ def dial_error_outcome(error: ServerError) -> CallOutcome:
 
 
 def left_before_answer_outcome(
-    disconnect_reason: int, sip_status_code: int | None = None, sip_status: str | None = None
+    disconnect_reason: int | None, attributes: Mapping[str, str]
 ) -> CallOutcome:
-    """A SIP participant that left without ever reaching `sip.callStatus == active`."""
+    """A SIP participant that left without ever reaching `sip.callStatus == active`.
+
+    The SIP code wins when the bridge published one, then the disconnect reason; without
+    either, a leg that rang and stopped was not answered, and one that left while still
+    dialing never reached the phone (livekit/sip may report a carrier failure as
+    UNKNOWN_REASON or CLIENT_INITIATED).
+    """
+    raw_code = attributes.get(SIP_STATUS_CODE_ATTRIBUTE, "")
+    code = int(raw_code) if raw_code.isdigit() else None
     status, reason = (
-        sip_code_outcome(sip_status_code)
-        or _BY_DISCONNECT.get(disconnect_reason)
-        or ("no_answer", "no_answer")
+        sip_code_outcome(code)
+        or _BY_DISCONNECT.get(disconnect_reason or 0)
+        or (
+            ("no_answer", "no_answer")
+            if attributes.get(SIP_CALL_STATUS_ATTRIBUTE) == "ringing"
+            else ("failed", "trunk_failure")
+        )
     )
-    return CallOutcome(status, reason, sip_status_code, sip_status)
+    return CallOutcome(status, reason, code, attributes.get(SIP_STATUS_ATTRIBUTE) or None)
 
 
 def left_after_answer_outcome(disconnect_reason: int) -> CallOutcome:

@@ -85,10 +85,12 @@ def test_sip_status_attributes_decide_when_reason_is_vague() -> None:
         (480, ("no_answer", "no_answer")),
         (408, ("no_answer", "no_answer")),
         (503, ("failed", "trunk_failure")),
+        (404, ("failed", "invalid_number")),
         (400, ("failed", "error")),
+        (302, None),
     ],
 )
-def test_outcome_from_sip_status(code: int, expected: tuple[str, str]) -> None:
+def test_outcome_from_sip_status(code: int, expected: tuple[str, str] | None) -> None:
     assert outcome_from_sip_status(code) == expected
 
 

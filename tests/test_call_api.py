@@ -383,7 +383,7 @@ async def test_cancel_before_dispatch(tenant: Tenant, ready: dict[str, Any]) -> 
     again = await tenant.request("POST", f"/v1/api/call/{call['callId']}/cancel")
     await _expect_error(again, 409, "CALL_ALREADY_ENDED")
     view = (await tenant.request("GET", f"/v1/api/call/{call['callId']}")).json()
-    assert view["status"] == "canceled" and view["endReason"] == "canceled"
+    assert view["status"] == "canceled" and view["endReason"] == "canceled_by_client"
 
 
 async def test_redis_down_is_503_and_nothing_stored(api_server: Any, settings: Settings) -> None:

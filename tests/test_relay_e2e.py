@@ -210,7 +210,7 @@ async def test_scenarios_deliver_every_event_once_in_order_signed_with_metadata(
     ends = {name: receiver.delivered(f"/{name}")[-1]["data"]["reason"] for name in EXPECTED}
     assert ends == {
         "answered_completed": "hangup_by_callee",
-        "busy": "rejected",
+        "busy": "busy",
         "no_answer": "no_answer",
         "trunk_failure": "trunk_failure",
         "agent_crashed": "room_closed",

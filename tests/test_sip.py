@@ -62,14 +62,25 @@ def test_dial_errors_map_to_outcomes(
     assert plain == outcome
 
 
-def test_leaving_before_answer_uses_sip_code_then_disconnect_reason() -> None:
-    busy = left_before_answer_outcome(DisconnectReason.USER_REJECTED, 486, "Busy Here")
-    assert (busy.status, busy.reason, busy.sip_status) == ("busy", "busy", "Busy Here")
-    assert left_before_answer_outcome(DisconnectReason.USER_REJECTED).status == "busy"
-    assert left_before_answer_outcome(DisconnectReason.USER_UNAVAILABLE).status == "no_answer"
-    trunk = left_before_answer_outcome(DisconnectReason.SIP_TRUNK_FAILURE)
+def test_leaving_before_answer_uses_sip_code_then_disconnect_reason_then_state() -> None:
+    attributes = {"sip.callStatus": "ringing", "sip.statusCode": "486", "sip.status": "Busy Here"}
+    busy = left_before_answer_outcome(DisconnectReason.CLIENT_INITIATED, attributes)
+    assert (busy.status, busy.reason, busy.sip_status_code, busy.sip_status) == (
+        "busy",
+        "busy",
+        486,
+        "Busy Here",
+    )
+    ringing, dialing = {"sip.callStatus": "ringing"}, {"sip.callStatus": "dialing"}
+    assert left_before_answer_outcome(DisconnectReason.USER_REJECTED, ringing).status == "busy"
+    unavailable = left_before_answer_outcome(DisconnectReason.USER_UNAVAILABLE, ringing)
+    assert unavailable.status == "no_answer"
+    trunk = left_before_answer_outcome(DisconnectReason.SIP_TRUNK_FAILURE, dialing)
     assert (trunk.status, trunk.reason) == ("failed", "trunk_failure")
-    assert left_before_answer_outcome(DisconnectReason.CLIENT_INITIATED).status == "no_answer"
+    # No reason given: it rang and stopped (not answered), or never got past dialing.
+    vague = DisconnectReason.CLIENT_INITIATED
+    assert left_before_answer_outcome(vague, ringing).status == "no_answer"
+    assert left_before_answer_outcome(vague, dialing).reason == "trunk_failure"
 
 
 def test_leaving_after_answer_completes_the_call() -> None:

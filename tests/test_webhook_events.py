@@ -47,7 +47,7 @@ def test_joined_follows_sip_call_status() -> None:
 
 def test_left_before_answer_by_disconnect_reason() -> None:
     cases = [
-        (DisconnectReason.USER_REJECTED, [("call.ended", "busy", "rejected")]),
+        (DisconnectReason.USER_REJECTED, [("call.ended", "busy", "busy")]),
         (DisconnectReason.USER_UNAVAILABLE, [("call.ended", "no_answer", "no_answer")]),
         (DisconnectReason.SIP_TRUNK_FAILURE, [("call.failed", "failed", "trunk_failure")]),
     ]

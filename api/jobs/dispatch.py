@@ -77,7 +77,9 @@ async def _fail(call: CallRecord, code: str, message: str, **fields: Any) -> Non
         store,
         call.id,
         EventSpec(
-            "call.failed", {"code": code, "message": message, **fields}, call_fields=recorded
+            "call.failed",
+            {"reason": "error", "code": code, "message": message, **fields},
+            call_fields=recorded,
         ),
     )
     _log("call failed: %s %s (%s)", call, code, message, result.outcome, level=logging.WARNING)

@@ -243,7 +243,7 @@ async def cancel_call(store: Store, settings: Settings, call: CallRecord) -> str
         EventSpec(
             "call.canceled",
             {"reason": "canceled_by_client"},
-            call_fields={"end_reason": "canceled"},
+            call_fields={"end_reason": "canceled_by_client"},
         ),
     )
     if not result.applied:

@@ -94,7 +94,8 @@ def _participant_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
     reason = participant.disconnect_reason
     extra = {"disconnect_reason": DisconnectReason.Name(reason)}
     if not _answered(call, participant):
-        return WebhookPlan([_end_event(webhook, left_before_answer_outcome(reason), extra)])
+        outcome = left_before_answer_outcome(reason, participant.attributes)
+        return WebhookPlan([_end_event(webhook, outcome, extra)])
     events = []
     if call.get("status") != "in_progress":
         # Answered, but the answer was only visible in attributes (no webhook for those).
