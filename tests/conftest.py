@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from tests.support import (
     TEST_API_KEY,
     TEST_API_SECRET,
     ApiServer,
+    SpareRedis,
     WorkerProcess,
     free_port,
 )
@@ -160,3 +162,13 @@ async def create_tenant(http: httpx.AsyncClient, name: str = "acme") -> Tenant:
 @pytest.fixture
 async def tenant(client: httpx.AsyncClient) -> Tenant:
     return await create_tenant(client)
+
+
+@pytest.fixture
+def spare_redis() -> Iterator[SpareRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed")
+    server = SpareRedis()
+    server.start()
+    yield server
+    server.stop()

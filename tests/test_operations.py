@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,49 +17,14 @@ import redis
 
 from api.settings import Settings
 from tests.conftest import Tenant, create_tenant, delete_prefix
-from tests.support import ROOT, ApiServer, WorkerProcess, async_wait_until, free_port
-
-
-class SpareRedis:
-    """A throwaway redis-server on a spare port that tests may stop and start."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def spare_redis() -> Iterator[SpareRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not installed")
-    server = SpareRedis()
-    server.start()
-    yield server
-    server.stop()
+from tests.support import (
+    ROOT,
+    ApiServer,
+    SpareRedis,
+    WorkerProcess,
+    async_wait_until,
+    free_port,
+)
 
 
 async def _place_one(http: httpx.AsyncClient, name: str) -> httpx.Response:

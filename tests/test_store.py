@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -144,3 +145,20 @@ async def test_list_cursor_never_skips_calls_created_in_the_same_millisecond(
         if cursor is None:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 7
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """An idle connection closed by Redis (idle timeout, failover, CLIENT KILL) is not handed
+    to the next command: that command still succeeds."""
+    key = store.keys.call("pool-probe")
+    await store.redis.set(key, "1")
+    for _ in range(3):
+        connection_id = await store.redis.client_id()
+        assert redis_client.client_kill_filter(_id=connection_id) == 1
+        await asyncio.sleep(0.05)  # the close reaches the client's socket
+        assert await store.redis.get(key) == "1"
+        pipe = store.redis.pipeline(transaction=True)
+        pipe.get(key)
+        assert await pipe.execute() == ["1"]

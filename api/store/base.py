@@ -60,5 +60,9 @@ def open_store(settings: Settings) -> Store:
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=30,
+        # RESP2: under RESP3, redis-py 8.1 hands out pooled connections the server already
+        # closed (idle timeout, failover, CLIENT KILL), failing one command per connection
+        # (redis/redis-py#4252); RESP2 connections are checked and replaced.
+        protocol=2,
     )
     return Store(client, settings)
