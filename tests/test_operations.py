@@ -72,13 +72,15 @@ async def test_readiness_and_calls_follow_redis_down_and_back(
         server.stop()
 
 
-async def test_readiness_reports_livekit_down(settings: Settings, lk: Any) -> None:
+async def test_readiness_reports_livekit_down_but_stays_ready(settings: Settings, lk: Any) -> None:
     dead = settings.model_copy(update={"livekit_url": f"http://127.0.0.1:{free_port()}"})
     server = ApiServer(dead, free_port()).start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as http:
             response = await http.get("/readyz")
-        assert response.status_code == 503
+        # Every replica shares LiveKit: the API stays in the Service and says it is degraded.
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
         assert response.json()["checks"]["redis"] == "ok"
         assert response.json()["checks"]["livekit"].startswith("error")
     finally:

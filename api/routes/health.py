@@ -42,11 +42,14 @@ async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
         _check(store.redis.ping()), _check(livekit_probe)
     )
     checks = {"redis": redis_state, "livekit": livekit_state}
-    ready = all(state == "ok" for state in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    # Only Redis decides: without it this process cannot serve. LiveKit is shared by every
+    # replica, so failing on it would take the whole API (call status, webhooks, queueing)
+    # out of the Service during a LiveKit outage; it is reported as `degraded` instead.
+    if redis_state != "ok":
+        status, code = "not_ready", 503
+    else:
+        status, code = ("ready", 200) if livekit_state == "ok" else ("degraded", 200)
+    return JSONResponse({"status": status, "checks": checks}, status_code=code)
 
 
 @router.get("/metrics", include_in_schema=False)
