@@ -1,0 +1,333 @@
+"""Static checks of .env.example, deploy/init-env.sh, the Kubernetes manifests and the
+Dockerfile against the code: every setting provided and valid, secrets left empty, probes
+that are real routes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from dotenv import dotenv_values
+
+from api.settings import Settings
+from tests.deploy_files import (
+    AGENT_ENV,
+    AGENT_HEALTH_PORT,
+    AGENT_NEEDS,
+    COMPOSE_ADDRESSES,
+    DEPLOY,
+    ENV_EXAMPLE,
+    GENERATED_SECRETS,
+    K8S,
+    OUTDIAL_COMMANDS,
+    ROOT,
+    SECRETS,
+    compose_interpolations,
+    env_example,
+    is_route,
+    k8s_configmap,
+    k8s_container,
+    k8s_documents,
+    k8s_object,
+    k8s_secret_keys,
+    load_yaml,
+    required_settings,
+    settings_aliases,
+)
+
+# ------------------------------------------------------------------------------------------
+# .env.example and deploy/init-env.sh
+# ------------------------------------------------------------------------------------------
+
+
+def test_env_example_is_plain_dotenv() -> None:
+    seen: set[str] = set()
+    for number, line in enumerate(ENV_EXAMPLE.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"line {number}: {line!r}"
+        assert key not in seen, f"line {number}: {key} appears twice"
+        seen.add(key)
+        # Compose v1 keeps quotes and trailing comments as part of the value, v2 strips them.
+        assert not re.search(r"['\"]|\s#|\$", value), f"line {number}: keep values bare"
+    assert seen == set(env_example())
+
+
+def test_env_example_has_every_setting_and_agent_variable() -> None:
+    missing = (set(settings_aliases()) | AGENT_ENV) - set(env_example())
+    assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_env_example_secrets_are_empty_placeholders() -> None:
+    example = env_example()
+    for var in SECRETS:
+        assert example[var] == "", f"{var} must ship empty"
+    text = ENV_EXAMPLE.read_text()
+    assert "openssl rand -hex 32" in text
+
+
+def test_env_example_values_are_valid_and_match_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    aliases = settings_aliases()
+    for var in list(os.environ):
+        if var in aliases:
+            monkeypatch.delenv(var)
+    for var, value in env_example().items():
+        if var in aliases:
+            monkeypatch.setenv(var, value or "")
+    configured = Settings(_env_file=None)
+    defaults = Settings.model_construct()
+    for var, field in aliases.items():
+        if var in COMPOSE_ADDRESSES | SECRETS:
+            continue
+        value, default = getattr(configured, field), getattr(defaults, field)
+        if default is None and value == "":
+            continue  # an empty optional setting means "not set" (e.g. no default trunk)
+        assert value == default, (
+            f".env.example documents {var}={env_example()[var]!r}, but the default is {default!r}"
+        )
+
+
+def test_init_env_fills_only_the_empty_secrets(tmp_path: Path) -> None:
+    if not shutil.which("bash"):
+        pytest.fail("bash is required to run deploy/init-env.sh")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(DEPLOY / "init-env.sh", tmp_path / "deploy" / "init-env.sh")
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env.example")
+    script = ["bash", str(tmp_path / "deploy" / "init-env.sh")]
+    subprocess.run(script, check=True, capture_output=True, timeout=30)
+    first = dict(dotenv_values(tmp_path / ".env"))
+    subprocess.run(script, check=True, capture_output=True, timeout=30)
+    assert dict(dotenv_values(tmp_path / ".env")) == first, "a second run changed .env"
+    for var, value in env_example().items():
+        if var in GENERATED_SECRETS:
+            assert re.fullmatch(r"[0-9a-f]{64}", first[var] or ""), var
+        else:
+            assert first[var] == value, var
+    guarded = {var for var, op, _ in compose_interpolations() if op == ":?"}
+    assert all(first.get(var) for var in guarded), "init-env.sh leaves a guarded variable empty"
+
+
+# ------------------------------------------------------------------------------------------
+# Kubernetes
+# ------------------------------------------------------------------------------------------
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    return load_yaml(K8S / "kustomization.yaml")
+
+
+def probe_target(container: dict[str, Any], probe: str) -> tuple[int, str]:
+    get = container[probe]["httpGet"]
+    port = get["port"]
+    if isinstance(port, str):
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert port in named, f"probe port {port!r} is not a named container port"
+        port = named[port]
+    return int(port), get["path"]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = set(kustomization()["resources"])
+    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+    (generator,) = kustomization()["secretGenerator"]
+    assert generator["name"] == "outdial" and generator["envs"] == ["secret.env"]
+    assert (K8S / "secret.env.example").is_file()
+    assert "secret.env" in (K8S / ".gitignore").read_text().split()
+    assert [image["name"] for image in kustomization()["images"]] == ["outdial"]
+    for doc in k8s_documents():
+        assert doc.get("apiVersion") and doc.get("kind") and doc["metadata"].get("name"), doc
+
+
+def test_k8s_deployments_run_the_image_with_the_right_command() -> None:
+    for role, command in OUTDIAL_COMMANDS.items():
+        container = k8s_container(role)
+        assert container["image"] == "outdial"
+        assert (container.get("command", []) + container.get("args", []))[: len(command)] == (
+            command
+        ), role
+        spec = k8s_object("Deployment", f"outdial-{role}")["spec"]
+        assert (
+            spec["selector"]["matchLabels"].items()
+            <= spec["template"]["metadata"]["labels"].items()
+        ), role
+        assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True, role
+
+
+def test_k8s_resources_are_set() -> None:
+    for role in OUTDIAL_COMMANDS:
+        resources = k8s_container(role)["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[kind]), f"{role} {kind}"
+
+
+def test_k8s_api_probes_are_routes() -> None:
+    container = k8s_container("api")
+    command = container["command"]
+    port = int(command[command.index("--port") + 1])
+    assert port in {p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe_port, path = probe_target(container, probe)
+        assert probe_port == port, probe
+        assert is_route(path, "GET"), f"{probe}: GET {path} is not a route of api.app"
+    assert probe_target(container, "livenessProbe")[1] == "/healthz"
+    assert probe_target(container, "readinessProbe")[1] == "/readyz"
+
+
+def test_k8s_worker_and_agent_probes() -> None:
+    metrics_port = int(k8s_configmap()["OUTDIAL_WORKER_METRICS_PORT"])
+    worker = k8s_container("worker")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert probe_target(worker, probe) == (metrics_port, "/metrics"), probe
+    annotations = k8s_object("Deployment", "outdial-worker")["spec"]["template"]["metadata"]
+    assert annotations["annotations"]["prometheus.io/port"] == str(metrics_port)
+    agent = k8s_container("agent")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe_target(agent, probe) == (AGENT_HEALTH_PORT, "/"), probe
+
+
+def test_k8s_env_names_are_settings_or_agent_variables() -> None:
+    known = set(settings_aliases()) | AGENT_ENV
+    for name in k8s_configmap():
+        assert name in known, f"ConfigMap key {name} is not a setting (typo?)"
+    for name in k8s_secret_keys():
+        assert name in known, f"secret.env.example key {name} is not a setting (typo?)"
+    overlap = set(k8s_configmap()) & set(k8s_secret_keys())
+    assert not overlap, f"both in ConfigMap and Secret: {overlap}"
+    for name in SECRETS:
+        assert name not in k8s_configmap(), f"{name} belongs in the Secret"
+    for var in k8s_configmap().values():
+        assert isinstance(var, str), "ConfigMap values must be strings"
+
+
+def test_k8s_provides_the_required_settings() -> None:
+    provided = set(k8s_configmap()) | set(k8s_secret_keys())
+    missing = required_settings() - provided
+    assert not missing, f"deploy/k8s does not set {sorted(missing)}"
+    for role in ("api", "worker"):
+        refs = k8s_container(role)["envFrom"]
+        assert {"configMapRef": {"name": "outdial"}} in refs, role
+        assert {"secretRef": {"name": "outdial"}} in refs, role
+    agent = k8s_container("agent")
+    assert agent["envFrom"] == [{"configMapRef": {"name": "outdial"}}]
+    from_secret = {}
+    for item in agent["env"]:
+        ref = item["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "outdial" and ref["key"] in k8s_secret_keys(), item
+        from_secret[item["name"]] = ref["key"]
+    agent_env = set(k8s_configmap()) | set(from_secret)
+    assert not (AGENT_NEEDS | AGENT_ENV) - agent_env
+
+
+def test_k8s_config_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    aliases = settings_aliases()
+    for var in list(os.environ):
+        if var in aliases:
+            monkeypatch.delenv(var)
+    for var, value in k8s_configmap().items():
+        if var in aliases:
+            monkeypatch.setenv(var, value)
+    settings = Settings(_env_file=None)
+    assert urlsplit(settings.public_url).hostname == "outdial-api.outdial.svc.cluster.local"
+
+
+def test_k8s_agent_grace_period_covers_a_call() -> None:
+    max_call = int(k8s_configmap()["OUTDIAL_MAX_DURATION_SECONDS"])
+    spec = k8s_object("Deployment", "outdial-agent")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] >= max_call + 30
+
+
+def test_k8s_service_and_hpa_target_the_api() -> None:
+    service_ = k8s_object("Service", "outdial-api")
+    pod_labels = k8s_object("Deployment", "outdial-api")["spec"]["template"]["metadata"]["labels"]
+    assert service_["spec"]["selector"].items() <= pod_labels.items()
+    named = {p["name"] for p in k8s_container("api")["ports"]}
+    assert all(p["targetPort"] in named for p in service_["spec"]["ports"])
+    public_url = urlsplit(k8s_configmap()["OUTDIAL_PUBLIC_URL"])
+    assert public_url.hostname.split(".")[:2] == ["outdial-api", kustomization()["namespace"]]
+    assert public_url.port == service_["spec"]["ports"][0]["port"]
+    hpa = k8s_object("HorizontalPodAutoscaler", "outdial-api")["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "outdial-api",
+    }
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+
+
+# ------------------------------------------------------------------------------------------
+# Dockerfile
+# ------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    result = []
+    for line in lines:
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def test_dockerfile_caches_dependencies_and_runs_as_a_user() -> None:
+    steps = dockerfile_instructions()
+    stages = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
+    assert len(stages) >= 2, "multi-stage build expected"
+    build, runtime = steps[stages[0] : stages[-1]], steps[stages[-1] :]
+
+    def index(stage: list[tuple[str, str]], keyword: str, needle: str) -> int:
+        for i, (kw, rest) in enumerate(stage):
+            if kw == keyword and needle in rest:
+                return i
+        raise AssertionError(f"no {keyword} ... {needle} in the Dockerfile stage")
+
+    # pyproject alone, the dependency install, then the source.
+    assert index(build, "COPY", "pyproject.toml") < index(build, "RUN", "pip install -r")
+    packages = load_pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in packages:
+        name = package.rstrip("*")
+        assert index(build, "RUN", "pip install -r") < index(build, "COPY", f"{name} ./{name}")
+        assert index(build, "COPY", f"{name} ./{name}") < index(build, "RUN", "--no-deps .")
+    user = index(runtime, "USER", "")
+    assert runtime[user][1] not in ("root", "0")
+    assert user < index(runtime, "RUN", "outdial agent download-files")
+    assert runtime[-1][0] == "CMD" and "outdial" in runtime[-1][1]
+
+
+def test_dockerignore_sends_only_what_is_copied() -> None:
+    lines = [
+        line
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "start from nothing, then allow what the Dockerfile copies"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied = {
+        rest.split()[0]
+        for keyword, rest in dockerfile_instructions()
+        if keyword == "COPY" and not rest.startswith("--from")
+    }
+    assert copied <= allowed | {"."}
+
+
+def load_pyproject() -> dict[str, Any]:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+# ------------------------------------------------------------------------------------------
