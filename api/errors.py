@@ -63,7 +63,8 @@ def error_response(
 
 
 def storage_unavailable(exc: RedisError) -> JSONResponse:
-    """The answer to any request that Redis failed: 503, nothing stored, retry."""
+    """The answer to any request that Redis failed: 503 and Retry-After (see docs/operations.md
+    for a write whose reply was lost: retry it with the same Idempotency-Key)."""
     logger.error("redis unavailable: %s", exc)
     return error_response(503, "SERVICE_UNAVAILABLE", "storage is unavailable, retry later")
 

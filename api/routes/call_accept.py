@@ -97,7 +97,7 @@ _ERROR_CODES = {
     "409": "IDEMPOTENCY_CONFLICT",
     "413": "PAYLOAD_TOO_LARGE",
     "422": "VALIDATION_ERROR",
-    "503": "SERVICE_UNAVAILABLE (nothing was stored; retry)",
+    "503": "SERVICE_UNAVAILABLE (retry after Retry-After, with the same Idempotency-Key)",
 }
 
 
