@@ -24,4 +24,8 @@ TIME_TO_DIAL = Histogram(
 CALLBACK_DELIVERIES = Counter(
     "outdial_callback_deliveries_total", "Callback delivery attempts by outcome", ["outcome"]
 )
+RELAY_TURNED_AWAY = Counter(
+    "outdial_relay_turned_away_total",
+    "Relay messages put back because the relay's share of worker threads was taken",
+)
 QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])

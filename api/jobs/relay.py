@@ -7,16 +7,21 @@ the call parked in `relay:due`, or (on a crash) its message unacked for redelive
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import dramatiq
 
 from api.jobs.messages import REDELIVER_ACTOR, RELAY_ACTOR, RELAY_QUEUE
 from api.jobs.resources import worker_settings, worker_store
+from api.jobs.thread_share import RELAY_SHARE, SHARE_RETRY_MS
+from api.metrics import RELAY_TURNED_AWAY
 from api.relay.drain import DRAIN_BUDGET_SECONDS, ERROR_RETRY_MS, drain_call
 from api.relay.redeliver import redeliver_event
 from api.relay.steps import release
 
+# Dial jobs (priority 0) go first when a worker thread frees up.
+_RELAY_PRIORITY = 10
 # Room for a full drain budget plus one attempt in flight when the budget runs out.
 _TIME_LIMIT_MS = int((DRAIN_BUDGET_SECONDS + worker_settings().callback_timeout_seconds) * 1000)
 _TIME_LIMIT_MS += 30_000
@@ -25,6 +30,7 @@ _TIME_LIMIT_MS += 30_000
 @dramatiq.actor(
     queue_name=RELAY_QUEUE,
     actor_name=RELAY_ACTOR,
+    priority=_RELAY_PRIORITY,
     max_retries=20,
     min_backoff=1_000,
     max_backoff=60_000,
@@ -32,10 +38,24 @@ _TIME_LIMIT_MS += 30_000
     on_retry_exhausted="relay_exhausted",
 )
 async def relay_call(call_id: str) -> None:
-    await drain_call(worker_store(), worker_settings(), call_id)
+    if not await RELAY_SHARE.take():
+        # The relay's share of threads is taken: the call waits in `relay:due` briefly.
+        RELAY_TURNED_AWAY.inc()
+        await release(worker_store(), call_id, token="", retry_in_ms=SHARE_RETRY_MS)
+        return
+    try:
+        await drain_call(worker_store(), worker_settings(), call_id)
+    finally:
+        RELAY_SHARE.give_back()
 
 
-@dramatiq.actor(queue_name=RELAY_QUEUE, max_retries=20, min_backoff=1_000, max_backoff=60_000)
+@dramatiq.actor(
+    queue_name=RELAY_QUEUE,
+    priority=_RELAY_PRIORITY,
+    max_retries=20,
+    min_backoff=1_000,
+    max_backoff=60_000,
+)
 async def relay_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """Every retry of a drain failed: park the call so its flag never outlives all messages."""
     await release(worker_store(), message["args"][0], token="", retry_in_ms=ERROR_RETRY_MS)
@@ -44,10 +64,19 @@ async def relay_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -
 @dramatiq.actor(
     queue_name=RELAY_QUEUE,
     actor_name=REDELIVER_ACTOR,
+    priority=_RELAY_PRIORITY,
     max_retries=3,
     min_backoff=1_000,
     max_backoff=10_000,
     time_limit=_TIME_LIMIT_MS,
 )
 async def relay_redeliver(call_id: str, sequence: str) -> None:
-    await redeliver_event(worker_store(), worker_settings(), call_id, int(sequence))
+    if not await RELAY_SHARE.take():
+        RELAY_TURNED_AWAY.inc()
+        options = {"args": (call_id, sequence), "delay": SHARE_RETRY_MS}
+        await asyncio.to_thread(relay_redeliver.send_with_options, **options)
+        return
+    try:
+        await redeliver_event(worker_store(), worker_settings(), call_id, int(sequence))
+    finally:
+        RELAY_SHARE.give_back()

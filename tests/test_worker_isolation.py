@@ -1,0 +1,65 @@
+"""Slow callback receivers must not hold back dialing: the relay may use only part of a
+worker process's threads, the rest stay free for the dial queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from api.settings import Settings
+from tests.callback_receiver import Receiver
+from tests.conftest import Tenant, create_tenant
+from tests.support import ApiServer, WorkerProcess, async_wait_until
+
+THREADS = 4
+
+
+async def test_hanging_receivers_leave_a_thread_for_dialing(
+    tenant: Tenant, client: httpx.AsyncClient, lk: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    receiver = await Receiver().start()
+    released = asyncio.Event()
+    holding = 0
+
+    async def hang(_: web.Request) -> web.StreamResponse:
+        nonlocal holding
+        holding += 1
+        await released.wait()
+        return web.json_response({"ok": True})
+
+    receiver.behaviours["/hang"] = hang
+    # Attempts that outlast the test: a thread held by the relay is not given back meanwhile.
+    worker = WorkerProcess(
+        settings.model_copy(update={"callback_timeout_seconds": 60.0}), threads=THREADS
+    ).start()
+    try:
+        await tenant.register_number()
+        agent = await tenant.create_agent()
+        for _ in range(2 * THREADS):
+            placed = await tenant.place_call(
+                to="+14155552671", call_agent_id=agent["id"], callback_url=f"{receiver.url}/hang"
+            )
+            assert placed.status_code == 200, placed.text
+        await async_wait_until(lambda: holding >= THREADS - 1, timeout=20, what="held requests")
+        await asyncio.sleep(1.0)
+        assert holding == THREADS - 1  # one thread of four is kept for dialing
+
+        other = await create_tenant(client, "other")
+        await other.register_number()
+        other_agent = await other.create_agent()
+        call = (await other.place_call(to="+14155552671", call_agent_id=other_agent["id"])).json()
+
+        def dialed() -> bool:
+            room = lk.room(call["roomName"])
+            return room is not None and f"sip-{call['callId']}" in room.participants
+
+        await async_wait_until(dialed, timeout=10, what="the other workspace's dial")
+        assert holding == THREADS - 1
+    finally:
+        released.set()
+        # Stopped from a thread: the held requests are answered by this loop meanwhile.
+        await asyncio.to_thread(worker.stop)
+        await receiver.stop()
