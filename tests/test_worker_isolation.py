@@ -34,7 +34,7 @@ async def test_hanging_receivers_leave_a_thread_for_dialing(
     # Attempts that outlast the test: a thread held by the relay is not given back meanwhile.
     worker = WorkerProcess(
         settings.model_copy(update={"callback_timeout_seconds": 60.0}), threads=THREADS
-    ).start()
+    )
     try:
         await tenant.register_number()
         agent = await tenant.create_agent()
@@ -43,6 +43,8 @@ async def test_hanging_receivers_leave_a_thread_for_dialing(
                 to="+14155552671", call_agent_id=agent["id"], callback_url=f"{receiver.url}/hang"
             )
             assert placed.status_code == 200, placed.text
+        # Started with the work already queued: the share applies from the first message.
+        worker.start()
         await async_wait_until(lambda: holding >= THREADS - 1, timeout=20, what="held requests")
         await asyncio.sleep(1.0)
         assert holding == THREADS - 1  # one thread of four is kept for dialing

@@ -55,7 +55,8 @@ RELAY_SHARE = RelayThreadShare()
 
 
 class SizeRelayShare(Middleware):
-    """Sizes the relay's share from the booted worker's thread count."""
+    """Sizes the relay's share from the worker's thread count, before its threads start
+    (`after_worker_boot` would leave the first messages unlimited)."""
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         RELAY_SHARE.limit = relay_thread_limit(worker.worker_threads)
