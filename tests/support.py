@@ -32,6 +32,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def has_sip_leg(lk: Any, room_name: str, call_id: str) -> bool:
+    """The call's SIP participant is in its room at the LiveKit test server."""
+    room = lk.room(room_name)
+    return room is not None and f"sip-{call_id}" in room.participants
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
 ) -> Any:

@@ -15,7 +15,14 @@ import redis
 from api.settings import Settings
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
-from tests.support import ApiServer, SpareRedis, WorkerProcess, async_wait_until, free_port
+from tests.support import (
+    ApiServer,
+    SpareRedis,
+    WorkerProcess,
+    async_wait_until,
+    free_port,
+    has_sip_leg,
+)
 
 CALLS = 6
 TERMINAL = {"failed", "canceled", "completed", "no_answer", "busy"}
@@ -28,8 +35,7 @@ async def _settled(tenant: Tenant, lk: Any, call_id: str) -> dict[str, Any] | No
     view = response.json()
     if view["status"] in TERMINAL:
         return view
-    room = lk.room(view["roomName"])
-    if view["status"] == "dialing" and room is not None and f"sip-{call_id}" in room.participants:
+    if view["status"] == "dialing" and has_sip_leg(lk, view["roomName"], call_id):
         return view
     return None
 

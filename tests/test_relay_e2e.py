@@ -16,7 +16,7 @@ from api.security import event_token, verify_signature
 from api.settings import Settings
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
-from tests.support import ApiServer, WorkerProcess, async_wait_until
+from tests.support import ApiServer, WorkerProcess, async_wait_until, has_sip_leg
 
 FAST_RETRIES: dict[str, Any] = {"callback_retry_schedule": [0.2, 0.5, 1.0]}
 TERMINAL_TYPES = {"call.ended", "call.failed", "call.canceled"}
@@ -71,8 +71,7 @@ async def _events(tenant: Tenant, call_id: str) -> list[dict[str, Any]]:
 
 async def _wait_dialed(lk: Any, tenant: Tenant, call: dict[str, Any]) -> None:
     async def dialed() -> bool:
-        room = lk.room(call["roomName"])
-        return room is not None and f"sip-{call['callId']}" in room.participants
+        return has_sip_leg(lk, call["roomName"], call["callId"])
 
     await async_wait_until(dialed, timeout=20, what=f"call {call['callId']} dialed")
 

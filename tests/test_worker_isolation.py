@@ -12,7 +12,7 @@ from aiohttp import web
 from api.settings import Settings
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
-from tests.support import ApiServer, WorkerProcess, async_wait_until
+from tests.support import ApiServer, WorkerProcess, async_wait_until, has_sip_leg
 
 THREADS = 4
 
@@ -54,11 +54,11 @@ async def test_hanging_receivers_leave_a_thread_for_dialing(
         other_agent = await other.create_agent()
         call = (await other.place_call(to="+14155552671", call_agent_id=other_agent["id"])).json()
 
-        def dialed() -> bool:
-            room = lk.room(call["roomName"])
-            return room is not None and f"sip-{call['callId']}" in room.participants
-
-        await async_wait_until(dialed, timeout=10, what="the other workspace's dial")
+        await async_wait_until(
+            lambda: has_sip_leg(lk, call["roomName"], call["callId"]),
+            timeout=10,
+            what="the other workspace's dial",
+        )
         assert holding == THREADS - 1
     finally:
         released.set()

@@ -15,7 +15,6 @@ import dramatiq
 from api.jobs.messages import REDELIVER_ACTOR, RELAY_ACTOR, RELAY_QUEUE
 from api.jobs.resources import worker_settings, worker_store
 from api.jobs.thread_share import RELAY_SHARE, SHARE_RETRY_MS
-from api.metrics import RELAY_TURNED_AWAY
 from api.relay.drain import DRAIN_BUDGET_SECONDS, ERROR_RETRY_MS, drain_call
 from api.relay.redeliver import redeliver_event
 from api.relay.steps import release
@@ -38,15 +37,11 @@ _TIME_LIMIT_MS += 30_000
     on_retry_exhausted="relay_exhausted",
 )
 async def relay_call(call_id: str) -> None:
-    if not await RELAY_SHARE.take():
-        # The relay's share of threads is taken: the call waits in `relay:due` briefly.
-        RELAY_TURNED_AWAY.inc()
-        await release(worker_store(), call_id, token="", retry_in_ms=SHARE_RETRY_MS)
-        return
-    try:
-        await drain_call(worker_store(), worker_settings(), call_id)
-    finally:
-        RELAY_SHARE.give_back()
+    await RELAY_SHARE.run(
+        lambda: drain_call(worker_store(), worker_settings(), call_id),
+        # Without a slot of the relay's share, the call waits in `relay:due` briefly.
+        lambda: release(worker_store(), call_id, token="", retry_in_ms=SHARE_RETRY_MS),
+    )
 
 
 @dramatiq.actor(
@@ -71,12 +66,9 @@ async def relay_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -
     time_limit=_TIME_LIMIT_MS,
 )
 async def relay_redeliver(call_id: str, sequence: str) -> None:
-    if not await RELAY_SHARE.take():
-        RELAY_TURNED_AWAY.inc()
-        options = {"args": (call_id, sequence), "delay": SHARE_RETRY_MS}
-        await asyncio.to_thread(relay_redeliver.send_with_options, **options)
-        return
-    try:
-        await redeliver_event(worker_store(), worker_settings(), call_id, int(sequence))
-    finally:
-        RELAY_SHARE.give_back()
+    await RELAY_SHARE.run(
+        lambda: redeliver_event(worker_store(), worker_settings(), call_id, int(sequence)),
+        lambda: asyncio.to_thread(
+            relay_redeliver.send_with_options, args=(call_id, sequence), delay=SHARE_RETRY_MS
+        ),
+    )

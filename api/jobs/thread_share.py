@@ -9,9 +9,13 @@ their work back for a moment and return at once, which frees the thread.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
+
+from api.metrics import RELAY_TURNED_AWAY
 
 # A relay actor waits this long for a slot (briefly holding its thread) before it turns
 # its work away: slots of fast receivers free within milliseconds, and turning work away
@@ -49,6 +53,19 @@ class RelayThreadShare:
     def give_back(self) -> None:
         if self._slots is not None:
             self._slots.release()
+
+    async def run(
+        self, work: Callable[[], Awaitable[Any]], turn_away: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """`work` in a slot of the share; without one, `turn_away` (counted) instead."""
+        if not await self.take():
+            RELAY_TURNED_AWAY.inc()
+            await turn_away()
+            return
+        try:
+            await work()
+        finally:
+            self.give_back()
 
 
 RELAY_SHARE = RelayThreadShare()
