@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,19 +89,35 @@ class DispatchMetadata(_Model):
         return cls.model_validate_json(raw)
 
 
-AgentEventType = Literal[
-    "agent.started",
-    "call.answered",
-    "call.voicemail",
-    "call.transcript",
-    "call.ended",
-    "call.failed",
+# --- The call vocabulary: every status, end reason and event type has its one owner here.
+
+# Call statuses in the order a call moves through them; terminal ones share the last rank.
+CallStatus = Literal[
+    "queued",
+    "dispatching",
+    "waiting_for_agent",
+    "dialing",
+    "ringing",
+    "in_progress",
+    "completed",
+    "no_answer",
+    "busy",
+    "failed",
+    "canceled",
 ]
-
-# Terminal outcomes an agent may report with `call.ended` (`data.status`).
+# Terminal outcomes of a call that was placed (`call.ended`'s `data.status`, plus `failed`).
 EndedStatus = Literal["completed", "no_answer", "busy", "failed"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({*get_args(EndedStatus), "canceled"})
+TERMINAL_RANK = 9
+# A status may only move to one of higher rank (the Lua scripts are generated from this).
+STATUS_RANK: dict[str, int] = {
+    status: TERMINAL_RANK if status in TERMINAL_STATUSES else rank
+    for rank, status in enumerate(get_args(CallStatus))
+}
 
+# Why a call ended: the `reason` of `call.ended` / `call.failed` and the call's `endReason`.
 EndReason = Literal[
+    # answered calls
     "completed",
     "hangup_by_callee",
     "hangup_by_agent",
@@ -109,13 +125,42 @@ EndReason = Literal[
     "max_duration",
     "silence_timeout",
     "transferred",
+    "connection_lost",
+    "room_closed",
+    # never answered
     "no_answer",
     "busy",
     "rejected",
     "invalid_number",
     "trunk_failure",
+    # the agent was not there to talk, or stopped
+    "agent_unavailable",
+    "agent_failed",
+    # Outdial or LiveKit could not place or keep the call
     "error",
+    "livekit_error",
+    "invalid_metadata",
+    "cannot_join_room",
+    # the client
+    "canceled_by_client",
 ]
+
+AgentEventType = Literal[
+    "agent.started",
+    # the agent joined the room and its session can speak: the dial may go out now
+    "agent.ready",
+    "call.answered",
+    "call.voicemail",
+    "call.transcript",
+    "call.ended",
+    "call.failed",
+]
+
+
+def outcome_event_type(status: EndedStatus) -> Literal["call.ended", "call.failed"]:
+    """Which event carries a call's end, whichever path ended it: `call.failed` for
+    `failed`, `call.ended` (with `data.status`) for every other outcome."""
+    return "call.failed" if status == "failed" else "call.ended"
 
 
 class AgentEvent(_Model):

@@ -28,4 +28,13 @@ RELAY_TURNED_AWAY = Counter(
     "outdial_relay_turned_away_total",
     "Relay messages put back because the relay's share of worker threads was taken",
 )
+CALLS_RECONCILED = Counter(
+    "outdial_calls_reconciled_total",
+    "Calls checked against LiveKit at their deadline, by status then and what was done",
+    ["status", "action"],
+)
+WEBHOOKS_MISSED = Counter(
+    "outdial_livekit_webhooks_missed_total",
+    "Calls the reconciler settled from LiveKit's state because no webhook told the API",
+)
 QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,28 @@ class Settings(BaseSettings):
     default_max_duration_seconds: int = Field(
         1800, ge=10, le=14_400, alias="OUTDIAL_MAX_DURATION_SECONDS"
     )
+
+    # The call's order (docs/operations.md, "Dial only when an agent is there"): with
+    # `agent_ready` the dial waits until the agent reports it can speak; `immediate` dials
+    # right after CreateRoom (faster to ring, but a callee may answer to silence).
+    dial_mode: Literal["agent_ready", "immediate"] = Field("agent_ready", alias="OUTDIAL_DIAL_MODE")
+    agent_ready_timeout_seconds: int = Field(
+        15, ge=1, le=300, alias="OUTDIAL_AGENT_READY_TIMEOUT_SECONDS"
+    )
+    # Once answered, an agent must be in the room within this long (else the room goes).
+    agent_answer_grace_seconds: int = Field(
+        10, ge=1, le=300, alias="OUTDIAL_AGENT_ANSWER_GRACE_SECONDS"
+    )
+    # Deadlines (docs/operations.md, "No call left hanging"): queued/dispatching calls
+    # must reach the agent wait or the dial within `dispatch_timeout`; dialing/ringing and
+    # in-progress calls get `deadline_margin` on top of their ring timeout / max duration.
+    dispatch_timeout_seconds: int = Field(120, ge=5, alias="OUTDIAL_DISPATCH_TIMEOUT_SECONDS")
+    deadline_margin_seconds: int = Field(20, ge=1, le=600, alias="OUTDIAL_DEADLINE_MARGIN_SECONDS")
+    reconcile_interval_seconds: float = Field(
+        0.5, gt=0, le=60, alias="OUTDIAL_RECONCILE_INTERVAL_SECONDS"
+    )
+    # A claimed deadline comes back this much later if the job checking it died.
+    reconcile_lease_seconds: int = Field(30, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
 
     # Callback delivery: delays in seconds between attempts; the last entry repeats
     # until `callback_retry_window_seconds` has passed since the first attempt.

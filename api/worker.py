@@ -16,6 +16,7 @@ configure_logging(settings.log_level, settings.log_json)
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
 
-from api.jobs import dispatch, relay  # noqa: E402  (actors bind to the broker set above)
+# actors bind to the broker set above
+from api.jobs import dispatch, reconcile, relay  # noqa: E402
 
-__all__ = ["broker", "dispatch", "relay"]
+__all__ = ["broker", "dispatch", "reconcile", "relay"]

@@ -9,6 +9,7 @@ from sip.dial import (
     ensure_room,
     find_sip_participant,
     is_transient,
+    list_participants,
 )
 from sip.numbers import InvalidNumberError, to_e164
 from sip.outcomes import (
@@ -36,5 +37,6 @@ __all__ = [
     "is_transient",
     "left_after_answer_outcome",
     "left_before_answer_outcome",
+    "list_participants",
     "to_e164",
 ]

@@ -119,10 +119,10 @@ async def dial(client: lkapi.LiveKitAPI, plan: SipLegPlan) -> SIPParticipantInfo
     return await client.sip.create_sip_participant(request)
 
 
-async def find_sip_participant(
-    client: lkapi.LiveKitAPI, room_name: str, identity: str, policy: RetryPolicy = RetryPolicy()
-) -> ParticipantInfo | None:
-    """The SIP participant if the room has it; None when the room or participant is absent."""
+async def list_participants(
+    client: lkapi.LiveKitAPI, room_name: str, policy: RetryPolicy = RetryPolicy()
+) -> list[ParticipantInfo]:
+    """Who is in the room now (nobody when the room is gone); retried on transient errors."""
     try:
         response = await _with_retries(
             f"ListParticipants {room_name}",
@@ -131,9 +131,16 @@ async def find_sip_participant(
         )
     except lkapi.ServerError as error:
         if error.code == "not_found":
-            return None
+            return []
         raise
-    for participant in response.participants:
+    return list(response.participants)
+
+
+async def find_sip_participant(
+    client: lkapi.LiveKitAPI, room_name: str, identity: str, policy: RetryPolicy = RetryPolicy()
+) -> ParticipantInfo | None:
+    """The SIP participant if the room has it; None when the room or participant is absent."""
+    for participant in await list_participants(client, room_name, policy):
         if participant.identity == identity:
             return participant
     return None

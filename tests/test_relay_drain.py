@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from api.jobs.messages import RELAY_ACTOR
-from api.jobs.relay_scheduler import DueRelayClaimer
+from api.jobs.schedules import DueClaimer, Schedule
 from api.relay import drain as drain_module
 from api.relay.drain import drain_call
 from api.settings import Settings
@@ -176,7 +176,7 @@ async def test_claimer_moves_only_due_calls_into_the_relay_queue(
     await store.redis.zadd(
         store.keys.relay_due(), {"c-due": now_ms - 5, "c-later": now_ms + 60_000}
     )
-    claimer = DueRelayClaimer(settings)
+    claimer = DueClaimer(settings, Schedule.relay_retries(settings))
     try:
         assert claimer.claim_once() == 1
         assert claimer.claim_once() == 0

@@ -13,7 +13,7 @@ import redis
 
 from api.settings import Settings
 from api.store.base import Store, open_store
-from api.store.calls import CallDraft, accept_call, get_call, list_calls
+from api.store.calls import CallBudgets, CallDraft, accept_call, get_call, list_calls
 from api.store.events import EventSpec, apply_event, list_events
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 
@@ -44,6 +44,7 @@ def draft(**fields: Any) -> CallDraft:
         "max_duration_seconds": 600,
         "ring_timeout_seconds": 30,
         "agent": {"id": "a" * 24},
+        "budgets": CallBudgets.from_settings(Settings()),
     }
     return CallDraft(**(values | fields))
 

@@ -74,9 +74,32 @@ def test_event_ids_derive_from_the_webhook_id() -> None:
     assert ids == [spec.id for spec in plan_webhook(webhook, _call("dialing")).events]
 
 
-def test_non_sip_participants_are_ignored() -> None:
-    webhook = _sip_event("participant_left", kind=ParticipantInfo.AGENT)
-    assert not plan_webhook(webhook, _call("in_progress")).events
+def test_standard_participants_are_ignored() -> None:
+    for event in ("participant_joined", "participant_left"):
+        webhook = _sip_event(event, kind=ParticipantInfo.STANDARD)
+        assert not plan_webhook(webhook, _call("in_progress")).events
+
+
+def test_an_agent_joining_counts_as_ready() -> None:
+    joined = _sip_event("participant_joined", kind=ParticipantInfo.AGENT)
+    plan = plan_webhook(joined, _call("waiting_for_agent"))
+    assert [(s.type, s.id) for s in plan.events] == [("agent.ready", "lk-EV_1-agent.ready")]
+
+
+def test_an_agent_leaving_a_live_call_ends_it_and_drops_the_room() -> None:
+    left = _sip_event("participant_left", kind=ParticipantInfo.AGENT, reason=1)
+    for status in ("waiting_for_agent", "ringing", "in_progress"):
+        plan = plan_webhook(left, _call(status))
+        assert _summary(plan) == [("call.failed", "failed", "agent_failed")], status
+        assert plan.delete_room
+    assert not plan_webhook(left, _call("completed")).events
+
+
+def test_an_agent_leaving_because_the_room_was_deleted_is_not_a_failure() -> None:
+    for reason in (DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED):
+        left = _sip_event("participant_left", kind=ParticipantInfo.AGENT, reason=reason)
+        plan = plan_webhook(left, _call("in_progress"))
+        assert not plan.events and not plan.delete_room
 
 
 def test_room_finished_closes_open_calls_only() -> None:
@@ -112,6 +135,11 @@ def test_agent_jobs_are_recorded_and_a_job_ending_before_answer_fails_the_call()
     ]
     assert early.delete_room
     assert early.events[0].data["job_status"] == "JS_FAILED"
+
+    # the job ended while the callee was still on the line: nobody would talk to them
+    mid_call = plan_webhook(_job_event("agent_job_ended"), _call("in_progress"))
+    assert _summary(mid_call)[1] == ("call.failed", "failed", "agent_failed")
+    assert mid_call.delete_room
 
     late = plan_webhook(_job_event("agent_job_ended"), _call("completed"))
     assert [s.type for s in late.events] == ["agent.job_ended"] and not late.delete_room

@@ -6,8 +6,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
 from api.jobs.metrics_server import WorkerMetrics
-from api.jobs.relay_scheduler import RelayScheduler
 from api.jobs.resources import WorkerResources
+from api.jobs.schedules import ScheduledWork
 from api.jobs.thread_share import SizeRelayShare
 from api.settings import Settings
 
@@ -23,7 +23,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     )
     broker.add_middleware(AsyncIO())
     broker.add_middleware(WorkerResources(), before=AsyncIO)
-    broker.add_middleware(RelayScheduler(settings))
+    broker.add_middleware(ScheduledWork(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
     return broker

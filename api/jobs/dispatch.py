@@ -1,10 +1,19 @@
-"""The dial actor: queued -> dispatching -> room with agent dispatch -> dialing -> one SIP leg.
+"""The dial actors: queued -> dispatching -> room with the agent dispatch -> waiting for the
+agent -> dialing -> one SIP leg.
 
 Every step is safe to run again after a crash or a redelivery:
 - `queued -> dispatching` is a compare-and-set; other states mean another run got further.
 - CreateRoom is an upsert (retried on transient errors).
-- `dispatching -> dialing` is a compare-and-set taken *before* CreateSIPParticipant, so only
-  one run can ever send it. A run that finds the call `dialing` looks at the room instead.
+- `dispatching -> waiting_for_agent` and the agent's readiness are atomic scripts on the
+  call: whichever comes second continues the call (the mark sees `agent_ready_at` and
+  dials; readiness sees `waiting_for_agent` and queues `dial_call`). No thread waits.
+- `-> dialing` is a compare-and-set taken *before* CreateSIPParticipant and records the
+  run that took it (`dial_owner`), so only one run can ever send the dial. A run that finds
+  the call `dialing` under its own token is the redelivery of a run that died: it looks at
+  the room and never dials again. Any other run leaves the call to its owner (and to the
+  reconciler, at the call's deadline).
+- CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
+  failover would ring the callee again).
 """
 
 from __future__ import annotations
@@ -18,14 +27,21 @@ import aiohttp
 import dramatiq
 from livekit import api as lkapi
 
-from agent_runtime.contract import AgentConfig, DispatchMetadata
-from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR
-from api.jobs.resources import worker_livekit, worker_settings, worker_store
+from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata
+from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
+from api.jobs.resources import (
+    worker_livekit,
+    worker_settings,
+    worker_single_shot_livekit,
+    worker_store,
+)
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
+from api.services.call_end import end_event
 from api.store.calls import CallRecord, get_call
 from api.store.events import EventSpec, apply_event, apply_event_then_read
 from sip import (
+    CallOutcome,
     RoomPlan,
     SipLegPlan,
     delete_room,
@@ -33,6 +49,7 @@ from sip import (
     dial_error_outcome,
     ensure_room,
     find_sip_participant,
+    is_transient,
 )
 
 logger = logging.getLogger("outdial.dispatch")
@@ -68,53 +85,65 @@ def _log(message: str, call: CallRecord, *args: Any, level: int = logging.INFO) 
     logger.log(level, message, *args, extra=extra)
 
 
-async def _fail(call: CallRecord, code: str, message: str, **fields: Any) -> None:
-    """End the call as failed and drop its room (if any)."""
-    store = worker_store()
-    recorded = {"error_code": code, "error_message": message[:500], "end_reason": "error"}
-    recorded |= {name: str(value) for name, value in fields.items() if value is not None}
-    result = await apply_event(
-        store,
-        call.id,
-        EventSpec(
-            "call.failed",
-            {"reason": "error", "code": code, "message": message, **fields},
-            call_fields=recorded,
-        ),
-    )
-    _log("call failed: %s %s (%s)", call, code, message, result.outcome, level=logging.WARNING)
+async def drop_room(call: CallRecord) -> None:
+    """Delete the call's room (hangs up any leg in it); a failure is logged, not raised:
+    an empty room closes by itself."""
     try:
         await delete_room(worker_livekit(), call.room_name)
     except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
         _log("room not deleted: %s", call, error, level=logging.WARNING)
 
 
+async def end_call(call: CallRecord, event: EventSpec) -> None:
+    """Apply the event that ends the call, then drop its room (if any)."""
+    result = await apply_event(worker_store(), call.id, event)
+    _log("call ended: %s %s (%s)", call, event.type, event.data.get("reason"), result.outcome)
+    await drop_room(call)
+
+
+async def fail(call: CallRecord, code: str, message: str, reason: str = "error") -> None:
+    """End the call as failed with an error code and drop its room."""
+    outcome = CallOutcome("failed", reason)
+    await end_call(call, end_event(outcome, code=code, message=message))
+
+
 async def _resolve_interrupted_dial(call: CallRecord) -> None:
-    """The call is `dialing` but this run did not dial: look at the room, never dial again."""
+    """The call is `dialing` and its dial's outcome is unknown: look at the room, never
+    dial again."""
     participant = await find_sip_participant(
         worker_livekit(), call.room_name, participant_identity(call.id)
     )
     if participant is not None:
         _log("already dialed (participant %s present)", call, participant.sid)
         return
-    await _fail(call, "DIAL_INTERRUPTED", "the dispatcher stopped before the dial was confirmed")
+    await fail(call, "DIAL_INTERRUPTED", "the dispatcher stopped before the dial was confirmed")
 
 
-async def _dial_once(call: CallRecord) -> None:
+async def _resume_dialing(call: CallRecord, token: str) -> None:
+    """A run found the call `dialing`: only the owner's redelivery may settle it."""
+    if call.get("dial_owner") == token:
+        await _resolve_interrupted_dial(call)
+    else:
+        _log("dialing under another run, leaving it", call)
+
+
+async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None:
     store = worker_store()
-    client = worker_livekit()
     marked = await apply_event(
         store,
         call.id,
         EventSpec(
-            "call.dialing", {"to": call.to, "from": call.get("from")}, expected_status="dispatching"
+            "call.dialing",
+            {"to": call.to, "from": call.get("from")},
+            expected_status=expected_status,
+            call_fields={"dial_owner": token},
         ),
     )
     if not marked.applied:
-        # Canceled (or moved on) between CreateRoom and now: nothing may ring.
+        # Canceled, failed or moved on since: nothing may ring.
         _log("not dialing, call is %s", call, marked.status)
-        if marked.status == "canceled":
-            await delete_room(client, call.room_name)
+        if marked.status in TERMINAL_STATUSES:
+            await drop_room(call)
         return
 
     plan = SipLegPlan(
@@ -129,16 +158,16 @@ async def _dial_once(call: CallRecord) -> None:
         max_call_duration_seconds=call.max_duration_seconds,
     )
     try:
-        info = await dial(client, plan)
+        info = await dial(worker_single_shot_livekit(), plan)
     except lkapi.ServerError as error:
+        if is_transient(error):
+            # A 5xx may come after LiveKit applied the dial: the room tells which.
+            _log("dial answered %s, checking the room", call, error, level=logging.WARNING)
+            await _resolve_interrupted_dial(call)
+            return
         outcome = dial_error_outcome(error)
-        await _fail(
-            call,
-            f"LIVEKIT_{error.code.upper()}",
-            error.message or str(error),
-            sip_status_code=outcome.sip_status_code,
-            sip_status=outcome.sip_status,
-        )
+        code = f"LIVEKIT_{error.code.upper()}"
+        await end_call(call, end_event(outcome, code=code, message=error.message or str(error)))
         return
     except _UNCERTAIN_ERRORS as error:
         # The request may or may not have reached LiveKit: the room tells which.
@@ -155,9 +184,26 @@ async def _dial_once(call: CallRecord) -> None:
     pipe.hget(store.keys.call(call.id), "status")
     _, status = await pipe.execute()
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
-    if status == "canceled":
+    if status in TERMINAL_STATUSES:
         # Canceled while the dial request was in flight: hang the new leg up at once.
-        await delete_room(client, call.room_name)
+        await drop_room(call)
+
+
+async def _wait_for_agent(call: CallRecord, token: str) -> None:
+    """Mark the call as waiting for its agent; dial now if the agent was faster."""
+    marked, raw = await apply_event_then_read(
+        worker_store(),
+        call.id,
+        EventSpec("call.waiting_for_agent", expected_status="dispatching"),
+        atomic=True,
+    )
+    if not marked.applied:
+        _log("not waiting for the agent, call is %s", call, marked.status)
+        if marked.status in TERMINAL_STATUSES:
+            await drop_room(call)
+        return
+    if raw.get("agent_ready_at"):
+        await _dial_once(call, "waiting_for_agent", token)
 
 
 async def dispatch(call_id: str) -> None:
@@ -171,9 +217,15 @@ async def dispatch(call_id: str) -> None:
         logger.warning("dispatch for unknown call %s ignored", call_id, extra={"call_id": call_id})
         return
     call = CallRecord.from_hash(raw)
+    # The dispatch message is the call's only one: its id (the call's job id) is its token.
+    token = call.get("job_id", "")
     status = call.get("status")
     if status == "dialing":
-        await _resolve_interrupted_dial(call)
+        await _resume_dialing(call, token)
+        return
+    if status == "waiting_for_agent" and call.get("agent_ready_at"):
+        # A redelivery after the mark: the agent was ready before it, so this run dials.
+        await _dial_once(call, "waiting_for_agent", token)
         return
     if status != "dispatching":
         _log("nothing to do, call is already %s", call, status)
@@ -190,9 +242,25 @@ async def dispatch(call_id: str) -> None:
         await ensure_room(worker_livekit(), room)
     except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
         code = error.code if isinstance(error, lkapi.ServerError) else "unavailable"
-        await _fail(call, f"LIVEKIT_{code.upper()}", f"could not create the room: {error}")
+        message = f"could not create the room: {error}"
+        await fail(call, f"LIVEKIT_{code.upper()}", message, reason="livekit_error")
         return
-    await _dial_once(call)
+    if call.get("dial_mode") == "immediate":
+        await _dial_once(call, "dispatching", token)
+    else:
+        await _wait_for_agent(call, token)
+
+
+async def dial_ready_call(call_id: str, token: str) -> None:
+    """The agent reported ready while the call waited for it: dial."""
+    call = await get_call(worker_store(), call_id)
+    if call is None:
+        return
+    status = call.get("status")
+    if status == "waiting_for_agent":
+        await _dial_once(call, "waiting_for_agent", token)
+    elif status == "dialing":
+        await _resume_dialing(call, token)
 
 
 @dramatiq.actor(
@@ -209,6 +277,19 @@ async def dispatch_call(call_id: str) -> None:
         await dispatch(call_id)
 
 
+@dramatiq.actor(
+    queue_name=DIAL_QUEUE,
+    actor_name=DIAL_ACTOR,
+    max_retries=3,
+    min_backoff=1_000,
+    max_backoff=10_000,
+    time_limit=60_000,
+)
+async def dial_call(call_id: str, token: str) -> None:
+    with DISPATCH_DURATION.time():
+        await dial_ready_call(call_id, token)
+
+
 @dramatiq.actor(queue_name=DIAL_QUEUE, max_retries=10)
 async def dispatch_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """Every retry of a dispatch failed (e.g. Redis kept failing): end the call, visibly."""
@@ -216,6 +297,6 @@ async def dispatch_exhausted(message: dict[str, Any], retry_info: dict[str, Any]
     if call is None:
         return
     if call.get("status") == "dialing":
-        await _resolve_interrupted_dial(call)
+        await _resume_dialing(call, call.get("job_id", ""))
     elif not call.is_terminal:
-        await _fail(call, "DISPATCH_FAILED", f"dispatch failed {retry_info.get('retries')} times")
+        await fail(call, "DISPATCH_FAILED", f"dispatch failed {retry_info.get('retries')} times")

@@ -16,6 +16,8 @@ from pydantic_core import to_json
 DIAL_QUEUE = "outdial.dial"
 RELAY_QUEUE = "outdial.relay"
 DISPATCH_ACTOR = "dispatch_call"
+DIAL_ACTOR = "dial_call"
+RECONCILE_ACTOR = "reconcile_call"
 RELAY_ACTOR = "relay_call"
 REDELIVER_ACTOR = "relay_redeliver"
 
@@ -59,6 +61,6 @@ def encode_message(queue_name: str, actor_name: str, *args: str) -> EncodedMessa
     return EncodedMessage(message_id, body)
 
 
-def relay_message_template() -> str:
-    """A relay message body whose call id and message id are filled in by Lua."""
-    return _message_body(RELAY_QUEUE, RELAY_ACTOR, ("@@CALL@@",), "@@MSG@@", 0)
+def message_template(queue_name: str, actor_name: str) -> str:
+    """A message body whose call id and message id are filled in by Lua."""
+    return _message_body(queue_name, actor_name, ("@@CALL@@",), "@@MSG@@", 0)

@@ -14,6 +14,7 @@ from api.deps import SettingsDep, StoreDep
 from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE
 from api.livekit import livekit_client
 from api.metrics import QUEUE_DEPTH
+from api.store.deadlines import WebhookHealth, read_webhook_health
 
 router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT_SECONDS = 2.0
@@ -32,16 +33,30 @@ async def _check(probe: Any) -> str:
     return "ok"
 
 
+async def _webhooks_state(store: Any) -> str:
+    """`missing` once the reconciler settled a call that LiveKit's webhooks never reported
+    (after the last webhook that did arrive); informational, never fails readiness."""
+    try:
+        health: WebhookHealth = await asyncio.wait_for(
+            read_webhook_health(store), _PROBE_TIMEOUT_SECONDS
+        )
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    if health.missing:
+        return "missing: calls are settled without LiveKit webhooks (check the webhook URL)"
+    return "ok" if health.last_received_ms else "none received yet"
+
+
 @router.get("/readyz")
 async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     # Naming a room that never exists keeps the LiveKit probe cheap on big deployments.
     livekit_probe = livekit_client(settings).room.list_rooms(
         ListRoomsRequest(names=["outdial-readiness-probe"])
     )
-    redis_state, livekit_state = await asyncio.gather(
-        _check(store.redis.ping()), _check(livekit_probe)
+    redis_state, livekit_state, webhooks_state = await asyncio.gather(
+        _check(store.redis.ping()), _check(livekit_probe), _webhooks_state(store)
     )
-    checks = {"redis": redis_state, "livekit": livekit_state}
+    checks = {"redis": redis_state, "livekit": livekit_state, "livekit_webhooks": webhooks_state}
     # Only Redis decides: without it this process cannot serve. LiveKit is shared by every
     # replica, so failing on it would take the whole API (call status, webhooks, queueing)
     # out of the Service during a LiveKit outage; it is reported as `degraded` instead.
@@ -59,10 +74,12 @@ async def metrics(store: StoreDep) -> Response:
         pipe.llen(store.dial_queue.ids)
         pipe.llen(store.relay_queue.ids)
         pipe.zcard(store.keys.relay_due())
-        dial, relay, due = await pipe.execute()
+        pipe.zcard(store.keys.deadlines())
+        dial, relay, due, live = await pipe.execute()
         QUEUE_DEPTH.labels(DIAL_QUEUE).set(dial)
         QUEUE_DEPTH.labels(RELAY_QUEUE).set(relay)
         QUEUE_DEPTH.labels("relay_retries").set(due)
+        QUEUE_DEPTH.labels("calls_with_deadline").set(live)
     except Exception:  # metrics must render even while Redis is down
         pass
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

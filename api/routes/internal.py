@@ -10,7 +10,7 @@ from agent_runtime.contract import AgentEvent
 from api.deps import SettingsDep, StoreDep, bearer_token
 from api.errors import ApiError, not_found, unauthorized
 from api.security import event_token_matches
-from api.store.events import EventSpec, apply_event
+from api.store.events import EventSpec, apply_event, mark_agent_ready
 
 router = APIRouter(prefix="/v1/internal", tags=["internal"])
 
@@ -19,20 +19,17 @@ def _call_fields(event: AgentEvent) -> dict[str, str]:
     """What an agent event records on the call itself."""
     data = event.data
     picked: dict[str, Any] = {}
-    if event.type == "call.ended":
+    if event.type in ("call.ended", "call.failed"):
         picked = {
-            "end_reason": data.get("reason"),
+            "end_reason": data.get("reason") or ("error" if event.type == "call.failed" else None),
             "duration_seconds": data.get("duration_seconds"),
             "sip_status_code": data.get("sip_status_code"),
             "sip_status": data.get("sip_status"),
         }
-    elif event.type == "call.failed":
-        picked = {
-            "end_reason": data.get("reason") or "error",
-            "error_code": data.get("reason"),
-            "error_message": data.get("message"),
-        }
-    return {name: str(value) for name, value in picked.items() if value is not None}
+    if event.type == "call.failed":
+        picked["error_code"] = data.get("code") or str(picked["end_reason"]).upper()
+        picked["error_message"] = data.get("message")
+    return {name: str(value)[:500] for name, value in picked.items() if value is not None}
 
 
 @router.post("/calls/{call_id}/events")
@@ -53,8 +50,9 @@ async def agent_event(
         timestamp=event.timestamp,
         call_fields=_call_fields(event),
     )
+    apply = mark_agent_ready if event.type == "agent.ready" else apply_event
     try:
-        result = await apply_event(store, call_id, spec)
+        result = await apply(store, call_id, spec)
     except ValueError as exc:
         raise ApiError(422, "VALIDATION_ERROR", str(exc)) from exc
     if result.outcome == "missing":

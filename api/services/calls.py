@@ -22,7 +22,7 @@ from api.livekit import livekit_client
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
 from api.settings import Settings
 from api.store.base import Store
-from api.store.calls import CallDraft, CallRecord, accept_call
+from api.store.calls import CallBudgets, CallDraft, CallRecord, accept_call
 from api.store.events import EventSpec, apply_event
 from api.store.lean_redis import hash_reply
 from api.store.numbers import pick_caller
@@ -216,6 +216,7 @@ async def place_call(
         or agent.get("ring_timeout_seconds")
         or settings.default_ring_timeout_seconds,
         agent=agent_snapshot(agent),
+        budgets=CallBudgets.from_settings(settings),
         idempotency_key=idempotency_key,
     )
     response = {

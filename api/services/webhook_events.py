@@ -4,6 +4,11 @@ Pure: it reads the webhook and the call as stored, and plans events; `api.servic
 applies them. Event ids derive from the webhook id, so a webhook LiveKit retries (or that
 two API replicas receive) can only ever apply once.
 
+An agent participant joining counts as the agent being ready (agents not built on
+Outdial's runtime report nothing else); an agent that leaves, or whose job ends, while the
+callee may still be on the line ends the call and drops the room: nobody is left talking to
+silence. An agent leaving because the room was deleted is the call ending, not a failure.
+
 LiveKit sends no webhook when participant attributes change: `ringing` and `active` are
 only visible in `participant_joined` (rarely) and in the last attributes that
 `participant_left` carries. livekit/sip sets `sip.callStatus = hangup` only when an
@@ -19,6 +24,7 @@ from livekit.protocol.agent import JobStatus
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
+from api.services.call_end import end_event
 from api.store.calls import CallRecord
 from api.store.events import EventSpec
 from sip import CallOutcome, left_after_answer_outcome, left_before_answer_outcome
@@ -29,7 +35,10 @@ _ANSWERED_CALL_STATUSES = frozenset({"active", "hangup"})
 _LEFT_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
 # States in which the call still needs its agent: the agent ending now leaves the callee
 # with silence (or a phone that rings for nobody).
-_WAITING_FOR_AGENT = frozenset({"queued", "dispatching", "dialing", "ringing"})
+_NEEDS_AGENT = frozenset(
+    {"queued", "dispatching", "waiting_for_agent", "dialing", "ringing", "in_progress"}
+)
+_ROOM_ENDED = frozenset({DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +72,19 @@ def _answered(call: CallRecord, participant: ParticipantInfo) -> bool:
 
 
 def _end_event(webhook: WebhookEvent, outcome: CallOutcome, extra: dict[str, Any]) -> EventSpec:
-    data = {"reason": outcome.reason, **extra}
-    fields = {"end_reason": outcome.reason}
-    if outcome.sip_status_code is not None:
-        data["sip_status_code"] = outcome.sip_status_code
-        fields["sip_status_code"] = str(outcome.sip_status_code)
-    if outcome.sip_status:
-        data["sip_status"] = outcome.sip_status
-        fields["sip_status"] = outcome.sip_status
-    if outcome.status == "failed":
-        fields |= {
-            "error_code": outcome.reason.upper(),
-            "error_message": f"the call ended before it was answered ({outcome.reason})",
-        }
-        return _spec(webhook, "call.failed", data, call_fields=fields)
-    return _spec(webhook, "call.ended", {"status": outcome.status, **data}, call_fields=fields)
+    event = end_event(outcome, data=extra)
+    return _spec(webhook, event.type, event.data, call_fields=event.call_fields)
+
+
+def _is_agent(participant: ParticipantInfo) -> bool:
+    return participant.kind == ParticipantInfo.Kind.AGENT
+
+
+def _agent_gone(webhook: WebhookEvent, call: CallRecord, data: dict[str, Any]) -> WebhookPlan:
+    """The agent stopped while the call still needed it: end the call, drop the room."""
+    if call.get("status") not in _NEEDS_AGENT:
+        return WebhookPlan()
+    return WebhookPlan([_end_event(webhook, CallOutcome("failed", "agent_failed"), data)], True)
 
 
 def _participant_joined(webhook: WebhookEvent) -> WebhookPlan:
@@ -121,12 +128,18 @@ def _agent_job_ended(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
         "job_status": JobStatus.Name(job.state.status),
         "error": job.state.error or None,
     }
-    events = [_spec(webhook, "agent.job_ended", data)]
-    if call.get("status") not in _WAITING_FOR_AGENT:
-        return WebhookPlan(events)
-    outcome = CallOutcome("failed", "agent_failed")
-    events.append(_end_event(webhook, outcome, {"job_id": job.id}))
-    return WebhookPlan(events, delete_room=True)
+    gone = _agent_gone(webhook, call, {"job_id": job.id})
+    return WebhookPlan([_spec(webhook, "agent.job_ended", data), *gone.events], gone.delete_room)
+
+
+def _agent_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
+    participant = webhook.participant
+    if participant.disconnect_reason in _ROOM_ENDED:
+        return WebhookPlan()
+    reason = DisconnectReason.Name(participant.disconnect_reason)
+    return _agent_gone(
+        webhook, call, {"agent_identity": participant.identity, "disconnect_reason": reason}
+    )
 
 
 def plan_webhook(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
@@ -135,6 +148,11 @@ def plan_webhook(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
         return _participant_joined(webhook)
     if kind in _LEFT_EVENTS and _is_sip(webhook.participant):
         return _participant_left(webhook, call)
+    if kind == "participant_joined" and _is_agent(webhook.participant):
+        data = {"agent_identity": webhook.participant.identity, "source": "livekit"}
+        return WebhookPlan([_spec(webhook, "agent.ready", data)])
+    if kind in _LEFT_EVENTS and _is_agent(webhook.participant):
+        return _agent_left(webhook, call)
     if kind == "room_finished":
         return _room_finished(webhook, call)
     if kind == "agent_job_started":

@@ -20,7 +20,8 @@ from api.services.webhook_events import plan_webhook, room_name_of
 from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import call_id_for_room, get_call
-from api.store.events import apply_event
+from api.store.deadlines import note_webhook_received
+from api.store.events import apply_event, mark_agent_ready
 from sip import delete_room
 
 logger = logging.getLogger("outdial.webhooks")
@@ -68,6 +69,7 @@ async def _hang_up(settings: Settings, room_name: str, call_id: str) -> None:
 
 
 async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent) -> WebhookOutcome:
+    await note_webhook_received(store)
     seen_key = store.keys.livekit_webhook(webhook.id) if webhook.id else None
     if seen_key and await store.redis.exists(seen_key):
         return WebhookOutcome("duplicate")
@@ -80,7 +82,8 @@ async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent
         plan = plan_webhook(webhook, call)
         applied = []
         for spec in plan.events:
-            result = await apply_event(store, call.id, spec)
+            apply = mark_agent_ready if spec.type == "agent.ready" else apply_event
+            result = await apply(store, call.id, spec)
             if result.applied:
                 applied.append(spec.type)
         if plan.delete_room:

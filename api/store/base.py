@@ -28,7 +28,7 @@ class Store:
     relay_begin_script: AsyncScript = field(init=False)
     relay_record_script: AsyncScript = field(init=False)
     relay_release_script: AsyncScript = field(init=False)
-    claim_due_relays_script: AsyncScript = field(init=False)
+    agent_ready_script: AsyncScript = field(init=False)
     save_number_script: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,7 +41,7 @@ class Store:
         self.relay_begin_script = self.redis.register_script(lua.RELAY_BEGIN)
         self.relay_record_script = self.redis.register_script(lua.RELAY_RECORD)
         self.relay_release_script = self.redis.register_script(lua.RELAY_RELEASE)
-        self.claim_due_relays_script = self.redis.register_script(lua.CLAIM_DUE_RELAYS)
+        self.agent_ready_script = self.redis.register_script(lua.AGENT_READY)
         self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
 
     @property

@@ -5,25 +5,54 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic_core import to_json
 
+from agent_runtime.contract import TERMINAL_STATUSES, CallStatus
 from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
+from api.settings import Settings
 from api.store.base import Store
-from api.store.events import TERMINAL_STATUSES, EventSpec, apply_args, event_keys
+from api.store.events import EventSpec, apply_args, event_keys
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
-CALL_STATUSES = (
-    "queued",
-    "dispatching",
-    "dialing",
-    "ringing",
-    "in_progress",
-    *sorted(TERMINAL_STATUSES),
-)
+CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
 _JSON_FIELDS = ("dynamic_variables", "metadata", "agent")
-_INT_FIELDS = ("max_duration_seconds", "ring_timeout_seconds", "seq", "sip_status_code")
+_INT_FIELDS = (
+    "max_duration_seconds",
+    "ring_timeout_seconds",
+    "seq",
+    "sip_status_code",
+    "dispatch_timeout_s",
+    "agent_ready_timeout_s",
+    "answer_grace_s",
+    "deadline_margin_s",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallBudgets:
+    """How long each state of the call may last, fixed at accept time so a call keeps its
+    deadlines when the settings change (`lua.DEADLINE_FN` reads them from the record)."""
+
+    dial_mode: str
+    dispatch_timeout_s: int
+    agent_ready_timeout_s: int
+    answer_grace_s: int
+    deadline_margin_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallBudgets:
+        return cls(
+            dial_mode=settings.dial_mode,
+            dispatch_timeout_s=settings.dispatch_timeout_seconds,
+            agent_ready_timeout_s=settings.agent_ready_timeout_seconds,
+            answer_grace_s=settings.agent_answer_grace_seconds,
+            deadline_margin_s=settings.deadline_margin_seconds,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +73,7 @@ class CallDraft:
     max_duration_seconds: int
     ring_timeout_seconds: int
     agent: dict[str, Any]
+    budgets: CallBudgets
     job_id: str = ""
     idempotency_key: str | None = None
 
@@ -67,6 +97,7 @@ class CallDraft:
             "updated_at": now_ms,
             "ts_queued": now_ms,
             "seq": 0,
+            **self.budgets.fields(),
         }
         for name in _JSON_FIELDS:
             values[name] = to_json(getattr(self, name)).decode()

@@ -12,18 +12,20 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic_core import to_json
 
-from api.jobs.messages import RELAY_ACTOR, RELAY_QUEUE, encode_message
+from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus
+from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.metrics import CALLS_ENDED
 from api.store.base import Store
 
 # The status an event moves the call to; `None` marks an informational event.
-EVENT_STATUS: dict[str, str | None] = {
+EVENT_STATUS: dict[str, CallStatus | None] = {
     "call.queued": None,  # written with the record itself
     "call.dispatching": "dispatching",
+    "call.waiting_for_agent": "waiting_for_agent",
     "call.dialing": "dialing",
     "call.ringing": "ringing",
     "call.answered": "in_progress",
@@ -33,11 +35,11 @@ EVENT_STATUS: dict[str, str | None] = {
     "call.voicemail": None,
     "call.transcript": None,
     "agent.started": None,
+    "agent.ready": None,
     "agent.job_started": None,
     "agent.job_ended": None,
 }
-_ENDED_STATUSES = frozenset({"completed", "no_answer", "busy", "failed"})
-TERMINAL_STATUSES = _ENDED_STATUSES | {"canceled"}
+_ENDED_STATUSES = frozenset(get_args(EndedStatus))
 
 ApplyOutcome = Literal["applied", "duplicate", "stale", "conflict", "missing"]
 
@@ -70,6 +72,8 @@ class ApplyResult:
     outcome: ApplyOutcome
     sequence: int
     status: str
+    # agent.ready only: the call's dial step was queued by this event
+    dial: bool = False
 
     @property
     def applied(self) -> bool:
@@ -91,6 +95,7 @@ def event_keys(store: Store, call_id: str) -> list[str]:
         keys.relay_active(call_id),
         store.relay_queue.messages,
         store.relay_queue.ids,
+        keys.deadlines(),
     ]
 
 
@@ -134,15 +139,39 @@ async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResu
 
 
 async def apply_event_then_read(
-    store: Store, call_id: str, event: EventSpec
+    store: Store, call_id: str, event: EventSpec, *, atomic: bool = False
 ) -> tuple[ApplyResult, dict[str, str]]:
-    """`apply_event`, and the call hash as it is afterwards, in one round trip."""
+    """`apply_event`, and the call hash as it is afterwards, in one round trip; `atomic`
+    reads it in the same transaction (no other script runs in between)."""
     args = apply_args(store, event, int(time.time() * 1000), call_id)
-    pipe = store.redis.pipeline(transaction=False)
+    pipe = store.redis.pipeline(transaction=atomic)
     await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
     pipe.hgetall(store.keys.call(call_id))
     reply, raw_call = await pipe.execute()
     return _result(reply, args[1]), raw_call
+
+
+async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
+    """Record the agent's readiness once; a call waiting for it gets its dial step queued
+    in the same step (`lua.AGENT_READY`). The outcome is `dial` when that happened."""
+    now_ms = int(time.time() * 1000)
+    ready = EventSpec(
+        event.type,
+        event.data,
+        event.id,
+        event.timestamp,
+        call_fields={"agent_ready_at": str(now_ms)},
+    )
+    # The dial step's token (its second argument) names this message as the dial's owner.
+    dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid.uuid4().hex)
+    reply = await store.agent_ready_script(
+        keys=[*event_keys(store, call_id), store.dial_queue.messages, store.dial_queue.ids],
+        args=[dial.message_id, dial.body, *apply_args(store, ready, now_ms, call_id)],
+    )
+    outcome = "applied" if reply[0] == "dial" else reply[0]
+    return ApplyResult(
+        outcome=outcome, sequence=int(reply[1]), status=reply[2], dial=reply[0] == "dial"
+    )
 
 
 async def list_events(store: Store, call_id: str) -> list[dict[str, Any]]:

@@ -19,7 +19,9 @@
 | `{p}:relay:lock:{id}` | string: token of the call's one drain | relay | lease (timeout + 5 s) |
 | `{p}:relay:inflight:{ws}` | zset call id -> lease expiry ms (in-flight cap) | relay | lease |
 | `{p}:relay:waiting:{ws}` | zset call id -> ms it began waiting for a slot | relay | 2 leases |
+| `{p}:deadlines` | zset call id -> ms its state must be checked by | reconciler | until terminal |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
+| `{p}:lkhook:health` | hash: last_received_ms, last_missed_ms | webhooks, reconciler | forever |
 
 The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
 records one-off resends requested through the API.
@@ -85,5 +87,11 @@ class Keys:
     def relay_waiting(self, workspace_id: str) -> str:
         return f"{self.prefix}:relay:waiting:{workspace_id}"
 
+    def deadlines(self) -> str:
+        return f"{self.prefix}:deadlines"
+
     def livekit_webhook(self, event_id: str) -> str:
         return f"{self.prefix}:lkhook:{event_id}"
+
+    def webhook_health(self) -> str:
+        return f"{self.prefix}:lkhook:health"

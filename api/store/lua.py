@@ -6,17 +6,43 @@ sequence number and, when the call has a callback URL and no relay message in fl
 enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH).
 """
 
+from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK
+
 # Arguments of apply_event, in ARGV order starting at `base`:
 #   event_id, new_status ('' = informational), expected_status ('' = any),
 #   json_head, json_tail, now_ms, retention_s, relay_msg_id, relay_msg_body,
 #   n_fields, then n_fields field/value pairs written to the call when applied.
 APPLY_EVENT_ARGC = 10
 
-APPLY_EVENT_FN = """
-local RANK = {queued=0, dispatching=1, dialing=2, ringing=3, in_progress=4,
-              completed=9, no_answer=9, busy=9, failed=9, canceled=9}
+# The status order is the contract's (`STATUS_RANK`), generated into the script.
+_RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK.items()) + "}"
 
-local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqueue, base)
+# Every non-terminal call has a deadline in the `deadlines` zset (call id -> ms), set by
+# the same step that moves the call, from budgets stored on the call at accept time; a
+# terminal call has none. The reconciler looks at LiveKit when a deadline passes.
+# dialing and ringing share one deadline: the ring timeout (plus a margin) from the dial.
+DEADLINE_FN = """
+local function deadline_of(kcall, status, now)
+  local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
+                       'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing')
+  local function ms(i) return (tonumber(f[i]) or 0) * 1000 end
+  if status == 'queued' or status == 'dispatching' then return now + ms(1) end
+  if status == 'waiting_for_agent' then return now + ms(2) end
+  if status == 'dialing' or status == 'ringing' then
+    return (tonumber(f[6]) or now) + ms(5) + ms(4)
+  end
+  return now + ms(3)
+end
+"""
+
+APPLY_EVENT_FN = (
+    DEADLINE_FN
+    + """
+local RANK = @RANK@
+local TERMINAL = @TERMINAL@
+
+local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqueue, kdeadlines,
+                           base)
   local event_id, new_status, expected = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local head, tail, now = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   local retention = tonumber(ARGV[base + 6])
@@ -31,7 +57,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
 
   local status = current
   if new_status ~= '' then
-    if RANK[current] == 9 or RANK[new_status] <= RANK[current] then
+    if RANK[current] == TERMINAL or RANK[new_status] <= RANK[current] then
       return {'stale', 0, current}
     end
     status = new_status
@@ -48,10 +74,16 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   redis.call('RPUSH', kevents, head .. seq .. ',"status":"' .. status .. '"' .. tail)
   redis.call('HSET', keids, event_id, seq)
 
-  if new_status ~= '' and RANK[status] == 9 then
-    redis.call('HSET', kcall, 'ended_at', now)
-    for _, key in ipairs({kcall, kevents, keids, kdelivery}) do
-      redis.call('EXPIRE', key, retention)
+  if new_status ~= '' then
+    local call_id = redis.call('HGET', kcall, 'id')
+    if RANK[status] == TERMINAL then
+      redis.call('ZREM', kdeadlines, call_id)
+      redis.call('HSET', kcall, 'ended_at', now)
+      for _, key in ipairs({kcall, kevents, keids, kdelivery}) do
+        redis.call('EXPIRE', key, retention)
+      end
+    else
+      redis.call('ZADD', kdeadlines, deadline_of(kcall, status, tonumber(now)), call_id)
     end
   end
 
@@ -62,17 +94,42 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   end
   return {'applied', seq, status}
 end
-"""
+""".replace("@RANK@", _RANK_TABLE).replace("@TERMINAL@", str(TERMINAL_RANK))
+)
 
-# KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue
+# KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue, deadlines
 APPLY_EVENT = (
     APPLY_EVENT_FN
     + """
-return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], 1)
+return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], 1)
 """
 )
 
-# KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue,
+# The agent is ready to talk: record `agent.ready` once, and when the call is waiting for
+# it, enqueue the dial step in the same step. Before that (the agent can be faster than the
+# dispatcher's `waiting_for_agent` mark) the mark finds `agent_ready_at` and dials itself.
+# KEYS: apply_event's 8, dial_msgs, dial_queue. ARGV: dial_msg_id, dial_msg_body, then
+# apply_event's arguments (informational, writing `agent_ready_at`).
+AGENT_READY = (
+    APPLY_EVENT_FN
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', 0, ''} end
+if redis.call('HEXISTS', KEYS[1], 'agent_ready_at') == 1 then
+  return {'duplicate', 0, status}
+end
+local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+                           KEYS[8], 3)
+if result[1] == 'applied' and status == 'waiting_for_agent' then
+  redis.call('HSET', KEYS[9], ARGV[1], ARGV[2])
+  redis.call('RPUSH', KEYS[10], ARGV[1])
+  return {'dial', result[2], status}
+end
+return result
+"""
+)
+
+# KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue, deadlines,
 #       ws_calls, room, idempotency ('' when none), dial_msgs, dial_queue
 # ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, dial_msg_id, dial_msg_body,
 #       record (one JSON object of string fields: fewer arguments is faster to send),
@@ -80,8 +137,8 @@ return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 ACCEPT_CALL = (
     APPLY_EVENT_FN
     + """
-if KEYS[10] ~= '' then
-  local previous = redis.call('GET', KEYS[10])
+if KEYS[11] ~= '' then
+  local previous = redis.call('GET', KEYS[11])
   if previous then return {'existing', previous} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
@@ -91,15 +148,17 @@ for field, value in pairs(record) do
   redis.call('HSET', KEYS[1], field, value)
 end
 local call_id = record['id']
-if KEYS[10] ~= '' then redis.call('SET', KEYS[10], ARGV[1], 'EX', ARGV[2]) end
+if KEYS[11] ~= '' then redis.call('SET', KEYS[11], ARGV[1], 'EX', ARGV[2]) end
 -- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip a call.
 local base = tonumber(ARGV[3]) * 1000
-local rank = redis.call('ZCOUNT', KEYS[8], base, base + 999)
-redis.call('ZADD', KEYS[8], string.format('%.0f', base + rank), call_id)
-redis.call('SET', KEYS[9], call_id, 'EX', ARGV[4])
-redis.call('HSET', KEYS[11], ARGV[5], ARGV[6])
-redis.call('RPUSH', KEYS[12], ARGV[5])
-local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], 8)
+local rank = redis.call('ZCOUNT', KEYS[9], base, base + 999)
+redis.call('ZADD', KEYS[9], string.format('%.0f', base + rank), call_id)
+redis.call('SET', KEYS[10], call_id, 'EX', ARGV[4])
+redis.call('HSET', KEYS[12], ARGV[5], ARGV[6])
+redis.call('RPUSH', KEYS[13], ARGV[5])
+redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'queued', tonumber(ARGV[3])), call_id)
+local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+                           KEYS[8], 8)
 return {'created', result[2]}
 """
 )
@@ -241,13 +300,21 @@ return 1
 """
 )
 
-# Moves due relay retries into the relay queue in one step, so a claimed retry is never lost.
-# KEYS: relay_due, relay_msgs, relay_queue. ARGV: now_ms, limit, body_template, id_prefix;
-# the template's @@CALL@@ and @@MSG@@ take the call id and the new message id.
-CLAIM_DUE_RELAYS = """
+# Moves due members of a schedule (relay retries, call deadlines) into a Dramatiq queue in
+# one step, so a claimed entry is never lost. With a lease, the entry stays in the schedule
+# `lease_ms` later (it comes back if the job that handles it dies); without, it is removed.
+# KEYS: schedule, queue_msgs, queue. ARGV: now_ms, limit, body_template, id_prefix,
+# lease_ms ('0' = remove); the template's @@CALL@@ and @@MSG@@ take the member and the
+# new message id.
+CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local lease = tonumber(ARGV[5])
 for i, call_id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], call_id)
+  if lease > 0 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + lease, call_id)
+  else
+    redis.call('ZREM', KEYS[1], call_id)
+  end
   local msg_id = ARGV[4] .. ARGV[1] .. '-' .. i
   local body = string.gsub(string.gsub(ARGV[3], '@@CALL@@', call_id), '@@MSG@@', msg_id)
   redis.call('HSET', KEYS[2], msg_id, body)

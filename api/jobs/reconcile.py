@@ -1,0 +1,90 @@
+"""The reconciler: a call whose deadline passed is checked against LiveKit and settled.
+
+`reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.schedules`),
+which keeps each claimed deadline one lease later: if this job dies, the call comes back.
+The plan (`api.services.reconcile.settle`) either ends the call (its deadline goes with the
+terminal step), moves it on (the new status brings its own deadline), queues its dial, or
+pushes the deadline. Nothing here dials: the dial step's compare-and-set stays the only way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dramatiq
+from livekit import api as lkapi
+
+from api.jobs.dispatch import drop_room, participant_identity
+from api.jobs.messages import DIAL_QUEUE, RECONCILE_ACTOR
+from api.jobs.resources import worker_livekit, worker_store
+from api.metrics import CALLS_RECONCILED, WEBHOOKS_MISSED
+from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
+from api.store.calls import CallRecord, get_call
+from api.store.deadlines import forget_deadline, note_webhooks_missed, push_deadline, queue_dial
+from api.store.events import EventSpec, apply_event, mark_agent_ready
+from sip import list_participants
+
+logger = logging.getLogger("outdial.reconcile")
+
+
+async def _look_at_room(call: CallRecord) -> RoomSnapshot:
+    participants = await list_participants(worker_livekit(), call.room_name)
+    return RoomSnapshot.of(participants, participant_identity(call.id))
+
+
+async def _carry_out(call: CallRecord, plan: Settlement) -> str:
+    store = worker_store()
+    if plan.dial:
+        if call.get("agent_ready_at"):
+            await queue_dial(store, call.id)
+        else:
+            seen = EventSpec("agent.ready", {"source": "reconciler"})
+            await mark_agent_ready(store, call.id, seen)
+        return "dial"
+    if plan.event is not None:
+        result = await apply_event(store, call.id, plan.event)
+        if not result.applied:
+            return "moved_on"  # a webhook or the agent got there first
+    if plan.drop_room:
+        await drop_room(call)
+    if plan.next_deadline_ms is not None:
+        await push_deadline(store, call.id, plan.next_deadline_ms)
+    if plan.unreported:
+        await note_webhooks_missed(store)
+        WEBHOOKS_MISSED.inc()
+        logger.warning(
+            "call %s settled from LiveKit's state: its webhooks never reached the API "
+            "(check LiveKit's webhook URL: it must reach /v1/livekit/webhook)",
+            call.id,
+            extra={"call_id": call.id},
+        )
+    if plan.event is not None:
+        return plan.event.type
+    return "extended" if plan.next_deadline_ms is not None else "nothing"
+
+
+async def reconcile(call_id: str) -> None:
+    store = worker_store()
+    call = await get_call(store, call_id)
+    if call is None or call.is_terminal:
+        await forget_deadline(store, call_id)
+        return
+    room = await _look_at_room(call) if call.get("status") in ROOM_STATUSES else None
+    status = call.get("status")
+    plan = settle(call, room, int(time.time() * 1000))
+    action = await _carry_out(call, plan)
+    CALLS_RECONCILED.labels(status, action).inc()
+    logger.info("reconciled a %s call: %s", status, action, extra={"call_id": call_id})
+
+
+@dramatiq.actor(
+    queue_name=DIAL_QUEUE,
+    actor_name=RECONCILE_ACTOR,
+    # A failed check comes back with the deadline's lease; retries would only race it.
+    max_retries=0,
+    time_limit=60_000,
+    throws=(lkapi.ServerError,),
+)
+async def reconcile_call(call_id: str) -> None:
+    await reconcile(call_id)

@@ -1,0 +1,50 @@
+"""The event that ends a call, whichever path ends it (dispatcher, webhooks, reconciler).
+
+One rule for every path (`contract.outcome_event_type`): a `failed` outcome is reported
+as `call.failed`, every other one as `call.ended` with `data.status`. Both carry
+`data.reason` (a `contract.EndReason`) and the SIP status when known; the call record gets
+`end_reason`, the SIP fields and, for failures, `error_code` / `error_message`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_runtime.contract import outcome_event_type
+from api.store.events import EventSpec
+from sip import CallOutcome
+
+
+def end_event(
+    outcome: CallOutcome,
+    *,
+    code: str | None = None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    timestamp: float | None = None,
+    expected_status: str | None = None,
+) -> EventSpec:
+    """The event for `outcome`; `code`/`message` name a failure (default: the reason)."""
+    payload: dict[str, Any] = {"reason": outcome.reason, **(data or {})}
+    fields = {"end_reason": outcome.reason}
+    if outcome.sip_status_code is not None:
+        payload["sip_status_code"] = outcome.sip_status_code
+        fields["sip_status_code"] = str(outcome.sip_status_code)
+    if outcome.sip_status:
+        payload["sip_status"] = outcome.sip_status
+        fields["sip_status"] = outcome.sip_status
+    event_type = outcome_event_type(outcome.status)
+    if event_type == "call.failed":
+        code = code or outcome.reason.upper()
+        message = message or f"the call ended: {outcome.reason}"
+        payload |= {"code": code, "message": message}
+        fields |= {"error_code": code, "error_message": message[:500]}
+    else:
+        payload = {"status": outcome.status, **payload}
+        if message:
+            payload["message"] = message
+    extra: dict[str, Any] = {"expected_status": expected_status}
+    if event_id is not None:
+        extra["id"] = event_id
+    return EventSpec(event_type, payload, timestamp=timestamp, call_fields=fields, **extra)

@@ -1,0 +1,129 @@
+"""What a call's passed deadline means, given what LiveKit says is true now.
+
+Pure: `settle` reads the call as stored and a snapshot of its room, and plans what to do;
+`api.jobs.reconcile` looks at LiveKit and carries the plan out. Every planned event is a
+compare-and-set on the status that was read, so a call that moved on meanwhile (a webhook,
+the agent) is left alone. Every outcome ends the call or moves its deadline, so no call
+stays past a deadline in a non-terminal state.
+
+| status at the deadline | LiveKit says | the call |
+|---|---|---|
+| queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
+| waiting_for_agent | an agent is in the room | dial step queued (the agent is there) |
+| waiting_for_agent | no agent | failed `AGENT_UNAVAILABLE`, room dropped, nobody rung |
+| dialing, ringing | leg answered (`active`/`hangup`) | `call.answered` (inferred) |
+| dialing, ringing | leg still ringing | no_answer, room dropped |
+| dialing, ringing | no leg, dial confirmed | no_answer (the leg left unreported) |
+| dialing, ringing | no leg, dial never confirmed | failed `DIAL_INTERRUPTED` |
+| in_progress | no leg | completed (ended unreported), room dropped |
+| in_progress | leg, no agent | failed `agent_unavailable`/`agent_failed`, room dropped |
+| in_progress | leg and agent, past max duration | completed `max_duration`, room dropped |
+| in_progress | leg and agent | next deadline: max duration + margin from the answer |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livekit.protocol.models import ParticipantInfo
+
+from api.services.call_end import end_event
+from api.store.calls import CallRecord
+from api.store.events import EventSpec
+from sip import CallOutcome
+from sip.outcomes import SIP_CALL_STATUS_ATTRIBUTE
+
+ROOM_STATUSES = frozenset({"waiting_for_agent", "dialing", "ringing", "in_progress"})
+_ANSWERED_LEG = frozenset({"active", "hangup"})
+_SOURCE = {"source": "reconciler"}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSnapshot:
+    sip_leg: ParticipantInfo | None
+    has_agent: bool
+
+    @classmethod
+    def of(cls, participants: list[ParticipantInfo], sip_identity: str) -> RoomSnapshot:
+        leg = next((p for p in participants if p.identity == sip_identity), None)
+        agent = any(p.kind == ParticipantInfo.Kind.AGENT for p in participants)
+        return cls(leg, agent)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    event: EventSpec | None = None
+    drop_room: bool = False
+    # the agent is in the room: its dial step goes out
+    dial: bool = False
+    next_deadline_ms: int | None = None
+    # LiveKit knew something its webhooks should have told the API
+    unreported: bool = False
+
+
+def _failed(code: str, message: str, reason: str, status: str) -> Settlement:
+    outcome = CallOutcome("failed", reason)
+    event = end_event(outcome, code=code, message=message, data=_SOURCE, expected_status=status)
+    return Settlement(event=event, drop_room=True)
+
+
+def _ended(status: str, reason: str, read_status: str, message: str) -> EventSpec:
+    outcome = CallOutcome(status, reason)  # type: ignore[arg-type]
+    return end_event(outcome, message=message, data=_SOURCE, expected_status=read_status)
+
+
+def _settle_unanswered(call: CallRecord, room: RoomSnapshot, status: str) -> Settlement:
+    leg = room.sip_leg
+    if leg is None:
+        if not call.get("sip_call_id"):
+            return _failed(
+                "DIAL_INTERRUPTED",
+                "the dial was never confirmed and no leg exists",
+                "error",
+                status,
+            )
+        message = "the SIP leg left without a reported outcome"
+        return Settlement(_ended("no_answer", "no_answer", status, message), unreported=True)
+    if leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in _ANSWERED_LEG:
+        answered = EventSpec("call.answered", {"inferred": True, **_SOURCE}, expected_status=status)
+        return Settlement(answered, unreported=True)
+    message = "still ringing past the ring timeout"
+    return Settlement(_ended("no_answer", "no_answer", status, message), drop_room=True)
+
+
+def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Settlement:
+    if room.sip_leg is None:
+        message = "the SIP leg left without a reported end"
+        event = _ended("completed", "completed", "in_progress", message)
+        return Settlement(event, drop_room=True, unreported=True)
+    if not room.has_agent:
+        if call.get("agent_ready_at"):
+            return _failed("AGENT_LEFT", "the agent left the call", "agent_failed", "in_progress")
+        message = "no agent joined the answered call"
+        return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", "in_progress")
+    answered_ms = int(call.get("ts_in_progress") or now_ms)
+    budget_s = int(call.max_duration_seconds) + int(call.get("deadline_margin_s") or 0)
+    limit_ms = answered_ms + budget_s * 1000
+    if now_ms >= limit_ms:
+        message = "past the maximum duration"
+        event = _ended("completed", "max_duration", "in_progress", message)
+        return Settlement(event, drop_room=True)
+    return Settlement(next_deadline_ms=limit_ms)
+
+
+def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settlement:
+    """The plan for a call whose deadline passed; `room` is needed for `ROOM_STATUSES`."""
+    status = call.get("status")
+    if status in ("queued", "dispatching"):
+        message = f"the call was still {status} at its dispatch deadline"
+        return _failed("DISPATCH_TIMEOUT", message, "error", status)
+    if room is None:
+        raise ValueError(f"a {status} call needs a room snapshot")
+    if status == "waiting_for_agent":
+        if room.has_agent:
+            return Settlement(dial=True)
+        message = "no agent was ready in time; nobody was dialed"
+        return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)
+    if status in ("dialing", "ringing"):
+        return _settle_unanswered(call, room, status)
+    return _settle_in_progress(call, room, now_ms)
