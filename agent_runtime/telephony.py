@@ -2,6 +2,13 @@
 
 Hanging up deletes the room: that disconnects the SIP participant, so the SIP bridge
 sends BYE and the phone really drops (leaving the room alone would not).
+
+A transfer reaches LiveKit at most once. The job's client (`ctx.api`) is built with
+livekit-api's default `failover=True`, which on LiveKit Cloud replays a request that got a
+5xx or a transport error; each TransferSIPParticipant that arrives sends a SIP REFER, so a
+replay could transfer the callee again. Transfers therefore go through a `failover=False`
+twin of that client (same URL, credentials and aiohttp session), made on the first
+transfer. DeleteRoom is idempotent and keeps the job's client.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ logger = logging.getLogger("outdial.agent.telephony")
 
 
 class CallControl:
-    """Server-side actions on one call's room and SIP participant."""
+    """Server-side actions on one call's room and SIP participant; `aclose()` at call end."""
 
     def __init__(self, lkapi: api.LiveKitAPI, room_name: str, sip_identity: str) -> None:
         self._api = lkapi
+        self._single_shot: api.LiveKitAPI | None = None
         self._room_name = room_name
         self._sip_identity = sip_identity
 
@@ -30,8 +38,9 @@ class CallControl:
                 raise
 
     async def transfer(self, transfer_to: str) -> None:
-        """Cold-transfer the callee (SIP REFER); raises if LiveKit refuses."""
-        await self._api.sip.transfer_sip_participant(
+        """Cold-transfer the callee (SIP REFER), sent once; raises if LiveKit refuses or the
+        outcome is unknown (5xx, transport error): then the REFER may or may not be out."""
+        await self._single_shot_api().sip.transfer_sip_participant(
             api.TransferSIPParticipantRequest(
                 room_name=self._room_name,
                 participant_identity=self._sip_identity,
@@ -39,6 +48,33 @@ class CallControl:
                 play_dialtone=False,
             )
         )
+
+    async def aclose(self) -> None:
+        """Release the transfer client, if one was made; the job's client is not ours."""
+        client, self._single_shot = self._single_shot, None
+        if client is not None:
+            await client.aclose()
+
+    def _single_shot_api(self) -> api.LiveKitAPI:
+        if self._single_shot is None:
+            self._single_shot = single_shot_twin(self._api)
+        return self._single_shot
+
+
+def single_shot_twin(client: api.LiveKitAPI) -> api.LiveKitAPI:
+    """A `failover=False` client for the same server and credentials, on the same session.
+
+    livekit-api (checked on 1.2.2) exposes the key and secret on each service but keeps the
+    URL, session and pre-signed token private; tests/test_livekit_failover.py fails if a
+    release moves them. Sharing the session keeps one connection pool per job and makes the
+    twin's `aclose()` leave the session to its owner.
+    """
+    service = client.sip
+    url = service._client.host
+    session = client._session
+    if service._token:
+        return api.LiveKitAPI.with_token(service._token, url, session=session, failover=False)
+    return api.LiveKitAPI(url, service.api_key, service.api_secret, session=session, failover=False)
 
 
 def sip_transfer_uri(destination: str) -> str:

@@ -32,7 +32,11 @@ class TrunkSettings:
 async def create_outbound_trunk(
     client: lkapi.LiveKitAPI, number: str, trunk: TrunkSettings, name: str
 ) -> str:
-    """Create a trunk that may present `number` as caller id; returns its `ST_...` id."""
+    """Create a trunk that may present `number` as caller id; returns its `ST_...` id.
+
+    Not idempotent (every request creates a trunk): pass a `failover=False` client, see
+    api/livekit.py `single_shot_livekit_client`.
+    """
     info = SIPOutboundTrunkInfo(
         name=name,
         address=trunk.address,

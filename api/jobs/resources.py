@@ -1,7 +1,10 @@
-"""Per-process resources of a Dramatiq worker: one Redis store and one LiveKit client.
+"""Per-process resources of a Dramatiq worker: one Redis store and two LiveKit clients.
 
 Async actors share one event loop thread per process (the AsyncIO middleware); the
 clients bind to that loop, so they are created lazily inside it and closed at shutdown.
+`worker_livekit()` replays failed requests on LiveKit Cloud (idempotent requests only);
+`worker_single_shot_livekit()` sends each request once: the dial (CreateSIPParticipant)
+must go through it (see api/livekit.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from livekit import api as lkapi
 
-from api.livekit import close_livekit_client, livekit_client
+from api.livekit import close_livekit_client, livekit_client, single_shot_livekit_client
 from api.settings import Settings, get_settings
 from api.store.base import Store, open_store
 
@@ -34,7 +37,13 @@ def worker_store() -> Store:
 
 
 def worker_livekit() -> lkapi.LiveKitAPI:
+    """For idempotent requests: CreateRoom, DeleteRoom, ListParticipants."""
     return livekit_client(worker_settings())
+
+
+def worker_single_shot_livekit() -> lkapi.LiveKitAPI:
+    """For requests that must reach LiveKit at most once: CreateSIPParticipant."""
+    return single_shot_livekit_client(worker_settings())
 
 
 async def close_worker_resources() -> None:

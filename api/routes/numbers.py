@@ -1,16 +1,21 @@
-"""Caller ids of the calling workspace."""
+"""Caller ids of the calling workspace.
+
+A trunk is created through the single-shot LiveKit client: each CreateSIPOutboundTrunk that
+reaches LiveKit creates a trunk, so a replayed request leaves orphan trunks nobody deletes.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict
 
+import aiohttp
 from fastapi import APIRouter
 from livekit import api as lkapi
 
 from api.deps import SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
-from api.livekit import livekit_client
+from api.livekit import livekit_client, single_shot_livekit_client
 from api.schemas.numbers import NumberCreate, NumberOut
 from api.store import numbers
 from sip import InvalidNumberError, TrunkSettings, create_outbound_trunk, delete_trunk, to_e164
@@ -36,9 +41,14 @@ async def register_number(
         spec = TrunkSettings(**body.trunk.model_dump())
         try:
             trunk_id = await create_outbound_trunk(
-                livekit_client(settings), number, spec, name=f"outdial {workspace.id} {number}"
+                single_shot_livekit_client(settings),
+                number,
+                spec,
+                name=f"outdial {workspace.id} {number}",
             )
-        except (lkapi.ServerError, OSError, TimeoutError) as exc:
+        except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # A 5xx or a dropped connection may still have created the trunk (not replayed,
+            # see above); the number is not saved, so such a trunk is an orphan at LiveKit.
             raise ApiError(
                 502, "LIVEKIT_ERROR", f"LiveKit refused to create the trunk: {exc}"
             ) from exc
