@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 import uvicorn
 
 from api.app import create_app
+from api.security import event_token
 from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,19 @@ def has_sip_leg(lk: Any, room_name: str, call_id: str) -> bool:
     """The call's SIP participant is in its room at the LiveKit test server."""
     room = lk.room(room_name)
     return room is not None and f"sip-{call_id}" in room.participants
+
+
+async def report_agent(
+    http: httpx.AsyncClient, settings: Settings, call_id: str, event_type: str = "agent.ready"
+) -> dict[str, Any]:
+    """Post an agent event for the call with its token, as the agent runtime does."""
+    response = await http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"type": event_type, "data": {"job_id": "AJ_test"}},
+        headers={"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def wait_until(
@@ -108,17 +123,23 @@ class WorkerProcess:
     """`dramatiq api.worker` as a real subprocess (its own process group, so it can be killed)."""
 
     def __init__(
-        self, settings: Settings, threads: int = 4, extra_env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        threads: int = 4,
+        extra_env: dict[str, str] | None = None,
+        extra_pythonpath: list[str] | None = None,
     ):
         self.settings = settings
         self.threads = threads
         self.extra_env = extra_env or {}
+        # Directories put before the repo on the worker's PYTHONPATH (e.g. a sitecustomize).
+        self.extra_pythonpath = extra_pythonpath or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
     def start(self) -> WorkerProcess:
         env = os.environ | settings_env(self.settings) | self.extra_env
-        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, str(ROOT)])
         env.setdefault("dramatiq_worker_timeout", str(self.settings.worker_timeout_ms))
         env.setdefault("dramatiq_queue_prefetch", str(self.threads))
         self.log_path = Path(

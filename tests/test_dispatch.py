@@ -11,33 +11,13 @@ import pytest
 from agent_runtime.contract import DispatchMetadata
 from api.security import event_token
 from api.settings import Settings
+from tests.calls import call_status as _call_status
+from tests.calls import place_ready_call as _place_ready_call
+from tests.calls import report_ready as _report_ready
+from tests.calls import wait_dialed as _wait_dialed
+from tests.calls import wait_status as _wait_status
 from tests.conftest import Tenant
-from tests.support import WorkerProcess, async_wait_until, free_port
-
-
-async def _call_status(tenant: Tenant, call_id: str) -> dict[str, Any]:
-    return (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
-
-
-async def _wait_status(
-    tenant: Tenant, call_id: str, statuses: set[str], timeout: float = 20
-) -> dict[str, Any]:
-    async def reached() -> dict[str, Any] | None:
-        view = await _call_status(tenant, call_id)
-        return view if view["status"] in statuses else None
-
-    return await async_wait_until(reached, timeout=timeout, what=f"call {call_id} in {statuses}")
-
-
-async def _wait_dialed(tenant: Tenant, call_id: str, timeout: float = 20) -> dict[str, Any]:
-    """`dialing` is set before CreateSIPParticipant is sent; its answer (the SIP call id)
-    is recorded after. Wait for that, so the dial request is known to have been made."""
-
-    async def dialed() -> dict[str, Any] | None:
-        view = await _call_status(tenant, call_id)
-        return view if view["status"] == "dialing" and view.get("sipCallId") else None
-
-    return await async_wait_until(dialed, timeout=timeout, what=f"call {call_id} dialed")
+from tests.support import WorkerProcess, async_wait_until, free_port, report_agent
 
 
 @pytest.fixture
@@ -62,6 +42,12 @@ async def test_happy_path_creates_room_with_dispatch_then_dials_once(
         )
     ).json()
     call_id = accepted["callId"]
+    await _wait_status(tenant, call_id, {"waiting_for_agent"})
+    # Nobody is rung while the agent is not ready.
+    assert lk.count("RoomService", "CreateRoom") == 1
+    assert lk.count("SIP", "CreateSIPParticipant") == 0
+    ready = await report_agent(tenant.http, settings, call_id)
+    assert ready["applied"] and ready["callStatus"] == "waiting_for_agent"
     view = await _wait_dialed(tenant, call_id)
 
     create_room = lk.requests("RoomService", "CreateRoom")
@@ -99,23 +85,30 @@ async def test_happy_path_creates_room_with_dispatch_then_dials_once(
     assert view["status"] == "dialing"
     assert view["sipCallId"]
     events = (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
-    assert list(events["transitions"]) == ["queued", "dispatching", "dialing"]
+    assert list(events["transitions"]) == ["queued", "dispatching", "waiting_for_agent", "dialing"]
+    listed = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()
+    assert [e["type"] for e in listed["events"]] == [
+        "call.queued",
+        "call.dispatching",
+        "call.waiting_for_agent",
+        "agent.ready",
+        "call.dialing",
+    ]
 
 
 async def test_create_room_unavailable_is_retried_and_dials_once(
-    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
 ) -> None:
     lk.inject("RoomService", "CreateRoom", code="unavailable", status=503, times=2)
-    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
-        "callId"
-    ]
+    body = {"to": "+14155552671", "call_agent_id": agent["id"]}
+    call_id = (await _place_ready_call(tenant, settings, **body))["callId"]
     await _wait_dialed(tenant, call_id)
     assert lk.count("RoomService", "CreateRoom") == 3
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
 
 async def test_sip_error_fails_the_call_and_deletes_the_room(
-    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
 ) -> None:
     lk.inject(
         "SIP",
@@ -125,9 +118,11 @@ async def test_sip_error_fails_the_call_and_deletes_the_room(
         message="twirp error unknown: trunk refused",
         meta={"sip_status_code": "503", "sip_status": "Service Unavailable"},
     )
-    accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    body = {"to": "+14155552671", "call_agent_id": agent["id"]}
+    accepted = await _place_ready_call(tenant, settings, **body)
     view = await _wait_status(tenant, accepted["callId"], {"failed"})
     assert view["errorCode"] == "LIVEKIT_FAILED_PRECONDITION"
+    assert view["endReason"] == "trunk_failure"  # SIP 503: the outcome table's answer
     assert "trunk refused" in view["errorMessage"]
     assert view["sipStatusCode"] == 503
     assert view["sipStatus"] == "Service Unavailable"
@@ -153,9 +148,10 @@ async def test_livekit_unreachable_ends_the_call_failed(
 
 
 async def test_cancel_after_dial_deletes_the_room(
-    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
 ) -> None:
-    accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    body = {"to": "+14155552671", "call_agent_id": agent["id"]}
+    accepted = await _place_ready_call(tenant, settings, **body)
     await _wait_dialed(tenant, accepted["callId"])
     assert lk.room(accepted["roomName"]) is not None
     response = await tenant.request("POST", f"/v1/api/call/{accepted['callId']}/cancel")
@@ -165,7 +161,7 @@ async def test_cancel_after_dial_deletes_the_room(
 
 # Where the worker dies, as seen from the LiveKit side, and what must follow.
 CRASH_POINTS = {
-    # CreateRoom received but not applied: the redelivered job creates the room and dials.
+    # CreateRoom received but not applied: the redelivered job creates the room and waits.
     "before_create_room": ("RoomService", "CreateRoom", {"delay_before": 30}, "dialing", 1),
     # Room created, answer lost: CreateRoom again is an upsert; then one dial.
     "after_create_room": ("RoomService", "CreateRoom", {"delay_after": 30}, "dialing", 1),
@@ -189,6 +185,9 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
         "callId"
     ]
     room_name = (await _call_status(tenant, call_id))["roomName"]
+    if service == "SIP":
+        # The dial step runs once the agent is ready: it is the job that dies.
+        await _report_ready(tenant, settings, call_id)
     await async_wait_until(lambda: lk.count(service, method) >= 1, timeout=20, what=method)
     first.kill()
 
@@ -196,6 +195,8 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
 
     second = WorkerProcess(fast).start()
     try:
+        if service != "SIP":
+            await _report_ready(tenant, settings, call_id)
         if point == "after_dial":
             # Already `dialing` before the kill: wait for the redelivered run to look at the room.
             await async_wait_until(
@@ -217,3 +218,22 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
     assert lk.count("SIP", "CreateSIPParticipant") <= 1
     if final_status == "failed":
         assert view["errorCode"] == "DIAL_INTERRUPTED"
+
+
+async def test_worker_killed_while_the_call_waits_for_its_agent_dials_once_after(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, settings: Settings, api_server: Any
+) -> None:
+    """No job is in flight while a call waits: readiness alone must carry it on."""
+    first = WorkerProcess(settings).start()
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    await _wait_status(tenant, call_id, {"waiting_for_agent"})
+    first.kill()
+    assert (await report_agent(tenant.http, settings, call_id))["applied"]
+    second = WorkerProcess(settings).start()
+    try:
+        await _wait_dialed(tenant, call_id)
+    finally:
+        second.stop()
+    assert lk.count("SIP", "CreateSIPParticipant") == 1

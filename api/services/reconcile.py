@@ -12,6 +12,7 @@ stays past a deadline in a non-terminal state.
 | waiting_for_agent | an agent is in the room | dial step queued (the agent is there) |
 | waiting_for_agent | no agent | failed `AGENT_UNAVAILABLE`, room dropped, nobody rung |
 | dialing, ringing | leg answered (`active`/`hangup`) | `call.answered` (inferred) |
+| dialing, ringing | before ring timeout + margin | look again after the answer grace |
 | dialing, ringing | leg still ringing | no_answer, room dropped |
 | dialing, ringing | no leg, dial confirmed | no_answer (the leg left unreported) |
 | dialing, ringing | no leg, dial never confirmed | failed `DIAL_INTERRUPTED` |
@@ -72,21 +73,31 @@ def _ended(status: str, reason: str, read_status: str, message: str) -> EventSpe
     return end_event(outcome, message=message, data=_SOURCE, expected_status=read_status)
 
 
-def _settle_unanswered(call: CallRecord, room: RoomSnapshot, status: str) -> Settlement:
+def _ring_deadline_ms(call: CallRecord, now_ms: int) -> int:
+    budget_s = int(call.ring_timeout_seconds) + int(call.get("deadline_margin_s") or 0)
+    return int(call.get("ts_dialing") or now_ms) + budget_s * 1000
+
+
+def _settle_unanswered(
+    call: CallRecord, room: RoomSnapshot, status: str, now_ms: int
+) -> Settlement:
     leg = room.sip_leg
-    if leg is None:
-        if not call.get("sip_call_id"):
-            return _failed(
-                "DIAL_INTERRUPTED",
-                "the dial was never confirmed and no leg exists",
-                "error",
-                status,
-            )
-        message = "the SIP leg left without a reported outcome"
-        return Settlement(_ended("no_answer", "no_answer", status, message), unreported=True)
-    if leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in _ANSWERED_LEG:
+    if leg is not None and leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in _ANSWERED_LEG:
+        # Answered, and nobody told the API (the agent, or a webhook): the agent check follows.
         answered = EventSpec("call.answered", {"inferred": True, **_SOURCE}, expected_status=status)
         return Settlement(answered, unreported=True)
+    final_ms = _ring_deadline_ms(call, now_ms)
+    if now_ms < final_ms:
+        # Still ringing (or its end not reported yet): look again within the answer grace,
+        # so an answer nobody reports is found while the callee can still be served.
+        grace_ms = int(call.get("answer_grace_s") or 0) * 1000
+        return Settlement(next_deadline_ms=min(now_ms + grace_ms, final_ms))
+    if leg is None:
+        if not call.get("sip_call_id"):
+            message = "the dial was never confirmed and no leg exists"
+            return _failed("DIAL_INTERRUPTED", message, "error", status)
+        message = "the SIP leg left without a reported outcome"
+        return Settlement(_ended("no_answer", "no_answer", status, message), unreported=True)
     message = "still ringing past the ring timeout"
     return Settlement(_ended("no_answer", "no_answer", status, message), drop_room=True)
 
@@ -125,5 +136,5 @@ def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settleme
         message = "no agent was ready in time; nobody was dialed"
         return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)
     if status in ("dialing", "ringing"):
-        return _settle_unanswered(call, room, status)
+        return _settle_unanswered(call, room, status, now_ms)
     return _settle_in_progress(call, room, now_ms)

@@ -20,7 +20,8 @@ _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK
 # Every non-terminal call has a deadline in the `deadlines` zset (call id -> ms), set by
 # the same step that moves the call, from budgets stored on the call at accept time; a
 # terminal call has none. The reconciler looks at LiveKit when a deadline passes.
-# dialing and ringing share one deadline: the ring timeout (plus a margin) from the dial.
+# dialing and ringing are looked at every answer grace until the ring timeout (plus a
+# margin) from the dial has passed: an answer that nobody reports is found in time.
 DEADLINE_FN = """
 local function deadline_of(kcall, status, now)
   local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
@@ -29,7 +30,7 @@ local function deadline_of(kcall, status, now)
   if status == 'queued' or status == 'dispatching' then return now + ms(1) end
   if status == 'waiting_for_agent' then return now + ms(2) end
   if status == 'dialing' or status == 'ringing' then
-    return (tonumber(f[6]) or now) + ms(5) + ms(4)
+    return math.min(now + ms(3), (tonumber(f[6]) or now) + ms(5) + ms(4))
   end
   return now + ms(3)
 end

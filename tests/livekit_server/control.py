@@ -83,6 +83,18 @@ class ControlMixin:
         rpcs.add_sip_participant(self._state, room_name, info)
         return clone(info)
 
+    def add_agent_participant(self, room_name: str, identity: str) -> models.ParticipantInfo:
+        """Join an agent participant (kind AGENT) as a worker's job would, without media."""
+        info = models.ParticipantInfo(
+            sid=f"PA_{identity}",
+            identity=identity,
+            state=models.ParticipantInfo.ACTIVE,
+            kind=models.ParticipantInfo.Kind.AGENT,
+            attributes={"lk.agent.name": "outdial-agent"},
+        )
+        rpcs.add_sip_participant(self._state, room_name, info)
+        return clone(info)
+
     def set_participant(
         self,
         room_name: str,
