@@ -338,6 +338,20 @@ async def test_number_with_trunk_spec_creates_the_livekit_trunk(tenant: Tenant, 
     assert lk.count("SIP", "DeleteSIPTrunk") == 1
 
 
+async def test_deleting_a_number_whose_trunk_deletion_is_dropped(tenant: Tenant, lk: Any) -> None:
+    created = await tenant.register_number("+15105550100")
+    lk.inject("SIP", "DeleteSIPTrunk", drop=True)
+    deleted = await tenant.request("DELETE", "/v1/api/numbers/+15105550100")
+    # The number is deleted before the trunk: the connection LiveKit dropped does not undo
+    # that, so the answer is the delete's (not a 500), and the trunk is left, logged.
+    assert deleted.status_code == 204, deleted.text
+    assert lk.count("SIP", "DeleteSIPTrunk") == 1
+    assert created["sip_trunk_id"] in lk.trunks
+    assert (await tenant.request("GET", "/v1/api/numbers")).json() == {"numbers": []}
+    again = await tenant.request("DELETE", "/v1/api/numbers/+15105550100")
+    await _expect_error(again, 404, "NOT_FOUND")
+
+
 async def test_list_calls_filters_and_paginates(tenant: Tenant) -> None:
     agent_a = await tenant.create_agent()
     agent_b = await tenant.create_agent(name="Other")

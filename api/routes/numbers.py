@@ -79,6 +79,7 @@ async def delete_number(
     if removed.trunk_managed:
         try:
             await delete_trunk(livekit_client(settings), removed.sip_trunk_id)
-        except (lkapi.ServerError, OSError, TimeoutError) as exc:
-            # The number is gone either way; an orphaned trunk is harmless and logged.
+        except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # The number is gone either way (an error here would send a retry to a 404); an
+            # orphaned trunk is harmless and logged.
             logger.warning("could not delete trunk %s: %s", removed.sip_trunk_id, exc)
