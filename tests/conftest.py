@@ -73,8 +73,14 @@ def api_port() -> int:
 
 
 @pytest.fixture
-def settings(redis_client: redis.Redis, livekit_server: Any, api_port: int) -> Iterator[Settings]:
+def settings(
+    redis_client: redis.Redis, livekit_server: Any, api_port: int, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    """Production defaults on a fresh key prefix. Tests whose subject is not the call's
+    order (the relay, Redis failures) mark themselves `dial_immediately`: their calls are
+    dialed right after CreateRoom, without waiting for an agent."""
     prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    immediate = request.node.get_closest_marker("dial_immediately") is not None
     yield Settings(
         REDIS_URL=REDIS_URL,
         LIVEKIT_URL=livekit_server.url,
@@ -88,6 +94,7 @@ def settings(redis_client: redis.Redis, livekit_server: Any, api_port: int) -> I
         OUTDIAL_LOG_JSON=False,
         OUTDIAL_LOG_LEVEL="WARNING",
         OUTDIAL_WORKER_METRICS_PORT=0,
+        OUTDIAL_DIAL_MODE="immediate" if immediate else "agent_ready",
     )
     delete_prefix(redis_client, prefix)
 

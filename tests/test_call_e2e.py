@@ -89,7 +89,7 @@ async def test_agent_receives_the_dispatchers_contract_and_reports_back(
         return [event["type"] for event in stored_events(redis_client, settings, call_id)]
 
     # The agent parsed the contract (agent.started), then could not join the room: the test
-    # server has no media, so the call must end failed instead of staying `dialing`.
+    # server has no media, so the call must end failed instead of waiting for the agent.
     await async_wait_until(lambda: "call.failed" in types(), timeout=60, what="call.failed")
     events = stored_events(redis_client, settings, call_id)
     started = next(event for event in events if event["type"] == "agent.started")
@@ -100,5 +100,6 @@ async def test_agent_receives_the_dispatchers_contract_and_reports_back(
 
     view = (await tenant.request("GET", f"/v1/api/call/{call_id}")).json()
     assert view["status"] == "failed"
-    assert view["errorCode"] == "cannot_join_room"
-    assert lk.count("SIP", "CreateSIPParticipant") == 1
+    assert (view["errorCode"], view["endReason"]) == ("CANNOT_JOIN_ROOM", "cannot_join_room")
+    # The agent never became ready, so nobody's phone rang.
+    assert lk.count("SIP", "CreateSIPParticipant") == 0

@@ -32,11 +32,8 @@ SHORT = {
 
 
 @pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    update: dict[str, Any] = dict(SHORT)
-    if request.node.get_closest_marker("dial_immediately"):
-        update["dial_mode"] = "immediate"
-    return settings.model_copy(update=update)
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update=SHORT)
 
 
 @pytest.fixture

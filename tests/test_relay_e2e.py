@@ -18,6 +18,9 @@ from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
 from tests.support import ApiServer, WorkerProcess, async_wait_until, has_sip_leg
 
+# The call's order is not this module's subject: calls dial right after CreateRoom.
+pytestmark = pytest.mark.dial_immediately
+
 FAST_RETRIES: dict[str, Any] = {"callback_retry_schedule": [0.2, 0.5, 1.0]}
 TERMINAL_TYPES = {"call.ended", "call.failed", "call.canceled"}
 

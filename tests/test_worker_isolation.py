@@ -7,12 +7,16 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from api.settings import Settings
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
 from tests.support import ApiServer, WorkerProcess, async_wait_until, has_sip_leg
+
+# The call's order is not this module's subject: calls dial right after CreateRoom.
+pytestmark = pytest.mark.dial_immediately
 
 THREADS = 4
 
