@@ -15,9 +15,9 @@ from agent_runtime.dispatch import DispatchFailure, parse_dispatch
 from agent_runtime.outcome import (
     SIP_CALL_STATUS_ATTRIBUTE,
     answered_outcome,
+    ended_event,
     is_answered,
     not_joined_outcome,
-    outcome_from_sip_status,
     unanswered_outcome,
 )
 from agent_runtime.providers import ProviderError, StageSpec, build_stage
@@ -73,30 +73,15 @@ def test_sip_status_attributes_decide_when_reason_is_vague() -> None:
     outcome = unanswered_outcome(DisconnectReason.CLIENT_INITIATED, attrs)
     assert (outcome.status, outcome.reason) == ("busy", "busy")
     assert (outcome.sip_status_code, outcome.sip_status) == (486, "Busy Here")
-    data = outcome.ended_event_data(0)
+    event_type, data = ended_event(outcome, 0)
+    assert event_type == "call.ended"
     assert data["sip_status_code"] == 486 and data["duration_seconds"] == 0
 
 
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [
-        (486, ("busy", "busy")),
-        (603, ("busy", "rejected")),
-        (480, ("no_answer", "no_answer")),
-        (408, ("no_answer", "no_answer")),
-        (503, ("failed", "trunk_failure")),
-        (404, ("failed", "invalid_number")),
-        (400, ("failed", "error")),
-        (302, None),
-    ],
-)
-def test_outcome_from_sip_status(code: int, expected: tuple[str, str] | None) -> None:
-    assert outcome_from_sip_status(code) == expected
-
-
-def test_not_joined_is_no_answer() -> None:
+def test_a_leg_that_never_joined_is_failed_and_reported_as_call_failed() -> None:
     outcome = not_joined_outcome()
-    assert (outcome.status, outcome.reason) == ("no_answer", "no_answer")
+    assert (outcome.status, outcome.reason) == ("failed", "trunk_failure")
+    assert ended_event(outcome, 0)[0] == "call.failed"
 
 
 @pytest.mark.parametrize(
@@ -109,12 +94,15 @@ def test_not_joined_is_no_answer() -> None:
         ("silence_timeout", "completed"),
         ("transferred", "completed"),
         ("error", "failed"),
+        ("agent_failed", "failed"),
     ],
 )
 def test_answered_outcome(reason: str, status: str) -> None:
     outcome = answered_outcome(reason)  # type: ignore[arg-type]
     assert outcome.status == status and outcome.reason == reason
-    assert outcome.ended_event_data(12.3456)["duration_seconds"] == 12.346
+    event_type, data = ended_event(outcome, 12.3456)
+    assert event_type == ("call.failed" if status == "failed" else "call.ended")
+    assert data["duration_seconds"] == 12.346
 
 
 def _valid_dispatch() -> dict:
