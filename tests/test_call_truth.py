@@ -20,7 +20,7 @@ import redis
 from api.settings import Settings
 from tests.calls import call_status, report_ready, wait_dialed, wait_status
 from tests.conftest import Tenant
-from tests.support import WorkerProcess, async_wait_until
+from tests.support import WorkerProcess, async_wait_until, report_agent
 
 SHORT = {
     "agent_ready_timeout_seconds": 2,
@@ -187,3 +187,37 @@ async def test_a_live_deadline_is_kept_for_every_non_terminal_call(
 
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_an_agent_participant_joined_webhook_counts_as_ready(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, api_server: Any
+) -> None:
+    lk.webhook_url = api_server.url + "/v1/livekit/webhook"
+    accepted = await _place(tenant, agent)
+    await wait_status(tenant, accepted["callId"], {"waiting_for_agent"})
+    lk.add_agent_participant(accepted["roomName"], "agent-custom")
+    status, _ = await lk.send_webhook_async(
+        "participant_joined", accepted["roomName"], "agent-custom"
+    )
+    assert status == 200
+    await wait_dialed(tenant, accepted["callId"])
+    events = (await tenant.request("GET", f"/v1/api/call/{accepted['callId']}/events")).json()
+    ready = [e for e in events["events"] if e["type"] == "agent.ready"]
+    assert [e["data"]["source"] for e in ready] == ["livekit"]
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+
+
+async def test_canceled_while_waiting_for_the_agent_never_rings(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
+) -> None:
+    accepted = await _place(tenant, agent)
+    call_id = accepted["callId"]
+    await wait_status(tenant, call_id, {"waiting_for_agent"})
+    canceled = await tenant.request("POST", f"/v1/api/call/{call_id}/cancel")
+    assert canceled.json()["callStatus"] == "canceled"
+    assert lk.room(accepted["roomName"]) is None
+    # The agent reports ready late: recorded, but nothing dials a canceled call.
+    late = await report_agent(tenant.http, settings, call_id)
+    assert late["callStatus"] == "canceled"
+    assert not (await call_status(tenant, call_id)).get("sipCallId")
+    assert lk.count("SIP", "CreateSIPParticipant") == 0

@@ -131,6 +131,30 @@ async def test_sip_error_fails_the_call_and_deletes_the_room(
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
 
+async def test_a_busy_callee_ends_the_call_busy_not_failed(
+    tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
+) -> None:
+    """A dial refused with SIP 486 takes the outcome table's answer, like a webhook would."""
+    lk.inject_sip_error(486, "Busy Here")
+    body = {"to": "+14155552671", "call_agent_id": agent["id"]}
+    accepted = await _place_ready_call(tenant, settings, **body)
+    view = await _wait_status(tenant, accepted["callId"], {"busy"})
+    assert (view["endReason"], view["sipStatusCode"], view["sipStatus"]) == (
+        "busy",
+        486,
+        "Busy Here",
+    )
+    events = (await tenant.request("GET", f"/v1/api/call/{accepted['callId']}/events")).json()
+    ended = events["events"][-1]
+    assert (ended["type"], ended["data"]["status"], ended["data"]["reason"]) == (
+        "call.ended",
+        "busy",
+        "busy",
+    )
+    assert lk.room(accepted["roomName"]) is None
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+
+
 async def test_livekit_unreachable_ends_the_call_failed(
     tenant: Tenant, agent: dict[str, Any], settings: Settings, api_server: Any
 ) -> None:
