@@ -38,7 +38,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Stack:
-    def __init__(self) -> None:
+    """The benchmarked stack. `dial_mode` is the API's OUTDIAL_DIAL_MODE: the call path's
+    phases dial right after CreateRoom (`immediate`), as they did before the agent wait, so
+    their numbers stay comparable; `bench/call_truth.py` measures the agent-ready order."""
+
+    def __init__(self, dial_mode: str = "immediate") -> None:
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
         self.lk = LiveKitTestServer(api_key=API_KEY, api_secret=API_SECRET).start()
         self.api_port = free_port()
@@ -54,6 +58,7 @@ class Stack:
             "OUTDIAL_CALLBACK_ALLOW_PRIVATE": "true",
             "OUTDIAL_LOG_LEVEL": "WARNING",
             "OUTDIAL_WORKER_METRICS_PORT": "0",
+            "OUTDIAL_DIAL_MODE": dial_mode,
             "PYTHONPATH": str(ROOT),
         }
         self.api = self._spawn(

@@ -33,11 +33,6 @@ CALL_STATUS_ATTRIBUTE = "sip.callStatus"
 _JOINED_EVENT = {"dialing": "call.dialing", "ringing": "call.ringing", "active": "call.answered"}
 _ANSWERED_CALL_STATUSES = frozenset({"active", "hangup"})
 _LEFT_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
-# States in which the call still needs its agent: the agent ending now leaves the callee
-# with silence (or a phone that rings for nobody).
-_NEEDS_AGENT = frozenset(
-    {"queued", "dispatching", "waiting_for_agent", "dialing", "ringing", "in_progress"}
-)
 _ROOM_ENDED = frozenset({DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED})
 
 
@@ -81,8 +76,9 @@ def _is_agent(participant: ParticipantInfo) -> bool:
 
 
 def _agent_gone(webhook: WebhookEvent, call: CallRecord, data: dict[str, Any]) -> WebhookPlan:
-    """The agent stopped while the call still needed it: end the call, drop the room."""
-    if call.get("status") not in _NEEDS_AGENT:
+    """The agent stopped while the call still needed it (any open call: the callee is on
+    the line, or would be rung for nobody): end the call, drop the room."""
+    if call.is_terminal:
         return WebhookPlan()
     return WebhookPlan([_end_event(webhook, CallOutcome("failed", "agent_failed"), data)], True)
 

@@ -1,0 +1,128 @@
+"""The reconciler's decisions, row by row of `api/services/reconcile.py`'s table (pure: a
+call record and a room snapshot in, a plan out). The end-to-end behaviour is in
+tests/test_call_truth.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from livekit.protocol.models import ParticipantInfo
+
+from api.services.reconcile import RoomSnapshot, settle
+from api.store.calls import CallRecord
+
+NOW = 1_800_000_000_000
+RING, MAX, GRACE, MARGIN = 30, 600, 10, 20
+
+
+def _call(status: str, **fields: Any) -> CallRecord:
+    return CallRecord(
+        {
+            "id": "c1",
+            "status": status,
+            "room_name": "r1",
+            "ring_timeout_seconds": RING,
+            "max_duration_seconds": MAX,
+            "answer_grace_s": GRACE,
+            "deadline_margin_s": MARGIN,
+            **fields,
+        }
+    )
+
+
+def _leg(call_status: str) -> ParticipantInfo:
+    info = ParticipantInfo(identity="sip-c1", kind=ParticipantInfo.Kind.SIP)
+    info.attributes["sip.callStatus"] = call_status
+    return info
+
+
+def _summary(plan: Any) -> tuple[Any, ...]:
+    event = plan.event
+    described = None
+    if event is not None:
+        described = (event.type, event.data.get("status"), event.data.get("reason"))
+        assert event.expected_status is not None  # every planned event is a compare-and-set
+    return described, plan.drop_room, plan.dial, plan.next_deadline_ms, plan.unreported
+
+
+@pytest.mark.parametrize("status", ["queued", "dispatching"])
+def test_a_call_stuck_before_the_room_fails_with_dispatch_timeout(status: str) -> None:
+    plan = settle(_call(status), None, NOW)
+    assert _summary(plan) == (("call.failed", None, "error"), True, False, None, False)
+    assert plan.event is not None and plan.event.data["code"] == "DISPATCH_TIMEOUT"
+
+
+def test_waiting_for_an_agent_that_is_in_the_room_dials() -> None:
+    plan = settle(_call("waiting_for_agent"), RoomSnapshot(None, has_agent=True), NOW)
+    assert _summary(plan) == (None, False, True, None, False)
+
+
+def test_waiting_for_an_agent_that_never_came_fails_and_rings_nobody() -> None:
+    plan = settle(_call("waiting_for_agent"), RoomSnapshot(None, has_agent=False), NOW)
+    assert _summary(plan) == (("call.failed", None, "agent_unavailable"), True, False, None, False)
+    assert plan.event is not None and plan.event.data["code"] == "AGENT_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("leg_status", ["active", "hangup"])
+def test_an_answer_nobody_reported_is_inferred(leg_status: str) -> None:
+    plan = settle(_call("dialing", ts_dialing=NOW), RoomSnapshot(_leg(leg_status), True), NOW)
+    assert _summary(plan) == (("call.answered", None, None), False, False, None, True)
+
+
+def test_ringing_before_its_deadline_is_looked_at_again_within_the_grace() -> None:
+    call = _call("ringing", ts_dialing=NOW - 5_000)
+    plan = settle(call, RoomSnapshot(_leg("ringing"), True), NOW)
+    assert _summary(plan) == (None, False, False, NOW + GRACE * 1000, False)
+    # ...but never past the ring timeout + margin
+    late = _call("ringing", ts_dialing=NOW - (RING + MARGIN) * 1000 + 3_000)
+    plan = settle(late, RoomSnapshot(_leg("ringing"), True), NOW)
+    assert plan.next_deadline_ms == NOW + 3_000
+
+
+def test_still_ringing_past_the_ring_timeout_ends_no_answer_and_drops_the_room() -> None:
+    call = _call("ringing", ts_dialing=NOW - (RING + MARGIN) * 1000)
+    plan = settle(call, RoomSnapshot(_leg("ringing"), True), NOW)
+    assert _summary(plan) == (("call.ended", "no_answer", "no_answer"), True, False, None, False)
+
+
+def test_a_leg_gone_unreported_past_the_deadline_is_no_answer() -> None:
+    call = _call("dialing", ts_dialing=NOW - (RING + MARGIN) * 1000, sip_call_id="SCL_1")
+    plan = settle(call, RoomSnapshot(None, True), NOW)
+    assert _summary(plan) == (("call.ended", "no_answer", "no_answer"), False, False, None, True)
+
+
+def test_a_dial_never_confirmed_and_no_leg_is_an_interrupted_dial() -> None:
+    call = _call("dialing", ts_dialing=NOW - (RING + MARGIN) * 1000)
+    plan = settle(call, RoomSnapshot(None, True), NOW)
+    assert _summary(plan) == (("call.failed", None, "error"), True, False, None, False)
+    assert plan.event is not None and plan.event.data["code"] == "DIAL_INTERRUPTED"
+
+
+def test_an_answered_call_whose_leg_is_gone_is_completed() -> None:
+    plan = settle(_call("in_progress", ts_in_progress=NOW), RoomSnapshot(None, True), NOW)
+    assert _summary(plan) == (("call.ended", "completed", "completed"), True, False, None, True)
+
+
+@pytest.mark.parametrize(
+    ("ready", "reason", "code"),
+    [(True, "agent_failed", "AGENT_LEFT"), (False, "agent_unavailable", "AGENT_UNAVAILABLE")],
+)
+def test_an_answered_call_without_an_agent_is_hung_up(ready: bool, reason: str, code: str) -> None:
+    fields = {"ts_in_progress": NOW} | ({"agent_ready_at": NOW - 9_000} if ready else {})
+    plan = settle(_call("in_progress", **fields), RoomSnapshot(_leg("active"), False), NOW)
+    assert _summary(plan) == (("call.failed", None, reason), True, False, None, False)
+    assert plan.event is not None and plan.event.data["code"] == code
+
+
+def test_a_live_call_is_next_looked_at_after_its_max_duration() -> None:
+    call = _call("in_progress", ts_in_progress=NOW - 1_000)
+    plan = settle(call, RoomSnapshot(_leg("active"), True), NOW)
+    assert _summary(plan) == (None, False, False, NOW - 1_000 + (MAX + MARGIN) * 1000, False)
+
+
+def test_a_call_past_its_max_duration_is_ended() -> None:
+    call = _call("in_progress", ts_in_progress=NOW - (MAX + MARGIN) * 1000)
+    plan = settle(call, RoomSnapshot(_leg("active"), True), NOW)
+    summary = _summary(plan)
+    assert summary == (("call.ended", "completed", "max_duration"), True, False, None, False)
