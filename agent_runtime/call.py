@@ -1,8 +1,15 @@
-"""One outbound call inside a job: from the dispatch metadata to `call.ended`.
+"""One outbound call inside a job: from the dispatch metadata to the call's end event.
 
-parse -> agent.started -> join the room -> wait for the SIP participant -> wait until it
-is answered (nothing is said before) -> call.answered -> run the agent under the limits ->
-call.transcript + call.ended -> drop the leg -> shut the job down.
+parse -> agent.started -> join the room (the SIP leg is watched from here on) -> build the
+agent and start its session bound to the room, saying nothing -> agent.ready (the API
+dials only now) -> wait for the SIP participant, then for `sip.callStatus == active`
+(nothing is said before) -> call.answered -> first message -> run under the limits ->
+call.transcript + the end event (`call.failed` for a failed outcome, else `call.ended`)
+-> drop the leg, once -> shut the job down.
+
+Invariant: every wait races the call's end. A leg that leaves, a session that fails or the
+agent hanging up ends the call at once, whatever step it is in; the first of them decides
+the outcome, and exactly one end event is reported.
 """
 
 from __future__ import annotations
@@ -13,25 +20,18 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
-from livekit import rtc
-from livekit.agents import Agent, AgentSession, CloseEvent, JobContext, UserStateChangedEvent
-from livekit.agents.voice import room_io
+from livekit import api, rtc
+from livekit.agents import Agent, AgentSession, ChatContext, CloseEvent, UserStateChangedEvent
 
 from .context import CallContext
-from .contract import AgentEvent
+from .contract import AgentEvent, AgentEventType, EndReason
 from .dispatch import DispatchFailure, parse_dispatch
 from .events import EventReporter
-from .outcome import (
-    SIP_CALL_STATUS_ATTRIBUTE,
-    CallOutcome,
-    answered_outcome,
-    is_answered,
-    not_joined_outcome,
-    unanswered_outcome,
-)
-from .pipeline import build_session
+from .leg import SipLeg
+from .outcome import CallOutcome, answered_outcome, ended_event, not_joined_outcome
+from .pipeline import SessionPlan
 from .settings import WorkerSettings
 from .telephony import CallControl
 from .transcript import transcript_turns
@@ -40,10 +40,44 @@ logger = logging.getLogger("outdial.agent.call")
 
 AgentFactory = Callable[[CallContext], Agent | Awaitable[Agent]]
 CONNECT_TIMEOUT_SECONDS = 15.0
-HANGUP_TIMEOUT_SECONDS = 5.0
+T = TypeVar("T")
 
 
-async def run_call(ctx: JobContext, factory: AgentFactory, settings: WorkerSettings) -> None:
+class JobInfo(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def metadata(self) -> str: ...
+
+
+class JobProcessInfo(Protocol):
+    @property
+    def userdata(self) -> dict[Any, Any]: ...
+
+
+class CallJob(Protocol):
+    """What a call uses of livekit-agents' `JobContext`."""
+
+    log_context_fields: dict[str, Any]
+
+    @property
+    def job(self) -> JobInfo: ...
+    @property
+    def room(self) -> rtc.Room: ...
+    @property
+    def api(self) -> api.LiveKitAPI: ...
+    @property
+    def proc(self) -> JobProcessInfo: ...
+    async def connect(self) -> None: ...
+    def shutdown(self, reason: str = ...) -> None: ...
+
+
+async def run_call(
+    ctx: CallJob,
+    factory: AgentFactory,
+    settings: WorkerSettings,
+    plan: SessionPlan | None = None,
+) -> None:
     """The job entrypoint body: always ends the job, whatever happens to the call."""
     parsed = parse_dispatch(ctx.job.metadata)
     if isinstance(parsed, DispatchFailure):
@@ -55,15 +89,19 @@ async def run_call(ctx: JobContext, factory: AgentFactory, settings: WorkerSetti
     reporter = EventReporter(parsed.events_url, parsed.event_token)
     control = CallControl(ctx.api, parsed.room_name, parsed.sip_participant_identity)
     call = CallContext(parsed, settings=settings, reporter=reporter, control=control)
+    outcome: CallOutcome | None = None
     try:
-        await _CallRun(ctx, call, control, factory).run()
-    except Exception as exc:
-        logger.exception("call failed")
-        call.report("call.failed", {"reason": "error", "message": str(exc)})
-        await _drop_leg(control)
+        outcome = await _CallRun(ctx, call, factory, plan or SessionPlan()).run()
+    except Exception:
+        # the run reports the end before its last awaits: only closing up can fail here
+        logger.exception("error while ending the call")
     finally:
         await reporter.aclose(settings.event_flush_timeout_seconds)
-        ctx.shutdown(f"call ended: {call.end_reason or 'not answered'}")
+        ctx.shutdown(
+            f"call ended: {outcome.status} ({outcome.reason})"
+            if outcome
+            else "call ended: error while closing it"
+        )
 
 
 async def _report_bad_dispatch(failure: DispatchFailure, settings: WorkerSettings) -> None:
@@ -76,65 +114,31 @@ async def _report_bad_dispatch(failure: DispatchFailure, settings: WorkerSetting
     await reporter.aclose(settings.event_flush_timeout_seconds)
 
 
-async def _drop_leg(control: CallControl) -> None:
-    """Best effort: delete the room so no phone keeps ringing for a call we gave up on."""
-    try:
-        await asyncio.wait_for(control.hang_up(), HANGUP_TIMEOUT_SECONDS)
-    except Exception as exc:
-        logger.warning("could not delete the room: %s", exc)
-
-
-async def wait_until_answered(
-    room: rtc.Room, participant: rtc.RemoteParticipant, timeout: float
-) -> CallOutcome | None:
-    """None once the participant's `sip.callStatus` is active; the outcome if its leg ends
-    (or `timeout` passes) before that."""
-    identity = participant.identity
-    decided: asyncio.Future[CallOutcome | None] = asyncio.get_running_loop().create_future()
-
-    def decide(result: CallOutcome | None) -> None:
-        if not decided.done():
-            decided.set_result(result)
-
-    def on_attributes(_: dict[str, str], p: rtc.Participant) -> None:
-        if p.identity == identity and is_answered(p.attributes):
-            decide(None)
-
-    def on_left(p: rtc.RemoteParticipant) -> None:
-        if p.identity == identity:
-            decide(unanswered_outcome(p.disconnect_reason, p.attributes))
-
-    room.on("participant_attributes_changed", on_attributes)
-    room.on("participant_disconnected", on_left)
-    try:
-        if is_answered(participant.attributes):
-            return None
-        return await asyncio.wait_for(decided, timeout)
-    except TimeoutError:
-        # still ringing when our patience ran out: drop it as unanswered
-        return unanswered_outcome(None, {SIP_CALL_STATUS_ATTRIBUTE: "ringing"})
-    finally:
-        room.off("participant_attributes_changed", on_attributes)
-        room.off("participant_disconnected", on_left)
+class _CallOver(Exception):
+    """The call ended while a step was still waiting."""
 
 
 class _CallRun:
     def __init__(
-        self, ctx: JobContext, call: CallContext, control: CallControl, factory: AgentFactory
+        self, ctx: CallJob, call: CallContext, factory: AgentFactory, plan: SessionPlan
     ) -> None:
         self._ctx = ctx
         self._call = call
-        self._control = control
         self._factory = factory
+        self._plan = plan
         self._identity = call.dispatch.sip_participant_identity
-        # the SIP bridge joins, then rings for ring_timeout: give up after both (+ margin)
-        self._answer_deadline = (
-            time.monotonic()
-            + call.dispatch.ring_timeout_seconds
-            + call.settings.ring_timeout_margin_seconds
-        )
+        # decided before anyone answered (the leg left, or never came or answered in time)
+        self._outcome: CallOutcome | None = None
+        self._failure: str | None = None
+        self._answer_reported = False
+        self._session: AgentSession | None = None
+        self._limit: asyncio.TimerHandle | None = None
+        self._amd: asyncio.Task[None] | None = None
+        # watched from before the room is joined: nothing the leg does can be missed
+        self._ended = asyncio.ensure_future(call.wait_ended())
+        self._leg = SipLeg(ctx.room, self._identity, on_left=self._on_leg_left)
 
-    async def run(self) -> None:
+    async def run(self) -> CallOutcome:
         call = self._call
         call.report(
             "agent.started",
@@ -149,112 +153,190 @@ class _CallRun:
             await asyncio.wait_for(self._ctx.connect(), CONNECT_TIMEOUT_SECONDS)
         except Exception as exc:
             logger.error("cannot join the room: %r", exc)
-            call.report(
-                "call.failed", {"reason": "cannot_join_room", "message": str(exc) or repr(exc)}
-            )
-            await _drop_leg(self._control)
-            return
+            self._stop_watching()
+            outcome = CallOutcome(status="failed", reason="cannot_join_room")
+            self._report_end(outcome, message=str(exc) or repr(exc))
+            await call.drop_leg()
+            return outcome
 
-        participant = await self._wait_for_participant()
-        if participant is None:
-            return await self._end_unanswered(not_joined_outcome())
-        unanswered = await wait_until_answered(self._ctx.room, participant, self._remaining())
-        if unanswered is not None:
-            return await self._end_unanswered(unanswered)
-
-        call.answered_at = time.time()
-        call.report("call.answered", {"sip_call_id": participant.attributes.get("sip.callID")})
-        await self._converse(participant)
-
-    async def _wait_for_participant(self) -> rtc.RemoteParticipant | None:
         try:
-            return await asyncio.wait_for(
-                self._ctx.wait_for_participant(identity=self._identity), self._remaining()
-            )
-        except TimeoutError:
-            return None
+            await self._converse()
+        except _CallOver:
+            pass
+        except Exception as exc:
+            logger.exception("the agent failed")
+            self._fail(str(exc) or repr(exc))
+        return await self._wrap_up()
 
-    async def _end_unanswered(self, outcome: CallOutcome) -> None:
-        self._call.report("call.ended", outcome.ended_event_data(0.0))
-        await _drop_leg(self._control)
+    async def _converse(self) -> None:
+        call, leg = self._call, self._leg
+        # joining fills the room with who is already there, without events
+        self._check_over()
+        agent = await self._until_over(self._make_agent())
+        session = self._plan.build(call, self._ctx.proc.userdata.get("vad"))
+        call.session = self._session = session
+        session.on("close", self._on_session_close)
+        await self._plan.start(session, agent, self._ctx.room, self._identity)
+        self._check_over()
+        call.report("agent.ready", {"job_id": self._ctx.job.id, "agent_id": call.agent.id})
 
-    async def _converse(self, participant: rtc.RemoteParticipant) -> None:
-        call, room = self._call, self._ctx.room
-        agent = self._factory(call)
-        if inspect.isawaitable(agent):
-            agent = await agent
-        session = build_session(call, self._ctx.proc.userdata.get("vad"))
-        call.session = session
-        self._watch(session, room)
-        await session.start(
-            agent,
-            room=room,
-            room_options=room_io.RoomOptions(
-                participant_identity=self._identity, close_on_disconnect=False
-            ),
+        # the SIP bridge joins once dialed, then rings for ring_timeout: wait for both
+        deadline = (
+            time.monotonic()
+            + call.dispatch.ring_timeout_seconds
+            + call.settings.ring_timeout_margin_seconds
         )
+        try:
+            await self._until_over(leg.wait_joined(), _until(deadline))
+        except TimeoutError:
+            return self._end_before_answer(not_joined_outcome())
+        unanswered = await self._until_over(leg.wait_until_answered(_until(deadline)))
+        if unanswered is not None:
+            return self._end_before_answer(unanswered)
+
+        self._on_answered(session)
+        await self._ended
+
+    def _on_answered(self, session: AgentSession) -> None:
+        call = self._call
+        self._report_answered()
+        # the away timer may have run while the phone rang: silence counts from the answer
+        session.reset_away_timer()
+        session.on("user_state_changed", self._on_user_state)
         if call.settings.use_amd:
-            self._start_amd(session)
+            self._amd = asyncio.create_task(self._detect_machine(session), name="outdial-amd")
         if call.first_message:
             session.say(call.first_message)
         else:
             session.generate_reply()
-
         # the dispatcher already folded the agent's limit into the call's
-        limit = call.dispatch.max_duration_seconds
-        timer = asyncio.get_running_loop().call_later(
-            limit, lambda: call.end_call("max_duration", call.settings.max_duration_message)
+        self._limit = asyncio.get_running_loop().call_later(
+            call.dispatch.max_duration_seconds,
+            call.end_call,
+            "max_duration",
+            call.settings.max_duration_message,
         )
+
+    async def _make_agent(self) -> Agent:
+        agent = self._factory(self._call)
+        if inspect.isawaitable(agent):
+            agent = await agent
+        return agent
+
+    async def _until_over(self, step: Awaitable[T], timeout: float | None = None) -> T:
+        """`step`'s result, unless the call ends first (`_CallOver`, `step` cancelled) or
+        `timeout` passes (`TimeoutError`)."""
+        task = asyncio.ensure_future(step)
         try:
-            reason = await call.wait_ended()
+            await asyncio.wait(
+                {task, self._ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            timer.cancel()
-        ended_at = time.time()
-        call.report("call.transcript", {"turns": transcript_turns(session.history)})
-        outcome = answered_outcome(reason, participant.attributes)
-        ended = outcome.ended_event_data(call.duration_seconds(ended_at))
-        call.report("call.ended", {**ended, "results": call.results})
-        await _drop_leg(self._control)
-        await session.aclose()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._check_over()
+        if task.cancelled():
+            raise TimeoutError
+        return task.result()
 
-    def _watch(self, session: AgentSession, room: rtc.Room) -> None:
-        call = self._call
+    def _check_over(self) -> None:
+        self._leg.sync()
+        if self._call.ended:
+            raise _CallOver
 
-        @room.on("participant_disconnected")
-        def _on_left(p: rtc.RemoteParticipant) -> None:
-            if p.identity == self._identity:
-                call.mark_ended("hangup_by_callee")
+    # -- what ends the call ---------------------------------------------------------------
 
-        @session.on("user_state_changed")
-        def _on_user_state(event: UserStateChangedEvent) -> None:
-            if event.new_state == "away":
-                call.end_call("silence_timeout", call.settings.silence_message)
+    def _on_leg_left(self, leg: SipLeg) -> None:
+        departure = leg.departure()
+        if leg.answered_at is None:
+            self._end_before_answer(departure)
+        else:
+            self._call.mark_ended(cast(EndReason, departure.reason))
 
-        @session.on("close")
-        def _on_close(event: CloseEvent) -> None:
-            call.mark_ended("error" if event.error else "completed")
+    def _end_before_answer(self, outcome: CallOutcome) -> None:
+        if self._call.end_reason is None:
+            self._outcome = outcome
+        self._call.mark_ended(cast(EndReason, outcome.reason))
 
-    def _start_amd(self, session: AgentSession) -> None:
+    def _on_session_close(self, event: CloseEvent) -> None:
+        if event.error is not None:
+            self._fail(str(event.error.error))
+        elif self._leg.answered_at is None:
+            # nobody may be left ringing for an agent that is gone
+            self._fail("the agent session closed before the call was answered")
+        else:
+            self._call.mark_ended("completed")
+
+    def _fail(self, message: str) -> None:
+        self._failure = self._failure or message
+        self._call.mark_ended("agent_failed")
+
+    def _on_user_state(self, event: UserStateChangedEvent) -> None:
+        if event.new_state == "away":
+            self._call.end_call("silence_timeout", self._call.settings.silence_message)
+
+    # -- reporting the end ------------------------------------------------------------------
+
+    async def _wrap_up(self) -> CallOutcome:
+        call, leg, session = self._call, self._leg, self._session
+        self._stop_watching()
+        answered = leg.answered_at is not None
+        outcome = self._outcome or answered_outcome(call.end_reason or "completed", leg.attributes)
+        if answered:
+            # the callee may have answered and left before the agent got to the gate
+            self._report_answered()
+            history = session.history if session is not None else ChatContext.empty()
+            call.report("call.transcript", {"turns": transcript_turns(history)})
+        self._report_end(outcome, message=self._failure, with_results=answered)
+        await call.drop_leg()
+        if session is not None:
+            await session.aclose()
+        await call.wait_hung_up()
+        return outcome
+
+    def _stop_watching(self) -> None:
+        self._leg.close()
+        self._ended.cancel()
+        if self._limit is not None:
+            self._limit.cancel()
+        if self._amd is not None:
+            self._amd.cancel()
+        if self._session is not None:
+            self._session.off("close", self._on_session_close)
+            self._session.off("user_state_changed", self._on_user_state)
+
+    def _report_answered(self) -> None:
+        if self._answer_reported:
+            return
+        self._answer_reported = True
+        self._call.answered_at = self._leg.answered_at
+        self._call.report("call.answered", {"sip_call_id": self._leg.attributes.get("sip.callID")})
+
+    def _report_end(
+        self, outcome: CallOutcome, *, message: str | None = None, with_results: bool = False
+    ) -> None:
+        event_type, data = ended_event(outcome, self._call.duration_seconds())
+        if message and outcome.status == "failed":
+            data["message"] = message
+        if with_results:
+            data["results"] = self._call.results
+        self._call.report(cast(AgentEventType, event_type), data)
+
+    async def _detect_machine(self, session: AgentSession) -> None:
         from livekit.agents import AMD
 
-        async def detect() -> None:
-            try:
-                async with AMD(
-                    session, llm=None, stt=None, participant_identity=self._identity
-                ) as detector:
-                    result = await detector.execute()
-            except Exception as exc:
-                logger.warning("answering machine detection unavailable: %s", exc)
-                return
-            if result.is_machine:
-                self._call.handle_voicemail("amd", result.category.value)
-
-        task = asyncio.create_task(detect(), name="outdial-amd")
-        self._ctx.add_shutdown_callback(lambda: _cancel(task))
-
-    def _remaining(self) -> float:
-        return max(self._answer_deadline - time.monotonic(), 0.0)
+        try:
+            async with AMD(
+                session, llm=None, stt=None, participant_identity=self._identity
+            ) as detector:
+                result = await detector.execute()
+        except Exception as exc:
+            logger.warning("answering machine detection unavailable: %s", exc)
+            return
+        if result.is_machine:
+            self._call.handle_voicemail("amd", result.category.value)
 
 
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
+def _until(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0)

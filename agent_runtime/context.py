@@ -1,4 +1,8 @@
-"""`CallContext`: what agent code gets to know about, and do with, one outbound call."""
+"""`CallContext`: what agent code gets to know about, and do with, one outbound call.
+
+Invariant: the first end reason wins, and the phone leg is dropped (the room deleted) at
+most once per call, whichever paths end it.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from .settings import WorkerSettings
 from .telephony import CallControl
 
 logger = logging.getLogger("outdial.agent.call")
+
+HANGUP_TIMEOUT_SECONDS = 5.0
 
 
 class CallContext:
@@ -54,6 +60,7 @@ class CallContext:
         self._end_reason: EndReason | None = None
         self._ended = asyncio.Event()
         self._hangup_task: asyncio.Task[None] | None = None
+        self._drop_task: asyncio.Task[None] | None = None
 
         variables = dispatch.dynamic_variables
         self.instructions, missing = render_template(dispatch.agent.instructions, variables)
@@ -100,6 +107,11 @@ class CallContext:
         return self._end_reason
 
     @property
+    def ended(self) -> bool:
+        """The call is over (hung up, or ended by the callee or an error)."""
+        return self._ended.is_set()
+
+    @property
     def can_transfer(self) -> bool:
         return bool(self.agent.transfer_to) and self._control is not None
 
@@ -127,7 +139,8 @@ class CallContext:
         return self._hangup_task
 
     def mark_ended(self, reason: EndReason) -> None:
-        """The call is over without us hanging up (the callee left, an error)."""
+        """The call is over without us hanging up (the callee left, an error); the leg is
+        still dropped when the runtime wraps up."""
         self._end_reason = self._end_reason or reason
         self._ended.set()
 
@@ -164,17 +177,42 @@ class CallContext:
                 if message:
                     handle = session.say(message, allow_interruptions=False)
                     await _wait_quietly(handle.wait_for_playout())
-            if self._control is not None:
-                await self._control.hang_up()
+            await self.drop_leg()
         except Exception:
             logger.exception("error while hanging up", extra={"call_id": self.call_id})
         finally:
             self._ended.set()
 
+    async def drop_leg(self) -> None:
+        """Delete the room, which disconnects the SIP participant so the phone really drops.
+        Sent once per call: every later caller waits for that same request."""
+        if self._control is None:
+            return
+        if self._drop_task is None:
+            self._drop_task = asyncio.create_task(
+                _delete_room(self._control, self.call_id), name="outdial-drop-leg"
+            )
+        # a cancelled caller must not cancel the request the others wait for
+        await asyncio.shield(self._drop_task)
+
+    async def wait_hung_up(self) -> None:
+        """Wait for a hang-up in progress, if any (its goodbye stops when the session
+        closes), so nothing of the call outlives it."""
+        if self._hangup_task is not None:
+            await self._hangup_task
+
     def duration_seconds(self, now: float | None = None) -> float:
         if self.answered_at is None:
             return 0.0
         return (now or time.time()) - self.answered_at
+
+
+async def _delete_room(control: CallControl, call_id: str) -> None:
+    try:
+        await asyncio.wait_for(control.hang_up(), HANGUP_TIMEOUT_SECONDS)
+    except Exception as exc:
+        # best effort: LiveKit closes an empty room by itself, and the SIP bridge its leg
+        logger.warning("could not delete the room: %r", exc, extra={"call_id": call_id})
 
 
 async def _wait_quietly(awaitable: Any, timeout: float = 30.0) -> None:

@@ -1,86 +1,20 @@
-"""The built-in agent in text mode (AgentSession without a room) with a scripted LLM.
-
-The LLM records every ChatContext and tool list it receives, so the tests can assert on
-the full text the model sees.
-"""
+"""The built-in agent in text mode (AgentSession without a room) with a scripted LLM
+(`tests/scripted_llm.py`), which records the full text the model sees."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from livekit import api
-from livekit.agents import AgentSession, ChatContext, llm
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, NotGivenOr
+from livekit.agents import AgentSession
 
 from agent_runtime import CallContext, CallControl, WorkerSettings, builtin_agent
 from agent_runtime.contract import AgentConfig, DispatchMetadata, VoicemailConfig
-
-Step = str | llm.FunctionToolCall
-
-
-class ScriptedLLM(llm.LLM):
-    """Answers each request with the next scripted step: text, or one tool call."""
-
-    def __init__(self, steps: list[Step]) -> None:
-        super().__init__()
-        self._steps = list(steps)
-        self.requests: list[tuple[ChatContext, list[Any]]] = []
-
-    def chat(
-        self,
-        *,
-        chat_ctx: ChatContext,
-        tools: list[Any] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = False,
-        tool_choice: NotGivenOr[Any] = False,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = False,
-    ) -> llm.LLMStream:
-        self.requests.append((chat_ctx.copy(), list(tools or [])))
-        step = self._steps.pop(0) if self._steps else "Okay."
-        return _ScriptedStream(self, step, chat_ctx=chat_ctx, tools=tools or [], conn=conn_options)
-
-    def seen_text(self) -> str:
-        """Everything the model was given: chat items and tool schemas, as JSON."""
-        dumps = []
-        for chat_ctx, tools in self.requests:
-            dumps.append(json.dumps(chat_ctx.to_dict(exclude_timestamp=True)))
-            dumps.extend(repr(tool) + str(getattr(tool, "info", "")) for tool in tools)
-        return "\n".join(dumps)
-
-
-class _ScriptedStream(llm.LLMStream):
-    def __init__(
-        self,
-        owner: ScriptedLLM,
-        step: Step,
-        *,
-        chat_ctx: ChatContext,
-        tools: list[Any],
-        conn: APIConnectOptions,
-    ) -> None:
-        super().__init__(owner, chat_ctx=chat_ctx, tools=tools, conn_options=conn)
-        self._step = step
-
-    async def _run(self) -> None:
-        request_id = uuid.uuid4().hex
-        if isinstance(self._step, str):
-            delta = llm.ChoiceDelta(role="assistant", content=self._step)
-        else:
-            delta = llm.ChoiceDelta(role="assistant", tool_calls=[self._step])
-        self._event_ch.send_nowait(llm.ChatChunk(id=request_id, delta=delta))
-
-
-def tool_call(name: str, **arguments: Any) -> llm.FunctionToolCall:
-    return llm.FunctionToolCall(
-        name=name, arguments=json.dumps(arguments), call_id=f"call_{uuid.uuid4().hex[:8]}"
-    )
-
+from tests.scripted_llm import ScriptedLLM, Step, tool_call
 
 SECRET_METADATA = {"crm_id": "CRM-7731-SECRET", "internal_note": "vip-do-not-say"}
 
@@ -126,8 +60,7 @@ async def run_text_session(call: CallContext, script: list[Step], user_text: str
         call.session = session
         await session.start(builtin_agent(call))
         await session.run(user_input=user_text)
-        if call._hangup_task is not None:
-            await asyncio.wait_for(call._hangup_task, 10)
+        await asyncio.wait_for(call.wait_hung_up(), 10)
     return model
 
 

@@ -1,0 +1,291 @@
+"""The call runtime end to end in a room that holds participants only (`tests/call_harness.py`).
+
+Each test drives the SIP leg as the SIP bridge would (join, `sip.callStatus`, leave with
+a disconnect reason) and asserts the events the API received, in order, the call's end
+status and reason, and what reached the LiveKit test server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from livekit import api
+from livekit.agents import Agent, APIConnectionError
+from livekit.protocol.models import DisconnectReason
+
+from agent_runtime import CallContext, WorkerSettings, builtin_agent
+from agent_runtime.contract import VoicemailConfig
+from tests.call_harness import CallHarness, EventSink, call_dispatch
+from tests.fake_room import FakeRoom
+from tests.scripted_llm import Step, tool_call
+
+SETTINGS = WorkerSettings(ring_timeout_margin_seconds=0.0, event_flush_timeout_seconds=3.0)
+STARTED, READY, ANSWERED = "agent.started", "agent.ready", "call.answered"
+TRANSCRIPT, ENDED, FAILED = "call.transcript", "call.ended", "call.failed"
+ANSWERED_CALL = [STARTED, READY, ANSWERED, TRANSCRIPT, ENDED]
+
+MakeCall = Callable[..., Awaitable[CallHarness]]
+
+
+@pytest.fixture
+async def lkapi(lk: Any) -> AsyncIterator[api.LiveKitAPI]:
+    client = api.LiveKitAPI(url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[EventSink]:
+    server = await EventSink().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def make_call(lkapi: api.LiveKitAPI, sink: EventSink) -> MakeCall:
+    async def make(
+        script: list[Step] | None = None,
+        settings: WorkerSettings = SETTINGS,
+        factory: Callable[[CallContext], Any] | None = None,
+        room: FakeRoom | None = None,
+        leg: str | None = None,
+        **dispatch: Any,
+    ) -> CallHarness:
+        """`leg`: the SIP leg's `sip.callStatus` when the agent joins (default: no leg)."""
+        dispatched = call_dispatch(sink.url, **dispatch)
+        harness = CallHarness(lkapi, sink, dispatched, settings, script or [], factory, room)
+        if leg is not None:
+            harness.room.join(call_status=leg)
+        return await harness.start()
+
+    return make
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def end_of(events: list[dict[str, Any]]) -> tuple[str, str, str]:
+    data = events[-1]["data"]
+    return events[-1]["type"], data["status"], data["reason"]
+
+
+def deletes(lk: Any) -> int:
+    return lk.count("RoomService", "DeleteRoom")
+
+
+async def answered(make_call: MakeCall, *script: Step, **dispatch: Any) -> CallHarness:
+    harness = await make_call(list(script), **dispatch)
+    await harness.event(READY)
+    harness.room.answer()
+    await harness.event(ANSWERED)
+    return harness
+
+
+async def test_silent_until_answered_then_greets_and_callee_hangs_up(
+    make_call: MakeCall, lk: Any
+) -> None:
+    call = await make_call()
+    await call.event(READY)
+    call.room.join()
+    call.room.set_call_status("ringing")
+    for _ in range(20):  # every ready task gets to run: a leaky gate would speak now
+        await asyncio.sleep(0)
+    assert call.spoken_while == []
+
+    call.room.set_call_status("active")
+    await call.said.wait(lambda item: item == ("assistant", "Hi Ada!"))
+    call.room.leave(DisconnectReason.CLIENT_INITIATED)
+    events = await call.finished()
+
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "hangup_by_callee")
+    assert call.spoken_while == ["active"]
+    assert events[2]["data"]["sip_call_id"] == "SCL_sip-callee"
+    assert [t["text"] for t in events[3]["data"]["turns"]] == ["Hi Ada!"]
+    assert deletes(lk) == 1
+    assert call.ctx.shutdown_reasons == ["call ended: completed (hangup_by_callee)"]
+
+
+async def test_agent_ends_the_call_and_the_leg_is_dropped_once(
+    make_call: MakeCall, lk: Any
+) -> None:
+    call = await answered(
+        make_call, tool_call("end_call", goodbye="Goodbye Ada!"), first_message=""
+    )
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "hangup_by_agent")
+    assert call.assistant_lines() == ["Goodbye Ada!"]
+    assert deletes(lk) == 1
+    assert lk.room(call.dispatch.room_name) is None
+
+
+@pytest.mark.parametrize("action", ["hangup", "leave_message"])
+@pytest.mark.parametrize("source", ["llm", "amd"])
+async def test_voicemail(make_call: MakeCall, lk: Any, source: str, action: str) -> None:
+    voicemail = VoicemailConfig(action=action, message="Please call {{name}} back.")
+    if source == "llm":
+        script = [tool_call("report_voicemail", greeting="Leave a message after the tone")]
+        call = await answered(make_call, *script, first_message="", voicemail=voicemail)
+    else:
+        call = await answered(make_call, voicemail=voicemail)
+        assert call.call is not None
+        call.call.handle_voicemail("amd", "machine_vm")
+    events = await call.finished()
+
+    assert types(events) == [STARTED, READY, ANSWERED, "call.voicemail", TRANSCRIPT, ENDED]
+    assert events[3]["data"] | {"metadata": None} == {
+        "decision": "machine",
+        "action": action,
+        "source": source,
+        "detail": "machine_vm" if source == "amd" else "Leave a message after the tone",
+        "metadata": None,
+    }
+    assert end_of(events) == (ENDED, "completed", "voicemail")
+    left_message = "Please call Ada back." in call.assistant_lines()
+    assert left_message is (action == "leave_message")
+    assert deletes(lk) == 1
+
+
+async def test_transfer(make_call: MakeCall, lk: Any) -> None:
+    lk.add_sip_participant("room-call_flow_1", "sip-callee")
+    call = await answered(
+        make_call, tool_call("transfer_call"), first_message="", transfer_to="+15550001111"
+    )
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "transferred")
+    [transfer] = lk.requests("SIP", "TransferSIPParticipant")
+    assert transfer.request.transfer_to == "tel:+15550001111"
+    assert deletes(lk) == 1
+
+
+async def test_max_duration_says_goodbye_then_hangs_up(make_call: MakeCall, lk: Any) -> None:
+    call = await answered(make_call, max_duration=1)
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "max_duration")
+    assert call.assistant_lines() == ["Hi Ada!", SETTINGS.max_duration_message]
+    assert 1.0 <= events[-1]["data"]["duration_seconds"] < 5.0
+    assert deletes(lk) == 1
+
+
+async def test_silence_timeout(make_call: MakeCall, lk: Any) -> None:
+    settings = WorkerSettings(ring_timeout_margin_seconds=0.0, silence_timeout_seconds=0.2)
+    call = await make_call(settings=settings)
+    await call.event(READY)
+    call.room.answer()
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "silence_timeout")
+    assert call.assistant_lines() == ["Hi Ada!", settings.silence_message]
+    assert deletes(lk) == 1
+
+
+async def test_session_error_fails_the_call_and_drops_the_leg(make_call: MakeCall, lk: Any) -> None:
+    failure = APIConnectionError("model server unreachable", retryable=False)
+    call = await answered(make_call, failure, first_message="")
+    events = await call.finished()
+    assert types(events) == [STARTED, READY, ANSWERED, TRANSCRIPT, FAILED]
+    assert end_of(events) == (FAILED, "failed", "agent_failed")
+    assert "model server unreachable" in events[-1]["data"]["message"]
+    assert deletes(lk) == 1
+    assert call.ctx.shutdown_reasons == ["call ended: failed (agent_failed)"]
+
+
+async def test_agent_that_cannot_be_built_fails_before_the_dial(
+    make_call: MakeCall, lk: Any
+) -> None:
+    def broken(_: CallContext) -> Agent:
+        raise RuntimeError("no such prompt")
+
+    events = await (await make_call(factory=broken)).finished()
+    assert types(events) == [STARTED, FAILED]
+    assert end_of(events) == (FAILED, "failed", "agent_failed")
+    assert deletes(lk) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [(DisconnectReason.USER_UNAVAILABLE, "no_answer"), (DisconnectReason.USER_REJECTED, "busy")],
+    ids=["no_answer", "busy"],
+)
+async def test_unanswered(make_call: MakeCall, lk: Any, reason: int, status: str) -> None:
+    """Also race 2: the leg rings and leaves before the agent is back from reporting ready,
+    so before it looks; the ring timeout is far beyond the test's patience."""
+    call = await make_call(ring_timeout=30)
+    await call.event(READY)
+    call.room.join()
+    call.room.set_call_status("ringing")
+    call.room.leave(reason)
+    events = await call.finished()
+    assert types(events) == [STARTED, READY, ENDED]
+    assert end_of(events) == (ENDED, status, status)
+    assert call.spoken_while == []
+    assert deletes(lk) == 1
+
+
+async def test_ready_after_the_session_started_and_before_the_leg_exists(
+    make_call: MakeCall, lk: Any
+) -> None:
+    call = await make_call(ring_timeout=0)
+    ready = await call.event(READY)
+    assert call.session_started_at is not None
+    assert call.session_started_at <= ready["timestamp"]
+    assert ready["data"] | {"metadata": None} == {
+        "job_id": "AJ_test",
+        "agent_id": "ag_1",
+        "metadata": None,
+    }
+    # nobody ever joins: the dial produced no leg
+    events = await call.finished()
+    assert types(events) == [STARTED, READY, FAILED]
+    assert end_of(events) == (FAILED, "failed", "trunk_failure")
+    assert call.spoken_while == []
+    assert deletes(lk) == 1
+
+
+async def test_callee_hangs_up_while_the_agent_is_built(make_call: MakeCall, lk: Any) -> None:
+    """Race 1: a leg already answered when the agent joins leaves while the agent is being
+    built; it is watched from the moment the room is joined."""
+    room = FakeRoom()
+
+    def factory(call: CallContext) -> Agent:
+        room.leave(DisconnectReason.CLIENT_INITIATED)
+        return builtin_agent(call)
+
+    call = await make_call(factory=factory, room=room, leg="active", max_duration=1)
+    events = await call.finished()
+    assert types(events) == [STARTED, ANSWERED, TRANSCRIPT, ENDED]
+    assert end_of(events) == (ENDED, "completed", "hangup_by_callee")
+    assert events[2]["data"]["turns"] == []
+    assert call.spoken_while == []
+    assert deletes(lk) == 1
+
+
+async def test_leg_rejected_during_a_slow_build_ends_the_call_at_once(
+    make_call: MakeCall, lk: Any
+) -> None:
+    """The same for a leg still ringing: busy, and the build is abandoned, not awaited."""
+    room = FakeRoom()
+    abandoned = asyncio.Event()
+
+    async def factory(_: CallContext) -> Agent:
+        room.leave(DisconnectReason.USER_REJECTED)
+        try:
+            await asyncio.Event().wait()  # a build that never finishes
+        finally:
+            abandoned.set()
+        raise AssertionError("unreachable")
+
+    call = await make_call(factory=factory, room=room, leg="ringing", ring_timeout=30)
+    events = await call.finished()
+    assert types(events) == [STARTED, ENDED]
+    assert end_of(events) == (ENDED, "busy", "busy")
+    assert abandoned.is_set()
+    assert call.session is None
+    assert deletes(lk) == 1
