@@ -54,11 +54,14 @@ async def ready_then_dial(stack: Stack, tenant: dict[str, str], rate: int, secon
             seen = 0
             pending: list[asyncio.Task[None]] = []
             while not stop.is_set() or seen < len(accepted_at):
-                rooms = stack.lk.requests("RoomService", "CreateRoom")
-                for request in rooms[seen:]:
-                    call_id = json.loads(request.request.metadata)["call_id"]
-                    pending.append(asyncio.create_task(report(request.request.name, call_id)))
-                seen = len(rooms)
+                # the count is cheap; the request list (copied) only when it moved
+                if stack.lk.count("RoomService", "CreateRoom") > seen:
+                    rooms = stack.lk.requests("RoomService", "CreateRoom")
+                    for request in rooms[seen:]:
+                        call_id = json.loads(request.request.metadata)["call_id"]
+                        room = request.request.name
+                        pending.append(asyncio.create_task(report(room, call_id)))
+                    seen = len(rooms)
                 await asyncio.sleep(0.001)
             await asyncio.gather(*pending)
 
