@@ -93,15 +93,18 @@ async def run_call(
     try:
         outcome = await _CallRun(ctx, call, factory, plan or SessionPlan()).run()
     except Exception:
-        # the run reports the end before its last awaits: only closing up can fail here
+        # the run turns the call's own failures into its end event: this is closing up
         logger.exception("error while ending the call")
     finally:
-        await reporter.aclose(settings.event_flush_timeout_seconds)
-        ctx.shutdown(
-            f"call ended: {outcome.status} ({outcome.reason})"
-            if outcome
-            else "call ended: error while closing it"
-        )
+        try:
+            await reporter.aclose(settings.event_flush_timeout_seconds)
+            await control.aclose()
+        finally:
+            ctx.shutdown(
+                f"call ended: {outcome.status} ({outcome.reason})"
+                if outcome
+                else "call ended: error while closing it"
+            )
 
 
 async def _report_bad_dispatch(failure: DispatchFailure, settings: WorkerSettings) -> None:
@@ -189,10 +192,12 @@ class _CallRun:
         try:
             await self._until_over(leg.wait_joined(), _until(deadline))
         except TimeoutError:
-            return self._end_before_answer(not_joined_outcome())
+            self._end_before_answer(not_joined_outcome())
+            return
         unanswered = await self._until_over(leg.wait_until_answered(_until(deadline)))
         if unanswered is not None:
-            return self._end_before_answer(unanswered)
+            self._end_before_answer(unanswered)
+            return
 
         self._on_answered(session)
         await self._ended
@@ -281,7 +286,8 @@ class _CallRun:
     async def _wrap_up(self) -> CallOutcome:
         call, leg, session = self._call, self._leg, self._session
         self._stop_watching()
-        answered = leg.answered_at is not None
+        # an outcome decided before the answer stands, even if an answer came in meanwhile
+        answered = self._outcome is None and leg.answered_at is not None
         outcome = self._outcome or answered_outcome(call.end_reason or "completed", leg.attributes)
         if answered:
             # the callee may have answered and left before the agent got to the gate
@@ -290,6 +296,8 @@ class _CallRun:
             call.report("call.transcript", {"turns": transcript_turns(history)})
         self._report_end(outcome, message=self._failure, with_results=answered)
         await call.drop_leg()
+        if self._amd is not None:
+            await asyncio.gather(self._amd, return_exceptions=True)
         if session is not None:
             await session.aclose()
         await call.wait_hung_up()

@@ -10,6 +10,7 @@ received, something said), never on the clock.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from tests.scripted_llm import ScriptedLLM, Step
 T = TypeVar("T")
 TOKEN = "event-token"
 CALL_ID = "call_flow_1"
+ROOM_NAME = f"room-{CALL_ID}"
 
 
 class Record(Generic[T]):
@@ -77,9 +79,10 @@ class EventSink:
         app.router.add_post("/v1/internal/calls/{call_id}/events", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/v1/internal/calls/{CALL_ID}/events"
         return self
 
@@ -102,7 +105,7 @@ def call_dispatch(
     return DispatchMetadata(
         call_id=CALL_ID,
         workspace_id="ws_1",
-        room_name=f"room-{CALL_ID}",
+        room_name=ROOM_NAME,
         agent=AgentConfig(id="ag_1", name="Reminder", worker_name="outdial-agent", **config),
         dynamic_variables={"name": "Ada"},
         to_number="+15551230000",

@@ -18,8 +18,8 @@ from livekit.protocol.models import DisconnectReason
 
 from agent_runtime import CallContext, WorkerSettings, builtin_agent
 from agent_runtime.contract import VoicemailConfig
-from tests.call_harness import CallHarness, EventSink, call_dispatch
-from tests.fake_room import FakeRoom
+from tests.call_harness import ROOM_NAME, CallHarness, EventSink, call_dispatch
+from tests.fake_room import SIP_IDENTITY, FakeRoom
 from tests.scripted_llm import Step, tool_call
 
 SETTINGS = WorkerSettings(ring_timeout_margin_seconds=0.0, event_flush_timeout_seconds=3.0)
@@ -66,6 +66,11 @@ def make_call(lkapi: api.LiveKitAPI, sink: EventSink) -> MakeCall:
 
 def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
+
+
+def data_of(event: dict[str, Any]) -> dict[str, Any]:
+    """An event's own data, without the client's metadata every event carries."""
+    return {key: value for key, value in event["data"].items() if key != "metadata"}
 
 
 def end_of(events: list[dict[str, Any]]) -> tuple[str, str, str]:
@@ -121,7 +126,7 @@ async def test_agent_ends_the_call_and_the_leg_is_dropped_once(
     assert end_of(events) == (ENDED, "completed", "hangup_by_agent")
     assert call.assistant_lines() == ["Goodbye Ada!"]
     assert deletes(lk) == 1
-    assert lk.room(call.dispatch.room_name) is None
+    assert lk.room(ROOM_NAME) is None
 
 
 @pytest.mark.parametrize("action", ["hangup", "leave_message"])
@@ -138,12 +143,11 @@ async def test_voicemail(make_call: MakeCall, lk: Any, source: str, action: str)
     events = await call.finished()
 
     assert types(events) == [STARTED, READY, ANSWERED, "call.voicemail", TRANSCRIPT, ENDED]
-    assert events[3]["data"] | {"metadata": None} == {
+    assert data_of(events[3]) == {
         "decision": "machine",
         "action": action,
         "source": source,
         "detail": "machine_vm" if source == "amd" else "Leave a message after the tone",
-        "metadata": None,
     }
     assert end_of(events) == (ENDED, "completed", "voicemail")
     left_message = "Please call Ada back." in call.assistant_lines()
@@ -152,7 +156,7 @@ async def test_voicemail(make_call: MakeCall, lk: Any, source: str, action: str)
 
 
 async def test_transfer(make_call: MakeCall, lk: Any) -> None:
-    lk.add_sip_participant("room-call_flow_1", "sip-callee")
+    lk.add_sip_participant(ROOM_NAME, SIP_IDENTITY)
     call = await answered(
         make_call, tool_call("transfer_call"), first_message="", transfer_to="+15550001111"
     )
@@ -215,8 +219,9 @@ async def test_agent_that_cannot_be_built_fails_before_the_dial(
     ids=["no_answer", "busy"],
 )
 async def test_unanswered(make_call: MakeCall, lk: Any, reason: int, status: str) -> None:
-    """Also race 2: the leg rings and leaves before the agent is back from reporting ready,
-    so before it looks; the ring timeout is far beyond the test's patience."""
+    """Also race 2: the leg joins, rings and leaves before the runtime's wait for it has
+    resumed, so before any gate could subscribe; the ring timeout is beyond the test's
+    patience, so only noticing the departure ends the call in time."""
     call = await make_call(ring_timeout=30)
     await call.event(READY)
     call.room.join()
@@ -236,11 +241,7 @@ async def test_ready_after_the_session_started_and_before_the_leg_exists(
     ready = await call.event(READY)
     assert call.session_started_at is not None
     assert call.session_started_at <= ready["timestamp"]
-    assert ready["data"] | {"metadata": None} == {
-        "job_id": "AJ_test",
-        "agent_id": "ag_1",
-        "metadata": None,
-    }
+    assert data_of(ready) == {"job_id": "AJ_test", "agent_id": "ag_1"}
     # nobody ever joins: the dial produced no leg
     events = await call.finished()
     assert types(events) == [STARTED, READY, FAILED]
@@ -258,6 +259,7 @@ async def test_callee_hangs_up_while_the_agent_is_built(make_call: MakeCall, lk:
         room.leave(DisconnectReason.CLIENT_INITIATED)
         return builtin_agent(call)
 
+    # a runtime that missed the departure would talk on until this limit
     call = await make_call(factory=factory, room=room, leg="active", max_duration=1)
     events = await call.finished()
     assert types(events) == [STARTED, ANSWERED, TRANSCRIPT, ENDED]
