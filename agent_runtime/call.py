@@ -112,8 +112,10 @@ async def _report_bad_dispatch(failure: DispatchFailure, settings: WorkerSetting
     if not failure.reportable:
         return
     reporter = EventReporter(failure.events_url or "", failure.event_token or "")
-    data = {"reason": "invalid_metadata", "message": failure.message}
-    reporter.send(AgentEvent(type="call.failed", data=data))
+    event_type, data = ended_event(CallOutcome(status="failed", reason="invalid_metadata"), 0.0)
+    reporter.send(
+        AgentEvent(type=cast(AgentEventType, event_type), data=data | {"message": failure.message})
+    )
     await reporter.aclose(settings.event_flush_timeout_seconds)
 
 
