@@ -4,7 +4,10 @@
     python -m agent_runtime dev             # development: readable logs
     python -m agent_runtime download-files  # fetch plugin model files (image build time)
 
-Agent developers bring their own agent with `run_app(factory)`; see docs/agents.md.
+`start` and `dev` refuse to run (exit 2, naming the variable) while a default model stage
+points at a hosted API without a key: such a worker would answer calls with silence
+(`model_keys.py`). Agent developers bring their own agent with `run_app(factory)`; see
+docs/agents.md.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from livekit.plugins import openai, silero  # noqa: F401
 
 from .builtin import builtin_agent
 from .call import AgentFactory, run_call
+from .model_keys import startup_error
 from .settings import WorkerSettings
 
 logger = logging.getLogger("outdial.agent")
@@ -82,7 +86,15 @@ def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = 
 
     if args.command == "download-files":
         return _download_files()
-    _run_worker(create_server(factory), dev=args.command == "dev", log_level=args.log_level)
+    settings = WorkerSettings.from_env()
+    # A worker without a key for its hosted models would take calls and say nothing on
+    # them: refuse to register at all, and say which variable to set.
+    if refusal := startup_error(settings):
+        print(refusal, file=sys.stderr)
+        return 2
+    _run_worker(
+        create_server(factory, settings), dev=args.command == "dev", log_level=args.log_level
+    )
     return 0
 
 
