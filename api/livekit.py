@@ -13,20 +13,49 @@ the error, so a replay repeats the act. Hence two clients:
   CreateSIPOutboundTrunk (each one creates a trunk). A 5xx or transport error from it means
   "outcome unknown": look at LiveKit's state before doing anything again.
 
-Against a self-hosted URL both make exactly one attempt.
+Against a self-hosted URL both make exactly one attempt. Every request gives up after
+`OUTDIAL_LIVEKIT_TIMEOUT_SECONDS` (see `_TimedSession`: livekit-api's own 10 s never
+applies); for the dial, a timeout is one more "outcome unknown".
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import aiohttp
 from livekit import api as lkapi
 
 from api.settings import Settings
 
-# (id of the event loop, failover): a client's aiohttp session is bound to its loop.
-_clients: dict[tuple[int, bool], lkapi.LiveKitAPI] = {}
+# (id of the event loop, failover) -> the client and the session it owns (None: a caller's).
+# A client's aiohttp session is bound to its loop.
+_clients: dict[tuple[int, bool], tuple[lkapi.LiveKitAPI, aiohttp.ClientSession | None]] = {}
+
+
+class _TimedSession:
+    """The session a client sends through, with a timeout that applies.
+
+    livekit-api passes `timeout=None` to each request it is not given a timeout for, and
+    aiohttp reads None as "no timeout at all", not "the session's": a session timeout (its
+    own default of 10 s included) never applies, and a LiveKit request that hangs would hold
+    its job until the actor's time limit. Here None means the session's timeout."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def post(self, url: str, *, timeout: aiohttp.ClientTimeout | None = None, **kwargs: Any) -> Any:
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        return self._session.post(url, **kwargs)
+
+    def get(self, url: str, *, timeout: aiohttp.ClientTimeout | None = None, **kwargs: Any) -> Any:
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        return self._session.get(url, **kwargs)
 
 
 def livekit_client(
@@ -47,25 +76,32 @@ def _loop_client(
     settings: Settings, *, failover: bool, session: aiohttp.ClientSession | None
 ) -> lkapi.LiveKitAPI:
     # `session` (e.g. a custom connector) only counts when the loop's client is created;
-    # its owner closes it, `aclose()` leaves a caller's session open.
+    # its owner closes it (and its timeout applies), `aclose()` leaves a caller's session open.
     key = (id(asyncio.get_running_loop()), failover)
-    client = _clients.get(key)
-    if client is None:
+    entry = _clients.get(key)
+    if entry is None:
+        owned = None
+        if session is None:
+            timeout = aiohttp.ClientTimeout(total=settings.livekit_timeout_seconds)
+            session = owned = aiohttp.ClientSession(timeout=timeout)
         client = lkapi.LiveKitAPI(
             url=settings.livekit_url,
             api_key=settings.livekit_api_key,
             api_secret=settings.livekit_api_secret,
-            session=session,
+            session=cast(aiohttp.ClientSession, _TimedSession(session)),
             failover=failover,
         )
-        _clients[key] = client
-    return client
+        entry = _clients[key] = (client, owned)
+    return entry[0]
 
 
 async def close_livekit_client() -> None:
     """Close both clients of the running loop (the next call creates them again)."""
     loop_id = id(asyncio.get_running_loop())
     for failover in (True, False):
-        client = _clients.pop((loop_id, failover), None)
-        if client is not None:
+        entry = _clients.pop((loop_id, failover), None)
+        if entry is not None:
+            client, owned = entry
             await client.aclose()
+            if owned is not None:
+                await owned.close()

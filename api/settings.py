@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     livekit_url: str = Field("http://127.0.0.1:7880", alias="LIVEKIT_URL")
     livekit_api_key: str = Field("", alias="LIVEKIT_API_KEY")
     livekit_api_secret: str = Field("", alias="LIVEKIT_API_SECRET")
+    # How long one LiveKit server API request may take (livekit-api's own default is 10 s).
+    # A dial that times out has an unknown outcome: the dispatcher looks at the room.
+    livekit_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, alias="OUTDIAL_LIVEKIT_TIMEOUT_SECONDS"
+    )
 
     admin_token: str = Field("", alias="OUTDIAL_ADMIN_TOKEN")
     public_url: str = Field("http://127.0.0.1:8000", alias="OUTDIAL_PUBLIC_URL")

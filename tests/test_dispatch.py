@@ -261,3 +261,89 @@ async def test_worker_killed_while_the_call_waits_for_its_agent_dials_once_after
     finally:
         second.stop()
     assert lk.count("SIP", "CreateSIPParticipant") == 1
+
+
+# The dial's answer is lost in each of these ways; the dispatcher must not send it again but
+# look at the room (ListParticipants): a leg there means LiveKit rang (the call stays
+# `dialing`, settled by webhooks or at its deadline), no leg means it never did.
+# (fault on CreateSIPParticipant, final status, SIP legs in the room, dial's recorded status)
+UNKNOWN_DIAL_OUTCOMES: dict[str, tuple[dict[str, Any], str, int, int | None]] = {
+    # LiveKit rang, then answered 503 (times=3: a client that replays meets it every time).
+    "503_after_ringing": (
+        {"code": "unavailable", "status": 503, "after_apply": True, "times": 3},
+        "dialing",
+        1,
+        503,
+    ),
+    # LiveKit rang, then the connection dropped without an answer.
+    "dropped_after_ringing": ({"drop": True, "after_apply": True, "times": 3}, "dialing", 1, 0),
+    # The connection dropped before LiveKit did anything: nobody rang.
+    "dropped_before_ringing": ({"drop": True, "times": 3}, "failed", 0, 0),
+    # LiveKit rang but answers later than the dispatcher's LiveKit timeout (the request is
+    # held until the test ends).
+    "client_timeout_after_ringing": ({"delay_after": 60, "times": 3}, "dialing", 1, None),
+}
+# The worker's LiveKit request timeout in these tests (OUTDIAL_LIVEKIT_TIMEOUT_SECONDS).
+SHORT_LIVEKIT_TIMEOUT = 3.0
+
+
+@pytest.mark.parametrize("case", list(UNKNOWN_DIAL_OUTCOMES))
+async def test_a_dial_with_an_unknown_outcome_is_sent_once_and_settled_from_the_room(
+    case: str,
+    tenant: Tenant,
+    agent: dict[str, Any],
+    lk: Any,
+    settings: Settings,
+    api_server: Any,
+    redis_client: Any,
+) -> None:
+    from tests.test_cloud_dial_once import _pending_dial_jobs
+
+    fault, final_status, legs, dial_status = UNKNOWN_DIAL_OUTCOMES[case]
+    quick = settings.model_copy(update={"livekit_timeout_seconds": SHORT_LIVEKIT_TIMEOUT})
+    process = WorkerProcess(quick).start()
+    try:
+        accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+        call_id, room_name = accepted["callId"], accepted["roomName"]
+        await _wait_status(tenant, call_id, {"waiting_for_agent"})
+        lk.inject("SIP", "CreateSIPParticipant", **fault)
+        looks_before = lk.count("RoomService", "ListParticipants")
+        await report_agent(tenant.http, settings, call_id)
+        # The readiness report queued the dial job; Dramatiq removes it once it returned.
+        assert _pending_dial_jobs(redis_client, settings)
+        await async_wait_until(
+            lambda: not _pending_dial_jobs(redis_client, settings),
+            timeout=60,
+            what="the dial job to finish",
+        )
+        view = await _call_status(tenant, call_id)
+    finally:
+        process.stop()
+
+    dials = lk.requests("SIP", "CreateSIPParticipant")
+    assert len(dials) == 1, (case, [(d.status, d.error_code) for d in dials], process.log())
+    assert dials[0].request.participant_identity == f"sip-{call_id}"
+    assert dials[0].status == dial_status, case
+    # The outcome was looked up in the room, after the dial.
+    looks = lk.requests("RoomService", "ListParticipants")[looks_before:]
+    assert looks and {look.request.room for look in looks} == {room_name}, case
+    assert looks[0].received_at >= dials[0].received_at
+    room = lk.room(room_name)
+    sip_legs = [] if room is None else [p for p in room.participants if p.startswith("sip-")]
+    assert len(sip_legs) == legs, (case, view)
+    assert view["status"] == final_status, (case, view)
+    # Only a successful answer carries the SIP call id.
+    assert view["sipCallId"] is None, view
+    if final_status == "dialing":
+        assert view["errorCode"] is None, view
+        assert list(view["transitions"]) == [
+            "queued",
+            "dispatching",
+            "waiting_for_agent",
+            "dialing",
+        ]
+        assert lk.count("RoomService", "DeleteRoom") == 0
+    else:
+        assert view["errorCode"] == "DIAL_INTERRUPTED", view
+        assert [r.request.room for r in lk.requests("RoomService", "DeleteRoom")] == [room_name]
+        assert lk.room(room_name) is None

@@ -69,6 +69,7 @@ class TwirpApp:
             request_id=request.headers.get("X-Livekit-Request-Id", ""),
         )
         body = await request.read()
+        record.request = _decoded_or_none(request, service, method, body)
         with self._state.cond:
             self._state.counts[(service, method)] += 1
             if self._state.record_requests:
@@ -152,6 +153,18 @@ class TwirpApp:
             record.status = status
             record.error_code = code
             self._state.cond.notify_all()
+
+
+def _decoded_or_none(request: web.Request, service: str, method: str, body: bytes) -> Any:
+    """The request's message, recorded even when a fault answers before applying it."""
+    rpc = RPCS.get((service, method))
+    ctype = media_type(request.content_type)
+    if rpc is None or ctype not in (PROTOBUF, JSON):
+        return None
+    try:
+        return decode(body, ctype, rpc.request_cls)
+    except Exception:  # _apply answers it as Twirp does
+        return None
 
 
 def _unverified_claims(header: str | None) -> dict[str, Any]:
