@@ -19,6 +19,7 @@ from livekit.protocol.room import CreateRoomRequest
 from livekit.protocol.webhook import WebhookEvent
 
 from tests.livekit_server import SCENARIOS, LiveKitTestServer
+from tests.support import async_wait_until
 
 KEY = "testkey"
 SECRET = "a-test-secret-that-is-long-enough-32"
@@ -242,25 +243,47 @@ async def test_injected_sip_error_is_a_sip_call_error(server, lkapi) -> None:
 
 
 async def test_delay_after_applies_before_answering(server, lkapi) -> None:
-    server.inject("RoomService", "CreateRoom", delay_after=0.6)
+    fault = server.inject("RoomService", "CreateRoom", delay_after=60)
     task = asyncio.create_task(lkapi.room.create_room(CreateRoomRequest(name="slow")))
     [rec] = await server.wait_for_async("RoomService", "CreateRoom")
-    await asyncio.sleep(0.2)
-    assert server.room("slow") is not None and not task.done()
+    await async_wait_until(lambda: server.room("slow"), what="the room applied")
+    # Applied, and held (60 s): not answered yet.
+    assert [r.request.name for r in server.held()] == ["slow"]
     assert server.requests("RoomService", "CreateRoom")[0].status is None  # still in flight
+    assert not task.done()
+    assert server.release(fault) == 1
     assert (await task).name == "slow"
     assert server.requests("RoomService", "CreateRoom")[0].status == 200
-    assert rec.received_at <= time.time()
+    assert rec.received_at <= time.time() and server.held() == []
 
 
 async def test_delay_before_changes_nothing_until_it_ends(server, lkapi) -> None:
-    server.inject("RoomService", "CreateRoom", delay_before=0.5)
+    server.inject("RoomService", "CreateRoom", delay_before=60)
     task = asyncio.create_task(lkapi.room.create_room(CreateRoomRequest(name="later")))
     await server.wait_for_async("RoomService", "CreateRoom")
-    await asyncio.sleep(0.2)
+    assert [r.request.name for r in server.held()] == ["later"]
     assert server.room("later") is None and not task.done()
+    assert server.release() == 1
     await task
     assert server.room("later") is not None
+
+
+@pytest.mark.parametrize("where", ["delay_before", "delay_after"])
+async def test_reset_drops_held_requests_so_they_never_reach_the_next_test(
+    server, lkapi, where: str
+) -> None:
+    server.inject("RoomService", "CreateRoom", **{where: 60})
+    task = asyncio.create_task(lkapi.room.create_room(CreateRoomRequest(name="held")))
+    await server.wait_for_async("RoomService", "CreateRoom")
+    assert len(server.held()) == 1
+    await asyncio.to_thread(server.reset)
+    with pytest.raises(aiohttp.ClientError):  # dropped, not answered
+        await task
+    assert server.held() == [] and server.room_names() == [] and server.count() == 0
+    # What the next test does is not touched by the dropped request (it cannot apply later:
+    # it is no longer waiting anywhere).
+    await lkapi.room.create_room(CreateRoomRequest(name="next"))
+    assert server.room_names() == ["next"] and server.count() == 1
 
 
 async def test_drop_closes_the_connection(server, lkapi) -> None:
@@ -553,8 +576,10 @@ async def test_job_waits_for_a_worker_and_is_offered_on_register(server, lkapi) 
                 availability=agent.AvailabilityResponse(job_id=offer.job.id, available=False)
             )
         )
-        await asyncio.sleep(0.05)
-        assert server.jobs()[0].assigned_at is None
+        declined = await asyncio.to_thread(
+            server.wait_for_declined, offer.job.id, server.workers()[0].worker_id
+        )
+        assert declined.assigned_at is None
 
 
 async def test_agent_websocket_needs_the_agent_grant(server) -> None:
@@ -596,10 +621,7 @@ async def test_real_agent_server_receives_the_job(server, lkapi) -> None:
         )
         job = await asyncio.to_thread(server.wait_for_job, room_name="real-1", timeout=10)
         await asyncio.to_thread(server.wait_for_job_status, job.job_id, "running", 10)
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: seen, what="the entrypoint to run")
         assert seen == ['{"n":1}']
     finally:
         await worker.aclose()

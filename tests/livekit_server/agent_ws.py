@@ -284,6 +284,11 @@ class AgentHub:
             self._finish(job.job_id, agent.JS_SUCCESS)
             return True
         if not answer.available:
+            with self._state.cond:
+                current = self._state.jobs.get(job.job_id)
+                if current is not None:
+                    current.declined_by.append(conn.info.worker_id)
+                self._state.cond.notify_all()
             return False
         identity = answer.participant_identity or f"agent-{job.job_id}"
         token = self._token(job, conn.info.agent_name, answer, identity)

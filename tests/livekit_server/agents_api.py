@@ -91,6 +91,20 @@ class AgentsMixin:
             )
         )
 
+    def wait_for_declined(self, job_id: str, worker_id: str, timeout: float = 10.0) -> JobInfo:
+        """Block until ``worker_id`` has declined the job (AvailabilityResponse
+        available=False) and the server has handled that answer."""
+
+        def ready() -> JobInfo | None:
+            job = self._state.jobs.get(job_id)
+            return job.copy() if job and worker_id in job.declined_by else None
+
+        def describe() -> str:
+            job = self._state.jobs.get(job_id)
+            return f"job {job_id} not declined by {worker_id}: {job.declined_by if job else None}"
+
+        return self._state.wait(ready, timeout, describe)
+
     async def wait_for_job_status_async(
         self, job_id: str, statuses: int | str | Iterable[int | str], timeout: float = 10.0
     ) -> JobInfo:

@@ -144,8 +144,11 @@ class LiveKitTestServer(ControlMixin, AgentsMixin):
         self.stop()
 
     def reset(self) -> None:
-        """Forget rooms, trunks, requests, faults, jobs and webhooks; keep workers."""
+        """Forget rooms, trunks, requests, faults, jobs and webhooks; keep workers. Requests
+        held by an injected delay are dropped first: they never apply to the next test."""
         self._faults.clear()
+        if self._loop is not None:
+            self._call(self._twirp.end_holds(cancel=True), timeout=10)
         self._state.reset()
         if self._loop is not None:
             self._call(self._hub.reset(), timeout=10)
@@ -301,6 +304,15 @@ class LiveKitTestServer(ControlMixin, AgentsMixin):
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def release(self, fault: Fault | None = None) -> int:
+        """End the delays of the requests held now (all, or those of `fault`, as returned by
+        inject): they go on as if the delay had run out. Returns how many were held."""
+        return self._call(self._twirp.end_holds(fault, cancel=False))
+
+    def held(self) -> list[RecordedRequest]:
+        """The requests waiting out an injected delay now."""
+        return [_copy_record(r) for r in self._call(self._twirp.held())]
 
 
 async def _no_media(request: web.Request) -> web.Response:

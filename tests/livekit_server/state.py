@@ -103,7 +103,7 @@ class WorkerInfo:
 class JobInfo:
     """A job created by CreateRoom(agents=...) or CreateDispatch. ``status`` is the last
     status the worker reported (JS_PENDING until then); ``status_updates`` keeps every
-    UpdateJobStatus the worker sent, in order."""
+    UpdateJobStatus the worker sent, in order; ``declined_by`` the workers that declined it."""
 
     job_id: str
     dispatch_id: str
@@ -119,12 +119,15 @@ class JobInfo:
     participant_identity: str = ""
     status_updates: list[agent.UpdateJobStatus] = field(default_factory=list)
     terminated: bool = False
+    # workers that answered the job's availability request with available=False, in order
+    declined_by: list[str] = field(default_factory=list)
 
     def copy(self) -> JobInfo:
         return replace(
             self,
             job=clone(self.job),
             status_updates=[clone(u) for u in self.status_updates],
+            declined_by=list(self.declined_by),
         )
 
 

@@ -4,14 +4,18 @@ Order for every request: record it (status None) -> pick a fault -> delay_before
 a fault that acts "instead of applying" answers / drops here -> auth, grants and the RPC
 itself -> delay_after -> a fault that acts "after applying" answers / drops here ->
 answer and set the record's status. A client that gives up during a delay does not stop
-the server from applying the request, as with a real server.
+the server from applying the request, as with a real server. A delay ends early when the
+test releases it; `reset()` cancels every held request (dropped, never applied later), so
+no request outlives the test that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -37,6 +41,16 @@ from .twirp import (
 DROPPED = 0  # RecordedRequest.status of a request whose connection was closed on purpose
 
 
+@dataclass(eq=False)
+class _Hold:
+    """A request waiting out an injected delay."""
+
+    fault: Fault
+    record: RecordedRequest
+    wake: asyncio.Event
+    canceled: bool = False
+
+
 class TwirpApp:
     def __init__(
         self,
@@ -55,6 +69,7 @@ class TwirpApp:
         self._auth_style = auth_style
         self._on_jobs = on_jobs
         self._on_ended = on_ended
+        self._holds: set[_Hold] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         received_at = time.time()
@@ -77,18 +92,46 @@ class TwirpApp:
             self._state.cond.notify_all()
 
         fault = self._faults.take(service, method)
-        if fault is not None and fault.delay_before > 0:
-            await asyncio.sleep(fault.delay_before)
+        if fault is not None and not await self._hold(fault, record, fault.delay_before):
+            return self._drop(request, record)
         if fault is not None and (fault.is_error or fault.drop) and not fault.applies_first:
             return self._fault_answer(request, record, fault)
 
         response = await self._apply(request, record, full_service, body)
 
-        if fault is not None and fault.delay_after > 0:
-            await asyncio.sleep(fault.delay_after)
+        if fault is not None and not await self._hold(fault, record, fault.delay_after):
+            return self._drop(request, record)
         if fault is not None and (fault.is_error or fault.drop) and fault.applies_first:
             return self._fault_answer(request, record, fault)
         return self._finish(record, response)
+
+    async def _hold(self, fault: Fault, record: RecordedRequest, seconds: float) -> bool:
+        """Wait out an injected delay (or until released); False if the request was
+        canceled meanwhile (reset): it must then neither apply nor answer."""
+        if seconds <= 0:
+            return True
+        hold = _Hold(fault, record, asyncio.Event())
+        self._holds.add(hold)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold.wake.wait(), seconds)
+        finally:
+            self._holds.discard(hold)
+        return not hold.canceled
+
+    async def end_holds(self, fault: Fault | None = None, *, cancel: bool) -> int:
+        """End the delays of the requests held now (all, or `fault`'s): released requests
+        go on as if the delay had run out, canceled ones are dropped. Runs on the server
+        loop; returns how many there were."""
+        ended = [h for h in self._holds if fault is None or h.fault is fault]
+        for hold in ended:
+            self._holds.discard(hold)
+            hold.canceled = cancel
+            hold.wake.set()
+        return len(ended)
+
+    async def held(self) -> list[RecordedRequest]:
+        return [hold.record for hold in self._holds]
 
     async def _apply(
         self, request: web.Request, record: RecordedRequest, full_service: str, body: bytes
@@ -133,16 +176,19 @@ class TwirpApp:
         self, request: web.Request, record: RecordedRequest, fault: Fault
     ) -> web.StreamResponse:
         if fault.drop:
-            # close the socket without a byte of answer: the client sees a disconnect
-            if request.transport is not None:
-                request.transport.close()
-            self._set_status(record, DROPPED, None)
-            # aiohttp skips writing to a closed transport quietly (raising would log)
-            return web.Response(status=204)
+            return self._drop(request, record)
         code, status = fault.error_code_and_status()
         error = TwirpError(code, fault.message, meta=fault.meta, status=status)
         record.error_code = code
         return self._finish(record, error.response())
+
+    def _drop(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        """Close the socket without a byte of answer: the client sees a disconnect."""
+        if request.transport is not None:
+            request.transport.close()
+        self._set_status(record, DROPPED, None)
+        # aiohttp skips writing to a closed transport quietly (raising would log)
+        return web.Response(status=204)
 
     def _finish(self, record: RecordedRequest, response: web.Response) -> web.Response:
         self._set_status(record, response.status, record.error_code)
