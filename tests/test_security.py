@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from api.callback_urls import (
@@ -29,6 +31,38 @@ def test_signature_round_trip_and_tampering() -> None:
     assert not verify_signature(body, header, "whsec_other", now=1_700_000_010)
     assert not verify_signature(body, header, "whsec_x", now=1_700_001_000)  # replay window
     assert not verify_signature(body, "garbage", "whsec_x")
+
+
+# A known answer for the documented format, "t=<t>,v1=<hex HMAC-SHA256 of '<t>.<body>'>",
+# computed outside Outdial and shown in docs/callbacks.md ("Verifying the signature"):
+#   printf '%s' '1735689600.{"id":"evt_1","type":"call.answered","sequence":3}' \
+#     | openssl dgst -sha256 -hmac 'whsec_0123456789abcdef'
+# (the body alone, without "<t>.", gives 77c82732...: a signature that would not cover t).
+VECTOR_SECRET = "whsec_0123456789abcdef"
+VECTOR_TIMESTAMP = 1_735_689_600
+VECTOR_BODY = b'{"id":"evt_1","type":"call.answered","sequence":3}'
+VECTOR_HEADER = "t=1735689600,v1=73e0a1ec6bd3edffc0b5c4615b63ab4e3c67286e7d76ca33e77ce0f7de300a8a"
+
+
+def test_signature_matches_the_documented_known_answer() -> None:
+    assert sign_payload(VECTOR_BODY, VECTOR_SECRET, VECTOR_TIMESTAMP) == VECTOR_HEADER
+    assert verify_signature(VECTOR_BODY, VECTOR_HEADER, VECTOR_SECRET, now=VECTOR_TIMESTAMP)
+
+
+def test_the_signature_covers_the_timestamp() -> None:
+    """A captured signature cannot be replayed under a fresh timestamp."""
+    later = VECTOR_TIMESTAMP + 3_600
+    moved = VECTOR_HEADER.replace(f"t={VECTOR_TIMESTAMP}", f"t={later}")
+    assert moved != VECTOR_HEADER
+    assert not verify_signature(VECTOR_BODY, moved, VECTOR_SECRET, now=later)
+
+
+def test_the_docs_show_the_known_answer() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "callbacks.md").read_text()
+    section = docs.split("## Verifying the signature", 1)[1].split("\n## ", 1)[0]
+    for value in (VECTOR_SECRET, str(VECTOR_TIMESTAMP), VECTOR_BODY.decode(), VECTOR_HEADER):
+        assert value in section, value
+    assert '"<t>.<raw body>"' in section
 
 
 def test_event_tokens_are_per_call() -> None:
