@@ -142,6 +142,8 @@ class _CallRun:
         # watched from before the room is joined: nothing the leg does can be missed
         self._ended = asyncio.ensure_future(call.wait_ended())
         self._leg = SipLeg(ctx.room, self._identity, on_left=self._on_leg_left)
+        # the API deletes the room when it ends the call (cancel, no agent, a deadline)
+        ctx.room.on("disconnected", self._on_room_closed)
 
     async def run(self) -> CallOutcome:
         call = self._call
@@ -261,6 +263,12 @@ class _CallRun:
         else:
             self._call.mark_ended(cast(EndReason, departure.reason))
 
+    def _on_room_closed(self, *_: object) -> None:
+        if self._leg.answered_at is None:
+            self._end_before_answer(CallOutcome(status="failed", reason="room_closed"))
+        else:
+            self._call.mark_ended("room_closed")
+
     def _end_before_answer(self, outcome: CallOutcome) -> None:
         if self._call.end_reason is None:
             self._outcome = outcome
@@ -307,6 +315,7 @@ class _CallRun:
 
     def _stop_watching(self) -> None:
         self._leg.close()
+        self._ctx.room.off("disconnected", self._on_room_closed)
         self._ended.cancel()
         if self._limit is not None:
             self._limit.cancel()

@@ -14,9 +14,13 @@ from collections.abc import Callable
 
 from livekit import rtc
 
-from sip.outcomes import left_after_answer_outcome
-
-from .outcome import SIP_CALL_STATUS_ATTRIBUTE, CallOutcome, is_answered, unanswered_outcome
+from .outcome import (
+    SIP_CALL_STATUS_ATTRIBUTE,
+    CallOutcome,
+    is_answered,
+    left_after_answer_outcome,
+    unanswered_outcome,
+)
 
 _EVENTS = ("participant_connected", "participant_attributes_changed", "participant_disconnected")
 

@@ -18,6 +18,7 @@ from sip.outcomes import (
     SIP_STATUS_ATTRIBUTE,
     SIP_STATUS_CODE_ATTRIBUTE,
     CallOutcome,
+    left_after_answer_outcome,
     left_before_answer_outcome,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "answered_outcome",
     "ended_event",
     "is_answered",
+    "left_after_answer_outcome",
     "not_joined_outcome",
     "unanswered_outcome",
 ]

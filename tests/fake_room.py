@@ -73,3 +73,7 @@ class FakeRoom(rtc.EventEmitter[str]):
         participant._info.disconnect_reason = reason
         self.emit("participant_disconnected", participant)
         return participant
+
+    def disconnect(self, reason: int) -> None:
+        """The room is gone for the agent (deleted by the API, or the server closed it)."""
+        self.emit("disconnected", reason)

@@ -291,3 +291,14 @@ async def test_leg_rejected_during_a_slow_build_ends_the_call_at_once(
     assert abandoned.is_set()
     assert call.session is None
     assert deletes(lk) == 1
+
+
+async def test_room_deleted_by_the_api_ends_the_call_at_once(make_call: MakeCall, lk: Any) -> None:
+    """The API ended the call and deleted the room (cancel, a deadline): the agent stops
+    talking now instead of waiting to be cancelled, and reports how the call ended."""
+    call = await answered(make_call, max_duration=30)
+    call.room.disconnect(DisconnectReason.ROOM_DELETED)
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "room_closed")
+    assert deletes(lk) == 1  # its own drop finds the room gone: still one request
