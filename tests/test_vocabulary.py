@@ -107,3 +107,13 @@ def test_the_docs_end_reason_table_lists_exactly_the_contracts_reasons() -> None
     documented = [re.match(r"\| `([a-z_]+)`", row).group(1) for row in rows]  # type: ignore[union-attr]
     assert sorted(documented) == sorted(get_args(EndReason))
     assert len(documented) == len(set(documented))
+
+
+def test_every_test_the_truth_table_names_exists() -> None:
+    text = (ROOT / "docs" / "callbacks.md").read_text()
+    section = text.split("## Truth table", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", section)
+    assert len(named) >= 20
+    for path, name in named:
+        source = (ROOT / path).read_text()
+        assert re.search(rf"def {name}\(", source), f"{path}::{name} is not a test"
