@@ -174,7 +174,12 @@ async def tenant(client: httpx.AsyncClient) -> Tenant:
 @pytest.fixture
 def spare_redis() -> Iterator[SpareRedis]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not installed")
+        # Not a skip: a CI image without it would pass while hiding every Redis-failure test.
+        pytest.fail(
+            "redis-server is not on PATH: the Redis-failure tests start a throwaway Redis "
+            "with it (install the redis-server package, or put the binary on PATH)",
+            pytrace=False,
+        )
     server = SpareRedis()
     server.start()
     yield server
