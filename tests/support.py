@@ -53,6 +53,16 @@ async def report_agent(
     return response.json()
 
 
+def redis_snapshot(client: redis.Redis, prefix: str) -> dict[bytes, tuple[bytes | None, bool]]:
+    """Every key under `prefix` (the store's keys and, as `{prefix}-dramatiq`, the broker's):
+    its serialized value (DUMP) and whether it expires. Equal snapshots mean nothing under
+    the prefix was written, added or deleted in between."""
+    return {
+        key: (client.dump(key), client.pttl(key) >= 0)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000)
+    }
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
 ) -> Any:

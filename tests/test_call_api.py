@@ -12,7 +12,7 @@ import redis
 
 from api.settings import Settings
 from tests.conftest import Tenant, create_tenant
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, redis_snapshot
 
 
 def stored(redis_client: redis.Redis, settings: Settings, tenant: Tenant) -> tuple[int, int]:
@@ -105,7 +105,10 @@ async def test_refused_calls_leave_nothing_behind(
 ) -> None:
     body = {"to": "+14155552671", "call_agent_id": ready["id"]} | fields
     body = {name: value for name, value in body.items() if value is not None}
+    before = redis_snapshot(redis_client, settings.redis_prefix)
     await _expect_error(await tenant.place_call(**body), status, code)
+    # Not one key under the test's prefix (store and broker) was written or added.
+    assert redis_snapshot(redis_client, settings.redis_prefix) == before
     assert stored(redis_client, settings, tenant) == (0, 0)
 
 
@@ -121,12 +124,14 @@ async def test_callback_to_private_address_is_refused_without_the_flag(
             tenant = await create_tenant(http)
             agent = await tenant.create_agent()
             await tenant.register_number()
+            before = redis_snapshot(redis_client, strict.redis_prefix)
             for url in ("http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/"):
                 response = await tenant.place_call(
                     to="+14155552671", call_agent_id=agent["id"], callback_url=url
                 )
                 body = await _expect_error(response, 400, "INVALID_CALLBACK_URL")
                 assert "non-public" in body["message"]
+            assert redis_snapshot(redis_client, strict.redis_prefix) == before
             assert stored(redis_client, strict, tenant) == (0, 0)
     finally:
         server.stop()
@@ -400,7 +405,9 @@ async def test_cancel_before_dispatch(tenant: Tenant, ready: dict[str, Any]) -> 
     assert view["status"] == "canceled" and view["endReason"] == "canceled_by_client"
 
 
-async def test_redis_down_is_503_and_nothing_stored(api_server: Any, settings: Settings) -> None:
+async def test_redis_unreachable_is_a_503_to_retry_and_not_ready(
+    api_server: Any, settings: Settings
+) -> None:
     from tests.support import ApiServer, free_port
 
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
@@ -413,6 +420,7 @@ async def test_redis_down_is_503_and_nothing_stored(api_server: Any, settings: S
                 headers={"x-workspace-id": "ws_x", "x-api-key": "od_x"},
             )
             await _expect_error(response, 503, "SERVICE_UNAVAILABLE")
+            assert response.headers["Retry-After"] == "1"
             ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["redis"].startswith("error")

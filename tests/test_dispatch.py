@@ -29,6 +29,22 @@ async def agent(tenant: Tenant) -> dict[str, Any]:
     return created | {"trunk_id": number["sip_trunk_id"]}
 
 
+async def _wait_room_deleted(lk: Any, room_name: str) -> None:
+    """The call's room was deleted: one DeleteRoom for it, answered, and LiveKit closed the
+    room (it existed: a room never created is not a deleted one)."""
+
+    def deleted() -> bool:
+        return any(
+            r.request.room == room_name and r.status == 200
+            for r in lk.requests("RoomService", "DeleteRoom")
+        )
+
+    await async_wait_until(deleted, what=f"DeleteRoom {room_name}")
+    assert [r.request.room for r in lk.requests("RoomService", "DeleteRoom")] == [room_name]
+    assert lk.room(room_name) is None
+    assert lk.room(room_name, include_closed=True) is not None
+
+
 async def test_happy_path_creates_room_with_dispatch_then_dials_once(
     tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, settings: Settings
 ) -> None:
@@ -126,8 +142,7 @@ async def test_sip_error_fails_the_call_and_deletes_the_room(
     assert "trunk refused" in view["errorMessage"]
     assert view["sipStatusCode"] == 503
     assert view["sipStatus"] == "Service Unavailable"
-    await async_wait_until(lambda: lk.count("RoomService", "DeleteRoom") >= 1, what="DeleteRoom")
-    assert lk.room(accepted["roomName"]) is None
+    await _wait_room_deleted(lk, accepted["roomName"])
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
 
@@ -151,7 +166,7 @@ async def test_a_busy_callee_ends_the_call_busy_not_failed(
         "busy",
         "busy",
     )
-    assert lk.room(accepted["roomName"]) is None
+    await _wait_room_deleted(lk, accepted["roomName"])
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
 
@@ -180,7 +195,7 @@ async def test_cancel_after_dial_deletes_the_room(
     assert lk.room(accepted["roomName"]) is not None
     response = await tenant.request("POST", f"/v1/api/call/{accepted['callId']}/cancel")
     assert response.json()["callStatus"] == "canceled"
-    assert lk.room(accepted["roomName"]) is None
+    await _wait_room_deleted(lk, accepted["roomName"])
 
 
 # Where the worker dies, as seen from the LiveKit side, and what must follow.
@@ -345,5 +360,4 @@ async def test_a_dial_with_an_unknown_outcome_is_sent_once_and_settled_from_the_
         assert lk.count("RoomService", "DeleteRoom") == 0
     else:
         assert view["errorCode"] == "DIAL_INTERRUPTED", view
-        assert [r.request.room for r in lk.requests("RoomService", "DeleteRoom")] == [room_name]
-        assert lk.room(room_name) is None
+        await _wait_room_deleted(lk, room_name)

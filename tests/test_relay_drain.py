@@ -4,7 +4,6 @@ busy workspace, concurrent drain, error) and the due-retry claimer."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from api.jobs.messages import RELAY_ACTOR
 from api.jobs.schedules import DueClaimer, Schedule
 from api.relay import drain as drain_module
 from api.relay.drain import drain_call
+from api.relay.steps import LOCKED_RETRY_MS, now_ms
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.events import EventSpec, apply_event
@@ -57,9 +57,18 @@ async def _call_with_events(store: Store, call_id: str, url: str, count: int) ->
         await apply_event(store, call_id, EventSpec("call.transcript", {"turn": turn}))
 
 
-async def _due_in_ms(store: Store, call_id: str) -> float | None:
-    score = await store.redis.zscore(store.keys.relay_due(), call_id)
-    return None if score is None else score - time.time() * 1000
+async def _due_at(store: Store, call_id: str) -> float | None:
+    """When the call is due again (ms), or None when it is not parked."""
+    return await store.redis.zscore(store.keys.relay_due(), call_id)
+
+
+async def _drain_timed(store: Store, settings: Settings, call_id: str) -> tuple[int, int]:
+    """Drain once; returns the clock (ms) just before and just after, so a due time set
+    during the drain is checked against a window that does not depend on the machine's
+    speed: `before + delay <= due <= after + delay`."""
+    before = now_ms()
+    await drain_call(store, settings, call_id)
+    return before, now_ms()
 
 
 async def _delivery(store: Store, call_id: str) -> dict[str, Any]:
@@ -90,9 +99,10 @@ async def test_retryable_answer_parks_the_call_honouring_retry_after(
 
     receiver.behaviours["/busy"] = throttled
     await _call_with_events(store, "c-429", f"{receiver.url}/busy", 2)
-    await drain_call(store, settings, "c-429")
+    before, after = await _drain_timed(store, settings, "c-429")
     assert len(receiver.attempts("/busy")) == 1  # event 2 waits behind event 1
-    assert 1500 < await _due_in_ms(store, "c-429") <= 2000
+    # Retry-After (2 s) beats the schedule's first delay (1 s, jittered).
+    assert before + 2000 <= await _due_at(store, "c-429") <= after + 2000
     state = json.loads((await _delivery(store, "c-429"))["1"])
     assert (state["state"], state["attempts"], state["last_status"]) == ("pending", 1, 429)
     assert await store.redis.exists(store.keys.relay_active("c-429"))
@@ -105,28 +115,30 @@ async def test_workspace_at_its_in_flight_cap_waits_for_a_slot_without_polling(
     capped = settings.model_copy(update={"callback_max_in_flight_per_workspace": 1})
     slots = store.keys.relay_in_flight(WORKSPACE)
     waiting = store.keys.relay_waiting(WORKSPACE)
-    await store.redis.zadd(slots, {"stuck-call": time.time() * 1000 + 60_000})
+    lease_ends = now_ms() + 60_000
+    await store.redis.zadd(slots, {"stuck-call": lease_ends})
     await _call_with_events(store, "c-cap", f"{receiver.url}/cap", 1)
     await drain_call(store, capped, "c-cap")
     assert receiver.attempts("/cap") == []
     assert await store.redis.zrange(waiting, 0, -1) == ["c-cap"]
     # Not polled: due only as a backstop, when the slot holder's lease runs out.
-    assert 59_000 < await _due_in_ms(store, "c-cap") <= 60_000
+    assert await _due_at(store, "c-cap") == lease_ends
     assert not await store.redis.exists(store.keys.relay_lock("c-cap"))
 
     # A call of the workspace that holds a slot and finishes hands it to the waiter.
     await store.redis.zrem(slots, "stuck-call")
     await _call_with_events(store, "c-first", f"{receiver.url}/first", 1)
-    await store.redis.zadd(waiting, {"c-later": time.time() * 1000 + 1})
-    await drain_call(store, capped, "c-first")
+    await store.redis.zadd(waiting, {"c-later": now_ms() + 1})
+    before, after = await _drain_timed(store, capped, "c-first")
     assert len(receiver.delivered("/first")) == 1
-    assert -1_000 < await _due_in_ms(store, "c-cap") <= 0
+    # Woken: due at once (not at the old backstop a minute away).
+    assert before <= await _due_at(store, "c-cap") <= after
     assert await store.redis.zrange(waiting, 0, -1) == ["c-later"]  # one slot, one waiter
-    await drain_call(store, capped, "c-cap")
+    before, after = await _drain_timed(store, capped, "c-cap")
     assert len(receiver.delivered("/cap")) == 1
     # ... and so does the woken call when it is done.
     assert await store.redis.zrange(waiting, 0, -1) == []
-    assert -1_000 < await _due_in_ms(store, "c-later") <= 0
+    assert before <= await _due_at(store, "c-later") <= after
 
 
 async def test_a_second_drain_parks_without_advancing_an_earlier_retry(
@@ -134,12 +146,13 @@ async def test_a_second_drain_parks_without_advancing_an_earlier_retry(
 ) -> None:
     await _call_with_events(store, "c-lock", f"{receiver.url}/lock", 1)
     await store.redis.set(store.keys.relay_lock("c-lock"), "someone-else", px=10_000)
-    await drain_call(store, settings, "c-lock")
+    before, after = await _drain_timed(store, settings, "c-lock")
     assert receiver.attempts("/lock") == []
-    assert 500 < await _due_in_ms(store, "c-lock") <= 1000
-    await store.redis.zadd(store.keys.relay_due(), {"c-lock": time.time() * 1000 + 60_000})
+    assert before + LOCKED_RETRY_MS <= await _due_at(store, "c-lock") <= after + LOCKED_RETRY_MS
+    later = now_ms() + 60_000
+    await store.redis.zadd(store.keys.relay_due(), {"c-lock": later})
     await drain_call(store, settings, "c-lock")
-    assert await _due_in_ms(store, "c-lock") > 50_000
+    assert await _due_at(store, "c-lock") == later
 
 
 async def test_an_unexpected_error_parks_the_call(
@@ -154,9 +167,10 @@ async def test_an_unexpected_error_parks_the_call(
 
     monkeypatch.setattr(drain_module, "post_event", broken)
     await _call_with_events(store, "c-err", f"{receiver.url}/err", 1)
-    await drain_call(store, settings, "c-err")
+    before, after = await _drain_timed(store, settings, "c-err")
     assert "relay drain of call c-err failed" in caplog.text
-    assert 0 < await _due_in_ms(store, "c-err") <= drain_module.ERROR_RETRY_MS
+    retry = drain_module.ERROR_RETRY_MS
+    assert before + retry <= await _due_at(store, "c-err") <= after + retry
     assert not await store.redis.exists(store.keys.relay_lock("c-err"))
     assert not await store.redis.exists(store.keys.relay_in_flight(WORKSPACE))
     assert await store.redis.exists(store.keys.relay_active("c-err"))
@@ -166,16 +180,14 @@ async def test_a_vanished_call_drops_its_flag(store: Store, settings: Settings) 
     await store.redis.set(store.keys.relay_active("c-gone"), "1")
     await drain_call(store, settings, "c-gone")
     assert not await store.redis.exists(store.keys.relay_active("c-gone"))
-    assert await _due_in_ms(store, "c-gone") is None
+    assert await _due_at(store, "c-gone") is None
 
 
 async def test_claimer_moves_only_due_calls_into_the_relay_queue(
     store: Store, settings: Settings
 ) -> None:
-    now_ms = time.time() * 1000
-    await store.redis.zadd(
-        store.keys.relay_due(), {"c-due": now_ms - 5, "c-later": now_ms + 60_000}
-    )
+    now = now_ms()
+    await store.redis.zadd(store.keys.relay_due(), {"c-due": now - 5, "c-later": now + 60_000})
     claimer = DueClaimer(settings, Schedule.relay_retries(settings))
     try:
         assert claimer.claim_once() == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from api.store.base import Store, open_store
 from api.store.calls import CallBudgets, CallDraft, accept_call, get_call, list_calls
 from api.store.events import EventSpec, apply_event, list_events
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests.support import async_wait_until, redis_snapshot
 
 
 @pytest.fixture
@@ -65,13 +65,18 @@ async def test_accept_writes_record_message_and_first_event_together(store: Stor
     ]
 
 
-async def test_idempotent_accept_creates_nothing_the_second_time(store: Store) -> None:
+async def test_idempotent_accept_creates_nothing_the_second_time(
+    store: Store, redis_client: redis.Redis
+) -> None:
     first = draft(idempotency_key="k")
     second = draft(idempotency_key="k")
     created = await accept_call(store, first, {"callId": first.id}, "hash")
+    before = redis_snapshot(redis_client, store.keys.prefix)
     replay = await accept_call(store, second, {"callId": second.id}, "hash")
     assert created.created and not replay.created
     assert replay.previous["response"]["callId"] == first.id
+    # Nothing at all was written by the replay: no call, event, message or index entry.
+    assert redis_snapshot(redis_client, store.keys.prefix) == before
     assert await get_call(store, second.id) is None
     assert await store.redis.llen(store.dial_queue.ids) == 1
 
@@ -148,6 +153,12 @@ async def test_list_cursor_never_skips_calls_created_in_the_same_millisecond(
     assert sorted(seen) == sorted(ids) and len(seen) == 7
 
 
+def _idle_connections_closed_by_peer(store: Store) -> bool:
+    """Every idle connection in redis-py's pool has read the server's close (EOF)."""
+    idle = store.redis.connection_pool._available_connections
+    return bool(idle) and all(c._reader is not None and c._reader.at_eof() for c in idle)
+
+
 async def test_a_pooled_connection_the_server_closed_is_replaced(
     store: Store, redis_client: redis.Redis
 ) -> None:
@@ -158,7 +169,9 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(
     for _ in range(3):
         connection_id = await store.redis.client_id()
         assert redis_client.client_kill_filter(_id=connection_id) == 1
-        await asyncio.sleep(0.05)  # the close reaches the client's socket
+        # The close has reached the client's side: the pooled connection is closed, not
+        # just about to be (else the next command would prove nothing).
+        await async_wait_until(lambda: _idle_connections_closed_by_peer(store), what="EOF")
         assert await store.redis.get(key) == "1"
         pipe = store.redis.pipeline(transaction=True)
         pipe.get(key)

@@ -12,7 +12,7 @@ from livekit.protocol.models import DisconnectReason
 
 from api.settings import Settings
 from tests.conftest import Tenant
-from tests.support import ApiServer
+from tests.support import ApiServer, redis_snapshot
 
 
 @pytest.fixture
@@ -49,11 +49,14 @@ async def test_forged_webhooks_are_refused_and_change_nothing(
 ) -> None:
     room, call_id = queued_call["roomName"], queued_call["callId"]
     lk.set_participant(room, f"sip-{call_id}", disconnect_reason=DisconnectReason.USER_REJECTED)
+    before = redis_snapshot(redis_client, settings.redis_prefix)
     status, text = await lk.send_webhook_async(
         "participant_left", room, f"sip-{call_id}", forge=forge
     )
     assert status == 401, text
     assert json.loads(text)["code"] == "UNAUTHORIZED"
+    # Nothing under the test's prefix changed: no event, status, marker or message.
+    assert redis_snapshot(redis_client, settings.redis_prefix) == before
     assert [event["type"] for event in await _events(tenant, call_id)] == ["call.queued"]
     assert _seen_markers(redis_client, settings) == []
 
