@@ -1,9 +1,14 @@
 """What the deployment files are made of, loaded once for the static checks in
-`test_deploy_compose.py` and `test_deploy_files.py`."""
+`test_deploy_compose.py` and `test_deploy_files.py`: the YAML as written, and, when a
+compose binary is installed, the configuration `docker-compose config` resolves from it."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,19 @@ SECRETS = {"LIVEKIT_API_SECRET", "OUTDIAL_ADMIN_TOKEN", "OUTDIAL_SECRET_KEY", "O
 GENERATED_SECRETS = {"LIVEKIT_API_SECRET", "OUTDIAL_ADMIN_TOKEN", "OUTDIAL_SECRET_KEY"}
 # .env.example values that differ from the Settings defaults: compose service addresses.
 COMPOSE_ADDRESSES = {"REDIS_URL", "LIVEKIT_URL", "LIVEKIT_API_KEY", "OUTDIAL_PUBLIC_URL"}
+# The images docker-compose.yml pulls (the Outdial image is built locally).
+THIRD_PARTY_IMAGES = {
+    "redis": "redis",
+    "livekit": "livekit/livekit-server",
+    "sip": "livekit/sip",
+    "ollama": "ollama/ollama",
+    "ollama-pull": "ollama/ollama",
+    "speaches": "ghcr.io/speaches-ai/speaches",
+    "speaches-models": "ghcr.io/speaches-ai/speaches",
+}
+# livekit/sip v1.11.0 keeps a closed call's RTP port bound until no packet arrived for this
+# long (pkg/config/config.go DefaultRTPDrainingIdleTimeout), unless sip.yaml overrides it.
+SIP_RTP_DRAIN_SECONDS = 30
 
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 LOCAL_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):([0-9]+|%s)(/[^'\"\s]*)")
@@ -78,6 +96,98 @@ def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
 @cache
 def compose() -> dict[str, Any]:
     return load_yaml(COMPOSE_FILE)
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, timeout=30
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def filled_env_text() -> str:
+    """.env.example with every secret set: what a deployment's .env looks like."""
+    lines = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.partition("=")[0] in SECRETS:
+            line = line.partition("=")[0] + "=" + "0123456789abcdef" * 4
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def run_compose_config(
+    workdir: Path, env_text: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`<compose> [args] config` on a copy of the deployment files with `env_text` as .env.
+    Only PATH and HOME reach it: variables of this shell must not stand in for .env."""
+    command = compose_command()
+    assert command is not None
+    shutil.copy(COMPOSE_FILE, workdir / "docker-compose.yml")
+    if not (workdir / "deploy").exists():
+        shutil.copytree(DEPLOY, workdir / "deploy")
+    (workdir / ".env").write_text(env_text)
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    return subprocess.run(
+        [*command, *args, "config"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@cache
+def resolved_compose() -> dict[str, Any] | None:
+    """The configuration compose itself resolves (anchors, merges, interpolation from a
+    filled .env, both profiles), or None when no compose binary is installed."""
+    if compose_command() is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_compose_config(Path(tmp), filled_env_text(), "--profile", "local-ai")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def compose_sources() -> list[tuple[str, dict[str, Any]]]:
+    """The compose file as written and, when available, as compose resolves it: each
+    structural check runs on both, so YAML tricks cannot hide a difference."""
+    sources = [("docker-compose.yml", compose())]
+    resolved = resolved_compose()
+    if resolved is not None:
+        sources.append(("docker-compose config", resolved))
+    return sources
+
+
+def depends_on(svc: dict[str, Any]) -> dict[str, str]:
+    """dependency -> condition, for the list and the mapping forms."""
+    deps = svc.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: (how or {}).get("condition", "service_started") for name, how in deps.items()}
+
+
+def port_bindings(svc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(host ip, host ports, container ports, protocol) of each published port, from the
+    short syntax ("127.0.0.1:80:80/tcp") or compose v2's resolved long syntax."""
+    result = []
+    for spec in svc.get("ports") or []:
+        if isinstance(spec, dict):
+            target = str(spec["target"])
+            published = str(spec.get("published", target))
+            result.append((spec.get("host_ip", ""), published, target, spec.get("protocol", "tcp")))
+            continue
+        ports, _, proto = str(spec).partition("/")
+        parts = ports.rsplit(":", 2)
+        assert len(parts) in (2, 3), f"use [IP:]HOST:CONTAINER[/proto] ports, got {spec!r}"
+        host_ip = parts[0] if len(parts) == 3 else ""
+        result.append((host_ip, parts[-2], parts[-1], proto or "tcp"))
+    return result
 
 
 def service(name: str) -> dict[str, Any]:

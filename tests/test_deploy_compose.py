@@ -1,25 +1,27 @@
-"""Static checks of docker-compose.yml against the code: one LiveKit key pair everywhere,
-one Redis for LiveKit and SIP, webhook and probe paths that are real routes, port ranges that
-match, every required setting provided. No Docker engine is needed; only the
-`docker-compose config` check skips when no compose binary is installed."""
+"""Static checks of docker-compose.yml against the code and against what LiveKit needs to
+carry a call: one LiveKit key pair everywhere; SIP on the host's network, reaching Redis and
+LiveKit on loopback; nothing of Outdial waiting for SIP's health; nothing published beyond
+loopback; exact image tags; media ports and the capacity docs/deploy.md states computed from
+the same configs; webhook and probe paths that are real routes; every required setting
+provided. No Docker engine is needed. The structural checks run on the YAML as written and,
+when a compose binary is installed, on what `docker-compose config` resolves from it."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from agent_runtime.model_keys import startup_error
+from agent_runtime.settings import WorkerSettings
 from api.settings import Settings
 from tests.deploy_files import (
     AGENT_ENV,
     AGENT_HEALTH_PORT,
     AGENT_NEEDS,
-    COMPOSE_FILE,
     CORE_SERVICES,
     DEPLOY,
     ENV_EXAMPLE,
@@ -27,19 +29,29 @@ from tests.deploy_files import (
     LOCAL_URL,
     OUTDIAL_COMMANDS,
     ROOT,
-    SECRETS,
+    SIP_RTP_DRAIN_SECONDS,
+    THIRD_PARTY_IMAGES,
     compose,
+    compose_command,
     compose_interpolations,
+    depends_on,
     env_example,
     env_files,
+    filled_env_text,
     interpolated,
     is_route,
     livekit_config,
+    port_bindings,
     required_settings,
+    resolved_compose,
+    run_compose_config,
     service,
     service_env,
     sip_config,
 )
+
+DOCS = ROOT / "docs" / "deploy.md"
+LOOPBACK = "127.0.0.1"
 
 
 def test_route_lookup_tells_routes_from_non_routes() -> None:
@@ -53,25 +65,32 @@ def test_route_lookup_tells_routes_from_non_routes() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def published(name: str) -> list[tuple[str, str, str]]:
-    """(host ports, container ports, protocol) of each short-syntax port of a service."""
-    result = []
-    for spec in service(name).get("ports", []):
-        spec = str(spec)
-        ports, _, proto = spec.partition("/")
-        parts = ports.split(":")
-        assert len(parts) in (2, 3), f"{name}: use HOST:CONTAINER[/proto] ports, got {spec!r}"
-        result.append((parts[-2], parts[-1], proto or "tcp"))
-    return result
-
-
 def container_ports(name: str, proto: str) -> set[str]:
     ports = set()
-    for host, container, protocol in published(name):
+    for _, host, container, protocol in port_bindings(service(name)):
         assert host == container, f"{name}: publish {container} on the same host port"
         if protocol == proto:
             ports.add(container)
     return ports
+
+
+def address(value: str) -> tuple[str | None, int | None]:
+    """(host, port) of a URL or a bare host:port."""
+    parts = urlsplit(value if "://" in value else f"//{value}")
+    return parts.hostname, parts.port
+
+
+# The structural checks run on the file as written and on what compose resolves from it.
+SOURCES = ["docker-compose.yml", "docker-compose config"]
+
+
+def compose_source(source: str) -> dict[str, Any]:
+    if source == "docker-compose.yml":
+        return compose()
+    resolved = resolved_compose()
+    if resolved is None:
+        pytest.skip("neither docker-compose nor `docker compose` is installed")
+    return resolved
 
 
 def healthcheck_command(name: str) -> list[str]:
@@ -130,17 +149,84 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
         assert op in (":?", ":-"), f"${{{var}}} needs a default (:-) or a guard (:?)"
 
 
-def test_livekit_and_sip_use_the_compose_redis() -> None:
-    redis = service("redis")
-    assert str(redis["image"]).startswith("redis:")
-    assert "--port" not in redis.get("command", []), "the checks below assume port 6379"
-    bundled = "redis:6379"
-    assert livekit_config()["redis"]["address"] == bundled
-    assert sip_config()["redis"]["address"] == bundled
-    redis_url = urlsplit(env_example()["REDIS_URL"] or "")
-    assert f"{redis_url.hostname}:{redis_url.port or 6379}" == bundled
-    for name in ("livekit", "sip"):
-        assert service(name)["depends_on"]["redis"]["condition"] == "service_healthy"
+# ------------------------------------------------------------------------------------------
+# SIP on the host's network (livekit/sip README: "The container must be run with host
+# networking enabled"); Redis and LiveKit reached on loopback; nothing waits for SIP
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_sip_runs_on_the_host_network(source: str) -> None:
+    config = compose_source(source)
+    sip = config["services"]["sip"]
+    assert sip.get("network_mode") == "host", "SIP and RTP must not go through Docker's NAT"
+    # a host-networked service has no ports to publish and joins no compose network
+    assert not sip.get("ports") and not sip.get("networks")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_sip_reaches_redis_and_livekit_on_loopback(source: str) -> None:
+    config = compose_source(source)
+    services = config["services"]
+    # A host-networked service cannot resolve compose service names.
+    redis_host, redis_port = address(sip_config()["redis"]["address"])
+    ws_host, ws_port = address(sip_config()["ws_url"])
+    assert redis_host == ws_host == LOOPBACK
+    assert "--port" not in services["redis"].get("command", []), "Redis listens on 6379"
+    assert (LOOPBACK, str(redis_port), "6379", "tcp") in port_bindings(services["redis"])
+    assert ws_port == livekit_config()["port"]
+    assert (LOOPBACK, str(ws_port), str(ws_port), "tcp") in port_bindings(services["livekit"])
+    assert depends_on(services["sip"]) == {
+        "redis": "service_healthy",
+        "livekit": "service_healthy",
+    }
+
+
+def test_livekit_and_outdial_use_the_compose_redis_by_name() -> None:
+    assert str(service("redis")["image"]).startswith("redis:")
+    assert address(livekit_config()["redis"]["address"]) == ("redis", 6379)
+    assert address(env_example()["REDIS_URL"] or "") == ("redis", 6379)
+    assert depends_on(service("livekit"))["redis"] == "service_healthy"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_no_outdial_service_waits_for_sip_health(source: str) -> None:
+    config = compose_source(source)
+    # SIP can exit at startup (STUN failure with use_external_ip); a service_healthy
+    # dependency on it would keep the API, the worker and the agent from starting at all.
+    for name in OUTDIAL_COMMANDS:
+        condition = depends_on(config["services"][name]).get("sip")
+        assert condition in (None, "service_started"), f"{name} waits for sip: {condition}"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_only_loopback_is_published(source: str) -> None:
+    config = compose_source(source)
+    # Plain HTTP APIs and an unauthenticated Redis: nothing on the host's other interfaces.
+    # (Docker's published ports also bypass ufw/firewalld; host-networked SIP does not.)
+    published = {}
+    for name, svc in config["services"].items():
+        for host_ip, host, _, proto in port_bindings(svc):
+            assert host_ip == LOOPBACK, f"{name} publishes {host}/{proto} on {host_ip or 'all'}"
+            published[name, proto] = published.get((name, proto), set()) | {host}
+    assert published == {
+        ("redis", "tcp"): {"6379"},
+        ("livekit", "tcp"): {str(livekit_config()["port"])},
+        ("api", "tcp"): {api_port()},
+    }
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_images_are_pinned_exactly(source: str) -> None:
+    config = compose_source(source)
+    for name, repository in THIRD_PARTY_IMAGES.items():
+        image = str(config["services"][name]["image"])
+        if "@sha256:" in image:
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo == repository, f"{name}: {image}"
+        # v1.13 or 7.4-alpine move with every patch release: three numbers, or a digest
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[a-z0-9.]+)?", tag), f"{name}: {image} moves"
 
 
 def test_redis_keeps_an_append_only_file_in_a_volume() -> None:
@@ -152,9 +238,7 @@ def test_redis_keeps_an_append_only_file_in_a_volume() -> None:
     assert target == "/data" and volume in compose()["volumes"]
 
 
-def test_sip_and_outdial_reach_livekit_by_its_service_name() -> None:
-    ws_url = urlsplit(sip_config()["ws_url"])
-    assert (ws_url.hostname, ws_url.port) == ("livekit", livekit_config()["port"])
+def test_outdial_reaches_livekit_by_its_service_name() -> None:
     livekit_url = urlsplit(env_example()["LIVEKIT_URL"] or "")
     assert (livekit_url.hostname, livekit_url.port) == ("livekit", livekit_config()["port"])
 
@@ -196,15 +280,15 @@ def test_services_start_in_order_once_healthy() -> None:
     expected = {
         "livekit": {"redis"},
         "sip": {"redis", "livekit"},
-        "api": {"redis", "livekit", "sip"},
-        "worker": {"redis", "livekit", "sip", "api"},
+        "api": {"redis", "livekit"},
+        "worker": {"redis", "livekit", "api"},
         "agent": {"livekit", "api"},
     }
     for name, needs in expected.items():
-        depends_on = service(name)["depends_on"]
-        assert set(depends_on) == needs, name
-        for dependency, how in depends_on.items():
-            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+        dependencies = depends_on(service(name))
+        assert set(dependencies) == needs, name
+        for dependency, condition in dependencies.items():
+            assert condition == "service_healthy", f"{name} -> {dependency}"
             healthcheck_command(dependency)
     for name in CORE_SERVICES:
         healthcheck_command(name)
@@ -224,18 +308,93 @@ def test_api_worker_agent_run_one_image_with_env_file() -> None:
 
 
 def test_ports_line_up() -> None:
-    lk = livekit_config()
-    rtc = lk["rtc"]
-    assert container_ports("livekit", "tcp") == {str(lk["port"]), str(rtc["tcp_port"])}
-    assert container_ports("livekit", "udp") == {
-        f"{rtc['port_range_start']}-{rtc['port_range_end']}"
-    }
-    sip = sip_config()
-    assert container_ports("sip", "udp") == {str(sip["sip_port"]), sip["rtp_port"]}
-    assert container_ports("sip", "tcp") == {str(sip["sip_port"])}
-    assert f"/dev/tcp/127.0.0.1/{sip['health_port']}" in healthcheck_command("sip")[-1]
+    assert container_ports("livekit", "tcp") == {str(livekit_config()["port"])}
     assert container_ports("api", "tcp") == {api_port()}
-    assert "ports" not in service("redis"), "Redis must not be published on the host"
+    sip = sip_config()
+    assert f"/dev/tcp/127.0.0.1/{sip['health_port']}" in healthcheck_command("sip")[-1]
+    # SIP binds its ports on the host itself: they must not collide with what compose
+    # publishes there, nor with LiveKit's (7880 on loopback).
+    start, end = rtp_range()
+    taken = {6379, int(api_port()), livekit_config()["port"], sip["health_port"]}
+    assert not {p for p in taken if start <= p <= end}
+    assert sip["sip_port"] not in taken and not start <= sip["sip_port"] <= end
+
+
+def test_sip_healthcheck_counts_busy_as_up() -> None:
+    # livekit/sip answers 429 when CPU use is above max_cpu_utilization: it is up, and
+    # LiveKit already routes new calls away from it; 503 means not started or stopping.
+    probe = healthcheck_command("sip")[-1]
+    codes = re.search(r"grep -qE ' \((\d+(?:\|\d+)*)\) '", probe)
+    assert codes, probe
+    assert set(codes.group(1).split("|")) == {"200", "429"}
+
+
+# ------------------------------------------------------------------------------------------
+# Media ports: the configs, and the capacity docs/deploy.md states from them
+# ------------------------------------------------------------------------------------------
+
+
+def rtp_range() -> tuple[int, int]:
+    start, _, end = str(sip_config()["rtp_port"]).partition("-")
+    return int(start), int(end)
+
+
+def even_ports(start: int, end: int) -> int:
+    """Ports livekit/sip can bind: even ones only, both ends included
+    (media-sdk rtp/listen.go bindEvenRange)."""
+    low, high = (start + 1) & ~1, end & ~1
+    return max(0, (high - low) // 2 + 1)
+
+
+def test_even_port_count_matches_livekit_sip() -> None:
+    assert even_ports(10000, 10100) == 51
+    assert even_ports(10001, 10004) == 2
+    assert even_ports(10000, 20000) == 5001
+
+
+def test_livekit_uses_one_multiplexed_udp_port() -> None:
+    rtc = livekit_config()["rtc"]
+    # port_range_* would win over udp_port (mediatransportutil rtcconfig/webrtc_config.go)
+    assert not {"port_range_start", "port_range_end"} & set(rtc)
+    assert isinstance(rtc["udp_port"], int)
+    assert rtc["use_external_ip"] is False, "its peers are on this host; no STUN at startup"
+
+
+def test_sip_rtp_range_and_drain_are_what_the_docs_count() -> None:
+    sip = sip_config()
+    assert not {"rtp_draining_idle_timeout", "rtp_draining_duration"} & set(sip), (
+        "the docs count SIP's default 30 s drain"
+    )
+    start, end = rtp_range()
+    assert 1024 < start < end < 32768, "below Linux's ephemeral ports (32768-60999)"
+    # the capacity the docs promise for 10 call attempts a second must be real
+    assert even_ports(start, end) - SIP_RTP_DRAIN_SECONDS * 10 >= 1000
+
+
+def test_docs_media_arithmetic_matches_the_configs() -> None:
+    text = DOCS.read_text()
+    start, end = rtp_range()
+    ports = even_ports(start, end)
+    assert f"`rtp_port: {start}-{end}`" in text
+    stated = re.findall(r"(\d+) even ports", text)
+    assert stated and set(stated) == {str(ports)}, stated
+    # "P - D x call attempts per second", written with the minus and times signs
+    per_rate = re.search(r"(\d+) \u2212 (\d+) \u00d7 call attempts per second", text)
+    assert per_rate, "docs/deploy.md states the SIP capacity formula"
+    assert per_rate.groups() == (str(ports), str(SIP_RTP_DRAIN_SECONDS))
+    examples = re.findall(r"(\d+) at (\d+) call attempts per second", text)
+    assert examples, "docs/deploy.md gives a worked example"
+    for calls, rate in examples:
+        assert int(calls) == ports - SIP_RTP_DRAIN_SECONDS * int(rate), (calls, rate)
+    udp_port = livekit_config()["rtc"]["udp_port"]
+    assert f"`rtc.udp_port: {udp_port}`" in text
+    # the ranges this stack no longer uses must not linger in the docs
+    assert "50000-50100" not in text and "10000-10100" not in text
+
+
+# ------------------------------------------------------------------------------------------
+# Shutdown, settings and the agent's variables
+# ------------------------------------------------------------------------------------------
 
 
 def test_stop_grace_covers_a_call() -> None:
@@ -270,6 +429,30 @@ def test_agent_gets_its_variables() -> None:
         assert var in env or var in example, f"agent does not get {var}"
 
 
+def local_ai_block() -> dict[str, str]:
+    """The commented local-ai block at the end of .env.example, as variables."""
+    block = ENV_EXAMPLE.read_text().split("local-ai profile", 1)[1]
+    return dict(
+        line[2:].split("=", 1) for line in block.splitlines() if re.match(r"# [A-Z_]+=", line)
+    )
+
+
+def test_the_agent_refuses_the_shipped_env_until_a_model_key_is_set() -> None:
+    # .env.example as shipped points the agent at OpenAI with an empty key: the agent must
+    # refuse to start (naming the variable), not register and answer calls with silence.
+    shipped = {k: v for k, v in env_example().items() if v}
+    refusal = startup_error(WorkerSettings.from_env(shipped), shipped)
+    assert refusal and "OPENAI_API_KEY" in refusal
+    with_key = {**shipped, "OPENAI_API_KEY": "sk-set-in-env"}
+    assert startup_error(WorkerSettings.from_env(with_key), with_key) is None
+    # the local-ai block works as documented (its servers ignore the key)...
+    local = {**shipped, **local_ai_block()}
+    assert startup_error(WorkerSettings.from_env(local), local) is None
+    # ...and would still start with the key line left empty: its endpoints are local
+    local["OPENAI_API_KEY"] = ""
+    assert startup_error(WorkerSettings.from_env(local), local) is None
+
+
 def test_local_ai_pulls_the_models_the_agent_uses() -> None:
     entrypoint = " ".join(service("ollama-pull")["entrypoint"])
     assert [v for v, _, _ in interpolated(entrypoint)] == ["OUTDIAL_LLM_MODEL"]
@@ -277,63 +460,43 @@ def test_local_ai_pulls_the_models_the_agent_uses() -> None:
     assert [v for v, _, _ in interpolated(env["STT_MODEL"])] == ["OUTDIAL_STT_MODEL"]
     assert [v for v, _, _ in interpolated(env["TTS_MODEL"])] == ["OUTDIAL_TTS_MODEL"]
     # The commented local-ai block of .env.example names these services.
-    block = ENV_EXAMPLE.read_text().split("local-ai profile", 1)[1]
-    commented = dict(
-        line[2:].split("=", 1) for line in block.splitlines() if re.match(r"# [A-Z_]+=", line)
-    )
+    commented = local_ai_block()
     assert commented.keys() == AGENT_ENV
     assert urlsplit(commented["OUTDIAL_LLM_BASE_URL"]).hostname == "ollama"
     assert urlsplit(commented["OUTDIAL_STT_BASE_URL"]).hostname == "speaches"
     assert urlsplit(commented["OUTDIAL_TTS_BASE_URL"]).hostname == "speaches"
 
 
-# docker-compose config (the one check that needs a binary)
+# ------------------------------------------------------------------------------------------
+# docker-compose config (the checks that need a binary)
 # ------------------------------------------------------------------------------------------
 
 
-def compose_command() -> list[str] | None:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if shutil.which("docker"):
-        probe = subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, text=True, timeout=30
-        )
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    return None
-
-
 def test_compose_config_validates(tmp_path: Path) -> None:
-    command = compose_command()
-    if command is None:
+    if compose_command() is None:
         pytest.skip("neither docker-compose nor `docker compose` is installed")
-    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    shutil.copytree(DEPLOY, tmp_path / "deploy")
-    # Only PATH and HOME: variables of this shell must not stand in for .env.
-    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
-
-    def config(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, *args, "config", "-q"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
     # As shipped the secrets are empty: compose must refuse, naming what to set.
-    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
-    refused = config()
+    refused = run_compose_config(tmp_path, ENV_EXAMPLE.read_text())
     assert refused.returncode != 0, "compose accepted empty secrets"
     assert "in .env" in refused.stdout + refused.stderr
-
-    filled = []
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        if line.partition("=")[0] in SECRETS:
-            line = line.partition("=")[0] + "=" + "0123456789abcdef" * 4
-        filled.append(line)
-    (tmp_path / ".env").write_text("\n".join(filled) + "\n")
     for args in ((), ("--profile", "local-ai")):
-        result = config(*args)
+        result = run_compose_config(tmp_path, filled_env_text(), *args)
         assert result.returncode == 0, f"config {args}: {result.stdout}{result.stderr}"
+
+
+def test_the_public_ip_reaches_sip(tmp_path: Path) -> None:
+    if compose_command() is None:
+        pytest.skip("neither docker-compose nor `docker compose` is installed")
+    import yaml
+
+    text = filled_env_text().replace(
+        "OUTDIAL_SIP_PUBLIC_IP=\n", "OUTDIAL_SIP_PUBLIC_IP=203.0.113.10\n"
+    )
+    result = run_compose_config(tmp_path, text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sip = yaml.safe_load(result.stdout)["services"]["sip"]
+    environment = sip["environment"]
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    assert environment["OUTDIAL_SIP_PUBLIC_IP"] == "203.0.113.10"
+    assert sip["entrypoint"][-1] == "/sip/entrypoint.sh"

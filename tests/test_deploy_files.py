@@ -1,6 +1,7 @@
-"""Static checks of .env.example, deploy/init-env.sh, the Kubernetes manifests and the
-Dockerfile against the code: every setting provided and valid, secrets left empty, probes
-that are real routes."""
+"""Static checks of .env.example, deploy/init-env.sh, deploy/sip-entrypoint.sh, the
+Kubernetes manifests, the Dockerfile and the quick starts against the code: every setting
+provided and valid, secrets left empty, probes that are real routes, exactly one public
+address reaching LiveKit SIP, quick starts that set every variable they use."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from dotenv import dotenv_values
 
 from api.settings import Settings
@@ -29,8 +31,10 @@ from tests.deploy_files import (
     OUTDIAL_COMMANDS,
     ROOT,
     SECRETS,
+    compose,
     compose_interpolations,
     env_example,
+    interpolated,
     is_route,
     k8s_configmap,
     k8s_container,
@@ -331,3 +335,143 @@ def load_pyproject() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------
+# deploy/sip-entrypoint.sh: exactly one public-address line reaches livekit-sip
+# ------------------------------------------------------------------------------------------
+
+
+def run_sip_entrypoint(
+    tmp_path: Path, public_ip: str, config: Path = DEPLOY / "sip.yaml"
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """Runs the entrypoint with a stand-in `livekit-sip` that records the config body it
+    was given; returns the run and that config (None when livekit-sip never started)."""
+    if not shutil.which("bash"):
+        pytest.fail("bash is required to run deploy/sip-entrypoint.sh")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    recorded = tmp_path / "body.yaml"
+    recorded.unlink(missing_ok=True)
+    stub = bin_dir / "livekit-sip"
+    stub.write_text('#!/bin/sh\nprintf "%s" "$SIP_CONFIG_BODY" > "$RECORD"\n')
+    stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "SIP_CONFIG_FILE": str(config),
+        "OUTDIAL_SIP_PUBLIC_IP": public_ip,
+        "RECORD": str(recorded),
+    }
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "sip-entrypoint.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    body = yaml.safe_load(recorded.read_text()) if recorded.exists() else None
+    return result, body
+
+
+def test_sip_entrypoint_uses_stun_unless_the_public_ip_is_set(tmp_path: Path) -> None:
+    shipped = load_yaml(DEPLOY / "sip.yaml")
+    # livekit/sip refuses use_external_ip and nat_1_to_1_ip together: the file sets neither
+    assert not {"use_external_ip", "nat_1_to_1_ip"} & set(shipped)
+
+    result, body = run_sip_entrypoint(tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    assert body == {**shipped, "use_external_ip": True}
+
+    result, body = run_sip_entrypoint(tmp_path, "203.0.113.10")
+    assert result.returncode == 0, result.stderr
+    assert body == {**shipped, "nat_1_to_1_ip": "203.0.113.10"}
+
+
+@pytest.mark.parametrize("bad", ["203.0.113", "300.1.1.1", "1.2.3.4.5", "a.b.c.d", "1.2.3.4 "])
+def test_sip_entrypoint_rejects_a_malformed_public_ip(tmp_path: Path, bad: str) -> None:
+    result, body = run_sip_entrypoint(tmp_path, bad)
+    assert result.returncode == 64 and body is None
+    assert "OUTDIAL_SIP_PUBLIC_IP" in result.stderr
+
+
+def test_sip_entrypoint_refuses_a_config_that_sets_the_address_itself(tmp_path: Path) -> None:
+    config = tmp_path / "sip.yaml"
+    config.write_text((DEPLOY / "sip.yaml").read_text() + "use_external_ip: true\n")
+    result, body = run_sip_entrypoint(tmp_path, "", config)
+    assert result.returncode == 64 and body is None
+
+
+def test_compose_runs_the_sip_entrypoint_on_the_mounted_config() -> None:
+    sip = compose()["services"]["sip"]
+    # container path -> host path, of "HOST:CONTAINER[:ro]" bind mounts
+    mounts = {target: source for source, target, *_ in (v.split(":") for v in sip["volumes"])}
+    script = sip["entrypoint"][-1]
+    assert mounts[script] == "./deploy/sip-entrypoint.sh"
+    # the script's default config path is where the image's own entrypoint reads it
+    default = re.search(
+        r'config_file="\$\{SIP_CONFIG_FILE:-([^}]+)\}"', (DEPLOY / "sip-entrypoint.sh").read_text()
+    )
+    assert default and mounts[default.group(1)] == "./deploy/sip.yaml"
+    assert [v for v, _, _ in interpolated(sip["environment"]["OUTDIAL_SIP_PUBLIC_IP"])] == [
+        "OUTDIAL_SIP_PUBLIC_IP"
+    ]
+    assert env_example()["OUTDIAL_SIP_PUBLIC_IP"] == "", "STUN by default; set it per host"
+
+
+# ------------------------------------------------------------------------------------------
+# Documentation that operators copy from
+# ------------------------------------------------------------------------------------------
+
+DOCS_DEPLOY = ROOT / "docs" / "deploy.md"
+ASSIGNMENT = re.compile(r"(?:^|[;&|(\s])(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+EXPANSION = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def bash_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+def unset_variables(blocks: list[str]) -> list[str]:
+    """Shell variables the blocks expand before any line of them assigns one."""
+    assigned: set[str] = set()
+    unset = []
+    for line in "\n".join(blocks).splitlines():
+        code = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+        assigned |= set(ASSIGNMENT.findall(code))
+        unset += [name for name in EXPANSION.findall(code) if name not in assigned]
+    return unset
+
+
+def test_unset_variable_detection() -> None:
+    assert unset_variables(['curl -H "$TOKEN"']) == ["TOKEN"]
+    assert unset_variables(["TOKEN=$(cat t)", 'curl -H "$TOKEN"']) == []
+    assert unset_variables(["WS=a; KEY=b", "echo ${WS} $KEY # $NOT_CODE"]) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "start", "end"),
+    [
+        ("README.md", "# Outdial", "## How it works"),
+        ("docs/deploy.md", "## Quick start", "## Configuration"),
+    ],
+)
+def test_quick_starts_set_every_variable_they_use(path: str, start: str, end: str) -> None:
+    text = (ROOT / path).read_text()
+    section = text[text.index(start) : text.index(end)]
+    blocks = bash_blocks(section)
+    assert blocks, f"{path}: no bash block in the quick start"
+    assert unset_variables(blocks) == [], f"{path}: the quick start uses unset variables"
+    # the one step nobody can script: the model key (or the local-ai profile)
+    assert "OPENAI_API_KEY" in section and "local-ai" in section, path
+
+
+def test_cited_test_files_exist() -> None:
+    cited = set()
+    files = [
+        ROOT / "docker-compose.yml",
+        ENV_EXAMPLE,
+        ROOT / "README.md",
+        ROOT / "docs" / "deploy.md",
+    ]
+    files += [p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix in {".yaml", ".sh", ""}]
+    for path in files:
+        cited |= set(re.findall(r"tests/[\w/]+\.py", path.read_text(errors="replace")))
+    missing = sorted(c for c in cited if not (ROOT / c).is_file())
+    assert not missing, f"deployment files cite tests that do not exist: {missing}"
