@@ -18,6 +18,8 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from agent_runtime.model_keys import startup_error
+from agent_runtime.settings import WorkerSettings
 from api.settings import Settings
 from tests.deploy_files import (
     AGENT_ENV,
@@ -244,6 +246,15 @@ def test_k8s_config_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.setenv(var, value)
     settings = Settings(_env_file=None)
     assert urlsplit(settings.public_url).hostname == "outdial-api.outdial.svc.cluster.local"
+
+
+def test_k8s_agent_refuses_to_start_until_the_model_key_is_filled_in() -> None:
+    # The agent's environment as deploy/k8s builds it, with secret.env copied unchanged.
+    env = {k: v for k, v in {**k8s_configmap(), **k8s_secret_keys()}.items() if v}
+    refusal = startup_error(WorkerSettings.from_env(env), env)
+    assert refusal and "OPENAI_API_KEY" in refusal
+    env["OPENAI_API_KEY"] = "sk-filled-in"
+    assert startup_error(WorkerSettings.from_env(env), env) is None
 
 
 def test_k8s_agent_grace_period_covers_a_call() -> None:
