@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -95,11 +94,11 @@ async def test_dropped_redis_connections_mid_dispatch_lose_nothing_and_dial_once
                 assert placed.status_code == 200, placed.text
                 call_ids.append(placed.json()["callId"])
 
-            await lk.wait_for_async("RoomService", "CreateRoom", timeout=20)
             dropped = 0
-            for _ in range(3):
+            for arrived in (1, 2, 3):
+                # Each time one more call is mid-dispatch (its CreateRoom stalls at LiveKit).
+                await lk.wait_for_async("RoomService", "CreateRoom", count=arrived, timeout=20)
                 dropped += admin.client_kill_filter(_type="normal", skipme=True)
-                await asyncio.sleep(0.5)
             assert dropped >= 3  # the worker's and the API's connections really went
 
             views = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -53,8 +53,9 @@ def test_retry_after_seconds_date_garbage_and_cap() -> None:
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after("999999", now) == MAX_RETRY_AFTER_SECONDS
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    assert 110 <= parse_retry_after(later, now) <= 121
+    # An HTTP date has whole seconds: 120 s after `now`, truncated, is (119, 120] away.
+    later = format_datetime(datetime.fromtimestamp(int(now) + 120, UTC), usegmt=True)
+    assert 119 < parse_retry_after(later, now) <= 120
 
 
 def test_retry_delay_follows_schedule_with_jitter_and_repeats_last() -> None:
