@@ -61,7 +61,7 @@ async def test_no_agent_ready_fails_the_call_and_rings_nobody(
     assert view["errorCode"] == "AGENT_UNAVAILABLE"
     assert view["endReason"] == "agent_unavailable"
     assert lk.count("SIP", "CreateSIPParticipant") == 0
-    assert lk.room(accepted["roomName"]) is None  # the room (and its agent job) is gone
+    await _room_dropped(lk, accepted["roomName"])  # the room (and its agent job) is gone
     transitions = list(view["transitions"])
     assert transitions == ["queued", "dispatching", "waiting_for_agent", "failed"]
 
@@ -94,7 +94,7 @@ async def test_an_unanswered_call_without_webhooks_ends_within_its_ring_timeout_
     # Never before the ring timeout (+ margin), and soon after it.
     assert ended_at - dialed_at >= 5 + SHORT["deadline_margin_seconds"] - 0.01
     assert ended_at - dialed_at <= 5 + 30
-    assert lk.room(accepted["roomName"]) is None
+    await _room_dropped(lk, accepted["roomName"])
     assert lk.count("SIP", "CreateSIPParticipant") == 1
 
 
@@ -119,7 +119,7 @@ async def test_an_answer_nobody_reports_is_found_and_the_call_ends_at_max_durati
     assert view["endReason"] == "max_duration"
     talked = _epoch(view["endedAt"]) - _epoch(answered["transitions"]["in_progress"])
     assert 10 <= talked <= 10 + 30
-    assert lk.room(room) is None
+    await _room_dropped(lk, room)
 
 
 @pytest.mark.dial_immediately
@@ -135,7 +135,7 @@ async def test_answered_without_an_agent_drops_the_room_within_the_grace(
     lk.set_participant(room, f"sip-{call_id}", call_status="active")
     view = await wait_status(tenant, call_id, {"failed"}, timeout=20)
     assert view["endReason"] == "agent_unavailable"
-    assert lk.room(room) is None
+    await _room_dropped(lk, room)
     # found within one grace, then one grace for the agent: about two graces of silence
     assert time.time() - answered_at <= 2 * SHORT["agent_answer_grace_seconds"] + 5
 
@@ -183,6 +183,12 @@ async def test_a_live_deadline_is_kept_for_every_non_terminal_call(
         assert plain.zscore(key, call_id) is None
     finally:
         plain.close()
+
+
+async def _room_dropped(lk: Any, room_name: str) -> None:
+    """The status is applied before the room is dropped: wait for the DeleteRoom."""
+    await async_wait_until(lambda: lk.room(room_name) is None, what=f"room {room_name} dropped")
+    assert lk.room(room_name, include_closed=True) is not None
 
 
 def _epoch(iso: str) -> float:
