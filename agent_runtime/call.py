@@ -40,6 +40,8 @@ logger = logging.getLogger("outdial.agent.call")
 
 AgentFactory = Callable[[CallContext], Agent | Awaitable[Agent]]
 CONNECT_TIMEOUT_SECONDS = 15.0
+SESSION_START_TIMEOUT_SECONDS = 15.0
+END_REPORT_WAIT_SECONDS = 2.0
 T = TypeVar("T")
 
 
@@ -183,21 +185,24 @@ class _CallRun:
         session = self._plan.build(call, self._ctx.proc.userdata.get("vad"))
         call.session = self._session = session
         session.on("close", self._on_session_close)
-        await self._plan.start(session, agent, self._ctx.room, self._identity)
+        start = self._plan.start(session, agent, self._ctx.room, self._identity)
+        try:
+            await self._until_over(start, SESSION_START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return self._fail("the agent session did not start in time")
         self._check_over()
         call.report("agent.ready", {"job_id": self._ctx.job.id, "agent_id": call.agent.id})
 
-        # the SIP bridge joins once dialed, then rings for ring_timeout: wait for both
-        deadline = (
-            time.monotonic()
-            + call.dispatch.ring_timeout_seconds
-            + call.settings.ring_timeout_margin_seconds
-        )
+        # The API dials now, or soon (its queue, its retries): wait generously for the leg;
+        # once it is there it rings for ring_timeout (+ margin) from its join.
+        ringing = call.dispatch.ring_timeout_seconds + call.settings.ring_timeout_margin_seconds
         try:
-            await self._until_over(leg.wait_joined(), _until(deadline))
+            await self._until_over(
+                leg.wait_joined(), ringing + call.settings.leg_join_timeout_seconds
+            )
         except TimeoutError:
-            self._end_before_answer(not_joined_outcome())
-            return
+            return self._end_before_answer(not_joined_outcome())
+        deadline = time.monotonic() + ringing
         unanswered = await self._until_over(leg.wait_until_answered(_until(deadline)))
         if unanswered is not None:
             self._end_before_answer(unanswered)
@@ -305,6 +310,8 @@ class _CallRun:
             history = session.history if session is not None else ChatContext.empty()
             call.report("call.transcript", {"turns": transcript_turns(history)})
         self._report_end(outcome, message=self._failure, with_results=answered)
+        # The room's deletion reaches the API as webhooks too: our report goes first.
+        await call.flush_reports(END_REPORT_WAIT_SECONDS)
         await call.drop_leg()
         if self._amd is not None:
             await asyncio.gather(self._amd, return_exceptions=True)

@@ -168,6 +168,8 @@ class CallContext:
         self.end_call("voicemail", self.voicemail_message if leave else None)
 
     async def _hang_up(self, message: str | None) -> None:
+        """Say the goodbye, then end the call: the runtime reports the end before it drops
+        the leg (`drop_leg`), so the API hears why from us, not from the room's deletion."""
         try:
             session = self.session
             if session is not None:
@@ -177,7 +179,6 @@ class CallContext:
                 if message:
                     handle = session.say(message, allow_interruptions=False)
                     await _wait_quietly(handle.wait_for_playout())
-            await self.drop_leg()
         except Exception:
             logger.exception("error while hanging up", extra={"call_id": self.call_id})
         finally:
@@ -194,6 +195,11 @@ class CallContext:
             )
         # a cancelled caller must not cancel the request the others wait for
         await asyncio.shield(self._drop_task)
+
+    async def flush_reports(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the events reported so far reached the API."""
+        if self._reporter is not None:
+            await self._reporter.flush(timeout)
 
     async def wait_hung_up(self) -> None:
         """Wait for a hang-up in progress, if any (its goodbye stops when the session

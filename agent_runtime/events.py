@@ -70,6 +70,16 @@ class EventReporter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outdial-event-reporter")
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued event was delivered (or given up); False on timeout."""
+        if self._task is None:
+            return True
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def aclose(self, timeout: float = 5.0) -> None:
         """Flush what is queued for at most `timeout` seconds, then stop."""
         self._closed = True

@@ -43,6 +43,8 @@ class WorkerSettings:
     silence_timeout_seconds: float = 30.0
     # added to ring_timeout_seconds: the SIP bridge joins the room, then rings
     ring_timeout_margin_seconds: float = 10.0
+    # How long, beyond the ring time, the dial may take to reach the room after agent.ready.
+    leg_join_timeout_seconds: float = 60.0
     event_flush_timeout_seconds: float = 5.0
     max_duration_message: str = "I'm sorry, we have reached the time limit for this call. Goodbye."
     silence_message: str = "I haven't heard from you, so I'll end the call now. Goodbye."
@@ -98,6 +100,9 @@ class WorkerSettings:
             ),
             ring_timeout_margin_seconds=number(
                 "OUTDIAL_AGENT_RING_TIMEOUT_MARGIN_SECONDS", defaults.ring_timeout_margin_seconds
+            ),
+            leg_join_timeout_seconds=number(
+                "OUTDIAL_AGENT_LEG_JOIN_TIMEOUT_SECONDS", defaults.leg_join_timeout_seconds
             ),
             event_flush_timeout_seconds=number(
                 "OUTDIAL_AGENT_EVENT_FLUSH_TIMEOUT_SECONDS", defaults.event_flush_timeout_seconds

@@ -17,7 +17,10 @@ import logging
 
 from livekit import api
 
+from sip import RetryPolicy, delete_room
+
 logger = logging.getLogger("outdial.agent.telephony")
+_HANG_UP_RETRIES = RetryPolicy(attempts=3, first_delay=0.2, max_delay=1.0)
 
 
 class CallControl:
@@ -30,12 +33,9 @@ class CallControl:
         self._sip_identity = sip_identity
 
     async def hang_up(self) -> None:
-        """Delete the room (idempotent: a room that is already gone is fine)."""
-        try:
-            await self._api.room.delete_room(api.DeleteRoomRequest(room=self._room_name))
-        except api.TwirpError as exc:
-            if exc.code != api.TwirpErrorCode.NOT_FOUND:
-                raise
+        """Delete the room: idempotent (a room already gone is fine), so transient errors
+        are retried; a callee must not stay on a line nobody watches."""
+        await delete_room(self._api, self._room_name, _HANG_UP_RETRIES)
 
     async def transfer(self, transfer_to: str) -> None:
         """Cold-transfer the callee (SIP REFER), sent once; raises if LiveKit refuses or the

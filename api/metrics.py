@@ -33,6 +33,10 @@ CALLS_RECONCILED = Counter(
     "Calls checked against LiveKit at their deadline, by status then and what was done",
     ["status", "action"],
 )
+RECONCILE_ERRORS = Counter(
+    "outdial_reconcile_errors_total",
+    "Deadline checks that could not look at LiveKit (retried at the next lease)",
+)
 WEBHOOKS_MISSED = Counter(
     "outdial_livekit_webhooks_missed_total",
     "Calls the reconciler settled from LiveKit's state because no webhook told the API",

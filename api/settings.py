@@ -52,9 +52,13 @@ class Settings(BaseSettings):
     )
 
     # The call's order (docs/operations.md, "Dial only when an agent is there"): with
-    # `agent_ready` the dial waits until the agent reports it can speak; `immediate` dials
-    # right after CreateRoom (faster to ring, but a callee may answer to silence).
-    dial_mode: Literal["agent_ready", "immediate"] = Field("agent_ready", alias="OUTDIAL_DIAL_MODE")
+    # `agent_ready` the dial waits until the agent reports it can speak; `agent_joined` also
+    # takes an agent participant joining the room as ready (for workers that never report);
+    # `immediate` dials right after CreateRoom (faster to ring, but a callee may answer to
+    # silence).
+    dial_mode: Literal["agent_ready", "agent_joined", "immediate"] = Field(
+        "agent_ready", alias="OUTDIAL_DIAL_MODE"
+    )
     agent_ready_timeout_seconds: int = Field(
         15, ge=1, le=300, alias="OUTDIAL_AGENT_READY_TIMEOUT_SECONDS"
     )
@@ -70,8 +74,9 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         0.5, gt=0, le=60, alias="OUTDIAL_RECONCILE_INTERVAL_SECONDS"
     )
-    # A claimed deadline comes back this much later if the job checking it died.
-    reconcile_lease_seconds: int = Field(30, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
+    # A claimed deadline comes back this much later if the job checking it died (longer
+    # than the job's time limit, so two checks of one call never overlap).
+    reconcile_lease_seconds: int = Field(90, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
 
     # Callback delivery: delays in seconds between attempts; the last entry repeats
     # until `callback_retry_window_seconds` has passed since the first attempt.

@@ -62,6 +62,9 @@ _BY_DISCONNECT: dict[int, tuple[OutcomeStatus, str]] = {
 }
 
 SIP_CALL_STATUS_ATTRIBUTE = "sip.callStatus"
+# livekit/sip moves `sip.callStatus` to `hangup` only when an established call ends, so
+# either value at any time means the callee answered.
+ANSWERED_CALL_STATUSES = frozenset({"active", "hangup"})
 # livekit/sip does not publish the final SIP response today; a bridge (or a future version)
 # that does is read through these names.
 SIP_STATUS_CODE_ATTRIBUTE = "sip.statusCode"

@@ -71,6 +71,7 @@ class EventSink:
 
     def __init__(self) -> None:
         self.events: Record[dict[str, Any]] = Record()
+        self.arrived_at: list[float] = []  # wall-clock arrival of each event, same order
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -93,7 +94,9 @@ class EventSink:
     async def _handle(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.Response(status=401)
-        self.events.append(await request.json())
+        body = await request.json()
+        self.arrived_at.append(time.time())
+        self.events.append(body)
         return web.Response(status=202)
 
 

@@ -22,7 +22,9 @@ from tests.call_harness import ROOM_NAME, CallHarness, EventSink, call_dispatch
 from tests.fake_room import SIP_IDENTITY, FakeRoom
 from tests.scripted_llm import Step, tool_call
 
-SETTINGS = WorkerSettings(ring_timeout_margin_seconds=0.0, event_flush_timeout_seconds=3.0)
+SETTINGS = WorkerSettings(
+    ring_timeout_margin_seconds=0.0, leg_join_timeout_seconds=0.0, event_flush_timeout_seconds=3.0
+)
 STARTED, READY, ANSWERED = "agent.started", "agent.ready", "call.answered"
 TRANSCRIPT, ENDED, FAILED = "call.transcript", "call.ended", "call.failed"
 ANSWERED_CALL = [STARTED, READY, ANSWERED, TRANSCRIPT, ENDED]
@@ -127,6 +129,35 @@ async def test_agent_ends_the_call_and_the_leg_is_dropped_once(
     assert call.assistant_lines() == ["Goodbye Ada!"]
     assert deletes(lk) == 1
     assert lk.room(ROOM_NAME) is None
+
+
+async def test_the_end_is_reported_before_the_room_is_deleted(
+    make_call: MakeCall, lk: Any, sink: EventSink
+) -> None:
+    """The room's deletion reaches the API as webhooks as well: the agent's own report (with
+    its precise reason) must arrive first, so the API records that one."""
+    call = await answered(make_call, tool_call("end_call", goodbye="Bye!"), first_message="")
+    events = await call.finished()
+    assert end_of(events) == (ENDED, "completed", "hangup_by_agent")
+    [delete] = lk.requests("RoomService", "DeleteRoom")
+    assert sink.arrived_at[-1] <= delete.received_at
+
+
+async def test_a_dial_that_reaches_the_room_late_still_rings_its_full_time(
+    make_call: MakeCall, lk: Any
+) -> None:
+    """The ring time counts from the leg's join, not from agent.ready: the API may dial a
+    while after readiness (its queue, its retries)."""
+    slow_dial = WorkerSettings(ring_timeout_margin_seconds=0.0, leg_join_timeout_seconds=10.0)
+    call = await make_call(settings=slow_dial, ring_timeout=1)
+    await call.event(READY)
+    await asyncio.sleep(1.5)  # the scenario: the dial arrives after the ring time has passed
+    call.room.join()
+    call.room.answer()
+    await call.event(ANSWERED)
+    call.room.leave(DisconnectReason.CLIENT_INITIATED)
+    events = await call.finished()
+    assert end_of(events) == (ENDED, "completed", "hangup_by_callee")
 
 
 @pytest.mark.parametrize("action", ["hangup", "leave_message"])

@@ -130,8 +130,8 @@ async def test_transfer_call_tool_sends_transfer_request(
     assert transfer.request.room_name == dispatch.room_name
     assert transfer.request.participant_identity == "sip-callee"
     assert transfer.request.transfer_to == "tel:+15550001111"
-    # after the transfer the room is deleted so nothing is left behind
-    assert lk.requests("RoomService", "DeleteRoom")
+    # the runtime drops the leg once it reported the end (tests/test_agent_call_flow.py)
+    assert not lk.requests("RoomService", "DeleteRoom")
 
 
 async def test_failed_transfer_is_said_and_call_continues(

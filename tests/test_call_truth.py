@@ -32,8 +32,11 @@ SHORT = {
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update=SHORT)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    update: dict[str, Any] = dict(SHORT)
+    if request.node.get_closest_marker("agent_joined_counts"):
+        update["dial_mode"] = "agent_joined"
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture
@@ -66,6 +69,7 @@ async def test_no_agent_ready_fails_the_call_and_rings_nobody(
     assert transitions == ["queued", "dispatching", "waiting_for_agent", "failed"]
 
 
+@pytest.mark.agent_joined_counts
 async def test_an_agent_in_the_room_counts_as_ready_at_the_deadline(
     tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
 ) -> None:
@@ -113,13 +117,35 @@ async def test_an_answer_nobody_reports_is_found_and_the_call_ends_at_max_durati
     lk.add_agent_participant(room, "agent-1")
     lk.set_participant(room, f"sip-{call_id}", call_status="active")
     answered = await wait_status(tenant, call_id, {"in_progress"})
-    # Found by looking at LiveKit, and said out loud: webhooks are not reaching the API.
-    assert (await _readyz(client))["checks"]["livekit_webhooks"].startswith("missing")
+    # LiveKit sends no webhook for an answer: finding one says nothing about webhooks.
+    assert (await _readyz(client))["checks"]["livekit_webhooks"] == "none received yet"
     view = await wait_status(tenant, call_id, {"completed"}, timeout=40)
     assert view["endReason"] == "max_duration"
     talked = _epoch(view["endedAt"]) - _epoch(answered["transitions"]["in_progress"])
     assert 10 <= talked <= 10 + 30
     await _room_dropped(lk, room)
+
+
+async def test_a_leg_that_left_without_a_webhook_is_settled_and_said_out_loud(
+    tenant: Tenant,
+    agent: dict[str, Any],
+    lk: Any,
+    worker: WorkerProcess,
+    settings: Settings,
+    client: httpx.AsyncClient,
+) -> None:
+    """LiveKit would send participant_left for this: its absence means webhooks are not
+    reaching the API, which the reconciler says in /readyz (and the log and a metric)."""
+    accepted = await _place(tenant, agent)
+    call_id = accepted["callId"]
+    await report_ready(tenant, settings, call_id)
+    await wait_dialed(tenant, call_id)
+    lk.set_participant(accepted["roomName"], f"sip-{call_id}", call_status="ringing", remove=True)
+    view = await wait_status(tenant, call_id, {"no_answer"}, timeout=30)
+    events = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()["events"]
+    assert events[-1]["data"]["source"] == "reconciler"
+    assert view["endReason"] == "no_answer"
+    assert (await _readyz(client))["checks"]["livekit_webhooks"].startswith("missing")
 
 
 @pytest.mark.dial_immediately
@@ -195,6 +221,7 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+@pytest.mark.agent_joined_counts
 async def test_an_agent_participant_joined_webhook_counts_as_ready(
     tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess, api_server: Any
 ) -> None:

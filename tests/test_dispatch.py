@@ -21,6 +21,17 @@ from tests.support import WorkerProcess, async_wait_until, free_port, report_age
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # An unconfirmed dial with no leg is settled at the ring deadline (ring timeout +
+    # margin from the dial): a short margin keeps those tests short; same mechanism.
+    return settings.model_copy(update={"deadline_margin_seconds": 2})
+
+
+# A short ring timeout for the calls whose dial is never confirmed (decided at its deadline).
+SHORT_RING = 5
+
+
+@pytest.fixture
 async def agent(tenant: Tenant) -> dict[str, Any]:
     created = await tenant.create_agent(
         first_message="Hi {{firstName}}, this is Outdial.", ring_timeout_seconds=25
@@ -204,7 +215,8 @@ CRASH_POINTS = {
     "before_create_room": ("RoomService", "CreateRoom", {"delay_before": 30}, "dialing", 1),
     # Room created, answer lost: CreateRoom again is an upsert; then one dial.
     "after_create_room": ("RoomService", "CreateRoom", {"delay_after": 30}, "dialing", 1),
-    # Marked dialing, the dial never reached LiveKit: the room shows no leg -> failed, no dial.
+    # Marked dialing, the dial never reached LiveKit: no leg, ever -> failed at the ring
+    # deadline (a leg could still have joined until then), no dial.
     "after_dialing_mark": ("SIP", "CreateSIPParticipant", {"delay_before": 30}, "failed", 0),
     # The dial went out, the answer was lost: the room shows the leg -> stays dialing.
     "after_dial": ("SIP", "CreateSIPParticipant", {"delay_after": 30}, "dialing", 1),
@@ -220,9 +232,8 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
     fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000})
     lk.inject(service, method, **fault)
     first = WorkerProcess(fast).start()
-    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
-        "callId"
-    ]
+    body = {"to": "+14155552671", "call_agent_id": agent["id"], "ring_timeout_seconds": SHORT_RING}
+    call_id = (await tenant.place_call(**body)).json()["callId"]
     room_name = (await _call_status(tenant, call_id))["roomName"]
     if service == "SIP":
         # The dial step runs once the agent is ready: it is the job that dies.
@@ -292,7 +303,8 @@ UNKNOWN_DIAL_OUTCOMES: dict[str, tuple[dict[str, Any], str, int, int | None]] = 
     ),
     # LiveKit rang, then the connection dropped without an answer.
     "dropped_after_ringing": ({"drop": True, "after_apply": True, "times": 3}, "dialing", 1, 0),
-    # The connection dropped before LiveKit did anything: nobody rang.
+    # The connection dropped before LiveKit did anything: nobody rang; no leg by the ring
+    # deadline -> failed.
     "dropped_before_ringing": ({"drop": True, "times": 3}, "failed", 0, 0),
     # LiveKit rang but answers later than the dispatcher's LiveKit timeout (the request is
     # held until the test ends).
@@ -318,7 +330,12 @@ async def test_a_dial_with_an_unknown_outcome_is_sent_once_and_settled_from_the_
     quick = settings.model_copy(update={"livekit_timeout_seconds": SHORT_LIVEKIT_TIMEOUT})
     process = WorkerProcess(quick).start()
     try:
-        accepted = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+        body = {
+            "to": "+14155552671",
+            "call_agent_id": agent["id"],
+            "ring_timeout_seconds": SHORT_RING,
+        }
+        accepted = (await tenant.place_call(**body)).json()
         call_id, room_name = accepted["callId"], accepted["roomName"]
         await _wait_status(tenant, call_id, {"waiting_for_agent"})
         lk.inject("SIP", "CreateSIPParticipant", **fault)
@@ -331,6 +348,8 @@ async def test_a_dial_with_an_unknown_outcome_is_sent_once_and_settled_from_the_
             timeout=60,
             what="the dial job to finish",
         )
+        if final_status == "failed":  # decided by the reconciler at the ring deadline
+            await _wait_status(tenant, call_id, {"failed"}, timeout=30)
         view = await _call_status(tenant, call_id)
     finally:
         process.stop()

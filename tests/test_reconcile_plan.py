@@ -53,9 +53,14 @@ def test_a_call_stuck_before_the_room_fails_with_dispatch_timeout(status: str) -
     assert plan.event is not None and plan.event.data["code"] == "DISPATCH_TIMEOUT"
 
 
-def test_waiting_for_an_agent_that_is_in_the_room_dials() -> None:
-    plan = settle(_call("waiting_for_agent"), RoomSnapshot(None, has_agent=True), NOW)
+def test_an_agent_in_the_room_dials_only_when_joining_counts_as_ready() -> None:
+    joined_mode = _call("waiting_for_agent", dial_mode="agent_joined")
+    plan = settle(joined_mode, RoomSnapshot(None, has_agent=True), NOW)
     assert _summary(plan) == (None, False, True, None, False)
+    # Outdial's runtime joins before it can speak: joined but never ready is stuck
+    ready_mode = _call("waiting_for_agent", dial_mode="agent_ready")
+    plan = settle(ready_mode, RoomSnapshot(None, has_agent=True), NOW)
+    assert _summary(plan) == (("call.failed", None, "agent_unavailable"), True, False, None, False)
 
 
 def test_waiting_for_an_agent_that_never_came_fails_and_rings_nobody() -> None:
@@ -67,7 +72,8 @@ def test_waiting_for_an_agent_that_never_came_fails_and_rings_nobody() -> None:
 @pytest.mark.parametrize("leg_status", ["active", "hangup"])
 def test_an_answer_nobody_reported_is_inferred(leg_status: str) -> None:
     plan = settle(_call("dialing", ts_dialing=NOW), RoomSnapshot(_leg(leg_status), True), NOW)
-    assert _summary(plan) == (("call.answered", None, None), False, False, None, True)
+    # LiveKit sends no webhook for an answer: this says nothing about webhooks
+    assert _summary(plan) == (("call.answered", None, None), False, False, None, False)
 
 
 def test_ringing_before_its_deadline_is_looked_at_again_within_the_grace() -> None:
@@ -101,7 +107,7 @@ def test_a_dial_never_confirmed_and_no_leg_is_an_interrupted_dial() -> None:
 
 def test_an_answered_call_whose_leg_is_gone_is_completed() -> None:
     plan = settle(_call("in_progress", ts_in_progress=NOW), RoomSnapshot(None, True), NOW)
-    assert _summary(plan) == (("call.ended", "completed", "completed"), True, False, None, True)
+    assert _summary(plan) == (("call.ended", "completed", "completed"), True, False, None, False)
 
 
 @pytest.mark.parametrize(

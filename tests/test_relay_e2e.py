@@ -26,6 +26,12 @@ TERMINAL_TYPES = {"call.ended", "call.failed", "call.canceled"}
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A room that is gone with its call open is rechecked one answer grace later.
+    return settings.model_copy(update={"agent_answer_grace_seconds": 2})
+
+
+@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     server = await Receiver().start()
     yield server
@@ -134,7 +140,8 @@ async def test_scenarios_deliver_every_event_once_in_order_signed_with_metadata(
         )
     for call in calls.values():
         await _wait_dialed(lk, tenant, call)
-    # "Agent crashed mid-call": the agent had reported the answer, then the room just ends.
+    # "Agent crashed mid-call": the agent had reported the answer, then the room just ends
+    # (no end report from anyone): the reconciler settles it one answer grace later.
     await _agent_event(client, settings, calls["agent_crashed"]["callId"], "call.answered")
     await asyncio.gather(
         *(lk.play_scenario_async(calls[name]["roomName"], name) for name in EXPECTED)
@@ -148,9 +155,8 @@ async def test_scenarios_deliver_every_event_once_in_order_signed_with_metadata(
 
     await async_wait_until(finished, timeout=20, what="terminal callbacks")
     for name, tail in EXPECTED.items():
-        # Every webhook was answered (applied) before play_scenario returned, so the call's
-        # stored events are final (room_finished, applied last, added none): once all are
-        # delivered, the receiver must hold exactly those.
+        # Every call is terminal (its terminal callback arrived), so its stored events are
+        # final: once all are delivered, the receiver must hold exactly those.
         listed = await async_wait_until(
             lambda name=name: _all_delivered(tenant, calls[name]["callId"]),
             timeout=20,
@@ -170,8 +176,10 @@ async def test_scenarios_deliver_every_event_once_in_order_signed_with_metadata(
         "busy": "busy",
         "no_answer": "no_answer",
         "trunk_failure": "trunk_failure",
-        "agent_crashed": "room_closed",
+        "agent_crashed": "completed",
     }
+    crashed = receiver.delivered("/agent_crashed")[-1]["data"]
+    assert crashed["source"] == "reconciler"
 
 
 async def _post_transcripts(

@@ -13,8 +13,8 @@ from api.store.calls import CallRecord
 from api.store.events import status_for
 
 
-def _call(status: str) -> CallRecord:
-    return CallRecord({"id": "c1", "status": status, "room_name": "room-1"})
+def _call(status: str, dial_mode: str = "agent_ready") -> CallRecord:
+    return CallRecord({"id": "c1", "status": status, "room_name": "room-1", "dial_mode": dial_mode})
 
 
 def _sip_event(
@@ -80,10 +80,12 @@ def test_standard_participants_are_ignored() -> None:
         assert not plan_webhook(webhook, _call("in_progress")).events
 
 
-def test_an_agent_joining_counts_as_ready() -> None:
+def test_an_agent_joining_counts_as_ready_only_in_agent_joined_mode() -> None:
     joined = _sip_event("participant_joined", kind=ParticipantInfo.AGENT)
-    plan = plan_webhook(joined, _call("waiting_for_agent"))
+    plan = plan_webhook(joined, _call("waiting_for_agent", dial_mode="agent_joined"))
     assert [(s.type, s.id) for s in plan.events] == [("agent.ready", "lk-EV_1-agent.ready")]
+    # Outdial's runtime joins before it can speak: by default only its agent.ready counts
+    assert not plan_webhook(joined, _call("waiting_for_agent")).events
 
 
 def test_an_agent_leaving_a_live_call_ends_it_and_drops_the_room() -> None:
@@ -102,16 +104,17 @@ def test_an_agent_leaving_because_the_room_was_deleted_is_not_a_failure() -> Non
         assert not plan.events and not plan.delete_room
 
 
-def test_room_finished_closes_open_calls_only() -> None:
-    webhook = WebhookEvent(event="room_finished", id="EV_2")
-    webhook.room.name = "room-1"
-    assert _summary(plan_webhook(webhook, _call("in_progress"))) == [
-        ("call.ended", "completed", "room_closed")
-    ]
-    assert _summary(plan_webhook(webhook, _call("ringing"))) == [
-        ("call.failed", "failed", "room_closed")
-    ]
-    assert not plan_webhook(webhook, _call("busy")).events
+def test_a_room_that_is_gone_is_rechecked_not_ended() -> None:
+    """Its deleter reports why (the agent's own end event): a leg or room that left because
+    the room was deleted must not overwrite that with a guess."""
+    finished = WebhookEvent(event="room_finished", id="EV_2")
+    finished.room.name = "room-1"
+    for reason in (DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED):
+        left = _sip_event("participant_left", "active", reason)
+        for webhook in (finished, left):
+            plan = plan_webhook(webhook, _call("in_progress"))
+            assert not plan.events and plan.recheck and not plan.delete_room
+    assert not plan_webhook(finished, _call("busy")).recheck
 
 
 def _job_event(event: str) -> WebhookEvent:

@@ -95,34 +95,44 @@ async def drop_room(call: CallRecord) -> None:
 
 
 async def end_call(call: CallRecord, event: EventSpec) -> None:
-    """Apply the event that ends the call, then drop its room (if any)."""
+    """Apply the event that ends the call; drop its room when it applied (a call that moved
+    on meanwhile is left to whoever moved it)."""
     result = await apply_event(worker_store(), call.id, event)
     _log("call ended: %s %s (%s)", call, event.type, event.data.get("reason"), result.outcome)
-    await drop_room(call)
+    if result.applied or result.status in TERMINAL_STATUSES:
+        await drop_room(call)
 
 
-async def fail(call: CallRecord, code: str, message: str, reason: str = "error") -> None:
+async def fail(
+    call: CallRecord, code: str, message: str, reason: str = "error", expected: str | None = None
+) -> None:
     """End the call as failed with an error code and drop its room."""
     outcome = CallOutcome("failed", reason)
-    await end_call(call, end_event(outcome, code=code, message=message))
+    await end_call(call, end_event(outcome, code=code, message=message, expected_status=expected))
 
 
-async def _resolve_interrupted_dial(call: CallRecord) -> None:
-    """The call is `dialing` and its dial's outcome is unknown: look at the room, never
-    dial again."""
+async def _check_dial(call: CallRecord) -> None:
+    """The call is `dialing` and its dial's outcome is unknown (a crash, a 5xx, a timeout):
+    look at the room, never dial again. A leg may still join late (LiveKit answers
+    CreateSIPParticipant once the leg is in the room), so an empty room decides nothing:
+    the call's ring deadline does (the reconciler fails it `DIAL_INTERRUPTED` then)."""
     participant = await find_sip_participant(
         worker_livekit(), call.room_name, participant_identity(call.id)
     )
+    current = await get_call(worker_store(), call.id)
+    if current is not None and current.is_terminal:
+        await drop_room(call)  # canceled meanwhile: whatever joined must go
+        return
     if participant is not None:
         _log("already dialed (participant %s present)", call, participant.sid)
-        return
-    await fail(call, "DIAL_INTERRUPTED", "the dispatcher stopped before the dial was confirmed")
+    else:
+        _log("dial unconfirmed, no leg yet: the ring deadline decides", call)
 
 
 async def _resume_dialing(call: CallRecord, token: str) -> None:
-    """A run found the call `dialing`: only the owner's redelivery may settle it."""
+    """A run found the call `dialing`: only the owner's redelivery may look into it."""
     if call.get("dial_owner") == token:
-        await _resolve_interrupted_dial(call)
+        await _check_dial(call)
     else:
         _log("dialing under another run, leaving it", call)
 
@@ -163,16 +173,19 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
         if is_transient(error):
             # A 5xx may come after LiveKit applied the dial: the room tells which.
             _log("dial answered %s, checking the room", call, error, level=logging.WARNING)
-            await _resolve_interrupted_dial(call)
+            await _check_dial(call)
             return
         outcome = dial_error_outcome(error)
         code = f"LIVEKIT_{error.code.upper()}"
-        await end_call(call, end_event(outcome, code=code, message=error.message or str(error)))
+        message = error.message or str(error)
+        await end_call(
+            call, end_event(outcome, code=code, message=message, expected_status="dialing")
+        )
         return
     except _UNCERTAIN_ERRORS as error:
         # The request may or may not have reached LiveKit: the room tells which.
         _log("dial outcome unknown (%r), checking the room", call, error, level=logging.WARNING)
-        await _resolve_interrupted_dial(call)
+        await _check_dial(call)
         return
 
     TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
@@ -243,7 +256,7 @@ async def dispatch(call_id: str) -> None:
     except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
         code = error.code if isinstance(error, lkapi.ServerError) else "unavailable"
         message = f"could not create the room: {error}"
-        await fail(call, f"LIVEKIT_{code.upper()}", message, reason="livekit_error")
+        await fail(call, f"LIVEKIT_{code.upper()}", message, "livekit_error", "dispatching")
         return
     if call.get("dial_mode") == "immediate":
         await _dial_once(call, "dispatching", token)
@@ -292,11 +305,12 @@ async def dial_call(call_id: str, token: str) -> None:
 
 @dramatiq.actor(queue_name=DIAL_QUEUE, max_retries=10)
 async def dispatch_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
-    """Every retry of a dispatch failed (e.g. Redis kept failing): end the call, visibly."""
+    """Every retry of a dispatch failed (e.g. Redis kept failing): end the call, visibly,
+    unless it got past the dispatch (then its deadline looks after it)."""
     call = await get_call(worker_store(), message["args"][0])
     if call is None:
         return
-    if call.get("status") == "dialing":
-        await _resume_dialing(call, call.get("job_id", ""))
-    elif not call.is_terminal:
-        await fail(call, "DISPATCH_FAILED", f"dispatch failed {retry_info.get('retries')} times")
+    status = call.get("status")
+    if status in ("queued", "dispatching"):
+        message_text = f"dispatch failed {retry_info.get('retries')} times"
+        await fail(call, "DISPATCH_FAILED", message_text, expected=status)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pydantic_core import to_json
 
 DIAL_QUEUE = "outdial.dial"
+# Deadlines are checked on their own queue: a dial backlog must not delay them (nor they it).
+RECONCILE_QUEUE = "outdial.reconcile"
 RELAY_QUEUE = "outdial.relay"
 DISPATCH_ACTOR = "dispatch_call"
 DIAL_ACTOR = "dial_call"
@@ -61,6 +63,8 @@ def encode_message(queue_name: str, actor_name: str, *args: str) -> EncodedMessa
     return EncodedMessage(message_id, body)
 
 
-def message_template(queue_name: str, actor_name: str) -> str:
-    """A message body whose call id and message id are filled in by Lua."""
-    return _message_body(queue_name, actor_name, ("@@CALL@@",), "@@MSG@@", 0)
+def message_template(queue_name: str, actor_name: str, *, with_claim: bool = False) -> str:
+    """A message body whose call id and message id (and, `with_claim`, the claim's lease
+    score as a second argument) are filled in by Lua."""
+    args = ("@@CALL@@", "@@CLAIM@@") if with_claim else ("@@CALL@@",)
+    return _message_body(queue_name, actor_name, args, "@@MSG@@", 0)

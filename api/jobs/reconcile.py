@@ -2,6 +2,10 @@
 
 `reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.schedules`),
 which keeps each claimed deadline one lease later: if this job dies, the call comes back.
+The message carries that lease's score: when the call's entry moved since (it changed state
+and got a new deadline, or another claim took it), the claim is stale and nothing is done.
+A failed look at LiveKit is counted and left to the lease; a call that nobody was rung for
+(`waiting_for_agent`) does not wait for LiveKit to answer: it fails as no agent ready.
 The plan (`api.services.reconcile.settle`) either ends the call (its deadline goes with the
 terminal step), moves it on (the new status brings its own deadline), queues its dial, or
 pushes the deadline. Nothing here dials: the dial step's compare-and-set stays the only way.
@@ -12,24 +16,30 @@ from __future__ import annotations
 import logging
 import time
 
+import aiohttp
 import dramatiq
 from livekit import api as lkapi
 
 from api.jobs.dispatch import drop_room, participant_identity
-from api.jobs.messages import DIAL_QUEUE, RECONCILE_ACTOR
+from api.jobs.messages import RECONCILE_ACTOR, RECONCILE_QUEUE
 from api.jobs.resources import worker_livekit, worker_store
-from api.metrics import CALLS_RECONCILED, WEBHOOKS_MISSED
+from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
 from api.store.calls import CallRecord, get_call
 from api.store.deadlines import forget_deadline, note_webhooks_missed, push_deadline, queue_dial
 from api.store.events import EventSpec, apply_event, mark_agent_ready
-from sip import list_participants
+from sip import RetryPolicy, list_participants
 
 logger = logging.getLogger("outdial.reconcile")
 
 
+# Short: the lease brings a failed look back; a long retry would outlive the lease.
+_LOOK_POLICY = RetryPolicy(attempts=2)
+_LIVEKIT_ERRORS = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
+
+
 async def _look_at_room(call: CallRecord) -> RoomSnapshot:
-    participants = await list_participants(worker_livekit(), call.room_name)
+    participants = await list_participants(worker_livekit(), call.room_name, _LOOK_POLICY)
     return RoomSnapshot.of(participants, participant_identity(call.id))
 
 
@@ -64,14 +74,30 @@ async def _carry_out(call: CallRecord, plan: Settlement) -> str:
     return "extended" if plan.next_deadline_ms is not None else "nothing"
 
 
-async def reconcile(call_id: str) -> None:
+async def reconcile(call_id: str, claim: int | None = None) -> None:
     store = worker_store()
+    if claim is not None:
+        score = await store.redis.zscore(store.keys.deadlines(), call_id)
+        if score is not None and int(score) != claim:
+            return  # the call moved on since the claim: its new deadline is in the set
     call = await get_call(store, call_id)
     if call is None or call.is_terminal:
         await forget_deadline(store, call_id)
         return
-    room = await _look_at_room(call) if call.get("status") in ROOM_STATUSES else None
     status = call.get("status")
+    room = None
+    if status in ROOM_STATUSES:
+        try:
+            room = await _look_at_room(call)
+        except _LIVEKIT_ERRORS as error:
+            RECONCILE_ERRORS.inc()
+            if status != "waiting_for_agent":
+                logger.warning(
+                    "cannot look at the room of a %s call (%s): next lease", status, error,
+                    extra={"call_id": call_id},
+                )  # fmt: skip
+                return
+            room = RoomSnapshot(None, has_agent=False)  # nobody rung: fail it, safely
     plan = settle(call, room, int(time.time() * 1000))
     action = await _carry_out(call, plan)
     CALLS_RECONCILED.labels(status, action).inc()
@@ -79,12 +105,11 @@ async def reconcile(call_id: str) -> None:
 
 
 @dramatiq.actor(
-    queue_name=DIAL_QUEUE,
+    queue_name=RECONCILE_QUEUE,
     actor_name=RECONCILE_ACTOR,
-    # A failed check comes back with the deadline's lease; retries would only race it.
+    # The deadline's lease brings a failed check back; retries would only race it.
     max_retries=0,
     time_limit=60_000,
-    throws=(lkapi.ServerError,),
 )
-async def reconcile_call(call_id: str) -> None:
-    await reconcile(call_id)
+async def reconcile_call(call_id: str, claim: str = "") -> None:
+    await reconcile(call_id, int(claim) if claim.isdigit() else None)

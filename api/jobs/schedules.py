@@ -23,8 +23,8 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from api.jobs.messages import (
-    DIAL_QUEUE,
     RECONCILE_ACTOR,
+    RECONCILE_QUEUE,
     RELAY_ACTOR,
     RELAY_QUEUE,
     QueueKeys,
@@ -66,8 +66,8 @@ class Schedule:
         return cls(
             name="call-deadlines",
             key=Keys(settings.redis_prefix).deadlines(),
-            queue=QueueKeys.of(settings.broker_namespace, DIAL_QUEUE),
-            message_template=message_template(DIAL_QUEUE, RECONCILE_ACTOR),
+            queue=QueueKeys.of(settings.broker_namespace, RECONCILE_QUEUE),
+            message_template=message_template(RECONCILE_QUEUE, RECONCILE_ACTOR, with_claim=True),
             interval_seconds=settings.reconcile_interval_seconds,
             lease_ms=settings.reconcile_lease_seconds * 1000,
         )
@@ -99,6 +99,10 @@ class DueClaimer:
                 claimed = self.claim_once()
             except redis.RedisError as exc:
                 logger.warning("claiming due %s failed: %s", self.schedule.name, exc)
+                self._stop.wait(_ERROR_PAUSE_SECONDS)
+                continue
+            except Exception:  # never let the thread die silently: nothing else claims here
+                logger.exception("claiming due %s failed", self.schedule.name)
                 self._stop.wait(_ERROR_PAUSE_SECONDS)
                 continue
             if claimed < CLAIM_BATCH:  # a full batch means more are due right now

@@ -9,8 +9,8 @@ stays past a deadline in a non-terminal state.
 | status at the deadline | LiveKit says | the call |
 |---|---|---|
 | queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
-| waiting_for_agent | an agent is in the room | dial step queued (the agent is there) |
-| waiting_for_agent | no agent | failed `AGENT_UNAVAILABLE`, room dropped, nobody rung |
+| waiting_for_agent | an agent is in the room, dial mode `agent_joined` | dial step queued |
+| waiting_for_agent | otherwise (joined but never ready is stuck) | failed `AGENT_UNAVAILABLE` |
 | dialing, ringing | leg answered (`active`/`hangup`) | `call.answered` (inferred) |
 | dialing, ringing | before ring timeout + margin | look again after the answer grace |
 | dialing, ringing | leg still ringing | no_answer, room dropped |
@@ -20,6 +20,8 @@ stays past a deadline in a non-terminal state.
 | in_progress | leg, no agent | failed `agent_unavailable`/`agent_failed`, room dropped |
 | in_progress | leg and agent, past max duration | completed `max_duration`, room dropped |
 | in_progress | leg and agent | next deadline: max duration + margin from the answer |
+
+Every failure drops the room; before `dialing` nobody was rung.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from api.services.call_end import end_event
 from api.store.calls import CallRecord
 from api.store.events import EventSpec
 from sip import CallOutcome
-from sip.outcomes import SIP_CALL_STATUS_ATTRIBUTE
+from sip.outcomes import ANSWERED_CALL_STATUSES, SIP_CALL_STATUS_ATTRIBUTE
 
 ROOM_STATUSES = frozenset({"waiting_for_agent", "dialing", "ringing", "in_progress"})
-_ANSWERED_LEG = frozenset({"active", "hangup"})
 _SOURCE = {"source": "reconciler"}
 
 
@@ -58,7 +59,7 @@ class Settlement:
     # the agent is in the room: its dial step goes out
     dial: bool = False
     next_deadline_ms: int | None = None
-    # LiveKit knew something its webhooks should have told the API
+    # LiveKit's webhooks should have told the API this (a leg left): they are not arriving
     unreported: bool = False
 
 
@@ -82,10 +83,11 @@ def _settle_unanswered(
     call: CallRecord, room: RoomSnapshot, status: str, now_ms: int
 ) -> Settlement:
     leg = room.sip_leg
-    if leg is not None and leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in _ANSWERED_LEG:
+    if leg is not None and leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in ANSWERED_CALL_STATUSES:
         # Answered, and nobody told the API (the agent, or a webhook): the agent check follows.
+        # (LiveKit sends no webhook for an answer: nothing says webhooks are missing)
         answered = EventSpec("call.answered", {"inferred": True, **_SOURCE}, expected_status=status)
-        return Settlement(answered, unreported=True)
+        return Settlement(answered)
     final_ms = _ring_deadline_ms(call, now_ms)
     if now_ms < final_ms:
         # Still ringing (or its end not reported yet): look again within the answer grace,
@@ -104,9 +106,10 @@ def _settle_unanswered(
 
 def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Settlement:
     if room.sip_leg is None:
+        # the room was deleted (its deleter's report got lost) or the leg left unreported
         message = "the SIP leg left without a reported end"
         event = _ended("completed", "completed", "in_progress", message)
-        return Settlement(event, drop_room=True, unreported=True)
+        return Settlement(event, drop_room=True)
     if not room.has_agent:
         if call.get("agent_ready_at"):
             return _failed("AGENT_LEFT", "the agent left the call", "agent_failed", "in_progress")
@@ -131,7 +134,7 @@ def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settleme
     if room is None:
         raise ValueError(f"a {status} call needs a room snapshot")
     if status == "waiting_for_agent":
-        if room.has_agent:
+        if room.has_agent and call.get("dial_mode") == "agent_joined":
             return Settlement(dial=True)
         message = "no agent was ready in time; nobody was dialed"
         return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)

@@ -4,10 +4,16 @@ Pure: it reads the webhook and the call as stored, and plans events; `api.servic
 applies them. Event ids derive from the webhook id, so a webhook LiveKit retries (or that
 two API replicas receive) can only ever apply once.
 
-An agent participant joining counts as the agent being ready (agents not built on
-Outdial's runtime report nothing else); an agent that leaves, or whose job ends, while the
-callee may still be on the line ends the call and drops the room: nobody is left talking to
-silence. An agent leaving because the room was deleted is the call ending, not a failure.
+With `OUTDIAL_DIAL_MODE=agent_joined` an agent participant joining counts as the agent
+being ready (for workers that never report it; Outdial's runtime joins before it can speak,
+so by default only its `agent.ready` counts). An agent that leaves, or whose job ends, while
+the callee may still be on the line ends the call and drops the room: nobody is left
+talking to silence.
+
+A leg (or an agent) that leaves because the room was deleted or closed is not an outcome:
+whoever deleted the room reports why (the agent with its own end event, the API before it
+deletes). The call is only looked at again soon (`recheck`), so the reconciler settles it
+if that report never comes. `room_finished` likewise.
 
 LiveKit sends no webhook when participant attributes change: `ringing` and `active` are
 only visible in `participant_joined` (rarely) and in the last attributes that
@@ -28,10 +34,9 @@ from api.services.call_end import end_event
 from api.store.calls import CallRecord
 from api.store.events import EventSpec
 from sip import CallOutcome, left_after_answer_outcome, left_before_answer_outcome
+from sip.outcomes import ANSWERED_CALL_STATUSES, SIP_CALL_STATUS_ATTRIBUTE
 
-CALL_STATUS_ATTRIBUTE = "sip.callStatus"
 _JOINED_EVENT = {"dialing": "call.dialing", "ringing": "call.ringing", "active": "call.answered"}
-_ANSWERED_CALL_STATUSES = frozenset({"active", "hangup"})
 _LEFT_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
 _ROOM_ENDED = frozenset({DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED})
 
@@ -40,6 +45,7 @@ _ROOM_ENDED = frozenset({DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CL
 class WebhookPlan:
     events: list[EventSpec] = field(default_factory=list)
     delete_room: bool = False  # hang up whatever is left of the call
+    recheck: bool = False  # the room is gone: the reconciler looks at the call soon
 
 
 def room_name_of(webhook: WebhookEvent) -> str:
@@ -63,7 +69,7 @@ def _is_sip(participant: ParticipantInfo) -> bool:
 def _answered(call: CallRecord, participant: ParticipantInfo) -> bool:
     if call.get("status") == "in_progress":
         return True
-    return participant.attributes.get(CALL_STATUS_ATTRIBUTE) in _ANSWERED_CALL_STATUSES
+    return participant.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in ANSWERED_CALL_STATUSES
 
 
 def _end_event(webhook: WebhookEvent, outcome: CallOutcome, extra: dict[str, Any]) -> EventSpec:
@@ -85,7 +91,7 @@ def _agent_gone(webhook: WebhookEvent, call: CallRecord, data: dict[str, Any]) -
 
 def _participant_joined(webhook: WebhookEvent) -> WebhookPlan:
     participant = webhook.participant
-    event_type = _JOINED_EVENT.get(participant.attributes.get(CALL_STATUS_ATTRIBUTE, ""))
+    event_type = _JOINED_EVENT.get(participant.attributes.get(SIP_CALL_STATUS_ATTRIBUTE, ""))
     if event_type is None:
         return WebhookPlan()
     data = {"sip_call_id": participant.attributes.get("sip.callID")}
@@ -95,6 +101,8 @@ def _participant_joined(webhook: WebhookEvent) -> WebhookPlan:
 def _participant_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
     participant = webhook.participant
     reason = participant.disconnect_reason
+    if reason in _ROOM_ENDED:
+        return WebhookPlan(recheck=not call.is_terminal)
     extra = {"disconnect_reason": DisconnectReason.Name(reason)}
     if not _answered(call, participant):
         outcome = left_before_answer_outcome(reason, participant.attributes)
@@ -108,12 +116,9 @@ def _participant_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
 
 
 def _room_finished(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
-    """The room is gone: a call still open (the agent may have crashed) ends now."""
-    if call.is_terminal:
-        return WebhookPlan()
-    answered = call.get("status") == "in_progress"
-    outcome = CallOutcome("completed" if answered else "failed", "room_closed")
-    return WebhookPlan([_end_event(webhook, outcome, {})])
+    """The room is gone with the call still open: its deleter's report may be on the way,
+    so the reconciler settles the call soon if nothing else does."""
+    return WebhookPlan(recheck=not call.is_terminal)
 
 
 def _agent_job_ended(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
@@ -145,6 +150,8 @@ def plan_webhook(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
     if kind in _LEFT_EVENTS and _is_sip(webhook.participant):
         return _participant_left(webhook, call)
     if kind == "participant_joined" and _is_agent(webhook.participant):
+        if call.get("dial_mode") != "agent_joined":
+            return WebhookPlan()
         data = {"agent_identity": webhook.participant.identity, "source": "livekit"}
         return WebhookPlan([_spec(webhook, "agent.ready", data)])
     if kind in _LEFT_EVENTS and _is_agent(webhook.participant):

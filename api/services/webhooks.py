@@ -8,6 +8,7 @@ half-way is applied in full when LiveKit retries it (the event ids make that ide
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +21,7 @@ from api.services.webhook_events import plan_webhook, room_name_of
 from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import call_id_for_room, get_call
-from api.store.deadlines import note_webhook_received
+from api.store.deadlines import note_webhook_received, push_deadline
 from api.store.events import apply_event, mark_agent_ready
 from sip import delete_room
 
@@ -88,6 +89,9 @@ async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent
                 applied.append(spec.type)
         if plan.delete_room:
             await _hang_up(settings, room_name, call.id)
+        if plan.recheck:
+            soon_ms = int(time.time() * 1000) + settings.agent_answer_grace_seconds * 1000
+            await push_deadline(store, call.id, soon_ms)
         outcome = WebhookOutcome("applied", call.id, tuple(applied))
     if seen_key:
         await store.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)

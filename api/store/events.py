@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 from pydantic_core import to_json
 
-from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus
+from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
 from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.metrics import CALLS_ENDED
 from api.store.base import Store
@@ -40,15 +40,23 @@ EVENT_STATUS: dict[str, CallStatus | None] = {
     "agent.job_ended": None,
 }
 _ENDED_STATUSES = frozenset(get_args(EndedStatus))
+_END_REASONS = frozenset(get_args(EndReason))
 
 ApplyOutcome = Literal["applied", "duplicate", "stale", "conflict", "missing"]
 
 
 def status_for(event_type: str, data: dict[str, Any]) -> str | None:
+    """The status `event_type` moves a call to; ValueError for an event that breaks the
+    vocabulary (a `failed` end is `call.failed`, see `contract.outcome_event_type`)."""
+    if event_type in ("call.ended", "call.failed"):
+        reason = data.get("reason")
+        if reason is not None and reason not in _END_REASONS:
+            raise ValueError(f"{event_type} reason {reason!r} is not one of the end reasons")
     if event_type == "call.ended":
         status = data.get("status") or "completed"
-        if status not in _ENDED_STATUSES:
-            raise ValueError(f"call.ended status must be one of {sorted(_ENDED_STATUSES)}")
+        if status not in _ENDED_STATUSES or status == "failed":
+            allowed = sorted(_ENDED_STATUSES - {"failed"})
+            raise ValueError(f"call.ended status must be one of {allowed} (failed: call.failed)")
         return status
     if event_type not in EVENT_STATUS:
         raise ValueError(f"unknown event type {event_type!r}")

@@ -303,21 +303,25 @@ return 1
 
 # Moves due members of a schedule (relay retries, call deadlines) into a Dramatiq queue in
 # one step, so a claimed entry is never lost. With a lease, the entry stays in the schedule
-# `lease_ms` later (it comes back if the job that handles it dies); without, it is removed.
+# `lease_ms` later (it comes back if the job that handles it dies) and the message carries
+# that score (@@CLAIM@@): a job whose entry was moved since (the call changed state) knows
+# its claim is stale. Without a lease the entry is removed.
 # KEYS: schedule, queue_msgs, queue. ARGV: now_ms, limit, body_template, id_prefix,
 # lease_ms ('0' = remove); the template's @@CALL@@ and @@MSG@@ take the member and the
 # new message id.
 CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local lease = tonumber(ARGV[5])
+local claim = string.format('%.0f', tonumber(ARGV[1]) + lease)
 for i, call_id in ipairs(due) do
   if lease > 0 then
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + lease, call_id)
+    redis.call('ZADD', KEYS[1], claim, call_id)
   else
     redis.call('ZREM', KEYS[1], call_id)
   end
   local msg_id = ARGV[4] .. ARGV[1] .. '-' .. i
-  local body = string.gsub(string.gsub(ARGV[3], '@@CALL@@', call_id), '@@MSG@@', msg_id)
+  local body = string.gsub(ARGV[3], '@@CALL@@', call_id)
+  body = string.gsub(string.gsub(body, '@@MSG@@', msg_id), '@@CLAIM@@', claim)
   redis.call('HSET', KEYS[2], msg_id, body)
   redis.call('RPUSH', KEYS[3], msg_id)
 end
