@@ -76,6 +76,23 @@ def test_an_answer_nobody_reported_is_inferred(leg_status: str) -> None:
     assert _summary(plan) == (("call.answered", None, None), False, False, None, False)
 
 
+@pytest.mark.parametrize(
+    ("ready", "reason"), [(True, "agent_failed"), (False, "agent_unavailable")]
+)
+def test_an_answer_nobody_reported_with_no_agent_in_the_room_is_hung_up(
+    ready: bool, reason: str
+) -> None:
+    fields = {"ts_dialing": NOW} | ({"agent_ready_at": NOW - 9_000} if ready else {})
+    plan = settle(_call("ringing", **fields), RoomSnapshot(_leg("active"), False), NOW)
+    assert _summary(plan) == (("call.failed", None, reason), True, False, None, False)
+
+
+def test_a_call_with_a_ready_agent_is_looked_at_only_at_its_ring_deadline() -> None:
+    call = _call("ringing", ts_dialing=NOW - 5_000, agent_ready_at=NOW - 6_000)
+    plan = settle(call, RoomSnapshot(_leg("ringing"), True), NOW)
+    assert plan.next_deadline_ms == NOW - 5_000 + (RING + MARGIN) * 1000
+
+
 def test_ringing_before_its_deadline_is_looked_at_again_within_the_grace() -> None:
     call = _call("ringing", ts_dialing=NOW - 5_000)
     plan = settle(call, RoomSnapshot(_leg("ringing"), True), NOW)

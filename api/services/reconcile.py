@@ -11,8 +11,9 @@ stays past a deadline in a non-terminal state.
 | queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
 | waiting_for_agent | an agent is in the room, dial mode `agent_joined` | dial step queued |
 | waiting_for_agent | otherwise (joined but never ready is stuck) | failed `AGENT_UNAVAILABLE` |
-| dialing, ringing | leg answered (`active`/`hangup`) | `call.answered` (inferred) |
-| dialing, ringing | before ring timeout + margin | look again after the answer grace |
+| dialing, ringing | leg answered, an agent in the room | `call.answered` (inferred) |
+| dialing, ringing | leg answered, no agent | failed `agent_unavailable`/`agent_failed` |
+| dialing, ringing | before ring timeout + margin | look again (ready agent: at the end) |
 | dialing, ringing | leg still ringing | no_answer, room dropped |
 | dialing, ringing | no leg, dial confirmed | no_answer (the leg left unreported) |
 | dialing, ringing | no leg, dial never confirmed | failed `DIAL_INTERRUPTED` |
@@ -84,16 +85,21 @@ def _settle_unanswered(
 ) -> Settlement:
     leg = room.sip_leg
     if leg is not None and leg.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in ANSWERED_CALL_STATUSES:
-        # Answered, and nobody told the API (the agent, or a webhook): the agent check follows.
-        # (LiveKit sends no webhook for an answer: nothing says webhooks are missing)
+        # Answered, and no agent reported it: without an agent in the room the callee is
+        # talking to silence now. (LiveKit sends no webhook for an answer: this says
+        # nothing about webhooks.)
+        if not room.has_agent:
+            return _no_agent_on_the_line(call, status)
         answered = EventSpec("call.answered", {"inferred": True, **_SOURCE}, expected_status=status)
         return Settlement(answered)
     final_ms = _ring_deadline_ms(call, now_ms)
     if now_ms < final_ms:
-        # Still ringing (or its end not reported yet): look again within the answer grace,
-        # so an answer nobody reports is found while the callee can still be served.
+        # Not decided yet (a leg still ringing, or one that left and whose end the agent
+        # may still report). Without a ready agent nobody reports an answer: look again
+        # within the answer grace; with one, at the ring deadline.
         grace_ms = int(call.get("answer_grace_s") or 0) * 1000
-        return Settlement(next_deadline_ms=min(now_ms + grace_ms, final_ms))
+        polled = final_ms if call.get("agent_ready_at") else min(now_ms + grace_ms, final_ms)
+        return Settlement(next_deadline_ms=polled)
     if leg is None:
         if not call.get("sip_call_id"):
             message = "the dial was never confirmed and no leg exists"
@@ -104,6 +110,13 @@ def _settle_unanswered(
     return Settlement(_ended("no_answer", "no_answer", status, message), drop_room=True)
 
 
+def _no_agent_on_the_line(call: CallRecord, status: str) -> Settlement:
+    if call.get("agent_ready_at"):
+        return _failed("AGENT_LEFT", "the agent left the call", "agent_failed", status)
+    message = "no agent joined the answered call"
+    return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)
+
+
 def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Settlement:
     if room.sip_leg is None:
         # the room was deleted (its deleter's report got lost) or the leg left unreported
@@ -111,10 +124,7 @@ def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Se
         event = _ended("completed", "completed", "in_progress", message)
         return Settlement(event, drop_room=True)
     if not room.has_agent:
-        if call.get("agent_ready_at"):
-            return _failed("AGENT_LEFT", "the agent left the call", "agent_failed", "in_progress")
-        message = "no agent joined the answered call"
-        return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", "in_progress")
+        return _no_agent_on_the_line(call, "in_progress")
     answered_ms = int(call.get("ts_in_progress") or now_ms)
     budget_s = int(call.max_duration_seconds) + int(call.get("deadline_margin_s") or 0)
     limit_ms = answered_ms + budget_s * 1000

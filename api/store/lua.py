@@ -20,18 +20,26 @@ _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK
 # Every non-terminal call has a deadline in the `deadlines` zset (call id -> ms), set by
 # the same step that moves the call, from budgets stored on the call at accept time; a
 # terminal call has none. The reconciler looks at LiveKit when a deadline passes.
-# dialing and ringing are looked at every answer grace until the ring timeout (plus a
-# margin) from the dial has passed: an answer that nobody reports is found in time.
+# A call whose agent said it was ready (`agent_ready_at`) is covered by that agent and by
+# LiveKit's webhooks: dialing/ringing is checked once, at the ring timeout (plus a margin)
+# from the dial, and an answered call at its max duration (plus the margin). Without a
+# ready agent (dial mode `immediate`) nobody would report an answer, so dialing/ringing is
+# looked at every answer grace, and an answered call gets an agent check one grace later.
 DEADLINE_FN = """
 local function deadline_of(kcall, status, now)
   local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
-                       'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing')
+                       'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing',
+                       'max_duration_seconds', 'agent_ready_at')
   local function ms(i) return (tonumber(f[i]) or 0) * 1000 end
+  local covered = f[8] ~= false
   if status == 'queued' or status == 'dispatching' then return now + ms(1) end
   if status == 'waiting_for_agent' then return now + ms(2) end
   if status == 'dialing' or status == 'ringing' then
-    return math.min(now + ms(3), (tonumber(f[6]) or now) + ms(5) + ms(4))
+    local final = (tonumber(f[6]) or now) + ms(5) + ms(4)
+    if covered then return final end
+    return math.min(now + ms(3), final)
   end
+  if covered then return now + ms(7) + ms(4) end
   return now + ms(3)
 end
 """
