@@ -143,6 +143,8 @@ EndReason = Literal[
     "cannot_join_room",
     # the client
     "canceled_by_client",
+    # the operator disabled the workspace before the call was dialed
+    "workspace_disabled",
 ]
 
 AgentEventType = Literal[

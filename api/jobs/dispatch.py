@@ -39,7 +39,13 @@ from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.services.call_end import end_event
 from api.store.calls import CallRecord, get_call
-from api.store.events import EventSpec, apply_event, apply_event_then_read
+from api.store.events import (
+    EventSpec,
+    apply_event,
+    apply_event_then_read,
+    apply_event_then_read_workspace,
+    read_call_workspace_disabled,
+)
 from sip import (
     CallOutcome,
     RoomPlan,
@@ -219,17 +225,34 @@ async def _wait_for_agent(call: CallRecord, token: str) -> None:
         await _dial_once(call, "waiting_for_agent", token)
 
 
+async def _cancel_disabled(call: CallRecord, status: str) -> None:
+    """The operator disabled the call's workspace before it was dialed: end it `canceled`
+    (`workspace_disabled`) and drop any room a previous run created; nobody is rung."""
+    reason = "workspace_disabled"
+    event = EventSpec(
+        "call.canceled",
+        {"reason": reason},
+        call_fields={"end_reason": reason},
+        expected_status=status,
+    )
+    await end_call(call, event)
+
+
 async def dispatch(call_id: str) -> None:
     store = worker_store()
-    # queued -> dispatching and the record, in one round trip (a `conflict` means another
-    # run or a cancel got there first; the record says where the call is).
-    _, raw = await apply_event_then_read(
+    # queued -> dispatching, the record and its workspace's `disabled` flag, in one round
+    # trip (a `conflict` means another run or a cancel got there first; the record says
+    # where the call is).
+    _, raw, disabled = await apply_event_then_read_workspace(
         store, call_id, EventSpec("call.dispatching", expected_status="queued")
     )
     if not raw:
         logger.warning("dispatch for unknown call %s ignored", call_id, extra={"call_id": call_id})
         return
     call = CallRecord.from_hash(raw)
+    if disabled and call.get("status") in ("dispatching", "waiting_for_agent"):
+        await _cancel_disabled(call, call.get("status"))
+        return
     # The dispatch message is the call's only one: its id (the call's job id) is its token.
     token = call.get("job_id", "")
     status = call.get("status")
@@ -265,12 +288,16 @@ async def dispatch(call_id: str) -> None:
 
 
 async def dial_ready_call(call_id: str, token: str) -> None:
-    """The agent reported ready while the call waited for it: dial."""
-    call = await get_call(worker_store(), call_id)
-    if call is None:
+    """The agent reported ready while the call waited for it: dial (unless the workspace
+    was disabled meanwhile)."""
+    raw, disabled = await read_call_workspace_disabled(worker_store(), call_id)
+    if not raw:
         return
+    call = CallRecord.from_hash(raw)
     status = call.get("status")
-    if status == "waiting_for_agent":
+    if status == "waiting_for_agent" and disabled:
+        await _cancel_disabled(call, status)
+    elif status == "waiting_for_agent":
         await _dial_once(call, "waiting_for_agent", token)
     elif status == "dialing":
         await _resume_dialing(call, token)

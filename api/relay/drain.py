@@ -28,6 +28,9 @@ logger = logging.getLogger("outdial.relay")
 DRAIN_BUDGET_SECONDS = 15.0
 # After an unexpected error, the call is tried again this much later.
 ERROR_RETRY_MS = 2_000
+# A disabled workspace's events are given up with this error (no request is sent); a
+# redelivery after the workspace is enabled again sends one.
+WORKSPACE_DISABLED_ERROR = "the workspace is disabled: callback not sent"
 
 
 async def attempt(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
@@ -38,6 +41,8 @@ async def attempt(target: CallTarget, event: dict, settings: Settings) -> Attemp
 
 
 async def _send(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
+    if target.workspace_disabled:
+        return AttemptResult("failed", error=WORKSPACE_DISABLED_ERROR)
     if not target.webhook_secret:
         return AttemptResult("failed", error="the workspace has no webhook secret to sign with")
     body = event_body(event, target)
@@ -106,7 +111,7 @@ async def drain_call(store: Store, settings: Settings, call_id: str) -> None:
         if step.kind == "gone":
             await steps.release(store, call_id, token, retry_in_ms=None)
         elif drain is not None:  # `locked`: another drain has the call, and it is due again
-            await _walk(drain, step, settings)
+            await _walk(await steps.with_workspace_state(drain), step, settings)
     except Exception:
         # The call must stay reachable whatever went wrong (Redis hiccup, a bug): park it.
         # If even that fails, the exception reaches the actor and Dramatiq retries it.

@@ -31,6 +31,8 @@ class CallTarget:
     callback_url: str
     metadata_json: str  # the client's metadata exactly as stored
     webhook_secret: str
+    # The operator disabled the workspace: its events are given up, never sent.
+    workspace_disabled: bool = False
 
 
 def event_body(event: dict[str, Any], target: CallTarget) -> bytes:

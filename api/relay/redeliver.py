@@ -36,7 +36,9 @@ async def _target(store: Store, call_id: str) -> CallTarget | None:
     call = await store.redis.hgetall(keys.call(call_id))
     if not call.get("callback_url"):
         return None
-    secret = await store.redis.hget(keys.workspace(call["workspace_id"]), "webhook_secret")
+    secret, disabled = await store.redis.hmget(
+        keys.workspace(call["workspace_id"]), ["webhook_secret", "disabled"]
+    )
     return CallTarget(
         call_id=call_id,
         workspace_id=call["workspace_id"],
@@ -44,6 +46,7 @@ async def _target(store: Store, call_id: str) -> CallTarget | None:
         callback_url=call["callback_url"],
         metadata_json=call.get("metadata") or "{}",
         webhook_secret=secret or "",
+        workspace_disabled=disabled == "1",
     )
 
 

@@ -4,7 +4,7 @@ also returns the drain's next move, so delivering one event costs one round trip
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from api.relay.payload import CallTarget
@@ -108,6 +108,14 @@ async def begin(
     )
     drain = Drain(store, target, token, lease_ms, max_in_flight)
     return drain, _step(step, int(cursor) + 1)
+
+
+async def with_workspace_state(drain: Drain) -> Drain:
+    """The drain, knowing whether its workspace is disabled now (read once per drain)."""
+    keys = drain.store.keys
+    flag = await drain.store.redis.hget(keys.workspace(drain.target.workspace_id), "disabled")
+    target = replace(drain.target, workspace_disabled=flag == "1")
+    return replace(drain, target=target)
 
 
 async def record(drain: Drain, sequence: int, state: DeliveryState) -> Step:

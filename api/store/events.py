@@ -159,6 +159,40 @@ async def apply_event_then_read(
     return _result(reply, args[1]), raw_call
 
 
+# Whether the call's workspace is disabled ('1'), read by the script from the call's
+# `workspace_id` so the dispatcher learns it in the round trip that reads the call.
+# KEYS: call. ARGV: workspace key prefix.
+_WORKSPACE_DISABLED = """
+local ws = redis.call('HGET', KEYS[1], 'workspace_id')
+if ws and redis.call('HGET', ARGV[1] .. ws, 'disabled') == '1' then return 1 end
+return 0
+"""
+
+
+async def apply_event_then_read_workspace(
+    store: Store, call_id: str, event: EventSpec
+) -> tuple[ApplyResult, dict[str, str], bool]:
+    """`apply_event_then_read`, plus whether the call's workspace is disabled, in one
+    round trip."""
+    args = apply_args(store, event, int(time.time() * 1000), call_id)
+    pipe = store.redis.pipeline(transaction=False)
+    await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
+    pipe.hgetall(store.keys.call(call_id))
+    pipe.eval(_WORKSPACE_DISABLED, 1, store.keys.call(call_id), store.keys.workspace(""))
+    reply, raw_call, disabled = await pipe.execute()
+    return _result(reply, args[1]), raw_call, disabled == 1
+
+
+async def read_call_workspace_disabled(store: Store, call_id: str) -> tuple[dict[str, str], bool]:
+    """The call hash ({} when gone) and whether its workspace is disabled, in one round
+    trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.call(call_id))
+    pipe.eval(_WORKSPACE_DISABLED, 1, store.keys.call(call_id), store.keys.workspace(""))
+    raw_call, disabled = await pipe.execute()
+    return raw_call, disabled == 1
+
+
 async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     """Record the agent's readiness once; a call waiting for it gets its dial step queued
     in the same step (`lua.AGENT_READY`). The outcome is `dial` when that happened."""
