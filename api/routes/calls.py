@@ -74,6 +74,8 @@ async def calls(
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
+    """Newest first. One request examines at most `MAX_SCAN_PER_PAGE` calls: a filtered
+    page may be short (or empty) with a `nextCursor`; the list ends when it is null."""
     if status is not None and status not in CALL_STATUSES:
         raise ApiError(422, "VALIDATION_ERROR", f"status must be one of {', '.join(CALL_STATUSES)}")
     page = await list_calls(

@@ -207,10 +207,25 @@ async def call_id_for_room(store: Store, room_name: str) -> str | None:
     return await store.redis.get(store.keys.room(room_name))
 
 
+# A filtered list examines at most this many index entries per request, so a page costs
+# the same whatever the filter matches; a page cut short still carries a cursor.
+MAX_SCAN_PER_PAGE = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class CallPage:
     calls: list[CallRecord]
     next_cursor: str | None
+
+
+def _matches(
+    call: CallRecord, status: str | None, agent_id: str | None, campaign_id: str | None
+) -> bool:
+    return (
+        (not status or call.get("status") == status)
+        and (not agent_id or call.get("agent_id") == agent_id)
+        and (not campaign_id or call.get("campaign_id") == campaign_id)
+    )
 
 
 async def list_calls(
@@ -222,44 +237,41 @@ async def list_calls(
     status: str | None = None,
     agent_id: str | None = None,
     campaign_id: str | None = None,
+    max_scan: int = MAX_SCAN_PER_PAGE,
 ) -> CallPage:
-    """Newest first. The cursor is the (unique) index score of the last call returned."""
+    """Newest first. The cursor is the (unique) index score of the last call examined:
+    with a filter, a page may hold fewer than `limit` calls (even none) and still have a
+    cursor, when `max_scan` entries were examined; `None` once the index is exhausted."""
     index = store.keys.calls(workspace_id)
     upper = f"({cursor}" if cursor else "+inf"
     found: list[CallRecord] = []
     expired: list[str] = []
     scan_batch = max(limit * 2, 50)
-    next_cursor: str | None = None
-    while len(found) < limit:
+    examined = 0
+    exhausted = False
+    while len(found) < limit and examined < max_scan:
+        wanted = min(scan_batch, max_scan - examined)
         batch = await store.redis.zrevrangebyscore(
-            index, upper, "-inf", start=0, num=scan_batch, withscores=True
+            index, upper, "-inf", start=0, num=wanted, withscores=True
         )
-        if not batch:
-            next_cursor = None
-            break
         pipe = store.redis.pipeline(transaction=False)
         for call_id, _ in batch:
             pipe.hgetall(store.keys.call(call_id))
-        rows = await pipe.execute()
+        rows = await pipe.execute() if batch else []
         for (call_id, score), raw in zip(batch, rows, strict=True):
+            examined += 1
             upper = f"({int(score)}"
             if not raw:
                 expired.append(call_id)
                 continue
             call = CallRecord.from_hash(raw)
-            if status and call.get("status") != status:
-                continue
-            if agent_id and call.get("agent_id") != agent_id:
-                continue
-            if campaign_id and call.get("campaign_id") != campaign_id:
-                continue
-            found.append(call)
-            next_cursor = str(int(score))
-            if len(found) == limit:
-                break
-        if len(batch) < scan_batch and len(found) < limit:
-            next_cursor = None
+            if _matches(call, status, agent_id, campaign_id):
+                found.append(call)
+                if len(found) == limit:
+                    break
+        if len(batch) < wanted and len(found) < limit:
+            exhausted = True
             break
     if expired:
         await store.redis.zrem(index, *expired)
-    return CallPage(found, next_cursor)
+    return CallPage(found, None if exhausted or examined == 0 else upper[1:])
