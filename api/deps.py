@@ -1,14 +1,21 @@
-"""FastAPI dependencies: settings, the store, admin and workspace authentication."""
+"""FastAPI dependencies: settings, the store, admin and workspace authentication.
+
+Invariant: every id in the path that names a Redis key (`api.ids.KEYED_PATH_PARAMS`) is
+checked by the route's authentication dependency, after the credentials (a wrong key always
+hears 401 first) and before any handler builds a key from it; a malformed id is a 404, as no
+such resource can exist.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from api.auth import Credentials, authorize, bearer_token
 from api.errors import ApiError, not_found, unauthorized
+from api.ids import first_invalid_path_id
+from api.security import secrets_match
 from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import CallRecord, get_workspace_call
@@ -36,8 +43,25 @@ async def require_admin(
     if not settings.admin_token:
         raise ApiError(403, "PERMISSION_DENIED", "admin API is disabled: OUTDIAL_ADMIN_TOKEN unset")
     token = bearer_token(authorization)
-    if token is None or not hmac.compare_digest(token, settings.admin_token):
+    if token is None or not secrets_match(token, settings.admin_token):
         raise unauthorized("admin token missing or wrong")
+
+
+def check_path_ids(request: Request) -> None:
+    """404 for a path id that cannot be an id (it would otherwise be pasted into a key)."""
+    invalid = first_invalid_path_id(request.path_params)
+    if invalid is not None:
+        name, value = invalid
+        raise ApiError(
+            404,
+            "NOT_FOUND",
+            f"{name} {value[:80]!r} is not an id: 1-64 of A-Z a-z 0-9 _ -",
+            {"field": name},
+        )
+
+
+async def admin_access(request: Request, _: Annotated[None, Depends(require_admin)]) -> None:
+    check_path_ids(request)
 
 
 async def credentials(request: Request) -> Credentials:
@@ -48,11 +72,14 @@ async def credentials(request: Request) -> Credentials:
 CredentialsDep = Annotated[Credentials, Depends(credentials)]
 
 
-async def current_workspace(creds: CredentialsDep, store: StoreDep) -> Workspace:
-    return authorize(await authenticate(store, creds.workspace_id, creds.key_hash))
+async def current_workspace(request: Request, creds: CredentialsDep, store: StoreDep) -> Workspace:
+    key_hash = creds.key_hash
+    workspace = authorize(await authenticate(store, creds.workspace_id, key_hash), key_hash)
+    check_path_ids(request)
+    return workspace
 
 
-AdminDep = Depends(require_admin)
+AdminDep = Depends(admin_access)
 WorkspaceDep = Annotated[Workspace, Depends(current_workspace)]
 
 

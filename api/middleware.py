@@ -1,10 +1,21 @@
-"""ASGI middleware: request body limits enforced before anything parses the body."""
+"""ASGI middleware: request body limits enforced before anything parses the body.
+
+Invariant: every body is bounded. LiveKit's webhooks have their own, larger bound: its
+`agent_job_*` events carry the call's whole dispatch contract (agent instructions up to
+20,000 characters, 16 KiB each of variables and metadata, JSON-escaped twice), which does
+not fit the API's 64 KiB default, and refusing them would lose the job's outcome.
+"""
 
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LIVEKIT_WEBHOOK_PATH = "/v1/livekit/webhook"
+LIVEKIT_WEBHOOK_BODY_LIMIT = 1024 * 1024
+# Route limits that hold whatever the app passes (it may still override them).
+BUILT_IN_LIMITS = {LIVEKIT_WEBHOOK_PATH: LIVEKIT_WEBHOOK_BODY_LIMIT}
 
 _TOO_LARGE = {
     "status": "error",
@@ -19,7 +30,8 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, default_limit: int, limits: dict[str, int]) -> None:
         self.app = app
         self.default_limit = default_limit
-        self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
+        merged = BUILT_IN_LIMITS | limits
+        self.limits = sorted(merged.items(), key=lambda item: -len(item[0]))
 
     def _limit_for(self, path: str) -> int:
         for prefix, limit in self.limits:

@@ -1,4 +1,9 @@
-"""Secrets: API keys (stored hashed), per-call event tokens, callback signatures."""
+"""Secrets: API keys (stored hashed), per-call event tokens, callback signatures.
+
+Every secret comparison goes through `secrets_match`: constant-time over UTF-8 bytes, so a
+token with non-ASCII characters is simply a wrong token (`hmac.compare_digest` raises
+`TypeError` on non-ASCII `str` arguments).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,15 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def secrets_match(presented: str, expected: str) -> bool:
+    """Constant-time equality of two secrets, whatever characters the presented one holds."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def api_key_matches(api_key: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_api_key(api_key), stored_hash)
+    return secrets_match(hash_api_key(api_key), stored_hash)
 
 
 def event_token(call_id: str, signing_key: bytes) -> str:
@@ -33,7 +45,7 @@ def event_token(call_id: str, signing_key: bytes) -> str:
 
 
 def event_token_matches(call_id: str, token: str, signing_key: bytes) -> bool:
-    return hmac.compare_digest(event_token(call_id, signing_key), token)
+    return secrets_match(token, event_token(call_id, signing_key))
 
 
 def sign_payload(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -65,4 +77,4 @@ def verify_signature(
     if abs(current - stamp) > tolerance_seconds:
         return False
     expected = sign_payload(body, secret, stamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return secrets_match(parts.get("v1", ""), expected)

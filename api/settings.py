@@ -24,6 +24,16 @@ class Settings(BaseSettings):
         10.0, gt=0, le=120, alias="OUTDIAL_LIVEKIT_TIMEOUT_SECONDS"
     )
 
+    # Tenancy and abuse (webhook age, metrics token): a signed LiveKit webhook whose
+    # `created_at` is further than this from the API's clock, past or future, is refused
+    # (the window doubles as the clock-skew allowance between LiveKit and the API).
+    livekit_webhook_max_age_seconds: int = Field(
+        300, ge=30, le=3600, alias="OUTDIAL_LIVEKIT_WEBHOOK_MAX_AGE_SECONDS"
+    )
+    # When set, `/metrics` needs `Authorization: Bearer <token>`, and `/readyz` shows its
+    # error details only with this token (or the admin token).
+    metrics_token: str = Field("", alias="OUTDIAL_METRICS_TOKEN")
+
     admin_token: str = Field("", alias="OUTDIAL_ADMIN_TOKEN")
     public_url: str = Field("http://127.0.0.1:8000", alias="OUTDIAL_PUBLIC_URL")
     agent_name: str = Field("outdial-agent", alias="OUTDIAL_AGENT_NAME")

@@ -1,23 +1,51 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus metrics.
+
+Invariant: nothing served here without a token names a host or quotes an error: readiness
+reports `ok` or a short generic state per check, its details (exception text, which may
+name the LiveKit host) only to a caller with the metrics or admin token; `/metrics` needs
+the metrics token when `OUTDIAL_METRICS_TOKEN` is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 from livekit.protocol.room import ListRoomsRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import bearer_token
 from api.deps import SettingsDep, StoreDep
+from api.errors import unauthorized
 from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE
 from api.livekit import livekit_client
 from api.metrics import QUEUE_DEPTH
+from api.security import secrets_match
+from api.settings import Settings
 from api.store.deadlines import WebhookHealth, read_webhook_health
 
 router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT_SECONDS = 2.0
+# What an unauthenticated caller sees of a failed check (details need a token).
+_GENERIC_ERROR = "error"
+AuthorizationHeader = Annotated[str | None, Header()]
+
+
+def _holds_token(authorization: str | None, *tokens: str) -> bool:
+    """Whether the bearer token is one of the configured (non-empty) `tokens`."""
+    token = bearer_token(authorization)
+    return token is not None and any(secrets_match(token, known) for known in tokens if known)
+
+
+def _may_see_details(settings: Settings, authorization: str | None) -> bool:
+    return _holds_token(authorization, settings.metrics_token, settings.admin_token)
+
+
+def _public(state: str) -> str:
+    """A check's state without its details: `error: ConnectionError: <host>...` -> `error`."""
+    return _GENERIC_ERROR if state.startswith("error") else state
 
 
 @router.get("/healthz")
@@ -48,7 +76,9 @@ async def _webhooks_state(store: Any) -> str:
 
 
 @router.get("/readyz")
-async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(
+    store: StoreDep, settings: SettingsDep, authorization: AuthorizationHeader = None
+) -> JSONResponse:
     # Naming a room that never exists keeps the LiveKit probe cheap on big deployments.
     livekit_probe = livekit_client(settings).room.list_rooms(
         ListRoomsRequest(names=["outdial-readiness-probe"])
@@ -57,6 +87,8 @@ async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
         _check(store.redis.ping()), _check(livekit_probe), _webhooks_state(store)
     )
     checks = {"redis": redis_state, "livekit": livekit_state, "livekit_webhooks": webhooks_state}
+    if not _may_see_details(settings, authorization):
+        checks = {name: _public(state) for name, state in checks.items()}
     # Only Redis decides: without it this process cannot serve. LiveKit is shared by every
     # replica, so failing on it would take the whole API (call status, webhooks, queueing)
     # out of the Service during a LiveKit outage; it is reported as `degraded` instead.
@@ -68,7 +100,11 @@ async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(store: StoreDep) -> Response:
+async def metrics(
+    store: StoreDep, settings: SettingsDep, authorization: AuthorizationHeader = None
+) -> Response:
+    if settings.metrics_token and not _holds_token(authorization, settings.metrics_token):
+        raise unauthorized("metrics token missing or wrong (OUTDIAL_METRICS_TOKEN)")
     try:
         pipe = store.redis.pipeline(transaction=False)
         pipe.llen(store.dial_queue.ids)

@@ -1,26 +1,66 @@
-"""Call bodies: `POST /v1/api/call` in, call records and events out."""
+"""Call bodies: `POST /v1/api/call` in, call records and events out.
+
+Invariant: what is accepted is stored as sent. JSON has no NaN or Infinity, yet the parser
+takes the `NaN`/`Infinity` literals and serialising them writes `null`; such values are
+refused instead of silently changing. The agent id names a Redis key, so it must be an id.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent_runtime.contract import Scalar
+from api.ids import ID_PATTERN
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SECTION_BYTES = 16 * 1024
 MAX_VARIABLES = 64
+_NOT_FINITE = "NaN and Infinity are not JSON numbers: send a finite number or a string"
+
+
+def _finite_scalar(value: Scalar) -> Scalar:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(_NOT_FINITE)
+    return value
+
+
+def _non_finite_path(value: Any, path: str) -> str | None:
+    """Where in a JSON value a NaN or Infinity sits (`a.b.0`), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        children: Any = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for key, child in children:
+        found = _non_finite_path(child, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    found = _non_finite_path(value, "")
+    if found is not None:
+        raise ValueError(f"{found}: {_NOT_FINITE}")
+    return value
 
 
 class CallCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(min_length=1, max_length=64)
-    call_agent_id: str = Field(min_length=1, max_length=64)
+    call_agent_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     callback_url: str | None = Field(None, min_length=1)
-    dynamic_variables: dict[str, Scalar] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    dynamic_variables: dict[str, Annotated[Scalar, AfterValidator(_finite_scalar)]] = Field(
+        default_factory=dict
+    )
+    metadata: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(default_factory=dict)
     from_number: str | None = Field(None, min_length=2, max_length=32)
     campaign_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
     max_duration_seconds: int | None = Field(None, ge=10, le=14_400)

@@ -143,7 +143,7 @@ async def place_call(
         if idempotency_key:
             reads.append(["GET", keys.idempotency(workspace_id, idempotency_key)])
     owner, raw_workspace, *replies = await store.lean.execute(*reads)
-    workspace = authorize(Authentication.from_replies(owner, raw_workspace))
+    workspace = authorize(Authentication.from_replies(owner, raw_workspace), creds.key_hash)
     if body is None:
         raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)

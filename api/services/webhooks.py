@@ -54,11 +54,22 @@ def verify_webhook(settings: Settings, raw_body: bytes, authorization: str | Non
         raise WebhookRefused(401, "body is not UTF-8, so it cannot match its signature") from exc
     verifier = lkapi.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
     try:
-        return lkapi.WebhookReceiver(verifier).receive(body, authorization)
+        webhook = lkapi.WebhookReceiver(verifier).receive(body, authorization)
     except ParseError as exc:  # signed by our server, yet not a webhook event
         raise WebhookRefused(400, f"webhook body is not a LiveKit event: {exc}") from exc
     except Exception as exc:  # the SDK raises bare Exception / jwt errors for bad tokens
         raise WebhookRefused(401, f"webhook signature not valid: {exc}") from exc
+    # The signature proves who sent the body, not when: a recorded webhook would otherwise
+    # apply again (under a fresh event id) for as long as the body is at hand.
+    if not webhook.created_at:
+        raise WebhookRefused(401, "webhook has no created_at, so its age is unknown")
+    max_age = settings.livekit_webhook_max_age_seconds
+    age = int(time.time()) - webhook.created_at
+    if abs(age) > max_age:
+        raise WebhookRefused(
+            401, f"webhook created_at is {age} s old, outside the {max_age} s window"
+        )
+    return webhook
 
 
 async def _hang_up(settings: Settings, room_name: str, call_id: str) -> None:

@@ -6,6 +6,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import WatchError
+
 from api.security import hash_api_key, new_api_key, new_webhook_secret
 from api.store.base import Store
 from api.store.lean_redis import Command, hash_reply
@@ -71,20 +73,31 @@ async def get_workspace(store: Store, workspace_id: str) -> Workspace | None:
 
 
 async def rotate_api_key(store: Store, workspace_id: str) -> str | None:
-    """Replace the key; the old one stops working at once. None if no such workspace."""
+    """Replace the key; the old one stops working at once. None if no such workspace.
+
+    One optimistic transaction: the old key's index entry goes, the new one comes and the
+    workspace's `key_hash` changes together, and only if `key_hash` was not changed since it
+    was read (WATCH). Two concurrent rotations thus leave exactly one valid key: the loser
+    retries from the winner's key instead of orphaning an index entry.
+    """
     key = store.keys.workspace(workspace_id)
-    # Workspaces are never deleted, so checking first cannot race with a removal.
-    if not await store.redis.exists(key):
-        return None
     api_key = new_api_key()
     new_hash = hash_api_key(api_key)
-    old_hash = await store.redis.hget(key, "key_hash")
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.delete(store.keys.api_key(old_hash or ""))
-    pipe.set(store.keys.api_key(new_hash), workspace_id)
-    pipe.hset(key, "key_hash", new_hash)
-    await pipe.execute()
-    return api_key
+    async with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key)
+                old_hash = await pipe.hget(key, "key_hash")
+                if old_hash is None:
+                    return None
+                pipe.multi()
+                pipe.delete(store.keys.api_key(old_hash))
+                pipe.set(store.keys.api_key(new_hash), workspace_id)
+                pipe.hset(key, "key_hash", new_hash)
+                await pipe.execute()
+                return api_key
+            except WatchError:
+                continue
 
 
 @dataclass(frozen=True, slots=True)
