@@ -23,14 +23,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The name a workspace gives its own model key; the agent worker maps it to a variable.
+MODEL_KEY_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
 class ModelConfig(_Model):
-    """One stage of the voice pipeline. Empty fields take the worker's environment defaults."""
+    """One stage of the voice pipeline. Empty fields take the worker's environment defaults.
+
+    The operator's key goes only to the operator's configured `base_url` (or the provider's
+    default one); another `base_url` gets the key named by `api_key_ref` (a name, never a
+    key: the agent worker reads the key from its own environment) or none at all.
+    """
 
     provider: str = "openai"
     model: str | None = None
     voice: str | None = None
     base_url: str | None = None
     language: str | None = None
+    api_key_ref: str | None = Field(None, pattern=MODEL_KEY_REF_PATTERN)
 
 
 class PipelineConfig(_Model):

@@ -10,6 +10,11 @@ A stage needs no key when it points at an OpenAI-compatible server on this machi
 network (loopback or private address, a single-label name such as a compose service, or a
 local domain): such servers ignore the key and the worker sends a placeholder.
 
+A workspace's own key (an agent's `pipeline.<stage>.api_key_ref`) is read from the
+worker's environment as `OUTDIAL_MODEL_KEY_<WORKSPACE ID>_<REF>`: the workspace id comes
+from the dispatch the API wrote, so a workspace can only ever name its own keys, and no key
+value travels through Redis, the dispatch metadata or the API.
+
 Pure functions over `WorkerSettings` and the environment: no livekit import, so the check
 runs before any plugin loads.
 """
@@ -18,11 +23,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .settings import StageDefaults, WorkerSettings
+from .settings import MODEL_KEY_PREFIX, StageDefaults, WorkerSettings
 
 # The variable each provider's livekit plugin reads when Outdial passes no key (the
 # plugins' own defaults; OUTDIAL_<STAGE>_API_KEY is passed explicitly and wins).
@@ -37,6 +43,18 @@ PROVIDER_KEY_ENV = {
 
 # Names that never leave a private network: a dotted public name is assumed hosted.
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".svc")
+
+
+def model_key_variable(workspace_id: str, ref: str) -> str:
+    """The variable holding workspace `workspace_id`'s key named `ref`: upper case, every
+    character other than a letter or digit as `_` (ws_ab12 + acme-openai ->
+    OUTDIAL_MODEL_KEY_WS_AB12_ACME_OPENAI)."""
+    return MODEL_KEY_PREFIX + re.sub(r"[^A-Z0-9]", "_", f"{workspace_id}_{ref}".upper())
+
+
+def workspace_model_key(settings: WorkerSettings, workspace_id: str, ref: str) -> str | None:
+    """The key a workspace referenced by name, or None when this worker does not hold it."""
+    return settings.model_keys.get(model_key_variable(workspace_id, ref))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, vad
@@ -28,10 +29,14 @@ def silence_timeout_seconds(call: CallContext) -> float:
 def build_session(call: CallContext, voice_activity: vad.VAD | None) -> AgentSession:
     pipeline = call.agent.pipeline
     settings = call.settings
+    # the workspace id is the API's, from the dispatch: a workspace names only its own keys
+    stage = partial(
+        build_stage, workspace_id=call.dispatch.workspace_id, model_keys=settings.model_keys
+    )
     return AgentSession(
-        stt=build_stage("stt", pipeline.stt, settings.stt),
-        llm=build_stage("llm", pipeline.llm, settings.llm),
-        tts=build_stage("tts", pipeline.tts, settings.tts),
+        stt=stage("stt", pipeline.stt, settings.stt),
+        llm=stage("llm", pipeline.llm, settings.llm),
+        tts=stage("tts", pipeline.tts, settings.tts),
         vad=voice_activity,
         user_away_timeout=silence_timeout_seconds(call),
     )

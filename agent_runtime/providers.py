@@ -3,19 +3,26 @@
 OpenAI-compatible endpoints (OpenAI, vLLM, Ollama, local speech servers via `base_url`)
 ship with Outdial. Other providers are optional extras: their livekit plugin is imported
 only when an agent asks for it, with an install hint if it is missing.
+
+Invariant: the operator's key (`OUTDIAL_<STAGE>_API_KEY`, `OPENAI_API_KEY`) is passed only
+to the operator's configured base URL of that stage, or the provider's default when none is
+configured, whatever `base_url` the dispatch names. Another `base_url` gets the workspace's
+own key (`api_key_ref`, see model_keys.py) or a placeholder; a referenced key this worker
+does not hold fails the call (`ModelKeyError`) instead of calling without it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 
 from livekit.agents import llm, stt, tts
 
 from .contract import ModelConfig
+from .model_keys import model_key_variable
 from .settings import StageDefaults
 
 Stage = Literal["llm", "stt", "tts"]
@@ -25,6 +32,14 @@ _PLACEHOLDER_KEY = "not-needed"
 
 class ProviderError(ValueError):
     """An agent names a provider that is unknown or whose plugin is not installed."""
+
+
+class ModelKeyError(ProviderError):
+    """An agent references a workspace key (`api_key_ref`) that this worker does not hold."""
+
+
+def _same_url(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.rstrip("/") == b.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -39,8 +54,16 @@ class StageSpec:
     api_key: str | None
 
     @classmethod
-    def resolve(cls, config: ModelConfig, defaults: StageDefaults) -> StageSpec:
+    def resolve(
+        cls, config: ModelConfig, defaults: StageDefaults, own_key: str | None = None
+    ) -> StageSpec:
+        """`own_key` is the workspace's key for `config.api_key_ref`, already looked up."""
         same_provider = config.provider == defaults.provider
+        # the operator's key follows the operator's endpoint, never the agent's base_url
+        operators_endpoint = same_provider and (
+            config.base_url is None or _same_url(config.base_url, defaults.base_url)
+        )
+        operators_key = defaults.api_key if operators_endpoint else None
         return cls(
             provider=config.provider,
             # a model or URL meant for another provider would be wrong here
@@ -48,7 +71,7 @@ class StageSpec:
             voice=config.voice or (defaults.voice if same_provider else None),
             base_url=config.base_url or (defaults.base_url if same_provider else None),
             language=config.language or defaults.language,
-            api_key=defaults.api_key if same_provider else None,
+            api_key=own_key if config.api_key_ref else operators_key,
         )
 
     def kwargs(self, *names: str) -> dict[str, Any]:
@@ -115,9 +138,32 @@ PROVIDERS: dict[tuple[Stage, str], Callable[[StageSpec], Any]] = {
 }
 
 
-def build_stage(stage: Stage, config: ModelConfig, defaults: StageDefaults) -> Any:
-    """Instantiate the plugin object for one pipeline stage."""
-    spec = StageSpec.resolve(config, defaults)
+def _own_key(
+    stage: Stage, config: ModelConfig, workspace_id: str, model_keys: Mapping[str, str]
+) -> str | None:
+    if config.api_key_ref is None:
+        return None
+    variable = model_key_variable(workspace_id, config.api_key_ref)
+    key = model_keys.get(variable)
+    if not key:
+        raise ModelKeyError(
+            f"pipeline.{stage}.api_key_ref {config.api_key_ref!r}: the agent worker holds no "
+            f"such key for this workspace (the operator sets {variable})"
+        )
+    return key
+
+
+def build_stage(
+    stage: Stage,
+    config: ModelConfig,
+    defaults: StageDefaults,
+    *,
+    workspace_id: str = "",
+    model_keys: Mapping[str, str] = MappingProxyType({}),
+) -> Any:
+    """Instantiate the plugin object for one pipeline stage of `workspace_id`'s call;
+    `model_keys` are the worker's `OUTDIAL_MODEL_KEY_*` variables."""
+    spec = StageSpec.resolve(config, defaults, _own_key(stage, config, workspace_id, model_keys))
     factory = PROVIDERS.get((stage, spec.provider))
     if factory is None:
         known = sorted(name for kind, name in PROVIDERS if kind == stage)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_AGENT_NAME = "outdial-agent"
+# A workspace's own model key named `ref` is OUTDIAL_MODEL_KEY_<WORKSPACE ID>_<REF>.
+MODEL_KEY_PREFIX = "OUTDIAL_MODEL_KEY_"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class WorkerSettings:
     llm: StageDefaults = StageDefaults(model="gpt-4o-mini")
     stt: StageDefaults = StageDefaults(model="whisper-1")
     tts: StageDefaults = StageDefaults(model="tts-1", voice="alloy")
+    # Workspaces' own model keys, `OUTDIAL_MODEL_KEY_*` variable -> key (see model_keys.py):
+    # read from this worker's environment only, so no key travels in Redis or a dispatch.
+    model_keys: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -115,4 +120,9 @@ class WorkerSettings:
             llm=stage("OUTDIAL_LLM", defaults.llm),
             stt=stage("OUTDIAL_STT", defaults.stt),
             tts=stage("OUTDIAL_TTS", defaults.tts),
+            model_keys={
+                name: value
+                for name, value in env.items()
+                if name.startswith(MODEL_KEY_PREFIX) and value
+            },
         )

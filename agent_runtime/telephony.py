@@ -14,6 +14,7 @@ transfer. DeleteRoom is idempotent and keeps the job's client.
 from __future__ import annotations
 
 import logging
+import re
 
 from livekit import api
 
@@ -21,6 +22,7 @@ from sip import RetryPolicy, delete_room
 
 logger = logging.getLogger("outdial.agent.telephony")
 _HANG_UP_RETRIES = RetryPolicy(attempts=3, first_delay=0.2, max_delay=1.0)
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 class CallControl:
@@ -78,7 +80,11 @@ def single_shot_twin(client: api.LiveKitAPI) -> api.LiveKitAPI:
 
 
 def sip_transfer_uri(destination: str) -> str:
-    """`+15551234567` -> `tel:+15551234567`; `sip:`/`tel:` URIs pass through."""
-    if destination.startswith(("sip:", "sips:", "tel:")):
+    """`+15551234567` -> `tel:+15551234567`; a `sip:` URI passes through; anything else is
+    refused (ValueError). The API already allowlisted the agent's `sip:` domains when it
+    stored `transfer_to`; the worker has no API settings, so it checks only the form."""
+    if destination.startswith("sip:"):
         return destination
-    return f"tel:{destination}"
+    if _E164.fullmatch(destination):
+        return f"tel:{destination}"
+    raise ValueError(f"transfer target {destination!r} is neither an E.164 number nor a sip: URI")

@@ -42,6 +42,36 @@ class Settings(BaseSettings):
     secret_key: str = Field("", alias="OUTDIAL_SECRET_KEY")
 
     callback_allow_private: bool = Field(False, alias="OUTDIAL_CALLBACK_ALLOW_PRIVATE")
+
+    # Tenancy and abuse: what a workspace's agent may name (checked when an agent is
+    # written; the worker name again when a call is accepted). Comma-separated lists.
+    # Worker names besides `agent_name` (always allowed): LiveKit dispatches a call's
+    # contract, event token included, to whichever worker registered that name.
+    allowed_worker_names_text: str = Field("", alias="OUTDIAL_ALLOWED_WORKER_NAMES")
+    # Model base URLs an agent may name besides none (the worker's own); such an endpoint
+    # never gets the operator's key, only the workspace's own (`api_key_ref`) or none.
+    allowed_model_base_urls_text: str = Field("", alias="OUTDIAL_ALLOWED_MODEL_BASE_URLS")
+    # Domains a `sip:` transfer_to may name; empty allows no sip: URI (E.164 always).
+    allowed_transfer_domains_text: str = Field("", alias="OUTDIAL_ALLOWED_TRANSFER_DOMAINS")
+
+    @staticmethod
+    def _items(text: str) -> frozenset[str]:
+        return frozenset(item.strip() for item in text.split(",") if item.strip())
+
+    def worker_name_allowed(self, name: str) -> bool:
+        return name == self.agent_name or name in self._items(self.allowed_worker_names_text)
+
+    @property
+    def allowed_model_base_urls(self) -> frozenset[str]:
+        """Compared without a trailing slash."""
+        return frozenset(url.rstrip("/") for url in self._items(self.allowed_model_base_urls_text))
+
+    @property
+    def allowed_transfer_domains(self) -> frozenset[str]:
+        return frozenset(
+            domain.lower() for domain in self._items(self.allowed_transfer_domains_text)
+        )
+
     # Namespaces every Redis key (store and broker), so several stacks or test runs share a DB.
     redis_prefix: str = Field("outdial", alias="OUTDIAL_REDIS_PREFIX")
     call_retention_days: int = Field(30, ge=1, alias="OUTDIAL_CALL_RETENTION_DAYS")

@@ -1,4 +1,10 @@
-"""Agents of the calling workspace."""
+"""Agents of the calling workspace.
+
+Every agent written passes the operator's policy (`check_agent_policy`): its worker name, model
+base URLs and `sip:` transfer domain come from the operator's allowlists, so no workspace can
+send a call's contract to another worker, the operator's model key to another host, or its
+callees to an arbitrary SIP destination. The API stores and returns key names, never keys.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from fastapi import APIRouter
 
 from api.deps import SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
-from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
+from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate, check_agent_policy
 from api.store import agents
 
 router = APIRouter(prefix="/v1/api/agents", tags=["agents"])
@@ -25,7 +31,9 @@ async def _load(store: StoreDep, workspace_id: str, agent_id: str) -> dict[str, 
 async def create_agent(
     body: AgentCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
 ) -> AgentOut:
-    fields = body.model_dump() | {"worker_name": body.worker_name or settings.agent_name}
+    worker_name = body.worker_name or settings.agent_name
+    check_agent_policy(body, worker_name, settings)
+    fields = body.model_dump() | {"worker_name": worker_name}
     return AgentOut(**await agents.create_agent(store, workspace.id, fields))
 
 
@@ -43,7 +51,11 @@ async def get_agent(agent_id: str, workspace: WorkspaceDep, store: StoreDep) -> 
 
 @router.patch("/{agent_id}")
 async def update_agent(
-    agent_id: str, body: AgentUpdate, workspace: WorkspaceDep, store: StoreDep
+    agent_id: str,
+    body: AgentUpdate,
+    workspace: WorkspaceDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> AgentOut:
     current = await _load(store, workspace.id, agent_id)
     merged = current | body.model_dump(exclude_unset=True)
@@ -52,6 +64,8 @@ async def update_agent(
     except ValueError as exc:
         raise ApiError(422, "VALIDATION_ERROR", f"agent would be invalid: {exc}") from exc
     worker_name = merged.get("worker_name") or current["worker_name"]
+    # the whole result: an agent stored before the operator narrowed a list is fixed first
+    check_agent_policy(checked, worker_name, settings)
     updated = current | checked.model_dump() | {"worker_name": worker_name}
     return AgentOut(**await agents.replace_agent(store, workspace.id, updated))
 

@@ -19,6 +19,7 @@ from api.auth import Credentials, authorize
 from api.callback_urls import CallbackUrlError, check_callback_url
 from api.errors import ApiError, validation_error
 from api.livekit import livekit_client
+from api.schemas.agents import check_worker_name
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
 from api.settings import Settings
 from api.store.base import Store
@@ -171,6 +172,8 @@ async def place_call(
             {"call_agent_id": body.call_agent_id},
         )
     agent = json.loads(raw_agent)
+    # an agent stored before the operator narrowed the list: no extra read, the JSON is here
+    check_worker_name(agent["worker_name"], settings)
 
     wanted = None
     if body.from_number is not None:
