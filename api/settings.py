@@ -7,8 +7,10 @@ import hmac
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sip.numbers import parse_countries
 
 
 class Settings(BaseSettings):
@@ -128,6 +130,23 @@ class Settings(BaseSettings):
     callback_max_in_flight_per_workspace: int = Field(
         32, ge=1, alias="OUTDIAL_CALLBACK_MAX_IN_FLIGHT_PER_WORKSPACE"
     )
+
+    # Toll fraud (tenancy and abuse): which destinations calls may dial. Countries are ISO
+    # 3166 alpha-2 codes, comma-separated, empty allows all; the operator may give a
+    # workspace its own list (admin API). Premium-rate, shared-cost, UAN, personal, pager
+    # and satellite numbers are refused unless high-cost destinations are allowed.
+    allowed_countries_text: str = Field("", alias="OUTDIAL_ALLOWED_COUNTRIES")
+    allow_high_cost_destinations: bool = Field(False, alias="OUTDIAL_ALLOW_HIGH_COST_DESTINATIONS")
+
+    @field_validator("allowed_countries_text")
+    @classmethod
+    def _known_countries(cls, text: str) -> str:
+        parse_countries(text)  # a typo ("UK") would silently refuse a whole country
+        return text
+
+    @property
+    def allowed_countries(self) -> frozenset[str]:
+        return parse_countries(self.allowed_countries_text)
 
     @property
     def broker_namespace(self) -> str:

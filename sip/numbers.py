@@ -1,17 +1,52 @@
-"""Phone numbers: everything Outdial stores or dials is E.164."""
+"""Phone numbers: everything Outdial stores or dials is E.164, and what it may dial.
+
+Invariant: a destination is dialed only if `check_destination` accepts it. By default that
+refuses the number types and ranges that toll fraud runs up bills on (see `HIGH_COST_TYPES`
+and `HIGH_COST_COUNTRY_CODES`) and, when an allowlist is given, every country outside it.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from functools import lru_cache
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 
 # Separators people type between digits; anything else makes the number invalid.
 _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 
+# Number types whose call charges go (partly) to the callee's side, the ones international
+# revenue share fraud dials. PREMIUM_RATE: the caller pays a service charge. SHARED_COST and
+# UAN (universal access, e.g. UK 084x/087x): charged above a normal call, revenue shared with
+# the holder. PERSONAL_NUMBER (UK 070): follow-me numbers at up to premium rates, a classic
+# fraud target. PAGER: no voice on the other end, and premium-rated where it still exists.
+# Not refused: VOIP and TOLL_FREE (ordinary businesses and people answer those),
+# FIXED_LINE/MOBILE, and UNKNOWN (a valid number phonenumbers cannot classify).
+HIGH_COST_TYPES: dict[int, str] = {
+    PhoneNumberType.PREMIUM_RATE: "PREMIUM_RATE",
+    PhoneNumberType.SHARED_COST: "SHARED_COST",
+    PhoneNumberType.UAN: "UAN",
+    PhoneNumberType.PERSONAL_NUMBER: "PERSONAL_NUMBER",
+    PhoneNumberType.PAGER: "PAGER",
+}
+# Satellite and international networks (Inmarsat +870, GMSS +881, international networks
+# +882/+883): billed at several times premium rates and belong to no country, so a country
+# allowlist alone would not catch them when it is empty.
+HIGH_COST_COUNTRY_CODES = frozenset({870, 881, 882, 883})
+
 
 class InvalidNumberError(ValueError):
     """The text is not an unambiguous, valid phone number."""
+
+
+class NumberNotAllowedError(ValueError):
+    """A valid number that policy forbids dialing; `rule` names the rule that refused it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 def to_e164(raw: str) -> str:
@@ -30,3 +65,50 @@ def to_e164(raw: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumberError(f"{raw!r} is not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=256)
+def parse_countries(text: str) -> frozenset[str]:
+    """A comma-separated list of ISO 3166 alpha-2 codes ("US, ca") as upper-case codes.
+
+    Cached: the accept path parses the deployment's and workspaces' lists on every call.
+    """
+    codes = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    unknown = sorted(codes - phonenumbers.SUPPORTED_REGIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown country code {unknown[0]!r}: use ISO 3166 alpha-2 codes such as GB, US"
+        )
+    return codes
+
+
+def check_destination(
+    e164: str, *, allowed_countries: Collection[str], allow_high_cost: bool
+) -> None:
+    """Refuse dialing `e164` (an output of `to_e164`) when policy forbids it.
+
+    `allowed_countries`: ISO 3166 region codes (upper case); empty allows every country.
+    The region is the number's own (+1 876 is JM, not US), so shared country codes do not
+    open a way around the list.
+    """
+    parsed = phonenumbers.parse(e164, None)
+    if not allow_high_cost:
+        if parsed.country_code in HIGH_COST_COUNTRY_CODES:
+            raise NumberNotAllowedError(
+                "high_cost_range",
+                f"{e164} is a satellite or international network number "
+                f"(+{parsed.country_code}); these are not dialed",
+            )
+        kind = HIGH_COST_TYPES.get(phonenumbers.number_type(parsed))
+        if kind is not None:
+            raise NumberNotAllowedError(
+                "high_cost_type", f"{e164} is a {kind} number; these are not dialed"
+            )
+    if allowed_countries:
+        region = phonenumbers.region_code_for_number(parsed) or "unknown"
+        if region not in allowed_countries:
+            raise NumberNotAllowedError(
+                "country",
+                f"{e164} is in {region}, which is not among the allowed countries "
+                f"({', '.join(sorted(allowed_countries))})",
+            )

@@ -142,10 +142,22 @@ class Tenant:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def assign_trunk(self, sip_trunk_id: str) -> None:
+        """The operator assigns a raw trunk id to this workspace (admin API)."""
+        response = await self.http.post(
+            f"/v1/admin/workspaces/{self.id}/trunks",
+            json={"sip_trunk_id": sip_trunk_id},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert response.status_code == 201, response.text
+
     async def register_number(self, number: str = "+15105550100", **fields: Any) -> dict[str, Any]:
-        """Registers `number`; without `sip_trunk_id`, Outdial creates its trunk at LiveKit."""
+        """Registers `number`; without `sip_trunk_id`, Outdial creates its trunk at LiveKit.
+        With one, the operator assigns that trunk to the workspace first."""
         body = {"number": number} | fields
-        if "sip_trunk_id" not in fields:
+        if "sip_trunk_id" in fields:
+            await self.assign_trunk(fields["sip_trunk_id"])
+        else:
             body["trunk"] = {"address": "sip.example.net"}
         response = await self.request("POST", "/v1/api/numbers", json=body)
         assert response.status_code == 201, response.text

@@ -437,6 +437,10 @@ async def test_default_trunk_is_the_fallback_caller(settings: Settings, lk: Any)
         async with httpx.AsyncClient(base_url=server.url) as http:
             tenant = await create_tenant(http)
             agent = await tenant.create_agent()
+            # The operator's trunk is only for the workspaces it is assigned to.
+            refused = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+            await _expect_error(refused, 403, "TRUNK_NOT_ASSIGNED")
+            await tenant.assign_trunk("ST_fallback")
             accepted = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
             assert accepted.status_code == 200, accepted.text
             view = (await tenant.request("GET", f"/v1/api/call/{accepted.json()['callId']}")).json()

@@ -1,5 +1,9 @@
 """Caller ids of the calling workspace.
 
+A number belongs to at most one workspace (NUMBER_TAKEN), and its trunk is one Outdial
+creates for it or a raw trunk id the operator assigned to the workspace (TRUNK_NOT_ASSIGNED);
+the store's save script decides both atomically with the write.
+
 A trunk is created through the single-shot LiveKit client: each CreateSIPOutboundTrunk that
 reaches LiveKit creates a trunk, so a replayed request leaves orphan trunks nobody deletes.
 """
@@ -17,6 +21,7 @@ from api.deps import SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
 from api.livekit import livekit_client, single_shot_livekit_client
 from api.schemas.numbers import NumberCreate, NumberOut
+from api.settings import Settings
 from api.store import numbers
 from sip import InvalidNumberError, TrunkSettings, create_outbound_trunk, delete_trunk, to_e164
 
@@ -31,6 +36,32 @@ def _e164(raw: str) -> str:
         raise ApiError(400, "INVALID_NUMBER", str(exc), {"number": raw}) from exc
 
 
+def _taken(number: str) -> ApiError:
+    return ApiError(
+        409, "NUMBER_TAKEN", f"{number} is registered by another workspace", {"number": number}
+    )
+
+
+def _trunk_not_assigned(trunk_id: str) -> ApiError:
+    return ApiError(
+        403,
+        "TRUNK_NOT_ASSIGNED",
+        f"trunk {trunk_id} is not assigned to this workspace: the operator assigns trunks "
+        "(POST /v1/admin/workspaces/{id}/trunks), or register the number with a trunk spec",
+        {"sip_trunk_id": trunk_id},
+    )
+
+
+async def _drop_trunk(settings: Settings, trunk_id: str) -> None:
+    """Deletes a trunk Outdial created that no number uses any more; a failure is logged."""
+    try:
+        await delete_trunk(livekit_client(settings), trunk_id)
+    except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        # The number's change stands either way (an error here would send a retry to a
+        # different answer); an orphaned trunk is harmless and logged.
+        logger.warning("could not delete trunk %s: %s", trunk_id, exc)
+
+
 @router.post("", status_code=201)
 async def register_number(
     body: NumberCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
@@ -38,6 +69,9 @@ async def register_number(
     number = _e164(body.number)
     trunk_id = body.sip_trunk_id or ""
     if body.trunk is not None:
+        # Checked before LiveKit creates a trunk for nothing; the save checks again.
+        if await numbers.number_holder(store, number) not in (None, workspace.id):
+            raise _taken(number)
         spec = TrunkSettings(**body.trunk.model_dump())
         try:
             trunk_id = await create_outbound_trunk(
@@ -60,7 +94,16 @@ async def register_number(
         default=body.default,
         trunk_managed=body.trunk is not None,
     )
-    return NumberOut(**asdict(saved))
+    if isinstance(saved, numbers.SaveRefusal):
+        if body.trunk is not None:
+            # Another workspace took the number since the check above.
+            await _drop_trunk(settings, trunk_id)
+        if saved is numbers.SaveRefusal.TAKEN:
+            raise _taken(number)
+        raise _trunk_not_assigned(trunk_id)
+    if saved.replaced_trunk_id:
+        await _drop_trunk(settings, saved.replaced_trunk_id)
+    return NumberOut(**asdict(saved.number))
 
 
 @router.get("")
@@ -77,9 +120,4 @@ async def delete_number(
     if removed is None:
         raise not_found("number", number)
     if removed.trunk_managed:
-        try:
-            await delete_trunk(livekit_client(settings), removed.sip_trunk_id)
-        except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            # The number is gone either way (an error here would send a retry to a 404); an
-            # orphaned trunk is harmless and logged.
-            logger.warning("could not delete trunk %s: %s", removed.sip_trunk_id, exc)
+        await _drop_trunk(settings, removed.sip_trunk_id)

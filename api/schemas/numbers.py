@@ -1,10 +1,16 @@
-"""Caller-id bodies: a number and the LiveKit outbound trunk that carries it."""
+"""Caller-id bodies: a number and the LiveKit outbound trunk that carries it.
+
+A trunk spec's address must be a public host (`sip.trunks.check_trunk_host`); a raw
+`sip_trunk_id` is checked against the operator's assignments when the number is saved.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sip.trunks import check_trunk_host
 
 TRUNK_ID_PATTERN = r"^ST_[A-Za-z0-9]{1,64}$"
 
@@ -18,6 +24,12 @@ class TrunkSpec(BaseModel):
     transport: Literal["udp", "tcp", "tls", "auto"] = "auto"
     auth_username: str | None = Field(None, max_length=255)
     auth_password: str | None = Field(None, max_length=255)
+
+    @field_validator("address")
+    @classmethod
+    def _public_host(cls, address: str) -> str:
+        check_trunk_host(address)
+        return address
 
 
 class NumberCreate(BaseModel):

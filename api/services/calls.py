@@ -26,9 +26,10 @@ from api.store.base import Store
 from api.store.calls import CallBudgets, CallDraft, CallRecord, accept_call
 from api.store.events import EventSpec, apply_event
 from api.store.lean_redis import hash_reply
-from api.store.numbers import pick_caller
-from api.store.workspaces import Authentication, authentication_reads
+from api.store.numbers import pick_caller, trunk_allowed
+from api.store.workspaces import Authentication, Workspace, authentication_reads
 from sip import InvalidNumberError, delete_room, to_e164
+from sip.numbers import NumberNotAllowedError, check_destination, parse_countries
 
 logger = logging.getLogger("outdial.api")
 
@@ -118,6 +119,24 @@ def agent_snapshot(agent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_destination_allowed(to: str, workspace: Workspace, settings: Settings) -> None:
+    """NUMBER_NOT_ALLOWED unless policy lets the workspace dial `to` (toll fraud: high-cost
+    numbers, and countries outside the workspace's or else the deployment's allowlist)."""
+    countries = (
+        settings.allowed_countries
+        if workspace.allowed_countries is None
+        else parse_countries(workspace.allowed_countries)
+    )
+    try:
+        check_destination(
+            to,
+            allowed_countries=countries,
+            allow_high_cost=settings.allow_high_cost_destinations,
+        )
+    except NumberNotAllowedError as exc:
+        raise ApiError(403, "NUMBER_NOT_ALLOWED", str(exc), {"to": to, "rule": exc.rule}) from exc
+
+
 async def place_call(
     store: Store,
     settings: Settings,
@@ -125,8 +144,9 @@ async def place_call(
     raw_body: bytes,
     idempotency_key: str | None,
 ) -> dict[str, Any]:
-    """Accept a call. The hot path: one pipelined read (credentials, agent, numbers, earlier
-    answer for the idempotency key), the checks, then one atomic write.
+    """Accept a call. The hot path: one pipelined read (credentials, agent, numbers, the
+    trunks the operator assigned, earlier answer for the idempotency key), the checks, then
+    one atomic write.
 
     The body is parsed first (its agent id names a key to read) but a bad body is reported
     only after the credentials were checked: a wrong key always hears 401 first.
@@ -141,6 +161,7 @@ async def place_call(
     if body is not None:
         reads.append(["GET", keys.agent(workspace_id, body.call_agent_id)])
         reads.append(["HGETALL", keys.numbers(workspace_id)])
+        reads.append(["SMEMBERS", keys.workspace_trunks(workspace_id)])
         if idempotency_key:
             reads.append(["GET", keys.idempotency(workspace_id, idempotency_key)])
     owner, raw_workspace, *replies = await store.lean.execute(*reads)
@@ -150,7 +171,7 @@ async def place_call(
     check_idempotency_key(idempotency_key)
     # Only an idempotent request needs its fingerprint (to tell a replay from a conflict).
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    raw_agent, raw_numbers, *previous = replies
+    raw_agent, raw_numbers, assigned_trunks, *previous = replies
     if previous and previous[0]:
         return _replay(json.loads(previous[0]), fingerprint)
 
@@ -158,6 +179,7 @@ async def place_call(
         to = to_e164(body.to)
     except InvalidNumberError as exc:
         raise ApiError(400, "INVALID_NUMBER", str(exc), {"to": body.to}) from exc
+    check_destination_allowed(to, workspace, settings)
     check_sizes(body)
     if body.callback_url is not None:
         try:
@@ -195,6 +217,15 @@ async def place_call(
             else "no caller id: register a number or set OUTDIAL_DEFAULT_SIP_TRUNK_ID"
         )
         raise ApiError(400, "INVALID_NUMBER_ID", message)
+    # Again at every call: the operator may have withdrawn the trunk since it was registered.
+    if not trunk_allowed(caller, trunk_id, set(assigned_trunks)):
+        raise ApiError(
+            403,
+            "TRUNK_NOT_ASSIGNED",
+            f"trunk {trunk_id} is not assigned to this workspace (ask the operator to assign "
+            "it, or register the number with a trunk spec)",
+            {"sip_trunk_id": trunk_id},
+        )
 
     call_id = secrets.token_hex(12)
     # 36 does not divide 256: a bias of 1.6% per character, harmless for a name suffix.

@@ -7,6 +7,9 @@
 | `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
 | `{p}:ws:{ws}:agent:{id}` | string: agent JSON | agents | until deleted |
 | `{p}:ws:{ws}:numbers` | hash E.164 -> number JSON | numbers | until deleted |
+| `{p}:ws:{ws}:trunks` | set of raw trunk ids the operator assigned | numbers | until unassigned |
+| `{p}:number:{e164}` | string -> the one workspace holding the number | numbers | as the number |
+| `{p}:trunk:{id}` | string -> workspace of a trunk Outdial created | numbers | as its number |
 | `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
 | `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
@@ -24,7 +27,8 @@
 | `{p}:lkhook:health` | hash: last_received_ms, last_missed_ms | webhooks, reconciler | forever |
 
 The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
-records one-off resends requested through the API.
+records one-off resends requested through the API. The workspace hash's `allowed_countries`
+is the operator's country allowlist for its calls (absent: the deployment's).
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ class Keys:
 
     def numbers(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:numbers"
+
+    def workspace_trunks(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:trunks"
+
+    def number_holder(self, number: str) -> str:
+        return f"{self.prefix}:number:{number}"
+
+    def trunk_owner(self, trunk_id: str) -> str:
+        return f"{self.prefix}:trunk:{trunk_id}"
 
     def calls(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:calls"

@@ -337,14 +337,36 @@ return #due
 """
 
 
-# Saves a caller number. The first number, one saved with default=1, or one that was
-# the default is the default; the flag is cleared on every other number in the same step.
-# KEYS: numbers hash. ARGV: number, record JSON, default ('1'|'0').
+# Saves a caller number. A number belongs to at most one workspace: its holder key is set
+# if absent, so a number another workspace holds is refused ('taken'). A raw trunk id is
+# accepted only when the operator assigned it to the workspace ('unassigned' otherwise); a
+# trunk Outdial just created is recorded as the workspace's. Re-registering a number whose
+# trunk Outdial created for it drops that trunk's owner and returns its id (the caller
+# deletes it at LiveKit). The first number, one saved with default=1, or one that was the
+# default is the default; the flag is cleared on every other number in the same step.
+# KEYS: numbers hash, number holder, workspace trunks, trunk owner (of the record's trunk).
+# ARGV: number, record JSON, default ('1'|'0'), workspace id, trunk owner key prefix.
+# Returns {'saved', record JSON, replaced trunk id or ''}, {'taken'} or {'unassigned'}.
 SAVE_NUMBER = """
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-local was_default = existing and cjson.decode(existing)['default']
-local make_default = ARGV[3] == '1' or redis.call('HLEN', KEYS[1]) == 0 or was_default
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[4] then return {'taken'} end
 local record = cjson.decode(ARGV[2])
+local trunk = record['sip_trunk_id']
+if not record['trunk_managed'] and redis.call('SISMEMBER', KEYS[3], trunk) == 0 then
+  return {'unassigned'}
+end
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+local was_default = false
+local replaced = ''
+if existing then
+  local previous = cjson.decode(existing)
+  was_default = previous['default']
+  if previous['trunk_managed'] and previous['sip_trunk_id'] ~= trunk then
+    replaced = previous['sip_trunk_id']
+    redis.call('DEL', ARGV[5] .. replaced)
+  end
+end
+local make_default = ARGV[3] == '1' or redis.call('HLEN', KEYS[1]) == 0 or was_default
 if make_default then
   for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
     local other = cjson.decode(raw)
@@ -357,5 +379,35 @@ end
 record['default'] = make_default
 local encoded = cjson.encode(record)
 redis.call('HSET', KEYS[1], ARGV[1], encoded)
-return encoded
+redis.call('SET', KEYS[2], ARGV[4])
+if record['trunk_managed'] then redis.call('SET', KEYS[4], ARGV[4]) end
+return {'saved', encoded, replaced}
+"""
+
+# Deletes a caller number with its holder key and, for a trunk Outdial created, the trunk's
+# owner, so the number can be registered again (by any workspace) and nothing dangles.
+# KEYS: numbers hash, number holder. ARGV: number, workspace id, trunk owner key prefix.
+# Returns the deleted record JSON, or nil when the workspace has no such number.
+DELETE_NUMBER = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+local record = cjson.decode(raw)
+if record['trunk_managed'] then
+  local owner = ARGV[3] .. record['sip_trunk_id']
+  if redis.call('GET', owner) == ARGV[2] then redis.call('DEL', owner) end
+end
+return raw
+"""
+
+# The operator assigns a raw trunk id to a workspace. A trunk Outdial created for a number
+# is refused: its credentials and bill are that number's workspace's, and it goes with it.
+# KEYS: workspace hash, workspace trunks, trunk owner. ARGV: trunk id.
+# Returns 'assigned', 'missing' (no such workspace) or 'owned'.
+ASSIGN_TRUNK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'owned' end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 'assigned'
 """

@@ -1,11 +1,19 @@
-"""Caller ids of a workspace: E.164 number -> LiveKit outbound trunk, one of them default."""
+"""Caller ids of a workspace: E.164 number -> LiveKit outbound trunk, one of them default.
+
+Invariants: a number belongs to at most one workspace (its holder key, set in the same
+script as the number); a number's trunk is either one Outdial created for it (recorded as
+the workspace's) or a raw trunk id the operator assigned to the workspace. The accept path
+checks the second again, since the operator may withdraw an assignment (`trunk_allowed`).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import asdict, dataclass
+from enum import Enum
 
+from api.store import lua
 from api.store.base import Store
 
 
@@ -18,8 +26,35 @@ class CallerNumber:
     created_at: int
 
 
+class SaveRefusal(Enum):
+    TAKEN = "taken"  # another workspace holds the number
+    UNASSIGNED = "unassigned"  # a raw trunk id the operator did not assign to the workspace
+
+
+@dataclass(frozen=True, slots=True)
+class SavedNumber:
+    number: CallerNumber
+    # A trunk Outdial had created for this number before it was registered again ('' none).
+    replaced_trunk_id: str
+
+
+class AssignResult(Enum):
+    ASSIGNED = "assigned"
+    MISSING = "missing"  # no such workspace
+    OWNED = "owned"  # a trunk Outdial created for a number
+
+
 def _decode(raw: str) -> CallerNumber:
     return CallerNumber(**json.loads(raw))
+
+
+def _trunk_owner_prefix(store: Store) -> str:
+    return store.keys.trunk_owner("")
+
+
+async def number_holder(store: Store, number: str) -> str | None:
+    """The workspace holding `number`, if any (a pre-check; the save decides atomically)."""
+    return await store.redis.get(store.keys.number_holder(number))
 
 
 async def save_number(
@@ -30,13 +65,27 @@ async def save_number(
     *,
     default: bool,
     trunk_managed: bool,
-) -> CallerNumber:
+) -> SavedNumber | SaveRefusal:
     record = CallerNumber(number, sip_trunk_id, default, trunk_managed, int(time.time() * 1000))
-    raw = await store.save_number_script(
-        keys=[store.keys.numbers(workspace_id)],
-        args=[number, json.dumps(asdict(record)), "1" if default else "0"],
+    keys = store.keys
+    reply = await store.save_number_script(
+        keys=[
+            keys.numbers(workspace_id),
+            keys.number_holder(number),
+            keys.workspace_trunks(workspace_id),
+            keys.trunk_owner(sip_trunk_id),
+        ],
+        args=[
+            number,
+            json.dumps(asdict(record)),
+            "1" if default else "0",
+            workspace_id,
+            _trunk_owner_prefix(store),
+        ],
     )
-    return _decode(raw)
+    if reply[0] != "saved":
+        return SaveRefusal(reply[0])
+    return SavedNumber(_decode(reply[1]), reply[2])
 
 
 async def list_numbers(store: Store, workspace_id: str) -> list[CallerNumber]:
@@ -50,12 +99,36 @@ async def get_number(store: Store, workspace_id: str, number: str) -> CallerNumb
 
 
 async def delete_number(store: Store, workspace_id: str, number: str) -> CallerNumber | None:
-    key = store.keys.numbers(workspace_id)
-    raw = await store.redis.hget(key, number)
-    if raw is None:
-        return None
-    await store.redis.hdel(key, number)
-    return _decode(raw)
+    """Deletes the number, its holder key and its trunk's owner in one step."""
+    # Registered per use: number routes are not hot, and api/store/base.py keeps the hot ones.
+    script = store.redis.register_script(lua.DELETE_NUMBER)
+    raw = await script(
+        keys=[store.keys.numbers(workspace_id), store.keys.number_holder(number)],
+        args=[number, workspace_id, _trunk_owner_prefix(store)],
+    )
+    return _decode(raw) if raw else None
+
+
+async def assign_trunk(store: Store, workspace_id: str, sip_trunk_id: str) -> AssignResult:
+    script = store.redis.register_script(lua.ASSIGN_TRUNK)
+    reply = await script(
+        keys=[
+            store.keys.workspace(workspace_id),
+            store.keys.workspace_trunks(workspace_id),
+            store.keys.trunk_owner(sip_trunk_id),
+        ],
+        args=[sip_trunk_id],
+    )
+    return AssignResult(reply)
+
+
+async def unassign_trunk(store: Store, workspace_id: str, sip_trunk_id: str) -> bool:
+    """False if the trunk was not assigned to the workspace."""
+    return bool(await store.redis.srem(store.keys.workspace_trunks(workspace_id), sip_trunk_id))
+
+
+async def assigned_trunks(store: Store, workspace_id: str) -> list[str]:
+    return sorted(await store.redis.smembers(store.keys.workspace_trunks(workspace_id)))
 
 
 def pick_caller(numbers: dict[str, str], wanted: str | None) -> CallerNumber | None:
@@ -68,3 +141,9 @@ def pick_caller(numbers: dict[str, str], wanted: str | None) -> CallerNumber | N
         if candidate.default:
             return candidate
     return None
+
+
+def trunk_allowed(caller: CallerNumber | None, trunk_id: str, assigned: set[str]) -> bool:
+    """May the workspace dial over `trunk_id`? Its own number's trunk that Outdial created
+    for it, or a trunk the operator assigned (the default trunk included)."""
+    return (caller is not None and caller.trunk_managed) or trunk_id in assigned

@@ -21,6 +21,9 @@ class Workspace:
     webhook_secret: str
     disabled: bool
     created_at: int
+    # The operator's country allowlist for this workspace's destinations, comma-separated
+    # ('' = every country); None: the deployment's OUTDIAL_ALLOWED_COUNTRIES.
+    allowed_countries: str | None = None
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Workspace:
@@ -31,6 +34,7 @@ class Workspace:
             webhook_secret=raw["webhook_secret"],
             disabled=raw.get("disabled") == "1",
             created_at=int(raw["created_at"]),
+            allowed_countries=raw.get("allowed_countries"),
         )
 
 
@@ -120,6 +124,20 @@ async def authenticate(store: Store, workspace_id: str, key_hash: str) -> Authen
     """One round trip: the key's owner and the named workspace."""
     replies = await store.lean.execute(*authentication_reads(store, workspace_id, key_hash))
     return Authentication.from_replies(*replies)
+
+
+async def set_allowed_countries(
+    store: Store, workspace_id: str, countries: str | None
+) -> Workspace | None:
+    """Set (None: clear, back to the deployment's list) the workspace's country allowlist."""
+    key = store.keys.workspace(workspace_id)
+    if not await store.redis.exists(key):
+        return None
+    if countries is None:
+        await store.redis.hdel(key, "allowed_countries")
+    else:
+        await store.redis.hset(key, "allowed_countries", countries)
+    return await get_workspace(store, workspace_id)
 
 
 async def set_disabled(store: Store, workspace_id: str, disabled: bool) -> Workspace | None:
