@@ -148,6 +148,22 @@ class Settings(BaseSettings):
     def allowed_countries(self) -> frozenset[str]:
         return parse_countries(self.allowed_countries_text)
 
+    # Tenancy and abuse (agent events, redelivery): what an agent's event token may add to
+    # one call (informational events; a late `call.transcript` is taken for a grace after
+    # the end, any other event is refused then), and how many `redeliver` requests one
+    # workspace may make per minute.
+    agent_event_max_bytes: int = Field(65_536, ge=1024, alias="OUTDIAL_AGENT_EVENT_MAX_BYTES")
+    agent_events_per_call: int = Field(1000, ge=50, alias="OUTDIAL_AGENT_EVENTS_PER_CALL")
+    agent_event_bytes_per_call: int = Field(
+        2 * 1024 * 1024, ge=65_536, alias="OUTDIAL_AGENT_EVENT_BYTES_PER_CALL"
+    )
+    agent_late_transcript_grace_seconds: int = Field(
+        60, ge=0, le=3600, alias="OUTDIAL_AGENT_LATE_TRANSCRIPT_GRACE_SECONDS"
+    )
+    redeliveries_per_minute: int = Field(
+        30, ge=1, le=10_000, alias="OUTDIAL_REDELIVERIES_PER_MINUTE"
+    )
+
     @property
     def broker_namespace(self) -> str:
         return f"{self.redis_prefix}-dramatiq"

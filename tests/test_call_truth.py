@@ -17,10 +17,11 @@ import httpx
 import pytest
 import redis
 
+from api.security import event_token
 from api.settings import Settings
 from tests.calls import call_status, report_ready, wait_dialed, wait_status
 from tests.conftest import Tenant
-from tests.support import WorkerProcess, async_wait_until, report_agent
+from tests.support import WorkerProcess, async_wait_until
 
 SHORT = {
     "agent_ready_timeout_seconds": 2,
@@ -249,8 +250,12 @@ async def test_canceled_while_waiting_for_the_agent_never_rings(
     canceled = await tenant.request("POST", f"/v1/api/call/{call_id}/cancel")
     assert canceled.json()["callStatus"] == "canceled"
     assert lk.room(accepted["roomName"]) is None
-    # The agent reports ready late: recorded, but nothing dials a canceled call.
-    late = await report_agent(tenant.http, settings, call_id)
-    assert late["callStatus"] == "canceled"
+    # The agent reports ready late: refused (the call ended), and nothing dials it.
+    late = await tenant.http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"type": "agent.ready", "data": {"job_id": "AJ_test"}},
+        headers={"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"},
+    )
+    assert late.status_code == 409 and late.json()["code"] == "CALL_ENDED"
     assert not (await call_status(tenant, call_id)).get("sipCallId")
     assert lk.count("SIP", "CreateSIPParticipant") == 0

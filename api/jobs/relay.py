@@ -66,9 +66,15 @@ async def relay_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -
     time_limit=_TIME_LIMIT_MS,
 )
 async def relay_redeliver(call_id: str, sequence: str) -> None:
-    await RELAY_SHARE.run(
-        lambda: redeliver_event(worker_store(), worker_settings(), call_id, int(sequence)),
-        lambda: asyncio.to_thread(
-            relay_redeliver.send_with_options, args=(call_id, sequence), delay=SHARE_RETRY_MS
-        ),
-    )
+    async def later(delay_ms: int) -> None:
+        await asyncio.to_thread(
+            relay_redeliver.send_with_options, args=(call_id, sequence), delay=delay_ms
+        )
+
+    async def run() -> None:
+        # No in-flight slot of the workspace free: the message comes back, no thread waits.
+        retry_ms = await redeliver_event(worker_store(), worker_settings(), call_id, int(sequence))
+        if retry_ms is not None:
+            await later(retry_ms)
+
+    await RELAY_SHARE.run(run, lambda: later(SHARE_RETRY_MS))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
-from api.deps import StoreDep, WorkspaceCallDep
-from api.errors import ApiError, not_found
+from api.deps import SettingsDep, StoreDep, WorkspaceCallDep
+from api.errors import ApiError, error_response, not_found
 from api.relay.redeliver import enqueue_redelivery
 from api.relay.views import event_sequence, events_with_delivery
 
@@ -19,19 +21,38 @@ async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> dict[str,
     return {"callId": call.id, "events": await events_with_delivery(store, call)}
 
 
-@router.post("/call/{call_id}/events/{event_id}/redeliver", status_code=202)
-async def redeliver(call: WorkspaceCallDep, event_id: str, store: StoreDep) -> dict[str, Any]:
+@router.post("/call/{call_id}/events/{event_id}/redeliver", status_code=202, response_model=None)
+async def redeliver(
+    call: WorkspaceCallDep, event_id: str, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any] | JSONResponse:
     call_id = call.id
     sequence = await event_sequence(store, call_id, event_id)
     if sequence is None:
         raise not_found("event", event_id)
     if not call.get("callback_url"):
         raise ApiError(409, "NO_CALLBACK_URL", f"call {call_id} has no callback_url")
-    job_id = await enqueue_redelivery(store, call_id, sequence)
+    queued = await enqueue_redelivery(store, settings, call.workspace_id, call_id, sequence)
+    if queued.outcome == "pending":
+        raise ApiError(
+            409,
+            "REDELIVERY_PENDING",
+            f"a redelivery of event {event_id} is already pending",
+            {"eventId": event_id},
+        )
+    if queued.outcome == "limited":
+        retry_after = max(1, math.ceil(queued.retry_after_ms / 1000))
+        limited = error_response(
+            429,
+            "RATE_LIMITED",
+            f"at most {settings.redeliveries_per_minute} redeliveries per minute",
+            {"retryAfterSeconds": retry_after},
+        )
+        limited.headers["Retry-After"] = str(retry_after)
+        return limited
     return {
         "status": "success",
         "callId": call_id,
         "eventId": event_id,
         "sequence": sequence,
-        "jobId": job_id,
+        "jobId": queued.job_id,
     }

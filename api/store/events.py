@@ -42,7 +42,10 @@ EVENT_STATUS: dict[str, CallStatus | None] = {
 _ENDED_STATUSES = frozenset(get_args(EndedStatus))
 _END_REASONS = frozenset(get_args(EndReason))
 
-ApplyOutcome = Literal["applied", "duplicate", "stale", "conflict", "missing"]
+# `ended` and `over_quota` refuse an event held to an `EventQuota` (agent events).
+ApplyOutcome = Literal[
+    "applied", "duplicate", "stale", "conflict", "missing", "ended", "over_quota"
+]
 
 
 def status_for(event_type: str, data: dict[str, Any]) -> str | None:
@@ -64,6 +67,18 @@ def status_for(event_type: str, data: dict[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class EventQuota:
+    """What an informational event from outside (an agent) may add to a call: refused
+    (`over_quota`) past `max_events` events or `max_bytes` stored bytes on the call, and
+    (`ended`) once the call ended more than `after_end_ms` ago. Checked in the apply script,
+    so concurrent posts cannot overshoot."""
+
+    max_events: int
+    max_bytes: int
+    after_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class EventSpec:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +88,8 @@ class EventSpec:
     expected_status: str | None = None
     # Call fields written when the event applies ('' deletes a field).
     call_fields: dict[str, str] = field(default_factory=dict)
+    # None: not limited (Outdial's own events).
+    quota: EventQuota | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,7 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
     fields: list[str] = []
     for name, value in event.call_fields.items():
         fields += [name, value]
+    quota = event.quota
     return [
         event.id,
         new_status,
@@ -128,6 +146,9 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
         store.retention_seconds,
         relay.message_id if relay else "",
         relay.body if relay else "",
+        quota.max_events if quota else 0,
+        quota.max_bytes if quota else 0,
+        quota.after_end_ms if quota else "",
         len(event.call_fields),
         *fields,
     ]
@@ -203,6 +224,7 @@ async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> Appl
         event.id,
         event.timestamp,
         call_fields={"agent_ready_at": str(now_ms)},
+        quota=event.quota,
     )
     # The dial step's token (its second argument) names this message as the dial's owner.
     dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid.uuid4().hex)

@@ -22,6 +22,8 @@
 | `{p}:relay:lock:{id}` | string: token of the call's one drain | relay | lease (timeout + 5 s) |
 | `{p}:relay:inflight:{ws}` | zset call id -> lease expiry ms (in-flight cap) | relay | lease |
 | `{p}:relay:waiting:{ws}` | zset call id -> ms it began waiting for a slot | relay | 2 leases |
+| `{p}:relay:redelivery:{id}:{seq}` | string: the event's one pending resend | relay | 10 min |
+| `{p}:relay:redelivery-rate:{ws}` | counter: resends asked this minute | relay | 1 min |
 | `{p}:deadlines` | zset call id -> ms its state must be checked by | reconciler | until terminal |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
 | `{p}:lkhook:health` | hash: last_received_ms, last_missed_ms | webhooks, reconciler | forever |
@@ -99,6 +101,12 @@ class Keys:
 
     def relay_waiting(self, workspace_id: str) -> str:
         return f"{self.prefix}:relay:waiting:{workspace_id}"
+
+    def relay_redelivery(self, call_id: str, sequence: int) -> str:
+        return f"{self.prefix}:relay:redelivery:{call_id}:{sequence}"
+
+    def relay_redelivery_rate(self, workspace_id: str) -> str:
+        return f"{self.prefix}:relay:redelivery-rate:{workspace_id}"
 
     def deadlines(self) -> str:
         return f"{self.prefix}:deadlines"

@@ -11,8 +11,9 @@ from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK
 # Arguments of apply_event, in ARGV order starting at `base`:
 #   event_id, new_status ('' = informational), expected_status ('' = any),
 #   json_head, json_tail, now_ms, retention_s, relay_msg_id, relay_msg_body,
-#   n_fields, then n_fields field/value pairs written to the call when applied.
-APPLY_EVENT_ARGC = 10
+#   max_events, max_bytes, after_end_ms (the quota of an informational event: '0', '0', ''
+#   for none), n_fields, then n_fields field/value pairs written to the call when applied.
+APPLY_EVENT_ARGC = 13
 
 # The status order is the contract's (`STATUS_RANK`), generated into the script.
 _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK.items()) + "}"
@@ -56,25 +57,45 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   local head, tail, now = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   local retention = tonumber(ARGV[base + 6])
   local msg_id, msg_body = ARGV[base + 7], ARGV[base + 8]
-  local n_fields = tonumber(ARGV[base + 9])
+  local max_events, max_bytes = tonumber(ARGV[base + 9]), tonumber(ARGV[base + 10])
+  local after_end = ARGV[base + 11]
+  local n_fields = tonumber(ARGV[base + 12])
 
   local current = redis.call('HGET', kcall, 'status')
   if not current then return {'missing', 0, ''} end
   local seen = redis.call('HGET', keids, event_id)
   if seen then return {'duplicate', tonumber(seen), current} end
   if expected ~= '' and current ~= expected then return {'conflict', 0, current} end
+  if new_status ~= '' and (RANK[current] == TERMINAL or RANK[new_status] <= RANK[current]) then
+    return {'stale', 0, current}
+  end
+
+  -- A quota binds informational events only (status events are bounded by the state
+  -- order): after the call's end plus `after_end` ms they are refused, and they never take
+  -- the call past `max_events` events or `max_bytes` stored bytes (all its events count).
+  local size = #head + #tail
+  if new_status == '' and after_end ~= '' then
+    local ended_at = tonumber(redis.call('HGET', kcall, 'ended_at'))
+    if ended_at and tonumber(now) > ended_at + tonumber(after_end) then
+      return {'ended', 0, current}
+    end
+  end
+  if new_status == '' and max_events > 0 then
+    local stored = tonumber(redis.call('HGET', kcall, 'seq') or '0')
+    local bytes = tonumber(redis.call('HGET', kcall, 'event_bytes') or '0')
+    if stored >= max_events or bytes + size > max_bytes then
+      return {'over_quota', 0, current}
+    end
+  end
 
   local status = current
   if new_status ~= '' then
-    if RANK[current] == TERMINAL or RANK[new_status] <= RANK[current] then
-      return {'stale', 0, current}
-    end
     status = new_status
     redis.call('HSET', kcall, 'status', status, 'updated_at', now, 'ts_' .. status, now)
   end
   for i = 0, n_fields - 1 do
-    local field = ARGV[base + 10 + 2 * i]
-    local value = ARGV[base + 11 + 2 * i]
+    local field = ARGV[base + 13 + 2 * i]
+    local value = ARGV[base + 14 + 2 * i]
     if value == '' then redis.call('HDEL', kcall, field)
     else redis.call('HSET', kcall, field, value) end
   end
@@ -82,6 +103,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   local seq = redis.call('HINCRBY', kcall, 'seq', 1)
   redis.call('RPUSH', kevents, head .. seq .. ',"status":"' .. status .. '"' .. tail)
   redis.call('HSET', keids, event_id, seq)
+  redis.call('HINCRBY', kcall, 'event_bytes', size)
 
   if new_status ~= '' then
     local call_id = redis.call('HGET', kcall, 'id')
