@@ -66,8 +66,11 @@ async def test_a_number_belongs_to_one_workspace(
         "POST", "/v1/api/numbers", json={"number": "+15105550100", "sip_trunk_id": "ST_other"}
     )
     _error(raw, 409, "NUMBER_TAKEN")
-    # Re-registering in the holding workspace is an update; deleting releases the number.
-    await tenant.register_number("+15105550100")
+    # Re-registering in the holding workspace is an update (the trunk Outdial created for the
+    # number before goes); deleting releases the number.
+    replaced = await tenant.register_number("+15105550100")
+    assert lk.count("SIP", "DeleteSIPTrunk") == 1
+    assert replaced["sip_trunk_id"] in lk.trunks
     assert (await tenant.request("DELETE", "/v1/api/numbers/+15105550100")).status_code == 204
     freed = await other.register_number("+15105550100", sip_trunk_id="ST_other")
     assert freed["sip_trunk_id"] == "ST_other"
@@ -114,4 +117,5 @@ async def test_admin_trunk_routes(tenant: Tenant, client: httpx.AsyncClient) -> 
     )
     assert (await client.delete(f"{path}/ST_a", headers=ADMIN)).status_code == 204
     _error(await client.delete(f"{path}/ST_a", headers=ADMIN), 404, "NOT_FOUND")
+    _error(await client.delete(f"{path}/not%20a%20trunk", headers=ADMIN), 404, "NOT_FOUND")
     assert (await client.get(path, headers=ADMIN)).json()["sipTrunkIds"] == ["ST_b"]

@@ -7,9 +7,7 @@ trunk it is), and only the operator widens or narrows where a workspace may call
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import AdminDep, StoreDep
@@ -50,9 +48,6 @@ class CountriesUpdate(BaseModel):
         if countries is None:
             return None
         return sorted(parse_countries(",".join(countries)))
-
-
-TrunkIdPath = Annotated[str, Path(pattern=TRUNK_ID_PATTERN)]
 
 
 def _public(workspace: workspaces.Workspace) -> dict[str, object]:
@@ -150,7 +145,8 @@ async def assign_trunk(
 
 
 @router.delete("/workspaces/{workspace_id}/trunks/{sip_trunk_id}", status_code=204)
-async def unassign_trunk(workspace_id: str, sip_trunk_id: TrunkIdPath, store: StoreDep) -> None:
-    """Numbers on the trunk stay, but their calls are refused (TRUNK_NOT_ASSIGNED)."""
+async def unassign_trunk(workspace_id: str, sip_trunk_id: str, store: StoreDep) -> None:
+    """Numbers on the trunk stay, but their calls are refused (TRUNK_NOT_ASSIGNED). Any
+    `sip_trunk_id` is safe here: it is a set member, never part of a key name."""
     if not await numbers.unassign_trunk(store, workspace_id, sip_trunk_id):
         raise not_found("trunk assignment", sip_trunk_id)
