@@ -23,6 +23,12 @@ from tests.support import ROOT, WorkerProcess, async_wait_until
 AGENT_NAME = f"outdial-e2e-{uuid.uuid4().hex[:6]}"
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The operator allows this worker name (the deployment's own is allowed by default).
+    return settings.model_copy(update={"allowed_worker_names_text": AGENT_NAME})
+
+
 @pytest.fixture(scope="module")
 def agent_worker(livekit_server: Any) -> Iterator[subprocess.Popen[bytes]]:
     env = os.environ | {

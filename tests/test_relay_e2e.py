@@ -414,7 +414,7 @@ class TestWorkspaceInFlightCap:
 
         receiver.behaviours = {"/a": capped, "/b": capped}
         other = await create_tenant(client, "other")
-        await other.register_number()
+        await other.register_number("+15105550199")  # a number belongs to one workspace
         other_agent = (await other.create_agent())["id"]
 
         calls = {

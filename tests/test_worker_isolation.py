@@ -75,7 +75,7 @@ async def test_hanging_receivers_leave_a_thread_for_dialing(
         assert holding == THREADS - 1  # one thread of four is kept for dialing
 
         other = await create_tenant(client, "other")
-        await other.register_number()
+        await other.register_number("+15105550199")  # a number belongs to one workspace
         other_agent = await other.create_agent()
         call = (await other.place_call(to="+14155552671", call_agent_id=other_agent["id"])).json()
 
