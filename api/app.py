@@ -12,13 +12,9 @@ from api.errors import install_error_handlers
 from api.livekit import close_livekit_client
 from api.logs import configure_logging
 from api.middleware import BodyLimit
+from api.openapi import document
 from api.routes import admin, agents, calls, events, health, internal, livekit_webhook, numbers
-from api.routes.call_accept import (
-    ACCEPT_CALL_PATH,
-    ERROR_SCHEMA,
-    AcceptCallRoute,
-    accept_call_openapi,
-)
+from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
 from api.store.base import open_store
@@ -71,14 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _document_accept_call(app: FastAPI) -> None:
-    """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema."""
+    """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema, then
+    completes the whole schema (`api.openapi.document`: credentials, errors)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
             schema["paths"].setdefault(ACCEPT_CALL_PATH, {})["post"] = accept_call_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+            # `Error`, which it refers to, is a component already: FastAPI routes declare it
+            app.openapi_schema = document(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,12 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import AdminDep, StoreDep
 from api.errors import ApiError, not_found
+from api.openapi import ADMIN_AUTH, BODY, NOT_FOUND, STORAGE, error_responses
+from api.schemas.admin import KeyRotated, TrunkAssignments, WorkspaceCreated, WorkspaceOut
 from api.schemas.numbers import TRUNK_ID_PATTERN
 from api.store import numbers, workspaces
 from api.store.base import Store
 from sip.numbers import parse_countries
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    responses=error_responses(ADMIN_AUTH, STORAGE),
+)
+# Errors of the routes that name a workspace, and of those that also take a body.
+_BY_ID = error_responses(NOT_FOUND)
+_BY_ID_WITH_BODY = error_responses(NOT_FOUND, BODY)
 
 
 class WorkspaceCreate(BaseModel):
@@ -64,7 +74,9 @@ def _public(workspace: workspaces.Workspace) -> dict[str, object]:
     }
 
 
-@router.post("/workspaces", status_code=201)
+@router.post(
+    "/workspaces", status_code=201, response_model=WorkspaceCreated, responses=error_responses(BODY)
+)
 async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> dict[str, object]:
     created = await workspaces.create_workspace(store, body.name)
     return _public(created.workspace) | {
@@ -73,7 +85,7 @@ async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> dict[str, 
     }
 
 
-@router.get("/workspaces/{workspace_id}")
+@router.get("/workspaces/{workspace_id}", response_model=WorkspaceOut, responses=_BY_ID)
 async def get_workspace(workspace_id: str, store: StoreDep) -> dict[str, object]:
     workspace = await workspaces.get_workspace(store, workspace_id)
     if workspace is None:
@@ -81,7 +93,7 @@ async def get_workspace(workspace_id: str, store: StoreDep) -> dict[str, object]
     return _public(workspace)
 
 
-@router.patch("/workspaces/{workspace_id}")
+@router.patch("/workspaces/{workspace_id}", response_model=WorkspaceOut, responses=_BY_ID_WITH_BODY)
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, store: StoreDep
 ) -> dict[str, object]:
@@ -91,7 +103,7 @@ async def update_workspace(
     return _public(workspace)
 
 
-@router.post("/workspaces/{workspace_id}/rotate-key")
+@router.post("/workspaces/{workspace_id}/rotate-key", response_model=KeyRotated, responses=_BY_ID)
 async def rotate_key(workspace_id: str, store: StoreDep) -> dict[str, object]:
     api_key = await workspaces.rotate_api_key(store, workspace_id)
     if api_key is None:
@@ -99,7 +111,11 @@ async def rotate_key(workspace_id: str, store: StoreDep) -> dict[str, object]:
     return {"workspaceId": workspace_id, "apiKey": api_key}
 
 
-@router.put("/workspaces/{workspace_id}/allowed-countries")
+@router.put(
+    "/workspaces/{workspace_id}/allowed-countries",
+    response_model=WorkspaceOut,
+    responses=_BY_ID_WITH_BODY,
+)
 async def set_allowed_countries(
     workspace_id: str, body: CountriesUpdate, store: StoreDep
 ) -> dict[str, object]:
@@ -117,14 +133,21 @@ async def _trunks(store: Store, workspace_id: str) -> dict[str, object]:
     }
 
 
-@router.get("/workspaces/{workspace_id}/trunks")
+@router.get("/workspaces/{workspace_id}/trunks", response_model=TrunkAssignments, responses=_BY_ID)
 async def list_trunks(workspace_id: str, store: StoreDep) -> dict[str, object]:
     if await workspaces.get_workspace(store, workspace_id) is None:
         raise not_found("workspace", workspace_id)
     return await _trunks(store, workspace_id)
 
 
-@router.post("/workspaces/{workspace_id}/trunks", status_code=201)
+@router.post(
+    "/workspaces/{workspace_id}/trunks",
+    status_code=201,
+    response_model=TrunkAssignments,
+    responses=error_responses(
+        NOT_FOUND, BODY, {409: "TRUNK_OWNED: Outdial created the trunk for a number"}
+    ),
+)
 async def assign_trunk(
     workspace_id: str, body: TrunkAssignment, store: StoreDep
 ) -> dict[str, object]:
@@ -144,7 +167,9 @@ async def assign_trunk(
     return await _trunks(store, workspace_id)
 
 
-@router.delete("/workspaces/{workspace_id}/trunks/{sip_trunk_id}", status_code=204)
+@router.delete(
+    "/workspaces/{workspace_id}/trunks/{sip_trunk_id}", status_code=204, responses=_BY_ID
+)
 async def unassign_trunk(workspace_id: str, sip_trunk_id: str, store: StoreDep) -> None:
     """Numbers on the trunk stay, but their calls are refused (TRUNK_NOT_ASSIGNED). Any
     `sip_trunk_id` is safe here: it is a set member, never part of a key name."""

@@ -14,10 +14,18 @@ from fastapi import APIRouter
 
 from api.deps import SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
-from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate, check_agent_policy
+from api.openapi import BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
+from api.schemas.agents import AgentCreate, AgentList, AgentOut, AgentUpdate, check_agent_policy
 from api.store import agents
 
-router = APIRouter(prefix="/v1/api/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/v1/api/agents", tags=["agents"], responses=error_responses(WORKSPACE_AUTH, STORAGE)
+)
+# A route's 403 replaces the router's: routes that add codes repeat the router's.
+_POLICY = WORKSPACE_AUTH | {
+    403: f"{WORKSPACE_AUTH[403]}, WORKER_NAME_NOT_ALLOWED, MODEL_BASE_URL_NOT_ALLOWED, "
+    "TRANSFER_NOT_ALLOWED (the operator's allowlists)"
+}
 
 
 async def _load(store: StoreDep, workspace_id: str, agent_id: str) -> dict[str, Any]:
@@ -27,7 +35,7 @@ async def _load(store: StoreDep, workspace_id: str, agent_id: str) -> dict[str, 
     return agent
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(BODY, _POLICY))
 async def create_agent(
     body: AgentCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
 ) -> AgentOut:
@@ -37,19 +45,19 @@ async def create_agent(
     return AgentOut(**await agents.create_agent(store, workspace.id, fields))
 
 
-@router.get("")
+@router.get("", response_model=AgentList)
 async def list_agents(workspace: WorkspaceDep, store: StoreDep) -> dict[str, list[AgentOut]]:
     return {
         "agents": [AgentOut(**agent) for agent in await agents.list_agents(store, workspace.id)]
     }
 
 
-@router.get("/{agent_id}")
+@router.get("/{agent_id}", responses=error_responses(NOT_FOUND))
 async def get_agent(agent_id: str, workspace: WorkspaceDep, store: StoreDep) -> AgentOut:
     return AgentOut(**await _load(store, workspace.id, agent_id))
 
 
-@router.patch("/{agent_id}")
+@router.patch("/{agent_id}", responses=error_responses(NOT_FOUND, BODY, _POLICY))
 async def update_agent(
     agent_id: str,
     body: AgentUpdate,
@@ -70,7 +78,7 @@ async def update_agent(
     return AgentOut(**await agents.replace_agent(store, workspace.id, updated))
 
 
-@router.delete("/{agent_id}", status_code=204)
+@router.delete("/{agent_id}", status_code=204, responses=error_responses(NOT_FOUND))
 async def delete_agent(agent_id: str, workspace: WorkspaceDep, store: StoreDep) -> None:
     if not await agents.delete_agent(store, workspace.id, agent_id):
         raise not_found("agent", agent_id)

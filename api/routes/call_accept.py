@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import Credentials
 from api.errors import ApiError, error_response, storage_unavailable
 from api.metrics import CALLS_ACCEPTED, CALLS_REFUSED
+from api.openapi import STORAGE, WORKSPACE_AUTH, raw_error_responses
 from api.schemas.calls import CallAccepted, CallCreate
 from api.services.calls import place_call
 
@@ -78,45 +79,36 @@ async def _send_json(send: Send, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["status", "code", "message", "details"],
-    "properties": {
-        "status": {"const": "error"},
-        "code": {"type": "string"},
-        "message": {"type": "string"},
-        "details": {"type": "object"},
+_ERRORS = (
+    WORKSPACE_AUTH,
+    STORAGE,
+    {
+        400: "INVALID_NUMBER, INVALID_NUMBER_ID, INVALID_CALLBACK_URL",
+        403: f"{WORKSPACE_AUTH[403]}, NUMBER_NOT_ALLOWED, TRUNK_NOT_ASSIGNED, "
+        "WORKER_NAME_NOT_ALLOWED",
+        404: "INVALID_AGENT",
+        409: "IDEMPOTENCY_CONFLICT",
+        413: "PAYLOAD_TOO_LARGE",
+        422: "VALIDATION_ERROR",
+        503: f"{STORAGE[503]}, with the same Idempotency-Key",
     },
-}
-
-_ERROR_CODES = {
-    "400": "INVALID_NUMBER, INVALID_NUMBER_ID, INVALID_CALLBACK_URL",
-    "401": "UNAUTHORIZED",
-    "403": "PERMISSION_DENIED, WORKSPACE_DISABLED, NUMBER_NOT_ALLOWED, TRUNK_NOT_ASSIGNED",
-    "404": "INVALID_AGENT",
-    "409": "IDEMPOTENCY_CONFLICT",
-    "413": "PAYLOAD_TOO_LARGE",
-    "422": "VALIDATION_ERROR",
-    "503": "SERVICE_UNAVAILABLE (retry after Retry-After, with the same Idempotency-Key)",
-}
+)
 
 
 def accept_call_openapi() -> dict[str, Any]:
-    """The OpenAPI operation of this route, which FastAPI's routing never sees."""
-
-    def header(name: str, required: bool) -> dict[str, Any]:
-        return {"name": name, "in": "header", "required": required, "schema": {"type": "string"}}
-
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    """The OpenAPI operation of this route, which FastAPI's routing never sees (its
+    credentials are added with every `/v1/api/` route's, by `api.openapi.document`)."""
     return {
         "tags": ["calls"],
         "summary": "Place an outbound call",
         "operationId": "create_call",
         "parameters": [
-            header("x-workspace-id", True),
-            header("x-api-key", False),
-            header("Authorization", False),
-            header("Idempotency-Key", False),
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+            }
         ],
         "requestBody": {
             "required": True,
@@ -124,9 +116,10 @@ def accept_call_openapi() -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "The call is queued for dialing",
+                "description": "The call is queued for dialing (or the first answer to its "
+                "Idempotency-Key)",
                 "content": {"application/json": {"schema": CallAccepted.model_json_schema()}},
             },
-            **{status: {"description": codes} | error for status, codes in _ERROR_CODES.items()},
+            **raw_error_responses(*_ERRORS),
         },
     }

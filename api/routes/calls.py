@@ -8,11 +8,15 @@ from fastapi import APIRouter, Query
 
 from api.deps import SettingsDep, StoreDep, WorkspaceCallDep, WorkspaceDep
 from api.errors import ApiError
+from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
+from api.schemas.calls import CallCanceled, CallPage, CallView
 from api.services.calls import cancel_call
 from api.store.calls import CALL_STATUSES, CallRecord, list_calls
 from api.store.events import iso_timestamp
 
-router = APIRouter(prefix="/v1/api", tags=["calls"])
+router = APIRouter(
+    prefix="/v1/api", tags=["calls"], responses=error_responses(WORKSPACE_AUTH, STORAGE)
+)
 
 _TRANSITION_FIELDS = tuple(f"ts_{status}" for status in CALL_STATUSES)
 
@@ -53,18 +57,26 @@ def call_view(call: CallRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/call/{call_id}")
+@router.get("/call/{call_id}", response_model=CallView, responses=error_responses(NOT_FOUND))
 async def get_call(call: WorkspaceCallDep) -> dict[str, Any]:
     return call_view(call)
 
 
-@router.post("/call/{call_id}/cancel")
+@router.post(
+    "/call/{call_id}/cancel",
+    response_model=CallCanceled,
+    responses=error_responses(NOT_FOUND, {409: "CALL_ALREADY_ENDED"}),
+)
 async def cancel(call: WorkspaceCallDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     status = await cancel_call(store, settings, call)
     return {"status": "success", "callId": call.id, "callStatus": status}
 
 
-@router.get("/calls")
+@router.get(
+    "/calls",
+    response_model=CallPage,
+    responses=error_responses({422: "VALIDATION_ERROR: a query parameter is invalid"}),
+)
 async def calls(
     workspace: WorkspaceDep,
     store: StoreDep,

@@ -10,18 +10,37 @@ from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep, StoreDep, WorkspaceCallDep
 from api.errors import ApiError, error_response, not_found
+from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.relay.redeliver import enqueue_redelivery
 from api.relay.views import event_sequence, events_with_delivery
+from api.schemas.events import CallEvents, RedeliveryQueued
 
-router = APIRouter(prefix="/v1/api", tags=["events"])
+router = APIRouter(
+    prefix="/v1/api", tags=["events"], responses=error_responses(WORKSPACE_AUTH, STORAGE)
+)
 
 
-@router.get("/call/{call_id}/events")
+@router.get(
+    "/call/{call_id}/events", response_model=CallEvents, responses=error_responses(NOT_FOUND)
+)
 async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> dict[str, Any]:
     return {"callId": call.id, "events": await events_with_delivery(store, call)}
 
 
-@router.post("/call/{call_id}/events/{event_id}/redeliver", status_code=202, response_model=None)
+# `response_model=None`: the 429 is returned as a response (it carries Retry-After).
+@router.post(
+    "/call/{call_id}/events/{event_id}/redeliver",
+    status_code=202,
+    response_model=None,
+    responses={202: {"model": RedeliveryQueued}}
+    | error_responses(
+        NOT_FOUND,
+        {
+            409: "NO_CALLBACK_URL, REDELIVERY_PENDING",
+            429: "RATE_LIMITED: too many redeliveries (Retry-After)",
+        },
+    ),
+)
 async def redeliver(
     call: WorkspaceCallDep, event_id: str, store: StoreDep, settings: SettingsDep
 ) -> dict[str, Any] | JSONResponse:

@@ -22,6 +22,7 @@ from api.errors import unauthorized
 from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE
 from api.livekit import livekit_client
 from api.metrics import QUEUE_DEPTH
+from api.schemas.health import Liveness, Readiness
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.deadlines import WebhookHealth, read_webhook_health
@@ -48,7 +49,7 @@ def _public(state: str) -> str:
     return _GENERIC_ERROR if state.startswith("error") else state
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Liveness)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -75,7 +76,14 @@ async def _webhooks_state(store: Any) -> str:
     return "ok" if health.last_received_ms else "none received yet"
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Readiness, "description": "Ready, or degraded (LiveKit unreachable)"},
+        503: {"model": Readiness, "description": "Not ready: Redis is unreachable"},
+    },
+)
 async def readyz(
     store: StoreDep, settings: SettingsDep, authorization: AuthorizationHeader = None
 ) -> JSONResponse:

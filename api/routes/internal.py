@@ -25,6 +25,8 @@ from agent_runtime.contract import AgentEvent
 from api.deps import SettingsDep, StoreDep, bearer_token
 from api.errors import ApiError, not_found, unauthorized, validation_error
 from api.livekit import livekit_client
+from api.openapi import BODY, STORAGE, error_responses
+from api.schemas.events import AgentEventApplied
 from api.security import event_token_matches
 from api.settings import Settings
 from api.store.calls import get_call
@@ -120,6 +122,16 @@ _REFUSED = {
 
 @router.post(
     "/calls/{call_id}/events",
+    response_model=AgentEventApplied,
+    responses=error_responses(
+        BODY,
+        STORAGE,
+        {
+            401: "UNAUTHORIZED: event token missing or not valid for this call",
+            404: "NOT_FOUND: no such call",
+            409: "CALL_ENDED, EVENT_QUOTA_EXCEEDED",
+        },
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,

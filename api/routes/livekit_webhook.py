@@ -8,12 +8,25 @@ from fastapi import APIRouter, Header, Request
 
 from api.deps import SettingsDep, StoreDep
 from api.errors import ApiError
+from api.openapi import STORAGE, error_responses
+from api.schemas.webhooks import WebhookApplied
 from api.services.webhooks import WebhookRefused, handle_webhook, verify_webhook
 
 router = APIRouter(prefix="/v1/livekit", tags=["livekit"])
 
 
-@router.post("/webhook")
+@router.post(
+    "/webhook",
+    response_model=WebhookApplied,
+    responses=error_responses(
+        STORAGE,
+        {
+            400: "BAD_REQUEST: signed, but not a LiveKit event",
+            401: "UNAUTHORIZED: signature missing or not valid, or created_at outside the window",
+            413: "PAYLOAD_TOO_LARGE",
+        },
+    ),
+)
 async def livekit_webhook(
     request: Request,
     store: StoreDep,

@@ -20,12 +20,15 @@ from livekit import api as lkapi
 from api.deps import SettingsDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
 from api.livekit import livekit_client, single_shot_livekit_client
-from api.schemas.numbers import NumberCreate, NumberOut
+from api.openapi import BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
+from api.schemas.numbers import NumberCreate, NumberList, NumberOut
 from api.settings import Settings
 from api.store import numbers
 from sip import InvalidNumberError, TrunkSettings, create_outbound_trunk, delete_trunk, to_e164
 
-router = APIRouter(prefix="/v1/api/numbers", tags=["numbers"])
+router = APIRouter(
+    prefix="/v1/api/numbers", tags=["numbers"], responses=error_responses(WORKSPACE_AUTH, STORAGE)
+)
 logger = logging.getLogger("outdial.api")
 
 
@@ -62,7 +65,20 @@ async def _drop_trunk(settings: Settings, trunk_id: str) -> None:
         logger.warning("could not delete trunk %s: %s", trunk_id, exc)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=error_responses(
+        BODY,
+        {
+            400: "INVALID_NUMBER",
+            403: f"{WORKSPACE_AUTH[403]}, TRUNK_NOT_ASSIGNED (a trunk the operator has not "
+            "assigned to the workspace)",
+            409: "NUMBER_TAKEN: another workspace registered the number",
+            502: "LIVEKIT_ERROR: LiveKit did not create the trunk, nothing was stored",
+        },
+    ),
+)
 async def register_number(
     body: NumberCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
 ) -> NumberOut:
@@ -106,13 +122,17 @@ async def register_number(
     return NumberOut(**asdict(saved.number))
 
 
-@router.get("")
+@router.get("", response_model=NumberList)
 async def list_numbers(workspace: WorkspaceDep, store: StoreDep) -> dict[str, list[NumberOut]]:
     found = await numbers.list_numbers(store, workspace.id)
     return {"numbers": [NumberOut(**asdict(number)) for number in found]}
 
 
-@router.delete("/{number}", status_code=204)
+@router.delete(
+    "/{number}",
+    status_code=204,
+    responses=error_responses(NOT_FOUND, {400: "INVALID_NUMBER: not a phone number"}),
+)
 async def delete_number(
     number: str, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
 ) -> None:

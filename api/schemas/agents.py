@@ -166,3 +166,7 @@ def check_agent_policy(agent: AgentCreate, worker_name: str, settings: Settings)
     check_worker_name(worker_name, settings)
     _check_models(agent, settings)
     _check_transfer(agent, settings)
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]

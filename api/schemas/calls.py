@@ -8,7 +8,7 @@ refused instead of silently changing. The agent id names a Redis key, so it must
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -73,3 +73,49 @@ class CallAccepted(BaseModel):
     callId: str
     roomName: str
     jobId: str
+
+
+class CallView(BaseModel):
+    """A call as `GET /v1/api/call/{call_id}` shows it: timestamps are ISO 8601 (UTC),
+    `transitions` the time each status was reached."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    callId: str
+    status: str
+    to: str
+    from_: str | None = Field(alias="from")
+    agentId: str
+    roomName: str
+    jobId: str | None
+    campaignId: str | None
+    callbackUrl: str | None
+    sipTrunkId: str | None
+    sipCallId: str | None
+    # as recorded: an agent's end event may report a code that is not a number
+    sipStatusCode: int | str | None
+    sipStatus: str | None
+    endReason: str | None
+    errorCode: str | None
+    errorMessage: str | None
+    maxDurationSeconds: int | None
+    ringTimeoutSeconds: int | None
+    createdAt: str | None
+    updatedAt: str | None
+    endedAt: str | None
+    transitions: dict[str, str | None]
+    dynamicVariables: dict[str, Scalar]
+    metadata: dict[str, Any]
+
+
+class CallPage(BaseModel):
+    """Newest first; `nextCursor` null at the end of the list."""
+
+    calls: list[CallView]
+    nextCursor: str | None
+
+
+class CallCanceled(BaseModel):
+    status: Literal["success"]
+    callId: str
+    callStatus: str

@@ -53,3 +53,7 @@ class NumberOut(BaseModel):
     default: bool
     trunk_managed: bool
     created_at: int
+
+
+class NumberList(BaseModel):
+    numbers: list[NumberOut]
