@@ -41,7 +41,8 @@ ADMIN_AUTH = {
 BODY = {
     400: "BAD_REQUEST: the body is not JSON text",
     413: "PAYLOAD_TOO_LARGE",
-    422: "VALIDATION_ERROR: the body or a parameter is invalid",
+    422: "VALIDATION_ERROR: the body or a parameter is invalid (`details.errors`: "
+    "[{field, message}])",
 }
 NOT_FOUND = {404: "NOT_FOUND: no such resource, or a path id that is not an id"}
 

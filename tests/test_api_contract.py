@@ -162,3 +162,25 @@ async def test_the_schema_documents_credentials_and_the_one_error_shape(
     call = schema["paths"]["/v1/api/call"]["post"]
     assert call["security"] == schema["paths"]["/v1/api/calls"]["get"]["security"]
     assert {"400", "401", "403", "404", "409", "413", "422", "503"} <= set(call["responses"])
+
+
+async def test_a_non_numeric_sip_status_code_from_an_agent_does_not_break_the_call(
+    lk: Any, tenant: Tenant, settings: Settings
+) -> None:
+    """Regression: the code was stored as sent, and reading the call back (`int()` on a
+    stored field) answered 500 for every later read of the call."""
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    placed = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+    call_id = placed.json()["callId"]
+    token = event_token(call_id, settings.event_signing_key)
+    event = {"type": "call.failed", "data": {"reason": "error", "sip_status_code": "busy"}}
+    response = await tenant.http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json=event,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    read = await tenant.request("GET", f"/v1/api/call/{call_id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["sipStatusCode"] is None

@@ -38,6 +38,14 @@ logger = logging.getLogger("outdial.api")
 router = APIRouter(prefix="/v1/internal", tags=["internal"])
 
 
+def _sip_status_code(value: Any) -> int | None:
+    """A SIP status code (100-699) as the agent sent it, else None: the call's field is read
+    back as an integer, so anything else would break every later read of the call."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 3:
+        value = int(value)
+    return value if type(value) is int and 100 <= value <= 699 else None
+
+
 def _call_fields(event: AgentEvent) -> dict[str, str]:
     """What an agent event records on the call itself."""
     data = event.data
@@ -46,7 +54,7 @@ def _call_fields(event: AgentEvent) -> dict[str, str]:
         picked = {
             "end_reason": data.get("reason") or ("error" if event.type == "call.failed" else None),
             "duration_seconds": data.get("duration_seconds"),
-            "sip_status_code": data.get("sip_status_code"),
+            "sip_status_code": _sip_status_code(data.get("sip_status_code")),
             "sip_status": data.get("sip_status"),
         }
     if event.type == "call.failed":
