@@ -92,7 +92,7 @@ async def test_queued_call_of_disabled_workspace_is_canceled_never_dialed_no_cal
 
 
 async def test_call_waiting_for_agent_is_canceled_when_ready_after_disable(
-    tenant: Tenant, lk: Any, settings: Settings, worker: Any
+    tenant: Tenant, lk: Any, settings: Settings, worker: Any, redis_client: Any
 ) -> None:
     await tenant.register_number()
     agent = await tenant.create_agent()
@@ -101,6 +101,15 @@ async def test_call_waiting_for_agent_is_canceled_when_ready_after_disable(
     await wait_status(tenant, call_id, {"waiting_for_agent"})
     await _set_disabled(tenant.http, tenant.id, True)
     await report_agent(tenant.http, settings, call_id)
+
+    # The dial step runs while the workspace is disabled (enabling it before the step has
+    # run would rightly let it dial): settled first (read from the store: a disabled
+    # workspace cannot read its calls), then enabled again to read the call.
+    def settled() -> bool:
+        kinds = {e["type"] for e in _events(redis_client, settings, call_id)}
+        return bool(kinds & {"call.canceled", "call.dialing"})
+
+    await async_wait_until(settled, timeout=20, what="the dial step settled the call")
     await _set_disabled(tenant.http, tenant.id, False)
     view = await wait_status(tenant, call_id, {"canceled", "dialing"})
     assert view["status"] == "canceled" and view["endReason"] == "workspace_disabled"
