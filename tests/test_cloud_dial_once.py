@@ -25,8 +25,8 @@ import redis
 from aiohttp.resolver import DefaultResolver, ThreadedResolver
 from livekit import api as lkapi
 
-from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE
 from api.settings import Settings
+from api.store.messages import DIAL_ACTOR, DIAL_QUEUE
 from sip import SipLegPlan, dial
 from tests.conftest import Tenant
 from tests.support import WorkerProcess, async_wait_until, report_agent

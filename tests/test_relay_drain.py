@@ -11,7 +11,6 @@ import dramatiq
 import pytest
 from aiohttp import web
 
-from api.jobs.messages import RELAY_ACTOR
 from api.jobs.schedules import DueClaimer, Schedule
 from api.relay import drain as drain_module
 from api.relay.drain import drain_call
@@ -19,6 +18,7 @@ from api.relay.steps import LOCKED_RETRY_MS, now_ms
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.events import EventSpec, apply_event
+from api.store.messages import RELAY_ACTOR
 from tests.test_relay_e2e import Receiver
 
 WORKSPACE = "ws_drain"

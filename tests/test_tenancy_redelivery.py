@@ -12,9 +12,9 @@ import pytest
 import redis
 from aiohttp import web
 
-from api.jobs.messages import RELAY_QUEUE, QueueKeys
 from api.settings import Settings
 from api.store.keys import Keys
+from api.store.messages import RELAY_QUEUE, QueueKeys
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant
 from tests.support import async_wait_until, report_agent

@@ -28,7 +28,6 @@ import dramatiq
 from livekit import api as lkapi
 
 from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata
-from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from api.jobs.resources import (
     worker_livekit,
     worker_settings,
@@ -46,6 +45,7 @@ from api.store.events import (
     apply_event_then_read_workspace,
     read_call_workspace_disabled,
 )
+from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from sip import (
     CallOutcome,
     RoomPlan,

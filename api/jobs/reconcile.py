@@ -21,13 +21,13 @@ import dramatiq
 from livekit import api as lkapi
 
 from api.jobs.dispatch import drop_room, participant_identity
-from api.jobs.messages import RECONCILE_ACTOR, RECONCILE_QUEUE
 from api.jobs.resources import worker_livekit, worker_store
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
 from api.store.calls import CallRecord, get_call
 from api.store.deadlines import forget_deadline, note_webhooks_missed, push_deadline, queue_dial
 from api.store.events import EventSpec, apply_event, mark_agent_ready
+from api.store.messages import RECONCILE_ACTOR, RECONCILE_QUEUE
 from sip import RetryPolicy, list_participants
 
 logger = logging.getLogger("outdial.reconcile")

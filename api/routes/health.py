@@ -19,13 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.auth import bearer_token
 from api.deps import SettingsDep, StoreDep
 from api.errors import unauthorized
-from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE
 from api.livekit import livekit_client
 from api.metrics import QUEUE_DEPTH
 from api.schemas.health import Liveness, Readiness
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.deadlines import WebhookHealth, read_webhook_health
+from api.store.messages import DIAL_QUEUE, RELAY_QUEUE
 
 router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT_SECONDS = 2.0

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from api.jobs.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 from api.settings import Settings
 from api.store import lua
 from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis, LeanScript
+from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 
 
 @dataclass

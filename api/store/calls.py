@@ -10,10 +10,10 @@ from typing import Any, get_args
 from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus
-from api.jobs.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
 from api.settings import Settings
 from api.store.base import Store
 from api.store.events import EventSpec, apply_args, event_keys
+from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
 CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)

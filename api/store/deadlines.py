@@ -14,8 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, encode_message
 from api.store.base import Store
+from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, encode_message
 
 
 async def push_deadline(store: Store, call_id: str, at_ms: int) -> None:

@@ -17,9 +17,9 @@ from typing import Any, Literal, get_args
 from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
-from api.jobs.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.metrics import CALLS_ENDED
 from api.store.base import Store
+from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 
 # The status an event moves the call to; `None` marks an informational event.
 EVENT_STATUS: dict[str, CallStatus | None] = {

@@ -1,8 +1,12 @@
-"""Dramatiq messages written straight into Redis by our own atomic scripts.
+"""Dramatiq's message layout, written straight into Redis by the store's atomic scripts.
 
 The Redis broker stores a message as HSET `<ns>:<queue>.msgs` id body + RPUSH `<ns>:<queue>` id,
 with the id in `options.redis_message_id`. Writing that layout inside a Lua script lets the
-call record and its message appear together or not at all.
+call record and its message appear together or not at all. The layout is Dramatiq's
+private one: `dramatiq` is pinned to the minor series it was checked against (pyproject.toml),
+and `tests/test_message_layout.py` has a real worker of the installed version consume every
+message the store writes. The queue and actor names live here, with the layout; the
+actors in `api.jobs` take them from here.
 """
 
 from __future__ import annotations
