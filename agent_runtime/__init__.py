@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .events import EventReporter, ReporterOptions
     from .outcome import CallOutcome
     from .providers import PROVIDERS, ProviderError
-    from .server import create_server, main, prewarm, run_app, run_cli
+    from .server import create_server, main, prewarm, run_app, run_cli, serve
     from .settings import StageDefaults, WorkerSettings
     from .telephony import CallControl
     from .tools import call_tools
@@ -41,6 +41,7 @@ _EXPORTS = {
     "run_app": ".server",
     "run_call": ".call",
     "run_cli": ".server",
+    "serve": ".server",
 }
 __all__ = [
     "PROVIDERS",
@@ -62,6 +63,7 @@ __all__ = [
     "run_app",
     "run_call",
     "run_cli",
+    "serve",
 ]
 
 

@@ -4,31 +4,39 @@
     python -m agent_runtime dev             # development: readable logs
     python -m agent_runtime download-files  # fetch plugin model files (image build time)
 
-`start` and `dev` refuse to run (exit 2, naming the variable) while a default model stage
-points at a hosted API without a key: such a worker would answer calls with silence
-(`model_keys.py`). Agent developers bring their own agent with `run_app(factory)`; see
-docs/agents.md.
+`start` and `dev` refuse to run (exit 2, naming the variable) while a variable does not
+parse or a default model stage points at a hosted API without a key: such a worker would
+answer calls with silence (`model_keys.py`). Agent developers bring their own agent with
+`run_app(factory)`; see docs/agents.md.
+
+Only livekit-agents' public API runs the worker (`AgentServer.run`, `drain`, `aclose`):
+this module owns the event loop, the signals and the logs, so a livekit-agents release
+that reshapes its own command line does not reach Outdial.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 # Plugins register themselves on import, which livekit-agents requires on the main thread
 # before the worker starts (job processes inherit them).
 from livekit.agents import AgentServer, JobContext, JobProcess, Plugin
-from livekit.agents.worker import ServerEnvOption
 from livekit.plugins import openai, silero  # noqa: F401
+from pydantic import ValidationError
 
 from .builtin import builtin_agent
 from .call import AgentFactory, run_call
+from .logs import configure_logging
 from .model_keys import startup_error
-from .settings import WorkerSettings
+from .settings import WorkerSettings, environment_error
 
 logger = logging.getLogger("outdial.agent")
 
@@ -44,11 +52,14 @@ async def _entrypoint(factory: AgentFactory, ctx: JobContext) -> None:
 
 
 def create_server(
-    factory: AgentFactory = builtin_agent, settings: WorkerSettings | None = None
+    factory: AgentFactory = builtin_agent,
+    settings: WorkerSettings | None = None,
+    *,
+    dev: bool = False,
 ) -> AgentServer:
     """An AgentServer that runs `factory`'s agent on every call dispatched to
     `settings.agent_name`. `factory` must be importable (module level) so job processes
-    can receive it."""
+    can receive it. Run it with `serve(server, dev=dev)`."""
     settings = settings or WorkerSettings.from_env()
     options: dict[str, object] = {}
     if settings.num_idle_processes is not None:
@@ -58,7 +69,7 @@ def create_server(
     server = AgentServer(
         setup_fnc=prewarm,
         # dev mode keeps livekit's "never full" so one laptop can take every test call
-        load_threshold=ServerEnvOption(dev_default=math.inf, prod_default=settings.load_threshold),
+        load_threshold=math.inf if dev else settings.load_threshold,
         job_memory_warn_mb=settings.job_memory_warn_mb,
         job_memory_limit_mb=settings.job_memory_limit_mb,
         ws_url=settings.livekit_url or None,
@@ -86,16 +97,19 @@ def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = 
 
     if args.command == "download-files":
         return _download_files()
-    settings = WorkerSettings.from_env()
+    try:
+        settings = WorkerSettings.from_env()
+    except ValidationError as exc:
+        print(environment_error(exc), file=sys.stderr)
+        return 2
     # A worker without a key for its hosted models would take calls and say nothing on
     # them: refuse to register at all, and say which variable to set.
     if refusal := startup_error(settings):
         print(refusal, file=sys.stderr)
         return 2
-    _run_worker(
-        create_server(factory, settings), dev=args.command == "dev", log_level=args.log_level
-    )
-    return 0
+    dev = args.command == "dev"
+    configure_logging(args.log_level, readable=dev)
+    return asyncio.run(serve(create_server(factory, settings, dev=dev), dev=dev))
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
@@ -107,15 +121,38 @@ def main() -> None:
     sys.exit(run_cli())
 
 
-def _run_worker(server: AgentServer, *, dev: bool, log_level: str) -> None:
-    # livekit-agents' own runner (what `python -m livekit.agents start` calls): signal
-    # handling, draining on SIGTERM, JSON or colored logs
-    from livekit.agents.cli import cli, proto
+async def serve(server: AgentServer, *, dev: bool = False) -> int:
+    """Run `server` until SIGTERM or SIGINT, then stop it: in `start` mode the running
+    calls finish first (no new ones are taken meanwhile), `dev` closes at once. A second
+    signal exits at once. Returns the exit status: 1 if the worker failed (it could not
+    register with LiveKit, say), else 0."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
 
-    args = proto.CliArgs(
-        log_level=log_level.upper(), dev=dev, log_format="colored" if dev else "json"
-    )
-    cli._run_worker(server, args)
+    def on_signal(received: signal.Signals) -> None:
+        if stop.is_set():
+            logger.warning("%s again: exiting without waiting for calls", received.name)
+            os._exit(1)
+        logger.info("%s: stopping the worker", received.name)
+        stop.set()
+
+    for received in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(received, on_signal, received)
+    running = asyncio.create_task(server.run(devmode=dev), name="agent-server")
+    stopping = asyncio.create_task(stop.wait(), name="agent-server-stop")
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    failure = running.exception() if running.done() else None
+    if failure is not None:
+        logger.error("worker failed", exc_info=failure)
+    elif not dev:
+        try:
+            await server.drain()
+        except TimeoutError:
+            logger.warning("drain timed out: closing with calls still running")
+    await server.aclose()
+    await asyncio.gather(running, return_exceptions=True)
+    return 1 if failure is not None else 0
 
 
 def _download_files() -> int:

@@ -2,7 +2,8 @@
 
 Without the check the worker registers, takes calls, and the callee hears nobody. These
 tests pin which configurations start (a key, or an endpoint on the local network) and which
-refuse, and that `python -m agent_runtime start` exits before it ever contacts LiveKit.
+refuse, and that `python -m agent_runtime start` exits before it ever contacts LiveKit. A
+variable that does not parse stops the worker the same way: one line naming it, no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent_runtime.model_keys import (
     PROVIDER_KEY_ENV,
@@ -20,7 +22,7 @@ from agent_runtime.model_keys import (
     missing_model_keys,
     startup_error,
 )
-from agent_runtime.settings import WorkerSettings
+from agent_runtime.settings import WorkerSettings, environment_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,3 +128,60 @@ def test_the_worker_exits_before_contacting_livekit(command: str, tmp_path: Path
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to start" in result.stderr
     assert "OPENAI_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "entry_point",
+    [
+        [sys.executable, "-m", "agent_runtime"],
+        # the console script the image runs (`outdial agent start`)
+        [str(Path(sys.executable).with_name("outdial")), "agent"],
+    ],
+    ids=["python-m-agent_runtime", "outdial-agent"],
+)
+def test_a_bad_variable_is_named_in_one_line(entry_point: list[str], tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LIVEKIT_URL": f"ws://127.0.0.1:{closed_port()}",
+        "OPENAI_API_KEY": "sk-never-used",
+        "OUTDIAL_AGENT_LOAD_THRESHOLD": "seventy percent",
+        "OUTDIAL_AGENT_HEALTH_PORT": "80801",
+    }
+    result = subprocess.run(
+        [*entry_point, "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "OUTDIAL_AGENT_LOAD_THRESHOLD='seventy percent'" in result.stderr
+    assert "OUTDIAL_AGENT_HEALTH_PORT='80801'" in result.stderr
+    assert result.stdout == ""  # refused before the worker logged a line
+
+
+def test_worker_settings_validate_each_variable() -> None:
+    settings = WorkerSettings.from_env(
+        {"OUTDIAL_AGENT_AMD": "on", "OUTDIAL_AGENT_NUM_IDLE_PROCESSES": "2", "LIVEKIT_URL": ""}
+    )
+    assert settings.use_amd is True and settings.num_idle_processes == 2
+    assert settings.livekit_url == ""  # an empty variable is an unset one
+    with pytest.raises(ValidationError) as bad:
+        WorkerSettings.from_env({"OUTDIAL_AGENT_AMD": "maybe", "OUTDIAL_AGENT_NAME": "ok"})
+    message = environment_error(bad.value)
+    assert message.count("OUTDIAL_AGENT_AMD='maybe'") == 1 and "\n" not in message
+    assert "OUTDIAL_AGENT_NAME" not in message
+
+
+def test_a_worker_that_cannot_run_exits_1(tmp_path: Path) -> None:
+    # no LIVEKIT_URL: livekit-agents' AgentServer.run refuses; a supervisor must see a failure
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENAI_API_KEY": "sk-never-used"}
+    env["OUTDIAL_AGENT_HEALTH_PORT"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_runtime", "start"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert '"message": "worker failed"' in result.stdout

@@ -3,7 +3,9 @@
 Everything is observed from outside: the worker registers on the test server's `/agent`
 websocket, gets jobs through CreateRoom(agents=...) or CreateDispatch, and reports events
 to a loopback HTTP receiver. The test server has no media server, so joining the room
-fails: that is itself the `call.failed` (cannot_join_room) these tests expect.
+fails: that is itself the `call.failed` (cannot_join_room) these tests expect. The last
+test stops a worker with SIGTERM while it runs a call: the call finishes, then the worker
+exits 0.
 """
 
 from __future__ import annotations
@@ -37,34 +39,43 @@ def receiver() -> Iterator[EventReceiver]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def worker(
-    livekit_server: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[bytes]]:
-    log_path = tmp_path_factory.mktemp("agent-worker") / "worker.log"
-    env = {
+def start_worker(
+    livekit_server: Any, log_path: Path, agent_name: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """`python -m agent_runtime start` registered as `agent_name`, logging to `log_path`."""
+    environment = {
         **os.environ,
         "LIVEKIT_URL": livekit_server.ws_url,
         "LIVEKIT_API_KEY": livekit_server.api_key,
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
-        "OUTDIAL_AGENT_NAME": AGENT_NAME,
+        "OUTDIAL_AGENT_NAME": agent_name,
         "OUTDIAL_AGENT_NUM_IDLE_PROCESSES": "1",
         "OUTDIAL_AGENT_HEALTH_PORT": "0",
         # the default (0.7 of the machine's CPU) makes a busy 2-core CI box refuse jobs
         "OUTDIAL_AGENT_LOAD_THRESHOLD": "100",
         "OUTDIAL_AGENT_EVENT_FLUSH_TIMEOUT_SECONDS": "3",
         "OPENAI_API_KEY": "sk-test-never-used",
+        **env,
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent_runtime", "start"],
             cwd=ROOT,
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     WORKER_LOGS.append(log_path)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def worker(
+    livekit_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    log_path = tmp_path_factory.mktemp("agent-worker") / "worker.log"
+    proc = start_worker(livekit_server, log_path, AGENT_NAME)
     try:
         livekit_server.wait_for_worker(AGENT_NAME, timeout=40)
         yield proc
@@ -90,6 +101,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def dispatch_metadata(receiver: EventReceiver, call_id: str, **overrides: Any) -> dict[str, Any]:
+    agent_name = overrides.pop("worker_name", AGENT_NAME)
     return {
         "version": 1,
         "call_id": call_id,
@@ -99,7 +111,7 @@ def dispatch_metadata(receiver: EventReceiver, call_id: str, **overrides: Any) -
             "id": "ag_1",
             "name": "Reminder",
             "instructions": "Remind {{name}} of {{date}}.",
-            "worker_name": AGENT_NAME,
+            "worker_name": agent_name,
         },
         "dynamic_variables": {"name": "Ada"},
         "metadata": {"crm_id": "CRM-1"},
@@ -122,11 +134,11 @@ def create_room_with_agent(lk: Any, room: str, metadata: str) -> None:
     asyncio.run(create())
 
 
-def create_dispatch(lk: Any, room: str, metadata: str) -> None:
+def create_dispatch(lk: Any, room: str, metadata: str, agent_name: str = AGENT_NAME) -> None:
     async def create() -> None:
         async with api.LiveKitAPI(lk.url, lk.api_key, lk.api_secret) as client:
             request = api.CreateAgentDispatchRequest(
-                agent_name=AGENT_NAME, room=room, metadata=metadata
+                agent_name=agent_name, room=room, metadata=metadata
             )
             await client.agent_dispatch.create_dispatch(request)
 
@@ -195,3 +207,34 @@ def test_bad_metadata_is_reported_and_worker_takes_next_job(
     assert wait_event(receiver, good_id, "agent.started")
     assert wait_event(receiver, good_id, "call.failed")["data"]["reason"] == "cannot_join_room"
     assert worker.poll() is None
+
+
+def test_sigterm_lets_the_running_call_finish_then_exits_0(lk: Any, tmp_path: Path) -> None:
+    # A slow API keeps the call's job running (it waits for its events to be taken) while
+    # the worker is told to stop.
+    slow = EventReceiver().start()
+    slow.delay_seconds = 2.0
+    agent_name = f"outdial-agent-drain-{uuid.uuid4().hex[:6]}"
+    proc = start_worker(
+        lk, tmp_path / "worker.log", agent_name, OUTDIAL_AGENT_EVENT_FLUSH_TIMEOUT_SECONDS="10"
+    )
+    try:
+        lk.wait_for_worker(agent_name, timeout=40)
+        call_id = f"call_{uuid.uuid4().hex[:8]}"
+        metadata = dispatch_metadata(slow, call_id, worker_name=agent_name)
+        create_dispatch(lk, metadata["room_name"], json.dumps(metadata), agent_name)
+        job = lk.wait_for_job(room_name=metadata["room_name"], agent_name=agent_name)
+        lk.wait_for_job_status(job.job_id, ["JS_RUNNING"], timeout=20)
+
+        os.kill(proc.pid, signal.SIGTERM)  # the worker only: its job processes are its to stop
+        assert proc.wait(timeout=60) == 0, _log_tail(40)
+
+        # the call ran to its end, every event taken by the API, before the worker left
+        assert [e["type"] for e in events_of(slow, call_id)] == ["agent.started", "call.failed"]
+        assert lk.job(job.job_id).status in (api.JobStatus.JS_SUCCESS, api.JobStatus.JS_FAILED)
+        assert agent_name not in [w.agent_name for w in lk.workers()]
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert "SIGTERM: stopping the worker" in log and "draining worker" in log
+    finally:
+        _stop(proc)
+        slow.stop()

@@ -9,7 +9,6 @@ The API's allowlists are in tests/test_tenancy_agent_policy.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,7 +98,7 @@ async def test_an_unknown_key_ref_ends_the_call_agent_failed(
 ) -> None:
     pipeline = PipelineConfig(llm=ModelConfig(base_url=ACME_URL, api_key_ref="not-here"))
     dispatch = call_dispatch(sink.url, pipeline=pipeline)
-    settings = replace(SETTINGS, event_flush_timeout_seconds=3.0)
+    settings = SETTINGS.model_copy(update={"event_flush_timeout_seconds": 3.0})
     harness = await RealPipelineHarness(lkapi, sink, dispatch, settings, []).start()
     events = await harness.finished()
     # never agent.ready: the API dials only after it, so nobody was rung
