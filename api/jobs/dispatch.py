@@ -36,8 +36,10 @@ from api.jobs.resources import (
 )
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
-from api.services.call_end import end_event
-from api.store.calls import CallRecord, get_call
+from api.services.call_end import count_call_end, end_event
+from api.store.call_record import CallRecord
+from api.store.calls import get_call, read_call
+from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
     apply_event,
@@ -67,17 +69,17 @@ def participant_identity(call_id: str) -> str:
     return f"sip-{call_id}"
 
 
-def dispatch_metadata(call: CallRecord) -> DispatchMetadata:
+def dispatch_metadata(call: CallRecord, agent: AgentConfig) -> DispatchMetadata:
     settings = worker_settings()
     return DispatchMetadata(
         call_id=call.id,
         workspace_id=call.workspace_id,
         room_name=call.room_name,
-        agent=AgentConfig.model_validate(call.agent),
-        dynamic_variables=call.get("dynamic_variables", {}),
-        metadata=call.get("metadata", {}),
+        agent=agent,
+        dynamic_variables=call.dynamic_variables,
+        metadata=call.metadata,
         to_number=call.to,
-        from_number=call.get("from"),
+        from_number=call.from_number,
         sip_participant_identity=participant_identity(call.id),
         ring_timeout_seconds=call.ring_timeout_seconds,
         max_duration_seconds=call.max_duration_seconds,
@@ -87,7 +89,7 @@ def dispatch_metadata(call: CallRecord) -> DispatchMetadata:
 
 
 def _log(message: str, call: CallRecord, *args: Any, level: int = logging.INFO) -> None:
-    extra = {"call_id": call.id, "workspace_id": call.get("workspace_id"), "room": call.room_name}
+    extra = {"call_id": call.id, "workspace_id": call.workspace_id, "room": call.room_name}
     logger.log(level, message, *args, extra=extra)
 
 
@@ -104,6 +106,7 @@ async def end_call(call: CallRecord, event: EventSpec) -> None:
     """Apply the event that ends the call; drop its room when it applied (a call that moved
     on meanwhile is left to whoever moved it)."""
     result = await apply_event(worker_store(), call.id, event)
+    count_call_end(result)
     _log("call ended: %s %s (%s)", call, event.type, event.data.get("reason"), result.outcome)
     if result.applied or result.status in TERMINAL_STATUSES:
         await drop_room(call)
@@ -137,7 +140,7 @@ async def _check_dial(call: CallRecord) -> None:
 
 async def _resume_dialing(call: CallRecord, token: str) -> None:
     """A run found the call `dialing`: only the owner's redelivery may look into it."""
-    if call.get("dial_owner") == token:
+    if call.dial_owner == token:
         await _check_dial(call)
     else:
         _log("dialing under another run, leaving it", call)
@@ -150,7 +153,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
         call.id,
         EventSpec(
             "call.dialing",
-            {"to": call.to, "from": call.get("from")},
+            {"to": call.to, "from": call.from_number},
             expected_status=expected_status,
             call_fields={"dial_owner": token},
         ),
@@ -165,7 +168,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
     plan = SipLegPlan(
         room_name=call.room_name,
         sip_trunk_id=call.sip_trunk_id,
-        caller_number=call.get("from"),
+        caller_number=call.from_number,
         callee_number=call.to,
         participant_identity=participant_identity(call.id),
         participant_name=call.to,
@@ -195,13 +198,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
         return
 
     TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hset(
-        store.keys.call(call.id),
-        mapping={"sip_call_id": info.sip_call_id, "sip_participant_id": info.participant_id},
-    )
-    pipe.hget(store.keys.call(call.id), "status")
-    _, status = await pipe.execute()
+    status = await record_dialed(store, call.id, info.sip_call_id, info.participant_id)
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
     if status in TERMINAL_STATUSES:
         # Canceled while the dial request was in flight: hang the new leg up at once.
@@ -221,7 +218,8 @@ async def _wait_for_agent(call: CallRecord, token: str) -> None:
         if marked.status in TERMINAL_STATUSES:
             await drop_room(call)
         return
-    if raw.get("agent_ready_at"):
+    marked_call = read_call(raw, call.id)
+    if marked_call is not None and marked_call.agent_ready_at is not None:
         await _dial_once(call, "waiting_for_agent", token)
 
 
@@ -246,20 +244,20 @@ async def dispatch(call_id: str) -> None:
     _, raw, disabled = await apply_event_then_read_workspace(
         store, call_id, EventSpec("call.dispatching", expected_status="queued")
     )
-    if not raw:
+    call = read_call(raw, call_id)
+    if call is None:
         logger.warning("dispatch for unknown call %s ignored", call_id, extra={"call_id": call_id})
         return
-    call = CallRecord.from_hash(raw)
-    if disabled and call.get("status") in ("dispatching", "waiting_for_agent"):
-        await _cancel_disabled(call, call.get("status"))
+    if disabled and call.status in ("dispatching", "waiting_for_agent"):
+        await _cancel_disabled(call, call.status)
         return
     # The dispatch message is the call's only one: its id (the call's job id) is its token.
-    token = call.get("job_id", "")
-    status = call.get("status")
+    token = call.job_id
+    status = call.status
     if status == "dialing":
         await _resume_dialing(call, token)
         return
-    if status == "waiting_for_agent" and call.get("agent_ready_at"):
+    if status == "waiting_for_agent" and call.agent_ready_at is not None:
         # A redelivery after the mark: the agent was ready before it, so this run dials.
         await _dial_once(call, "waiting_for_agent", token)
         return
@@ -267,7 +265,12 @@ async def dispatch(call_id: str) -> None:
         _log("nothing to do, call is already %s", call, status)
         return
 
-    metadata = dispatch_metadata(call)
+    if call.agent is None:
+        # Its snapshot does not parse (api.store.records): no agent can take the call.
+        message = "the call's agent snapshot is unreadable"
+        await fail(call, "INVALID_AGENT", message, "invalid_metadata", "dispatching")
+        return
+    metadata = dispatch_metadata(call, call.agent)
     room = RoomPlan(
         name=call.room_name,
         agent_name=metadata.agent.worker_name,
@@ -281,7 +284,7 @@ async def dispatch(call_id: str) -> None:
         message = f"could not create the room: {error}"
         await fail(call, f"LIVEKIT_{code.upper()}", message, "livekit_error", "dispatching")
         return
-    if call.get("dial_mode") == "immediate":
+    if call.dial_mode == "immediate":
         await _dial_once(call, "dispatching", token)
     else:
         await _wait_for_agent(call, token)
@@ -291,10 +294,10 @@ async def dial_ready_call(call_id: str, token: str) -> None:
     """The agent reported ready while the call waited for it: dial (unless the workspace
     was disabled meanwhile)."""
     raw, disabled = await read_call_workspace_disabled(worker_store(), call_id)
-    if not raw:
+    call = read_call(raw, call_id)
+    if call is None:
         return
-    call = CallRecord.from_hash(raw)
-    status = call.get("status")
+    status = call.status
     if status == "waiting_for_agent" and disabled:
         await _cancel_disabled(call, status)
     elif status == "waiting_for_agent":
@@ -337,7 +340,7 @@ async def dispatch_exhausted(message: dict[str, Any], retry_info: dict[str, Any]
     call = await get_call(worker_store(), message["args"][0])
     if call is None:
         return
-    status = call.get("status")
+    status = call.status
     if status in ("queued", "dispatching"):
         message_text = f"dispatch failed {retry_info.get('retries')} times"
         await fail(call, "DISPATCH_FAILED", message_text, expected=status)

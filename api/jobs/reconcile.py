@@ -23,11 +23,14 @@ from livekit import api as lkapi
 from api.jobs.dispatch import drop_room, participant_identity
 from api.jobs.resources import worker_livekit, worker_store
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
+from api.services.call_end import count_call_end
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
-from api.store.calls import CallRecord, get_call
-from api.store.deadlines import forget_deadline, note_webhooks_missed, push_deadline, queue_dial
+from api.store.call_record import CallRecord
+from api.store.calls import get_call
+from api.store.deadlines import deadline_of, forget_deadline, push_deadline, queue_dial
 from api.store.events import EventSpec, apply_event, mark_agent_ready
 from api.store.messages import RECONCILE_ACTOR, RECONCILE_QUEUE
+from api.store.webhooks import note_webhooks_missed
 from sip import RetryPolicy, list_participants
 
 logger = logging.getLogger("outdial.reconcile")
@@ -46,7 +49,7 @@ async def _look_at_room(call: CallRecord) -> RoomSnapshot:
 async def _carry_out(call: CallRecord, plan: Settlement) -> str:
     store = worker_store()
     if plan.dial:
-        if call.get("agent_ready_at"):
+        if call.agent_ready_at is not None:
             await queue_dial(store, call.id)
         else:
             seen = EventSpec("agent.ready", {"source": "reconciler"})
@@ -54,6 +57,7 @@ async def _carry_out(call: CallRecord, plan: Settlement) -> str:
         return "dial"
     if plan.event is not None:
         result = await apply_event(store, call.id, plan.event)
+        count_call_end(result)
         if not result.applied:
             return "moved_on"  # a webhook or the agent got there first
     if plan.drop_room:
@@ -77,14 +81,14 @@ async def _carry_out(call: CallRecord, plan: Settlement) -> str:
 async def reconcile(call_id: str, claim: int | None = None) -> None:
     store = worker_store()
     if claim is not None:
-        score = await store.redis.zscore(store.keys.deadlines(), call_id)
-        if score is not None and int(score) != claim:
+        deadline = await deadline_of(store, call_id)
+        if deadline is not None and deadline != claim:
             return  # the call moved on since the claim: its new deadline is in the set
     call = await get_call(store, call_id)
     if call is None or call.is_terminal:
         await forget_deadline(store, call_id)
         return
-    status = call.get("status")
+    status = call.status
     room = None
     if status in ROOM_STATUSES:
         try:

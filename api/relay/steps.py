@@ -10,6 +10,7 @@ from typing import Literal
 from api.relay.payload import CallTarget
 from api.relay.state import DeliveryState
 from api.store.base import Store
+from api.store.workspaces import workspace_disabled
 
 # Longer than one attempt can take, so a live drain never loses its lease.
 LEASE_MARGIN_MS = 5_000
@@ -112,9 +113,8 @@ async def begin(
 
 async def with_workspace_state(drain: Drain) -> Drain:
     """The drain, knowing whether its workspace is disabled now (read once per drain)."""
-    keys = drain.store.keys
-    flag = await drain.store.redis.hget(keys.workspace(drain.target.workspace_id), "disabled")
-    target = replace(drain.target, workspace_disabled=flag == "1")
+    disabled = await workspace_disabled(drain.store, drain.target.workspace_id)
+    target = replace(drain.target, workspace_disabled=disabled)
     return replace(drain, target=target)
 
 

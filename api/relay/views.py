@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from api.relay.redeliver import redelivery_field
 from api.relay.state import DeliveryState
 from api.store.base import Store
-from api.store.calls import CallRecord
-from api.store.events import iso_timestamp
+from api.store.call_record import CallRecord
+from api.store.events import iso_timestamp, list_events_with_delivery
+from api.store.redelivery import redelivery_field
 
 
 def _ms_to_iso(value: int | None) -> str | None:
@@ -44,15 +43,10 @@ def delivery_view(
 
 
 async def events_with_delivery(store: Store, call: CallRecord) -> list[dict[str, Any]]:
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.lrange(keys.events(call.id), 0, -1)
-    pipe.hgetall(keys.delivery(call.id))
-    raw_events, delivery = await pipe.execute()
-    has_callback = bool(call.get("callback_url"))
+    events, delivery = await list_events_with_delivery(store, call.id)
+    has_callback = bool(call.callback_url)
     listed = []
-    for raw in raw_events:
-        event = json.loads(raw)
+    for event in events:
         sequence = event["sequence"]
         redelivery = delivery.get(redelivery_field(sequence))
         event["delivery"] = delivery_view(
@@ -62,8 +56,3 @@ async def events_with_delivery(store: Store, call: CallRecord) -> list[dict[str,
         )
         listed.append(event)
     return listed
-
-
-async def event_sequence(store: Store, call_id: str, event_id: str) -> int | None:
-    sequence = await store.redis.hget(store.keys.event_ids(call_id), event_id)
-    return int(sequence) if sequence else None

@@ -17,15 +17,15 @@ from livekit.protocol.room import ListRoomsRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import bearer_token
-from api.deps import SettingsDep, StoreDep
+from api.deps import LiveKitDep, SettingsDep, StoreDep
 from api.errors import unauthorized
-from api.livekit import livekit_client
 from api.metrics import QUEUE_DEPTH
-from api.schemas.health import Liveness, Readiness
+from api.schemas.health import Liveness, Readiness, ReadinessChecks
 from api.security import secrets_match
 from api.settings import Settings
-from api.store.deadlines import WebhookHealth, read_webhook_health
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE
+from api.store.probes import ping, read_backlog
+from api.store.webhooks import WebhookHealth, read_webhook_health
 
 router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT_SECONDS = 2.0
@@ -49,9 +49,9 @@ def _public(state: str) -> str:
     return _GENERIC_ERROR if state.startswith("error") else state
 
 
-@router.get("/healthz", response_model=Liveness)
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz")
+async def healthz() -> Liveness:
+    return Liveness(status="ok")
 
 
 async def _check(probe: Any) -> str:
@@ -85,18 +85,21 @@ async def _webhooks_state(store: Any) -> str:
     },
 )
 async def readyz(
-    store: StoreDep, settings: SettingsDep, authorization: AuthorizationHeader = None
+    store: StoreDep,
+    settings: SettingsDep,
+    livekit: LiveKitDep,
+    authorization: AuthorizationHeader = None,
 ) -> JSONResponse:
     # Naming a room that never exists keeps the LiveKit probe cheap on big deployments.
-    livekit_probe = livekit_client(settings).room.list_rooms(
-        ListRoomsRequest(names=["outdial-readiness-probe"])
-    )
+    livekit_probe = livekit.room.list_rooms(ListRoomsRequest(names=["outdial-readiness-probe"]))
     redis_state, livekit_state, webhooks_state = await asyncio.gather(
-        _check(store.redis.ping()), _check(livekit_probe), _webhooks_state(store)
+        _check(ping(store)), _check(livekit_probe), _webhooks_state(store)
     )
-    checks = {"redis": redis_state, "livekit": livekit_state, "livekit_webhooks": webhooks_state}
+    checks = ReadinessChecks(
+        redis=redis_state, livekit=livekit_state, livekit_webhooks=webhooks_state
+    )
     if not _may_see_details(settings, authorization):
-        checks = {name: _public(state) for name, state in checks.items()}
+        checks = ReadinessChecks.model_validate({name: _public(state) for name, state in checks})
     # Only Redis decides: without it this process cannot serve. LiveKit is shared by every
     # replica, so failing on it would take the whole API (call status, webhooks, queueing)
     # out of the Service during a LiveKit outage; it is reported as `degraded` instead.
@@ -104,7 +107,8 @@ async def readyz(
         status, code = "not_ready", 503
     else:
         status, code = ("ready", 200) if livekit_state == "ok" else ("degraded", 200)
-    return JSONResponse({"status": status, "checks": checks}, status_code=code)
+    readiness = Readiness(status=status, checks=checks)
+    return JSONResponse(readiness.model_dump(mode="json"), status_code=code)
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -114,16 +118,11 @@ async def metrics(
     if settings.metrics_token and not _holds_token(authorization, settings.metrics_token):
         raise unauthorized("metrics token missing or wrong (OUTDIAL_METRICS_TOKEN)")
     try:
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.llen(store.dial_queue.ids)
-        pipe.llen(store.relay_queue.ids)
-        pipe.zcard(store.keys.relay_due())
-        pipe.zcard(store.keys.deadlines())
-        dial, relay, due, live = await pipe.execute()
-        QUEUE_DEPTH.labels(DIAL_QUEUE).set(dial)
-        QUEUE_DEPTH.labels(RELAY_QUEUE).set(relay)
-        QUEUE_DEPTH.labels("relay_retries").set(due)
-        QUEUE_DEPTH.labels("calls_with_deadline").set(live)
+        backlog = await read_backlog(store)
+        QUEUE_DEPTH.labels(DIAL_QUEUE).set(backlog.dial_messages)
+        QUEUE_DEPTH.labels(RELAY_QUEUE).set(backlog.relay_messages)
+        QUEUE_DEPTH.labels("relay_retries").set(backlog.relay_retries)
+        QUEUE_DEPTH.labels("calls_with_deadline").set(backlog.calls_with_deadline)
     except Exception:  # metrics must render even while Redis is down
         pass
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,7 @@ One rule for every path (`contract.outcome_event_type`): a `failed` outcome is r
 as `call.failed`, every other one as `call.ended` with `data.status`. Both carry
 `data.reason` (a `contract.EndReason`) and the SIP status when known; the call record gets
 `end_reason`, the SIP fields and, for failures, `error_code` / `error_message`.
+Whoever applies an event counts the end it made (`count_call_end`): the store counts nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent_runtime.contract import outcome_event_type
-from api.store.events import EventSpec
+from api.metrics import CALLS_ENDED
+from api.store.events import ApplyResult, EventSpec
 from sip import CallOutcome
 
 
@@ -48,3 +50,9 @@ def end_event(
     if event_id is not None:
         extra["id"] = event_id
     return EventSpec(event_type, payload, timestamp=timestamp, call_fields=fields, **extra)
+
+
+def count_call_end(result: ApplyResult) -> None:
+    """Count the call in `outdial_calls_ended_total` when `result`'s event ended it."""
+    if result.ended:
+        CALLS_ENDED.labels(result.status).inc()

@@ -18,16 +18,17 @@ from agent_runtime.contract import VARIABLE_NAME
 from api.auth import Credentials, authorize
 from api.callback_urls import CallbackUrlError, check_callback_url
 from api.errors import ApiError, validation_error
-from api.livekit import livekit_client
-from api.schemas.agents import check_worker_name
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
+from api.services.agents import check_worker_name
+from api.services.call_end import count_call_end
 from api.settings import Settings
+from api.store.accept import read_for_accept
 from api.store.base import Store
-from api.store.calls import CallBudgets, CallDraft, CallRecord, accept_call
+from api.store.call_record import CallBudgets, CallDraft, CallRecord
+from api.store.calls import accept_call
 from api.store.events import EventSpec, apply_event
-from api.store.lean_redis import hash_reply
 from api.store.numbers import pick_caller, trunk_allowed
-from api.store.workspaces import Authentication, Workspace, authentication_reads
+from api.store.workspaces import Workspace
 from sip import InvalidNumberError, delete_room, to_e164
 from sip.numbers import NumberNotAllowedError, check_destination, parse_countries
 
@@ -99,26 +100,6 @@ def _replay(previous: dict[str, Any], fingerprint: str | None) -> dict[str, Any]
     return previous["response"]
 
 
-def agent_snapshot(agent: dict[str, Any]) -> dict[str, Any]:
-    """The contract's AgentConfig, frozen into the call at accept time."""
-    return {
-        "id": agent["id"],
-        "name": agent["name"],
-        "instructions": agent["instructions"],
-        "first_message": agent.get("first_message"),
-        "worker_name": agent["worker_name"],
-        "pipeline": agent.get("pipeline") or {},
-        "max_duration_seconds": agent.get("max_duration_seconds"),
-        "ring_timeout_seconds": agent.get("ring_timeout_seconds"),
-        "silence_timeout_seconds": agent.get("silence_timeout_seconds"),
-        "voicemail": {
-            "action": agent.get("voicemail_action", "hangup"),
-            "message": agent.get("voicemail_message"),
-        },
-        "transfer_to": agent.get("transfer_to"),
-    }
-
-
 def check_destination_allowed(to: str, workspace: Workspace, settings: Settings) -> None:
     """NUMBER_NOT_ALLOWED unless policy lets the workspace dial `to` (toll fraud: high-cost
     numbers, and countries outside the workspace's or else the deployment's allowlist)."""
@@ -155,25 +136,18 @@ async def place_call(
         body: CallCreate | None = CallCreate.model_validate_json(raw_body)
     except ValidationError as exc:
         body, invalid_body = None, exc
-    keys = store.keys
-    workspace_id = creds.workspace_id
-    reads = authentication_reads(store, workspace_id, creds.key_hash)
-    if body is not None:
-        reads.append(["GET", keys.agent(workspace_id, body.call_agent_id)])
-        reads.append(["HGETALL", keys.numbers(workspace_id)])
-        reads.append(["SMEMBERS", keys.workspace_trunks(workspace_id)])
-        if idempotency_key:
-            reads.append(["GET", keys.idempotency(workspace_id, idempotency_key)])
-    owner, raw_workspace, *replies = await store.lean.execute(*reads)
-    workspace = authorize(Authentication.from_replies(owner, raw_workspace), creds.key_hash)
+    agent_id = body.call_agent_id if body is not None else None
+    reads = await read_for_accept(
+        store, creds.workspace_id, creds.key_hash, agent_id, idempotency_key
+    )
+    workspace = authorize(reads.authentication, creds.key_hash)
     if body is None:
         raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)
     # Only an idempotent request needs its fingerprint (to tell a replay from a conflict).
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    raw_agent, raw_numbers, assigned_trunks, *previous = replies
-    if previous and previous[0]:
-        return _replay(json.loads(previous[0]), fingerprint)
+    if reads.previous is not None:
+        return _replay(reads.previous, fingerprint)
 
     try:
         to = to_e164(body.to)
@@ -186,16 +160,16 @@ async def place_call(
             await check_callback_url(body.callback_url, settings.callback_allow_private)
         except CallbackUrlError as exc:
             raise ApiError(400, "INVALID_CALLBACK_URL", str(exc)) from exc
-    if raw_agent is None:
+    agent = reads.agent
+    if agent is None:
         raise ApiError(
             404,
             "INVALID_AGENT",
             f"agent {body.call_agent_id} not found",
-            {"call_agent_id": body.call_agent_id},
+            {"callAgentId": body.call_agent_id},
         )
-    agent = json.loads(raw_agent)
     # an agent stored before the operator narrowed the list: no extra read, the JSON is here
-    check_worker_name(agent["worker_name"], settings)
+    check_worker_name(agent.worker_name, settings)
 
     wanted = None
     if body.from_number is not None:
@@ -203,9 +177,9 @@ async def place_call(
             wanted = to_e164(body.from_number)
         except InvalidNumberError as exc:
             raise ApiError(
-                400, "INVALID_NUMBER_ID", str(exc), {"from_number": body.from_number}
+                400, "INVALID_NUMBER_ID", str(exc), {"fromNumber": body.from_number}
             ) from exc
-    caller = pick_caller(hash_reply(raw_numbers), wanted)
+    caller = pick_caller(reads.numbers, wanted)
     if caller is not None:
         from_number, trunk_id = caller.number, caller.sip_trunk_id
     elif wanted is None and settings.default_sip_trunk_id:
@@ -218,23 +192,23 @@ async def place_call(
         )
         raise ApiError(400, "INVALID_NUMBER_ID", message)
     # Again at every call: the operator may have withdrawn the trunk since it was registered.
-    if not trunk_allowed(caller, trunk_id, set(assigned_trunks)):
+    if not trunk_allowed(caller, trunk_id, reads.assigned_trunks):
         raise ApiError(
             403,
             "TRUNK_NOT_ASSIGNED",
             f"trunk {trunk_id} is not assigned to this workspace (ask the operator to assign "
             "it, or register the number with a trunk spec)",
-            {"sip_trunk_id": trunk_id},
+            {"sipTrunkId": trunk_id},
         )
 
     call_id = secrets.token_hex(12)
     # 36 does not divide 256: a bias of 1.6% per character, harmless for a name suffix.
     suffix = "".join(_ROOM_SUFFIX_ALPHABET[byte % 36] for byte in secrets.token_bytes(10))
-    room_name = f"{agent['id']}-{suffix}"
+    room_name = f"{agent.id}-{suffix}"
     draft = CallDraft(
         id=call_id,
         workspace_id=workspace.id,
-        agent_id=agent["id"],
+        agent_id=agent.id,
         to=to,
         from_number=from_number,
         sip_trunk_id=trunk_id,
@@ -244,18 +218,18 @@ async def place_call(
         metadata=body.metadata,
         campaign_id=body.campaign_id,
         max_duration_seconds=body.max_duration_seconds
-        or agent.get("max_duration_seconds")
+        or agent.max_duration_seconds
         or settings.default_max_duration_seconds,
         ring_timeout_seconds=body.ring_timeout_seconds
-        or agent.get("ring_timeout_seconds")
+        or agent.ring_timeout_seconds
         or settings.default_ring_timeout_seconds,
-        agent=agent_snapshot(agent),
+        agent=agent.config(),
         budgets=CallBudgets.from_settings(settings),
         idempotency_key=idempotency_key,
     )
     response = {
         "status": "success",
-        "message": f"Outbound call job scheduled for agent {agent['id']} to number {to}",
+        "message": f"Outbound call job scheduled for agent {agent.id} to number {to}",
         "callId": call_id,
         "roomName": room_name,
     }
@@ -270,7 +244,7 @@ async def place_call(
     return outcome.previous["response"]
 
 
-async def cancel_call(store: Store, settings: Settings, call: CallRecord) -> str:
+async def cancel_call(store: Store, livekit: lkapi.LiveKitAPI, call: CallRecord) -> str:
     """Cancel a call; returns its status afterwards. Dialed calls lose their room."""
     result = await apply_event(
         store,
@@ -281,6 +255,7 @@ async def cancel_call(store: Store, settings: Settings, call: CallRecord) -> str
             call_fields={"end_reason": "canceled_by_client"},
         ),
     )
+    count_call_end(result)
     if not result.applied:
         raise ApiError(
             409,
@@ -290,7 +265,7 @@ async def cancel_call(store: Store, settings: Settings, call: CallRecord) -> str
         )
     # Always: the status read before the cancel may be stale, and a missing room is fine.
     try:
-        await delete_room(livekit_client(settings), call.room_name)
+        await delete_room(livekit, call.room_name)
     except (lkapi.ServerError, OSError, TimeoutError) as exc:
         # An empty room closes by itself; the call is canceled either way.
         logger.warning(

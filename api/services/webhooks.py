@@ -16,18 +16,17 @@ from google.protobuf.json_format import ParseError
 from livekit import api as lkapi
 from livekit.protocol.webhook import WebhookEvent
 
-from api.livekit import livekit_client
+from api.services.call_end import count_call_end
 from api.services.webhook_events import plan_webhook, room_name_of
 from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import call_id_for_room, get_call
-from api.store.deadlines import note_webhook_received, push_deadline
+from api.store.deadlines import push_deadline
 from api.store.events import apply_event, mark_agent_ready
+from api.store.webhooks import mark_webhook_seen, note_webhook_received, webhook_seen
 from sip import delete_room
 
 logger = logging.getLogger("outdial.webhooks")
-
-SEEN_TTL_SECONDS = 86_400
 
 
 class WebhookRefused(Exception):
@@ -72,18 +71,19 @@ def verify_webhook(settings: Settings, raw_body: bytes, authorization: str | Non
     return webhook
 
 
-async def _hang_up(settings: Settings, room_name: str, call_id: str) -> None:
+async def _hang_up(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
     try:
-        await delete_room(livekit_client(settings), room_name)
+        await delete_room(livekit, room_name)
     except (lkapi.ServerError, OSError, TimeoutError) as exc:
         # The call is already ended in the store; an empty room closes by itself.
         logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
 
 
-async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent) -> WebhookOutcome:
+async def handle_webhook(
+    store: Store, settings: Settings, livekit: lkapi.LiveKitAPI, webhook: WebhookEvent
+) -> WebhookOutcome:
     await note_webhook_received(store)
-    seen_key = store.keys.livekit_webhook(webhook.id) if webhook.id else None
-    if seen_key and await store.redis.exists(seen_key):
+    if webhook.id and await webhook_seen(store, webhook.id):
         return WebhookOutcome("duplicate")
     room_name = room_name_of(webhook)
     call_id = await call_id_for_room(store, room_name) if room_name else None
@@ -96,14 +96,15 @@ async def handle_webhook(store: Store, settings: Settings, webhook: WebhookEvent
         for spec in plan.events:
             apply = mark_agent_ready if spec.type == "agent.ready" else apply_event
             result = await apply(store, call.id, spec)
+            count_call_end(result)
             if result.applied:
                 applied.append(spec.type)
         if plan.delete_room:
-            await _hang_up(settings, room_name, call.id)
+            await _hang_up(livekit, room_name, call.id)
         if plan.recheck:
             soon_ms = int(time.time() * 1000) + settings.agent_answer_grace_seconds * 1000
             await push_deadline(store, call.id, soon_ms)
         outcome = WebhookOutcome("applied", call.id, tuple(applied))
-    if seen_key:
-        await store.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)
+    if webhook.id:
+        await mark_webhook_seen(store, webhook.id)
     return outcome

@@ -17,7 +17,6 @@ from typing import Any, Literal, get_args
 from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
-from api.metrics import CALLS_ENDED
 from api.store.base import Store
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 
@@ -99,6 +98,8 @@ class ApplyResult:
     status: str
     # agent.ready only: the call's dial step was queued by this event
     dial: bool = False
+    # This event moved the call to its terminal `status` (its callers count the end).
+    ended: bool = False
 
     @property
     def applied(self) -> bool:
@@ -155,10 +156,9 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
 
 
 def _result(reply: list[Any], new_status: str) -> ApplyResult:
-    applied = ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
-    if applied.applied and new_status and applied.status in TERMINAL_STATUSES:
-        CALLS_ENDED.labels(applied.status).inc()
-    return applied
+    outcome, status = reply[0], reply[2]
+    ended = outcome == "applied" and bool(new_status) and status in TERMINAL_STATUSES
+    return ApplyResult(outcome=outcome, sequence=int(reply[1]), status=status, ended=ended)
 
 
 async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
@@ -241,3 +241,21 @@ async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> Appl
 async def list_events(store: Store, call_id: str) -> list[dict[str, Any]]:
     raw = await store.redis.lrange(store.keys.events(call_id), 0, -1)
     return [json.loads(item) for item in raw]
+
+
+async def list_events_with_delivery(
+    store: Store, call_id: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The call's events in order and its delivery hash (sequence -> state JSON, the
+    cursor, `redelivery:{seq}`), in one round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.lrange(store.keys.events(call_id), 0, -1)
+    pipe.hgetall(store.keys.delivery(call_id))
+    raw_events, delivery = await pipe.execute()
+    return [json.loads(item) for item in raw_events], delivery
+
+
+async def event_sequence(store: Store, call_id: str, event_id: str) -> int | None:
+    """The sequence of the call's event `event_id` (None: no such event)."""
+    sequence = await store.redis.hget(store.keys.event_ids(call_id), event_id)
+    return int(sequence) if sequence else None
