@@ -10,25 +10,21 @@ import pytest
 from livekit.protocol.models import ParticipantInfo
 
 from api.services.reconcile import RoomSnapshot, settle
-from api.store.calls import CallRecord
+from api.store.call_record import CallRecord
+from tests.records import stored_call
 
 NOW = 1_800_000_000_000
 RING, MAX, GRACE, MARGIN = 30, 600, 10, 20
 
 
 def _call(status: str, **fields: Any) -> CallRecord:
-    return CallRecord(
-        {
-            "id": "c1",
-            "status": status,
-            "room_name": "r1",
-            "ring_timeout_seconds": RING,
-            "max_duration_seconds": MAX,
-            "answer_grace_s": GRACE,
-            "deadline_margin_s": MARGIN,
-            **fields,
-        }
-    )
+    budgets = {
+        "ring_timeout_seconds": RING,
+        "max_duration_seconds": MAX,
+        "answer_grace_s": GRACE,
+        "deadline_margin_s": MARGIN,
+    }
+    return stored_call(status, **(budgets | fields))
 
 
 def _leg(call_status: str) -> ParticipantInfo:

@@ -12,9 +12,11 @@ import redis
 
 from api.settings import Settings
 from api.store.base import Store, open_store
-from api.store.calls import CallBudgets, CallDraft, accept_call, get_call, list_calls
+from api.store.call_record import CallBudgets, CallDraft
+from api.store.calls import accept_call, get_call, list_calls
 from api.store.events import EventSpec, apply_event, list_events
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests.records import AGENT
 from tests.support import async_wait_until, redis_snapshot
 
 
@@ -43,7 +45,7 @@ def draft(**fields: Any) -> CallDraft:
         "campaign_id": None,
         "max_duration_seconds": 600,
         "ring_timeout_seconds": 30,
-        "agent": {"id": "a" * 24},
+        "agent": AGENT,
         "budgets": CallBudgets.from_settings(Settings()),
     }
     return CallDraft(**(values | fields))
@@ -105,7 +107,7 @@ async def test_transitions_go_forward_only_and_terminal_is_final(store: Store) -
 
     record = await get_call(store, call.id)
     assert record.end_reason == "hangup_by_callee"
-    assert record.get("ended_at")
+    assert record.ended_at is not None
     assert 0 < await store.redis.ttl(store.keys.call(call.id)) <= store.retention_seconds
     sequences = [e["sequence"] for e in await list_events(store, call.id)]
     assert sequences == [1, 2, 3, 4, 5]

@@ -9,12 +9,13 @@ from livekit.protocol.models import DisconnectReason, ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
 from api.services.webhook_events import plan_webhook
-from api.store.calls import CallRecord
+from api.store.call_record import CallRecord
 from api.store.events import status_for
+from tests.records import stored_call
 
 
 def _call(status: str, dial_mode: str = "agent_ready") -> CallRecord:
-    return CallRecord({"id": "c1", "status": status, "room_name": "room-1", "dial_mode": dial_mode})
+    return stored_call(status, dial_mode=dial_mode)
 
 
 def _sip_event(

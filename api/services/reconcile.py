@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from livekit.protocol.models import ParticipantInfo
 
 from api.services.call_end import end_event
-from api.store.calls import CallRecord
+from api.store.call_record import CallRecord
 from api.store.events import EventSpec
 from sip import CallOutcome
 from sip.outcomes import ANSWERED_CALL_STATUSES, SIP_CALL_STATUS_ATTRIBUTE
@@ -76,8 +76,8 @@ def _ended(status: str, reason: str, read_status: str, message: str) -> EventSpe
 
 
 def _ring_deadline_ms(call: CallRecord, now_ms: int) -> int:
-    budget_s = int(call.ring_timeout_seconds) + int(call.get("deadline_margin_s") or 0)
-    return int(call.get("ts_dialing") or now_ms) + budget_s * 1000
+    budget_s = call.ring_timeout_seconds + (call.deadline_margin_s or 0)
+    return call.transitions.get("dialing", now_ms) + budget_s * 1000
 
 
 def _settle_unanswered(
@@ -97,11 +97,12 @@ def _settle_unanswered(
         # Not decided yet (a leg still ringing, or one that left and whose end the agent
         # may still report). Without a ready agent nobody reports an answer: look again
         # within the answer grace; with one, at the ring deadline.
-        grace_ms = int(call.get("answer_grace_s") or 0) * 1000
-        polled = final_ms if call.get("agent_ready_at") else min(now_ms + grace_ms, final_ms)
+        grace_ms = (call.answer_grace_s or 0) * 1000
+        ready = call.agent_ready_at is not None
+        polled = final_ms if ready else min(now_ms + grace_ms, final_ms)
         return Settlement(next_deadline_ms=polled)
     if leg is None:
-        if not call.get("sip_call_id"):
+        if not call.sip_call_id:
             message = "the dial was never confirmed and no leg exists"
             return _failed("DIAL_INTERRUPTED", message, "error", status)
         message = "the SIP leg left without a reported outcome"
@@ -111,7 +112,7 @@ def _settle_unanswered(
 
 
 def _no_agent_on_the_line(call: CallRecord, status: str) -> Settlement:
-    if call.get("agent_ready_at"):
+    if call.agent_ready_at is not None:
         return _failed("AGENT_LEFT", "the agent left the call", "agent_failed", status)
     message = "no agent joined the answered call"
     return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)
@@ -125,8 +126,8 @@ def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Se
         return Settlement(event, drop_room=True)
     if not room.has_agent:
         return _no_agent_on_the_line(call, "in_progress")
-    answered_ms = int(call.get("ts_in_progress") or now_ms)
-    budget_s = int(call.max_duration_seconds) + int(call.get("deadline_margin_s") or 0)
+    answered_ms = call.transitions.get("in_progress", now_ms)
+    budget_s = call.max_duration_seconds + (call.deadline_margin_s or 0)
     limit_ms = answered_ms + budget_s * 1000
     if now_ms >= limit_ms:
         message = "past the maximum duration"
@@ -137,14 +138,14 @@ def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Se
 
 def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settlement:
     """The plan for a call whose deadline passed; `room` is needed for `ROOM_STATUSES`."""
-    status = call.get("status")
+    status = call.status
     if status in ("queued", "dispatching"):
         message = f"the call was still {status} at its dispatch deadline"
         return _failed("DISPATCH_TIMEOUT", message, "error", status)
     if room is None:
         raise ValueError(f"a {status} call needs a room snapshot")
     if status == "waiting_for_agent":
-        if room.has_agent and call.get("dial_mode") == "agent_joined":
+        if room.has_agent and call.dial_mode == "agent_joined":
             return Settlement(dial=True)
         message = "no agent was ready in time; nobody was dialed"
         return _failed("AGENT_UNAVAILABLE", message, "agent_unavailable", status)

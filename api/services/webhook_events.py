@@ -31,7 +31,7 @@ from livekit.protocol.models import DisconnectReason, ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
 from api.services.call_end import end_event
-from api.store.calls import CallRecord
+from api.store.call_record import CallRecord
 from api.store.events import EventSpec
 from sip import CallOutcome, left_after_answer_outcome, left_before_answer_outcome
 from sip.outcomes import ANSWERED_CALL_STATUSES, SIP_CALL_STATUS_ATTRIBUTE
@@ -67,7 +67,7 @@ def _is_sip(participant: ParticipantInfo) -> bool:
 
 
 def _answered(call: CallRecord, participant: ParticipantInfo) -> bool:
-    if call.get("status") == "in_progress":
+    if call.status == "in_progress":
         return True
     return participant.attributes.get(SIP_CALL_STATUS_ATTRIBUTE) in ANSWERED_CALL_STATUSES
 
@@ -108,7 +108,7 @@ def _participant_left(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
         outcome = left_before_answer_outcome(reason, participant.attributes)
         return WebhookPlan([_end_event(webhook, outcome, extra)])
     events = []
-    if call.get("status") != "in_progress":
+    if call.status != "in_progress":
         # Answered, but the answer was only visible in attributes (no webhook for those).
         events.append(_spec(webhook, "call.answered", {"inferred": True}))
     events.append(_end_event(webhook, left_after_answer_outcome(reason), extra))
@@ -150,7 +150,7 @@ def plan_webhook(webhook: WebhookEvent, call: CallRecord) -> WebhookPlan:
     if kind in _LEFT_EVENTS and _is_sip(webhook.participant):
         return _participant_left(webhook, call)
     if kind == "participant_joined" and _is_agent(webhook.participant):
-        if call.get("dial_mode") != "agent_joined":
+        if call.dial_mode != "agent_joined":
             return WebhookPlan()
         data = {"agent_identity": webhook.participant.identity, "source": "livekit"}
         return WebhookPlan([_spec(webhook, "agent.ready", data)])

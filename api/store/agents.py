@@ -1,45 +1,139 @@
-"""Agents of a workspace, stored as JSON documents."""
+"""Agents of a workspace, each stored as one JSON document (`keys.agent`).
+
+Invariant: `AgentRecord.from_json` and `AgentRecord.to_json` are the one conversion between
+the stored document and the typed record (documents written before this type are read as
+they are: same field names), and `AgentRecord.config` is the one mapping from an agent to
+the contract's `AgentConfig`, the snapshot a call carries to its agent worker. A document
+that does not parse is unreadable (`api.store.records`).
+"""
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+from pydantic import TypeAdapter, ValidationError
+
+from agent_runtime.contract import AgentConfig, PipelineConfig, VoicemailConfig
 from api.store.base import Store
+from api.store.records import UnreadableRecord, readable
+
+
+# Keyword-only, so the fields keep the documents' order (the API's field order).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRecord:
+    id: str
+    name: str
+    instructions: str
+    first_message: str | None = None
+    worker_name: str
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    max_duration_seconds: int | None = None
+    ring_timeout_seconds: int | None = None
+    silence_timeout_seconds: int | None = None
+    voicemail_action: Literal["hangup", "leave_message"] = "hangup"
+    voicemail_message: str | None = None
+    transfer_to: str | None = None
+    created_at: int  # ms
+    updated_at: int
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AgentRecord:
+        """The agent in a stored document; `UnreadableRecord` when it does not parse (strict:
+        the API wrote it from a validated body, so a wrong type is damage, not a format)."""
+        try:
+            return _AGENT.validate_json(raw, strict=True)
+        except ValidationError as exc:
+            raise UnreadableRecord(_first_error(exc)) from None
+
+    def to_json(self) -> str:
+        return _AGENT.dump_json(self).decode()
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any]) -> AgentRecord:
+        """An agent from its fields as `fields()` gives them (a `ValidationError`, a
+        ValueError, names what does not fit)."""
+        return _AGENT.validate_python(values)
+
+    def fields(self) -> dict[str, Any]:
+        """The fields as the stored document holds them (JSON values)."""
+        values: dict[str, Any] = _AGENT.dump_python(self, mode="json")
+        return values
+
+    def config(self) -> AgentConfig:
+        """The contract's snapshot of this agent, frozen into a call when it is accepted."""
+        return AgentConfig(
+            id=self.id,
+            name=self.name,
+            instructions=self.instructions,
+            first_message=self.first_message,
+            worker_name=self.worker_name,
+            pipeline=self.pipeline,
+            max_duration_seconds=self.max_duration_seconds,
+            ring_timeout_seconds=self.ring_timeout_seconds,
+            silence_timeout_seconds=self.silence_timeout_seconds,
+            voicemail=VoicemailConfig(action=self.voicemail_action, message=self.voicemail_message),
+            transfer_to=self.transfer_to,
+        )
+
+
+_AGENT: TypeAdapter[AgentRecord] = TypeAdapter(AgentRecord)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "document"
+    return f"{where}: {error['msg']}"
+
+
+def read_agent(raw: str | None, workspace_id: str, agent_id: str) -> AgentRecord | None:
+    """The agent in a stored document; None when there is none or it is unreadable."""
+    if raw is None:
+        return None
+    key = f"agent {workspace_id}/{agent_id}"
+    return readable(lambda: AgentRecord.from_json(raw), key)
 
 
 def new_agent_id() -> str:
     return secrets.token_hex(12)
 
 
-async def create_agent(store: Store, workspace_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def create_agent(store: Store, workspace_id: str, fields: Mapping[str, Any]) -> AgentRecord:
+    """Store a new agent with `fields` (all of `AgentRecord`'s but id and times)."""
     now = int(time.time() * 1000)
-    agent = {"id": new_agent_id(), **fields, "created_at": now, "updated_at": now}
+    agent = AgentRecord.from_fields(
+        {"id": new_agent_id(), **fields, "created_at": now, "updated_at": now}
+    )
     pipe = store.redis.pipeline(transaction=True)
-    pipe.set(store.keys.agent(workspace_id, agent["id"]), json.dumps(agent))
-    pipe.zadd(store.keys.agents(workspace_id), {agent["id"]: now})
+    pipe.set(store.keys.agent(workspace_id, agent.id), agent.to_json())
+    pipe.zadd(store.keys.agents(workspace_id), {agent.id: now})
     await pipe.execute()
     return agent
 
 
-async def get_agent(store: Store, workspace_id: str, agent_id: str) -> dict[str, Any] | None:
+async def get_agent(store: Store, workspace_id: str, agent_id: str) -> AgentRecord | None:
     raw = await store.redis.get(store.keys.agent(workspace_id, agent_id))
-    return json.loads(raw) if raw else None
+    return read_agent(raw, workspace_id, agent_id)
 
 
-async def list_agents(store: Store, workspace_id: str) -> list[dict[str, Any]]:
+async def list_agents(store: Store, workspace_id: str) -> list[AgentRecord]:
+    """Newest first; an unreadable agent is left out (and logged)."""
     ids = await store.redis.zrevrange(store.keys.agents(workspace_id), 0, -1)
     if not ids:
         return []
     raws = await store.redis.mget([store.keys.agent(workspace_id, agent_id) for agent_id in ids])
-    return [json.loads(raw) for raw in raws if raw]
+    found = (
+        read_agent(raw, workspace_id, agent_id) for agent_id, raw in zip(ids, raws, strict=True)
+    )
+    return [agent for agent in found if agent is not None]
 
 
-async def replace_agent(store: Store, workspace_id: str, agent: dict[str, Any]) -> dict[str, Any]:
-    agent = {**agent, "updated_at": int(time.time() * 1000)}
-    await store.redis.set(store.keys.agent(workspace_id, agent["id"]), json.dumps(agent), xx=True)
+async def replace_agent(store: Store, workspace_id: str, agent: AgentRecord) -> AgentRecord:
+    agent = replace(agent, updated_at=int(time.time() * 1000))
+    await store.redis.set(store.keys.agent(workspace_id, agent.id), agent.to_json(), xx=True)
     return agent
 
 

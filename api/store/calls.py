@@ -4,135 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any, get_args
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic_core import to_json
 
-from agent_runtime.contract import TERMINAL_STATUSES, CallStatus
-from api.settings import Settings
 from api.store.base import Store
+from api.store.call_record import CallDraft, CallRecord
 from api.store.events import EventSpec, apply_args, event_keys
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
+from api.store.records import readable
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
-CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
-_JSON_FIELDS = ("dynamic_variables", "metadata", "agent")
-_INT_FIELDS = (
-    "max_duration_seconds",
-    "ring_timeout_seconds",
-    "seq",
-    "sip_status_code",
-    "dispatch_timeout_s",
-    "agent_ready_timeout_s",
-    "answer_grace_s",
-    "deadline_margin_s",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class CallBudgets:
-    """How long each state of the call may last, fixed at accept time so a call keeps its
-    deadlines when the settings change (`lua.DEADLINE_FN` reads them from the record)."""
-
-    dial_mode: str
-    dispatch_timeout_s: int
-    agent_ready_timeout_s: int
-    answer_grace_s: int
-    deadline_margin_s: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CallBudgets:
-        return cls(
-            dial_mode=settings.dial_mode,
-            dispatch_timeout_s=settings.dispatch_timeout_seconds,
-            agent_ready_timeout_s=settings.agent_ready_timeout_seconds,
-            answer_grace_s=settings.agent_answer_grace_seconds,
-            deadline_margin_s=settings.deadline_margin_seconds,
-        )
-
-    def fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class CallDraft:
-    """Everything the API decided about a call before it is stored."""
-
-    id: str
-    workspace_id: str
-    agent_id: str
-    to: str
-    from_number: str | None
-    sip_trunk_id: str
-    room_name: str
-    callback_url: str | None
-    dynamic_variables: dict[str, Any]
-    metadata: dict[str, Any]
-    campaign_id: str | None
-    max_duration_seconds: int
-    ring_timeout_seconds: int
-    agent: dict[str, Any]
-    budgets: CallBudgets
-    job_id: str = ""
-    idempotency_key: str | None = None
-
-    def to_hash(self, now_ms: int) -> dict[str, str]:
-        values: dict[str, Any] = {
-            "id": self.id,
-            "workspace_id": self.workspace_id,
-            "agent_id": self.agent_id,
-            "to": self.to,
-            "from": self.from_number,
-            "sip_trunk_id": self.sip_trunk_id,
-            "room_name": self.room_name,
-            "callback_url": self.callback_url,
-            "campaign_id": self.campaign_id,
-            "max_duration_seconds": self.max_duration_seconds,
-            "ring_timeout_seconds": self.ring_timeout_seconds,
-            "job_id": self.job_id,
-            "idempotency_key": self.idempotency_key,
-            "status": "queued",
-            "created_at": now_ms,
-            "updated_at": now_ms,
-            "ts_queued": now_ms,
-            "seq": 0,
-            **self.budgets.fields(),
-        }
-        for name in _JSON_FIELDS:
-            values[name] = to_json(getattr(self, name)).decode()
-        return {k: str(v) for k, v in values.items() if v is not None}
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """A stored call as read back from its hash."""
-
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> CallRecord:
-        parsed: dict[str, Any] = dict(raw)
-        for name in _JSON_FIELDS:
-            if name in parsed:
-                parsed[name] = json.loads(parsed[name])
-        for name in _INT_FIELDS:
-            if parsed.get(name):
-                parsed[name] = int(parsed[name])
-        return cls(parsed)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.fields.get(name, default)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.fields.get("status") in TERMINAL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +39,7 @@ async def accept_call(
     keys = store.keys
     now_ms = int(time.time() * 1000)
     dial = encode_message(DIAL_QUEUE, DISPATCH_ACTOR, draft.id)
-    draft_hash = draft.to_hash(now_ms) | {"job_id": dial.message_id}
+    record = draft.record(now_ms, job_id=dial.message_id)
     response = response | {"jobId": dial.message_id}
     idem_key = keys.idempotency(draft.workspace_id, draft.idempotency_key or "")
     idem_value = to_json({"request_hash": request_hash, "response": response})
@@ -179,7 +62,7 @@ async def accept_call(
             store.retention_seconds,
             dial.message_id,
             dial.body,
-            to_json(draft_hash),
+            to_json(record.to_hash()),
             # A call without callback URL never needs a relay message.
             *apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
         ],
@@ -191,14 +74,21 @@ async def accept_call(
     return AcceptOutcome(created=True, previous={"response": response})
 
 
+def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
+    """The call in an HGETALL reply; None when it is gone or unreadable (`api.store.records`)."""
+    if not raw:
+        return None
+    key = f"call {call_id}"
+    return readable(lambda: CallRecord.from_hash(raw, key), key)
+
+
 async def get_call(store: Store, call_id: str) -> CallRecord | None:
-    raw = await store.redis.hgetall(store.keys.call(call_id))
-    return CallRecord.from_hash(raw) if raw else None
+    return read_call(await store.redis.hgetall(store.keys.call(call_id)), call_id)
 
 
 async def get_workspace_call(store: Store, workspace_id: str, call_id: str) -> CallRecord | None:
     call = await get_call(store, call_id)
-    if call is None or call.get("workspace_id") != workspace_id:
+    if call is None or call.workspace_id != workspace_id:
         return None
     return call
 
@@ -222,9 +112,9 @@ def _matches(
     call: CallRecord, status: str | None, agent_id: str | None, campaign_id: str | None
 ) -> bool:
     return (
-        (not status or call.get("status") == status)
-        and (not agent_id or call.get("agent_id") == agent_id)
-        and (not campaign_id or call.get("campaign_id") == campaign_id)
+        (not status or call.status == status)
+        and (not agent_id or call.agent_id == agent_id)
+        and (not campaign_id or call.campaign_id == campaign_id)
     )
 
 
@@ -264,8 +154,9 @@ async def list_calls(
             if not raw:
                 expired.append(call_id)
                 continue
-            call = CallRecord.from_hash(raw)
-            if _matches(call, status, agent_id, campaign_id):
+            call = read_call(raw, call_id)
+            # An unreadable call stays indexed (and in its hash) for an operator to look at.
+            if call is not None and _matches(call, status, agent_id, campaign_id):
                 found.append(call)
                 if len(found) == limit:
                     break

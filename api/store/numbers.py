@@ -4,26 +4,48 @@ Invariants: a number belongs to at most one workspace (its holder key, set in th
 script as the number); a number's trunk is either one Outdial created for it (recorded as
 the workspace's) or a raw trunk id the operator assigned to the workspace. The accept path
 checks the second again, since the operator may withdraw an assignment (`trunk_allowed`).
+A number is stored as one JSON document in the workspace's numbers hash: `CallerNumber`'s
+`from_json`/`to_json` are its one conversion (the save script also edits `default` in
+place), and a document that does not parse is unreadable (`api.store.records`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
+
+from pydantic import TypeAdapter, ValidationError
 
 from api.store import lua
 from api.store.base import Store
+from api.store.records import UnreadableRecord, readable
 
 
 @dataclass(frozen=True, slots=True)
 class CallerNumber:
-    number: str
+    number: str  # E.164
     sip_trunk_id: str
     default: bool
+    # The trunk is one Outdial created for this number (deleted with it).
     trunk_managed: bool
-    created_at: int
+    created_at: int  # ms
+
+    @classmethod
+    def from_json(cls, raw: str) -> CallerNumber:
+        """`UnreadableRecord` when the document does not parse (strict: Outdial wrote it)."""
+        try:
+            return _NUMBER.validate_json(raw, strict=True)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in error["loc"]) or "document"
+            raise UnreadableRecord(f"{where}: {error['msg']}") from None
+
+    def to_json(self) -> str:
+        return _NUMBER.dump_json(self).decode()
+
+
+_NUMBER: TypeAdapter[CallerNumber] = TypeAdapter(CallerNumber)
 
 
 class SaveRefusal(Enum):
@@ -44,8 +66,11 @@ class AssignResult(Enum):
     OWNED = "owned"  # a trunk Outdial created for a number
 
 
-def _decode(raw: str) -> CallerNumber:
-    return CallerNumber(**json.loads(raw))
+def _read(raw: str | None, number: str) -> CallerNumber | None:
+    """The number in a stored document; None when there is none or it is unreadable."""
+    if raw is None:
+        return None
+    return readable(lambda: CallerNumber.from_json(raw), f"number {number}")
 
 
 def _trunk_owner_prefix(store: Store) -> str:
@@ -77,7 +102,7 @@ async def save_number(
         ],
         args=[
             number,
-            json.dumps(asdict(record)),
+            record.to_json(),
             "1" if default else "0",
             workspace_id,
             _trunk_owner_prefix(store),
@@ -85,17 +110,20 @@ async def save_number(
     )
     if reply[0] != "saved":
         return SaveRefusal(reply[0])
-    return SavedNumber(_decode(reply[1]), reply[2])
+    # What the script just encoded from `record`: it parses.
+    return SavedNumber(CallerNumber.from_json(reply[1]), reply[2])
 
 
 async def list_numbers(store: Store, workspace_id: str) -> list[CallerNumber]:
-    raws = await store.redis.hvals(store.keys.numbers(workspace_id))
-    return sorted((_decode(raw) for raw in raws), key=lambda n: n.created_at)
+    """Oldest first; an unreadable number is left out (and logged)."""
+    raws = await store.redis.hgetall(store.keys.numbers(workspace_id))
+    found = (_read(raw, number) for number, raw in raws.items())
+    return sorted((n for n in found if n is not None), key=lambda n: n.created_at)
 
 
 async def get_number(store: Store, workspace_id: str, number: str) -> CallerNumber | None:
     raw = await store.redis.hget(store.keys.numbers(workspace_id), number)
-    return _decode(raw) if raw else None
+    return _read(raw, number)
 
 
 async def delete_number(store: Store, workspace_id: str, number: str) -> CallerNumber | None:
@@ -106,7 +134,7 @@ async def delete_number(store: Store, workspace_id: str, number: str) -> CallerN
         keys=[store.keys.numbers(workspace_id), store.keys.number_holder(number)],
         args=[number, workspace_id, _trunk_owner_prefix(store)],
     )
-    return _decode(raw) if raw else None
+    return _read(raw, number)
 
 
 async def assign_trunk(store: Store, workspace_id: str, sip_trunk_id: str) -> AssignResult:
@@ -132,13 +160,13 @@ async def assigned_trunks(store: Store, workspace_id: str) -> list[str]:
 
 
 def pick_caller(numbers: dict[str, str], wanted: str | None) -> CallerNumber | None:
-    """The number a call uses: the requested one, else the workspace default."""
+    """The number a call uses: the requested one, else the workspace default (an
+    unreadable number is none of them)."""
     if wanted is not None:
-        raw = numbers.get(wanted)
-        return _decode(raw) if raw else None
-    for raw in numbers.values():
-        candidate = _decode(raw)
-        if candidate.default:
+        return _read(numbers.get(wanted), wanted)
+    for number, raw in numbers.items():
+        candidate = _read(raw, number)
+        if candidate is not None and candidate.default:
             return candidate
     return None
 

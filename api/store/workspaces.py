@@ -1,4 +1,11 @@
-"""Workspaces: the tenant boundary. API keys are stored as SHA-256 hashes only."""
+"""Workspaces: the tenant boundary. API keys are stored as SHA-256 hashes only.
+
+A workspace is a Redis hash (`keys.workspace`): `Workspace.from_hash`/`to_hash` are its one
+conversion, and the field writes below encode as `to_hash` does. `disabled` is '1' or '0'
+(anything else reads as '0', as in the Lua scripts and the relay, which test for '1'). A
+hash that does not parse is unreadable (`api.store.records`): its key is refused like an
+unknown one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from redis.exceptions import WatchError
 from api.security import hash_api_key, new_api_key, new_webhook_secret
 from api.store.base import Store
 from api.store.lean_redis import Command, hash_reply
+from api.store.records import HashFields, readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,16 +34,44 @@ class Workspace:
     allowed_countries: str | None = None
 
     @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> Workspace:
+    def from_hash(cls, raw: dict[str, str], key: str = "workspace") -> Workspace:
+        """`UnreadableRecord` when the id, name, key hash, webhook secret or an integer
+        `created_at` is missing."""
+        read = HashFields(raw, key)
         return cls(
-            id=raw["id"],
-            name=raw["name"],
-            key_hash=raw["key_hash"],
-            webhook_secret=raw["webhook_secret"],
-            disabled=raw.get("disabled") == "1",
-            created_at=int(raw["created_at"]),
-            allowed_countries=raw.get("allowed_countries"),
+            id=read.text("id"),
+            name=read.text("name"),
+            key_hash=read.text("key_hash"),
+            webhook_secret=read.text("webhook_secret"),
+            disabled=read.optional_text("disabled") == _flag(True),
+            created_at=read.integer("created_at"),
+            allowed_countries=read.optional_text("allowed_countries"),
         )
+
+    def to_hash(self) -> dict[str, str]:
+        fields = {
+            "id": self.id,
+            "name": self.name,
+            "key_hash": self.key_hash,
+            "webhook_secret": self.webhook_secret,
+            "disabled": _flag(self.disabled),
+            "created_at": str(self.created_at),
+        }
+        if self.allowed_countries is not None:
+            fields["allowed_countries"] = self.allowed_countries
+        return fields
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def read_workspace(raw: dict[str, str], workspace_id: str) -> Workspace | None:
+    """The workspace in an HGETALL reply; None when there is none or it is unreadable."""
+    if not raw:
+        return None
+    key = f"workspace {workspace_id}"
+    return readable(lambda: Workspace.from_hash(raw, key), key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +92,14 @@ async def create_workspace(store: Store, name: str) -> NewWorkspace:
     )
     pipe = store.redis.pipeline(transaction=True)
     pipe.set(store.keys.api_key(workspace.key_hash), workspace.id)
-    pipe.hset(
-        store.keys.workspace(workspace.id),
-        mapping={
-            "id": workspace.id,
-            "name": workspace.name,
-            "key_hash": workspace.key_hash,
-            "webhook_secret": workspace.webhook_secret,
-            "disabled": "0",
-            "created_at": str(workspace.created_at),
-        },
-    )
+    pipe.hset(store.keys.workspace(workspace.id), mapping=workspace.to_hash())
     await pipe.execute()
     return NewWorkspace(workspace, api_key)
 
 
 async def get_workspace(store: Store, workspace_id: str) -> Workspace | None:
     raw = await store.redis.hgetall(store.keys.workspace(workspace_id))
-    return Workspace.from_hash(raw) if raw else None
+    return read_workspace(raw, workspace_id)
 
 
 async def rotate_api_key(store: Store, workspace_id: str) -> str | None:
@@ -111,8 +137,8 @@ class Authentication:
     key_owner: str | None
 
     @classmethod
-    def from_replies(cls, owner: str | None, raw: list[str]) -> Authentication:
-        return cls(Workspace.from_hash(hash_reply(raw)) if raw else None, owner)
+    def from_replies(cls, workspace_id: str, owner: str | None, raw: list[str]) -> Authentication:
+        return cls(read_workspace(hash_reply(raw), workspace_id), owner)
 
 
 def authentication_reads(store: Store, workspace_id: str, key_hash: str) -> list[Command]:
@@ -122,8 +148,8 @@ def authentication_reads(store: Store, workspace_id: str, key_hash: str) -> list
 
 async def authenticate(store: Store, workspace_id: str, key_hash: str) -> Authentication:
     """One round trip: the key's owner and the named workspace."""
-    replies = await store.lean.execute(*authentication_reads(store, workspace_id, key_hash))
-    return Authentication.from_replies(*replies)
+    owner, raw = await store.lean.execute(*authentication_reads(store, workspace_id, key_hash))
+    return Authentication.from_replies(workspace_id, owner, raw)
 
 
 async def set_allowed_countries(
@@ -140,9 +166,14 @@ async def set_allowed_countries(
     return await get_workspace(store, workspace_id)
 
 
+async def workspace_disabled(store: Store, workspace_id: str) -> bool:
+    """Whether the operator disabled the workspace (False for no such workspace)."""
+    return await store.redis.hget(store.keys.workspace(workspace_id), "disabled") == "1"
+
+
 async def set_disabled(store: Store, workspace_id: str, disabled: bool) -> Workspace | None:
     key = store.keys.workspace(workspace_id)
     if not await store.redis.exists(key):
         return None
-    await store.redis.hset(key, "disabled", "1" if disabled else "0")
+    await store.redis.hset(key, "disabled", _flag(disabled))
     return await get_workspace(store, workspace_id)
