@@ -6,35 +6,39 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.livekit import close_livekit_client
 from api.logs import configure_logging
 from api.middleware import BodyLimit
 from api.openapi import document
+from api.resources import Resources
 from api.routes import admin, agents, calls, events, health, internal, livekit_webhook, numbers
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
-from api.store.base import open_store
 
 # Agents report whole transcripts at the end of a call; everything else stays small.
 INTERNAL_BODY_LIMIT = 2 * 1024 * 1024
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, livekit_session: aiohttp.ClientSession | None = None
+) -> FastAPI:
+    """The app; `livekit_session`, if given, carries its LiveKit requests (its owner closes
+    it; e.g. one with its own resolver), else the app opens its own."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = open_store(settings)
+        # The app's loop owns them: made on first use, closed here (api/resources.py).
+        app.state.resources = Resources(settings, livekit_session=livekit_session)
         try:
             yield
         finally:
-            await close_livekit_client()
-            await app.state.store.aclose()
+            await app.state.resources.aclose()
 
     # Outdial exports Prometheus metrics (/metrics); FastAPI's own OpenTelemetry hooks cost
     # time on every request, even with no provider configured.

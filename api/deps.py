@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, the store, admin and workspace authentication.
+"""FastAPI dependencies: settings, the app's resources (store, LiveKit clients), admin and
+workspace authentication.
 
 Invariant: every id in the path that names a Redis key (`api.ids.KEYED_PATH_PARAMS`) is
 checked by the route's authentication dependency, after the credentials (a wrong key always
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from livekit import api as lkapi
 
 from api.auth import Credentials, authorize, bearer_token
 from api.errors import ApiError, not_found, unauthorized
@@ -31,10 +33,24 @@ SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 async def get_store(request: Request) -> Store:
-    return request.app.state.store
+    return request.app.state.resources.store
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+
+
+async def livekit(request: Request) -> lkapi.LiveKitAPI:
+    """For idempotent LiveKit requests (replayed on LiveKit Cloud, see api/livekit.py)."""
+    return request.app.state.resources.livekit
+
+
+async def single_shot_livekit(request: Request) -> lkapi.LiveKitAPI:
+    """For LiveKit requests that must arrive at most once (e.g. CreateSIPOutboundTrunk)."""
+    return request.app.state.resources.single_shot_livekit
+
+
+LiveKitDep = Annotated[lkapi.LiveKitAPI, Depends(livekit)]
+SingleShotLiveKitDep = Annotated[lkapi.LiveKitAPI, Depends(single_shot_livekit)]
 
 
 async def require_admin(

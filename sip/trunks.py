@@ -21,7 +21,7 @@ from livekit.protocol.sip import (
     SIPTransport,
 )
 
-_TRANSPORTS: dict[str, int] = {
+_TRANSPORTS: dict[str, SIPTransport] = {
     "auto": SIPTransport.SIP_TRANSPORT_AUTO,
     "udp": SIPTransport.SIP_TRANSPORT_UDP,
     "tcp": SIPTransport.SIP_TRANSPORT_TCP,
@@ -94,7 +94,7 @@ async def create_outbound_trunk(
     """Create a trunk that may present `number` as caller id; returns its `ST_...` id.
 
     Not idempotent (every request creates a trunk): pass a `failover=False` client, see
-    api/livekit.py `single_shot_livekit_client`.
+    api/livekit.py (`Resources.single_shot_livekit`).
     """
     info = SIPOutboundTrunkInfo(
         name=name,

@@ -21,14 +21,13 @@ import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from livekit import api as lkapi
-from livekit.protocol.room import CreateRoomRequest, ListRoomsRequest
+from livekit.protocol.room import CreateRoomRequest
 from livekit.protocol.sip import TransferSIPParticipantRequest
 
 from agent_runtime.telephony import CallControl
 from api.app import create_app
-from api.jobs.resources import worker_livekit, worker_single_shot_livekit
-from api.livekit import close_livekit_client, livekit_client, single_shot_livekit_client
-from api.settings import Settings, get_settings
+from api.resources import Resources
+from api.settings import Settings
 from sip import SipLegPlan, TrunkSettings, create_outbound_trunk, dial
 from tests.conftest import create_tenant
 
@@ -106,10 +105,19 @@ async def replaying(
 
 
 @pytest.fixture
-async def cloud_settings(settings: Settings, cloud_url: str) -> AsyncIterator[Settings]:
-    """Outdial's settings pointing at the Cloud name; closes this loop's factory clients."""
-    yield settings.model_copy(update={"livekit_url": cloud_url})
-    await close_livekit_client()
+def cloud_settings(settings: Settings, cloud_url: str) -> Settings:
+    """Outdial's settings pointing at the Cloud name."""
+    return settings.model_copy(update={"livekit_url": cloud_url})
+
+
+@pytest.fixture
+async def cloud_resources(
+    cloud_settings: Settings, cloud_session: aiohttp.ClientSession
+) -> AsyncIterator[Resources]:
+    """Outdial's clients, as the app and the worker hold them, on the Cloud name."""
+    resources = Resources(cloud_settings, livekit_session=cloud_session)
+    yield resources
+    await resources.aclose()
 
 
 def leg_plan(trunk_id: str) -> SipLegPlan:
@@ -154,12 +162,9 @@ async def test_a_replaying_client_dials_the_callee_again(
 
 @applied_then_failed
 async def test_the_single_shot_client_dials_once(
-    lk: Any,
-    cloud_settings: Settings,
-    cloud_session: aiohttp.ClientSession,
-    failure: AppliedThenFailed,
+    lk: Any, cloud_resources: Resources, failure: AppliedThenFailed
 ) -> None:
-    client = single_shot_livekit_client(cloud_settings, session=cloud_session)
+    client = cloud_resources.single_shot_livekit
     trunk = lk.add_trunk([CALLER])
     failure.inject(lk, "SIP", "CreateSIPParticipant")
     with pytest.raises(failure.error) as raised:
@@ -171,53 +176,13 @@ async def test_the_single_shot_client_dials_once(
         assert (raised.value.code, raised.value.status) == ("unavailable", 503)
 
 
-async def test_the_worker_dials_through_its_single_shot_client(
-    lk: Any,
-    cloud_settings: Settings,
-    cloud_session: aiohttp.ClientSession,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`worker_single_shot_livekit()` is the dispatcher's client for CreateSIPParticipant."""
-    for name in ("livekit_url", "livekit_api_key", "livekit_api_secret"):
-        monkeypatch.setenv(name.upper(), getattr(cloud_settings, name))
-    get_settings.cache_clear()
-    try:
-        # The worker's settings are read from the env; its client is this loop's, so
-        # building it first here gives it the resolver's session.
-        seeded = single_shot_livekit_client(get_settings(), session=cloud_session)
-        assert worker_single_shot_livekit() is seeded
-        assert worker_livekit() is not seeded
-        trunk = lk.add_trunk([CALLER])
-        FAULTS[0].inject(lk, "SIP", "CreateSIPParticipant")
-        with pytest.raises(lkapi.ServerError):
-            await dial(worker_single_shot_livekit(), leg_plan(trunk.sip_trunk_id))
-        assert lk.count("SIP", "CreateSIPParticipant") == 1
-    finally:
-        get_settings.cache_clear()
-
-
-async def test_the_idempotent_client_still_fails_over(
-    lk: Any, cloud_settings: Settings, cloud_session: aiohttp.ClientSession
-) -> None:
-    client = livekit_client(cloud_settings, session=cloud_session)
-    assert client is not single_shot_livekit_client(cloud_settings, session=cloud_session)
+async def test_the_idempotent_client_still_fails_over(lk: Any, cloud_resources: Resources) -> None:
+    client = cloud_resources.livekit
+    assert client is not cloud_resources.single_shot_livekit
     lk.inject("RoomService", "CreateRoom", code="unavailable", status=503)
     room = await client.room.create_room(CreateRoomRequest(name=ROOM))
     assert room.name == ROOM
     assert lk.count("RoomService", "CreateRoom") == 2
-
-
-async def test_close_livekit_client_closes_both_clients_of_the_loop(
-    lk: Any, settings: Settings
-) -> None:
-    replaying, single_shot = livekit_client(settings), single_shot_livekit_client(settings)
-    await close_livekit_client()
-    for closed in (replaying, single_shot):
-        with pytest.raises(RuntimeError, match="closed"):
-            await closed.room.list_rooms(ListRoomsRequest())
-    assert livekit_client(settings) is not replaying
-    assert single_shot_livekit_client(settings) is not single_shot
-    await close_livekit_client()
 
 
 # -- the agent's transfer (TransferSIPParticipant) ----------------------------------------------
@@ -315,12 +280,10 @@ async def test_registering_a_number_creates_at_most_one_trunk(
     cloud_session: aiohttp.ClientSession,
     failure: AppliedThenFailed,
 ) -> None:
-    app = create_app(cloud_settings)
+    # The app's LiveKit requests go through the resolver's session.
+    app = create_app(cloud_settings, livekit_session=cloud_session)
     body = {"number": CALLER, "trunk": {"address": "sip.example.net"}}
-    # The app runs on this test's loop, so the route's single-shot client is this loop's:
-    # building it first gives it the resolver's session.
     async with app.router.lifespan_context(app):
-        single_shot_livekit_client(cloud_settings, session=cloud_session)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://outdial.test") as http:
             tenant = await create_tenant(http)
@@ -335,4 +298,4 @@ async def test_registering_a_number_creates_at_most_one_trunk(
     # unfaulted, adds the number's trunk.
     assert created.status_code == 201, created.text
     assert lk.count("SIP", "CreateSIPOutboundTrunk") == 2
-    assert created.json()["sip_trunk_id"] in lk.trunks
+    assert created.json()["sipTrunkId"] in lk.trunks

@@ -15,26 +15,28 @@ import pytest
 from livekit import api as lkapi
 from livekit.protocol.room import CreateRoomRequest
 
-from api.livekit import close_livekit_client, livekit_client, single_shot_livekit_client
+from api.resources import Resources
 from api.settings import Settings
 from sip import SipLegPlan, dial
 
 
 @pytest.fixture
-async def quick(settings: Settings) -> AsyncIterator[Settings]:
-    yield settings.model_copy(update={"livekit_timeout_seconds": 1.0})
-    await close_livekit_client()
+async def quick(settings: Settings) -> AsyncIterator[Resources]:
+    """Outdial's clients, as the app and the worker hold them, with a 1 s timeout."""
+    resources = Resources(settings.model_copy(update={"livekit_timeout_seconds": 1.0}))
+    yield resources
+    await resources.aclose()
 
 
-async def test_an_idempotent_request_that_hangs_times_out(lk: Any, quick: Settings) -> None:
+async def test_an_idempotent_request_that_hangs_times_out(lk: Any, quick: Resources) -> None:
     lk.inject("RoomService", "CreateRoom", delay_after=60)
     with pytest.raises(TimeoutError):
-        await livekit_client(quick).room.create_room(CreateRoomRequest(name="hangs"))
+        await quick.livekit.room.create_room(CreateRoomRequest(name="hangs"))
     [held] = lk.requests("RoomService", "CreateRoom")
     assert held.status is None  # the server still holds it: the client gave up by itself
 
 
-async def test_a_dial_that_hangs_times_out_after_ringing(lk: Any, quick: Settings) -> None:
+async def test_a_dial_that_hangs_times_out_after_ringing(lk: Any, quick: Resources) -> None:
     trunk = lk.add_trunk(["+15105550100"])
     plan = SipLegPlan(
         room_name="hangs",
@@ -49,7 +51,7 @@ async def test_a_dial_that_hangs_times_out_after_ringing(lk: Any, quick: Setting
     )
     lk.inject("SIP", "CreateSIPParticipant", delay_after=60)
     with pytest.raises(TimeoutError):
-        await dial(single_shot_livekit_client(quick), plan)
+        await dial(quick.single_shot_livekit, plan)
     [held] = lk.requests("SIP", "CreateSIPParticipant")
     assert held.status is None
     assert "sip-callee" in lk.room("hangs").participants  # it rang: the outcome is unknown

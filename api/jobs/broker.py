@@ -22,7 +22,9 @@ def build_broker(settings: Settings) -> RedisBroker:
         maintenance_chance=settings.maintenance_chance,
     )
     broker.add_middleware(AsyncIO())
-    broker.add_middleware(WorkerResources(), before=AsyncIO)
+    # After AsyncIO: Dramatiq runs `after_*` hooks last-added first, so the resources are
+    # closed before the event loop stops.
+    broker.add_middleware(WorkerResources(settings), after=AsyncIO)
     broker.add_middleware(ScheduledWork(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))

@@ -12,12 +12,12 @@ from typing import Any
 
 import dramatiq
 
-from api.jobs.messages import REDELIVER_ACTOR, RELAY_ACTOR, RELAY_QUEUE
-from api.jobs.resources import worker_settings, worker_store
+from api.jobs.resources import worker_callback_session, worker_settings, worker_store
 from api.jobs.thread_share import RELAY_SHARE, SHARE_RETRY_MS
 from api.relay.drain import DRAIN_BUDGET_SECONDS, ERROR_RETRY_MS, drain_call
 from api.relay.redeliver import redeliver_event
 from api.relay.steps import release
+from api.store.messages import REDELIVER_ACTOR, RELAY_ACTOR, RELAY_QUEUE
 
 # Dial jobs (priority 0) go first when a worker thread frees up.
 _RELAY_PRIORITY = 10
@@ -38,7 +38,7 @@ _TIME_LIMIT_MS += 30_000
 )
 async def relay_call(call_id: str) -> None:
     await RELAY_SHARE.run(
-        lambda: drain_call(worker_store(), worker_settings(), call_id),
+        lambda: drain_call(worker_store(), worker_settings(), worker_callback_session(), call_id),
         # Without a slot of the relay's share, the call waits in `relay:due` briefly.
         lambda: release(worker_store(), call_id, token="", retry_in_ms=SHARE_RETRY_MS),
     )
@@ -73,7 +73,9 @@ async def relay_redeliver(call_id: str, sequence: str) -> None:
 
     async def run() -> None:
         # No in-flight slot of the workspace free: the message comes back, no thread waits.
-        retry_ms = await redeliver_event(worker_store(), worker_settings(), call_id, int(sequence))
+        retry_ms = await redeliver_event(
+            worker_store(), worker_settings(), worker_callback_session(), call_id, int(sequence)
+        )
         if retry_ms is not None:
             await later(retry_ms)
 

@@ -1,7 +1,8 @@
-"""Per-process resources of a Dramatiq worker: one Redis store and two LiveKit clients.
+"""A Dramatiq worker process's resources: the holder its `WorkerResources` middleware owns.
 
 Async actors share one event loop thread per process (the AsyncIO middleware); the
-clients bind to that loop, so they are created lazily inside it and closed at shutdown.
+holder's clients bind to that loop, so they are made lazily inside it, and the middleware
+closes them there at shutdown, after in-flight messages are done (api/resources.py).
 `worker_livekit()` replays failed requests on LiveKit Cloud (idempotent requests only);
 `worker_single_shot_livekit()` sends each request once: the dial (CreateSIPParticipant)
 must go through it (see api/livekit.py).
@@ -11,18 +12,42 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from livekit import api as lkapi
 
-from api.livekit import close_livekit_client, livekit_client, single_shot_livekit_client
+from api.resources import Resources
 from api.settings import Settings, get_settings
-from api.store.base import Store, open_store
+from api.store.base import Store
 
 logger = logging.getLogger("outdial.worker")
 
-_store: Store | None = None
+
+class WorkerResources(Middleware):
+    """Owns the process's `Resources`; closes them once in-flight messages are done, while
+    the event loop still runs: install it after the AsyncIO middleware, which stops the loop
+    in its own `after_worker_shutdown` (Dramatiq calls those hooks last-added first)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.resources = Resources(settings)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            try:
+                loop_thread.run_coroutine(self.resources.aclose())
+            except Exception:  # shutting down anyway; a failed close only leaks sockets
+                logger.exception("closing worker resources failed")
+
+
+def worker_resources() -> Resources:
+    """The resources of the running worker: those its broker's middleware holds."""
+    for middleware in dramatiq.get_broker().middleware:
+        if isinstance(middleware, WorkerResources):
+            return middleware.resources
+    raise RuntimeError("the broker has no WorkerResources middleware (see api/jobs/broker.py)")
 
 
 def worker_settings() -> Settings:
@@ -30,38 +55,19 @@ def worker_settings() -> Settings:
 
 
 def worker_store() -> Store:
-    global _store
-    if _store is None:
-        _store = open_store(worker_settings())
-    return _store
+    return worker_resources().store
 
 
 def worker_livekit() -> lkapi.LiveKitAPI:
     """For idempotent requests: CreateRoom, DeleteRoom, ListParticipants."""
-    return livekit_client(worker_settings())
+    return worker_resources().livekit
 
 
 def worker_single_shot_livekit() -> lkapi.LiveKitAPI:
     """For requests that must reach LiveKit at most once: CreateSIPParticipant."""
-    return single_shot_livekit_client(worker_settings())
+    return worker_resources().single_shot_livekit
 
 
-async def close_worker_resources() -> None:
-    global _store
-    await close_livekit_client()
-    if _store is not None:
-        await _store.aclose()
-        _store = None
-
-
-class WorkerResources(Middleware):
-    """Closes the per-process clients once in-flight messages are done, while the event loop
-    still runs (install it before the AsyncIO middleware, which stops the loop)."""
-
-    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            try:
-                loop_thread.run_coroutine(close_worker_resources())
-            except Exception:  # shutting down anyway; a failed close only leaks sockets
-                logger.exception("closing worker resources failed")
+def worker_callback_session() -> aiohttp.ClientSession:
+    """The session callbacks are sent through."""
+    return worker_resources().callback_session

@@ -12,9 +12,11 @@ import logging
 import time
 import uuid
 
+import aiohttp
+
 from api.metrics import CALLBACK_DELIVERIES
 from api.relay import steps
-from api.relay.http import delivery_session, post_event
+from api.relay.http import post_event
 from api.relay.payload import CallTarget, event_body, event_headers
 from api.relay.policy import AttemptResult
 from api.relay.state import after_attempt
@@ -33,21 +35,26 @@ ERROR_RETRY_MS = 2_000
 WORKSPACE_DISABLED_ERROR = "the workspace is disabled: callback not sent"
 
 
-async def attempt(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
-    """One delivery attempt, counted in `outdial_callback_deliveries_total{outcome}`."""
-    result = await _send(target, event, settings)
+async def attempt(
+    target: CallTarget, event: dict, settings: Settings, session: aiohttp.ClientSession
+) -> AttemptResult:
+    """One delivery attempt through `session` (see `api.relay.http.open_delivery_session`),
+    counted in `outdial_callback_deliveries_total{outcome}`."""
+    result = await _send(target, event, settings, session)
     CALLBACK_DELIVERIES.labels(result.outcome).inc()
     return result
 
 
-async def _send(target: CallTarget, event: dict, settings: Settings) -> AttemptResult:
+async def _send(
+    target: CallTarget, event: dict, settings: Settings, session: aiohttp.ClientSession
+) -> AttemptResult:
     if target.workspace_disabled:
         return AttemptResult("failed", error=WORKSPACE_DISABLED_ERROR)
     if not target.webhook_secret:
         return AttemptResult("failed", error="the workspace has no webhook secret to sign with")
     body = event_body(event, target)
     return await post_event(
-        delivery_session(settings.callback_allow_private),
+        session,
         target.callback_url,
         body,
         event_headers(event, body, target.webhook_secret),
@@ -70,12 +77,14 @@ def _log_attempt(target: CallTarget, event: dict, result: AttemptResult, final: 
     )
 
 
-async def _walk(drain: steps.Drain, step: steps.Step, settings: Settings) -> None:
+async def _walk(
+    drain: steps.Drain, step: steps.Step, settings: Settings, session: aiohttp.ClientSession
+) -> None:
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     while step.kind == "event":
         if step.event_json:
             event = json.loads(step.event_json)
-            result = await attempt(drain.target, event, settings)
+            result = await attempt(drain.target, event, settings, session)
         else:  # trimmed away: nothing left to send for this sequence
             event = {"type": "?", "sequence": step.sequence}
             result = AttemptResult("failed", error="the event is no longer stored")
@@ -99,7 +108,9 @@ async def _walk(drain: steps.Drain, step: steps.Step, settings: Settings) -> Non
             return
 
 
-async def drain_call(store: Store, settings: Settings, call_id: str) -> None:
+async def drain_call(
+    store: Store, settings: Settings, session: aiohttp.ClientSession, call_id: str
+) -> None:
     """Deliver the call's undelivered events, in order, until done or parked."""
     token = uuid.uuid4().hex
     lease_ms = int(settings.callback_timeout_seconds * 1000) + steps.LEASE_MARGIN_MS
@@ -111,7 +122,7 @@ async def drain_call(store: Store, settings: Settings, call_id: str) -> None:
         if step.kind == "gone":
             await steps.release(store, call_id, token, retry_in_ms=None)
         elif drain is not None:  # `locked`: another drain has the call, and it is due again
-            await _walk(await steps.with_workspace_state(drain), step, settings)
+            await _walk(await steps.with_workspace_state(drain), step, settings, session)
     except Exception:
         # The call must stay reachable whatever went wrong (Redis hiccup, a bug): park it.
         # If even that fails, the exception reaches the actor and Dramatiq retries it.

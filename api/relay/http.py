@@ -8,7 +8,6 @@ Redirects are never followed: a 3xx could point anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import time
@@ -51,30 +50,17 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-_sessions: dict[int, aiohttp.ClientSession] = {}
-
-
-def delivery_session(allow_private: bool) -> aiohttp.ClientSession:
-    """The running loop's session (sessions bind to the loop that created them)."""
-    loop_id = id(asyncio.get_running_loop())
-    session = _sessions.get(loop_id)
-    if session is None or session.closed:
-        # No pool limit: in-flight attempts are bounded by worker threads and the
-        # per-workspace cap, and a pool limit would let one slow host block the rest.
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(allow_private), limit=0, ttl_dns_cache=10
-        )
-        session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
-        _sessions[loop_id] = session
-    return session
-
-
-async def close_delivery_session() -> None:
-    session = _sessions.pop(id(asyncio.get_running_loop()), None)
-    if session is not None:
-        await session.close()
+def open_delivery_session(allow_private: bool) -> aiohttp.ClientSession:
+    """A session for callbacks (call it on the loop that will use it; its owner closes it,
+    see api/resources.py)."""
+    # No pool limit: in-flight attempts are bounded by worker threads and the per-workspace
+    # cap, and a pool limit would let one slow host block the rest.
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(allow_private), limit=0, ttl_dns_cache=10
+    )
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
 
 
 def refused_literal(url: str, allow_private: bool) -> str | None:

@@ -46,7 +46,7 @@ class AcceptCallRoute:
             creds = Credentials.from_headers(headers)
             body = await _read_body(receive)
             accepted = await place_call(
-                state.store, state.settings, creds, body, headers.get("idempotency-key")
+                state.resources.store, state.settings, creds, body, headers.get("idempotency-key")
             )
         except ApiError as exc:
             CALLS_REFUSED.labels(exc.code).inc()

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import SettingsDep, StoreDep, WorkspaceCallDep, WorkspaceDep
+from api.deps import LiveKitDep, StoreDep, WorkspaceCallDep, WorkspaceDep
 from api.errors import ApiError
 from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.schemas.calls import CallCanceled, CallPage, CallView
@@ -67,8 +67,8 @@ async def get_call(call: WorkspaceCallDep) -> dict[str, Any]:
     response_model=CallCanceled,
     responses=error_responses(NOT_FOUND, {409: "CALL_ALREADY_ENDED"}),
 )
-async def cancel(call: WorkspaceCallDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    status = await cancel_call(store, settings, call)
+async def cancel(call: WorkspaceCallDep, store: StoreDep, livekit: LiveKitDep) -> dict[str, Any]:
+    status = await cancel_call(store, livekit, call)
     return {"status": "success", "callId": call.id, "callStatus": status}
 
 

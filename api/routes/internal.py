@@ -22,9 +22,8 @@ from livekit import api as lkapi
 from pydantic import ValidationError
 
 from agent_runtime.contract import AgentEvent
-from api.deps import SettingsDep, StoreDep, bearer_token
+from api.deps import LiveKitDep, SettingsDep, StoreDep, bearer_token
 from api.errors import ApiError, not_found, unauthorized, validation_error
-from api.livekit import livekit_client
 from api.openapi import BODY, STORAGE, error_responses
 from api.schemas.events import AgentEventApplied
 from api.security import event_token_matches
@@ -63,9 +62,9 @@ def _call_fields(event: AgentEvent) -> dict[str, str]:
     return {name: str(value)[:500] for name, value in picked.items() if value is not None}
 
 
-async def _drop_room(settings: Settings, room_name: str, call_id: str) -> None:
+async def _drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
     try:
-        await delete_room(livekit_client(settings), room_name)
+        await delete_room(livekit, room_name)
     except (lkapi.ServerError, OSError, TimeoutError) as exc:
         logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
 
@@ -152,6 +151,7 @@ async def agent_event(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
+    livekit: LiveKitDep,
     background: BackgroundTasks,
     authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
@@ -181,7 +181,7 @@ async def agent_event(
     if result.applied and event.type in ("call.ended", "call.failed"):
         call = await get_call(store, call_id)
         if call is not None:
-            background.add_task(_drop_room, settings, call.room_name, call_id)
+            background.add_task(_drop_room, livekit, call.room_name, call_id)
     return {
         "status": "success",
         "applied": result.applied,

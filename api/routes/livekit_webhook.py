@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from api.deps import SettingsDep, StoreDep
+from api.deps import LiveKitDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.openapi import STORAGE, error_responses
 from api.schemas.webhooks import WebhookApplied
@@ -31,6 +31,7 @@ async def livekit_webhook(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
+    livekit: LiveKitDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     try:
@@ -38,7 +39,7 @@ async def livekit_webhook(
     except WebhookRefused as exc:
         code = "UNAUTHORIZED" if exc.status == 401 else "BAD_REQUEST"
         raise ApiError(exc.status, code, str(exc)) from exc
-    outcome = await handle_webhook(store, settings, webhook)
+    outcome = await handle_webhook(store, settings, livekit, webhook)
     return {
         "status": "success",
         "outcome": outcome.outcome,

@@ -17,12 +17,10 @@ import aiohttp
 from fastapi import APIRouter
 from livekit import api as lkapi
 
-from api.deps import SettingsDep, StoreDep, WorkspaceDep
+from api.deps import LiveKitDep, SingleShotLiveKitDep, StoreDep, WorkspaceDep
 from api.errors import ApiError, not_found
-from api.livekit import livekit_client, single_shot_livekit_client
 from api.openapi import BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.schemas.numbers import NumberCreate, NumberList, NumberOut
-from api.settings import Settings
 from api.store import numbers
 from sip import InvalidNumberError, TrunkSettings, create_outbound_trunk, delete_trunk, to_e164
 
@@ -55,10 +53,10 @@ def _trunk_not_assigned(trunk_id: str) -> ApiError:
     )
 
 
-async def _drop_trunk(settings: Settings, trunk_id: str) -> None:
+async def _drop_trunk(livekit: lkapi.LiveKitAPI, trunk_id: str) -> None:
     """Deletes a trunk Outdial created that no number uses any more; a failure is logged."""
     try:
-        await delete_trunk(livekit_client(settings), trunk_id)
+        await delete_trunk(livekit, trunk_id)
     except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
         # The number's change stands either way (an error here would send a retry to a
         # different answer); an orphaned trunk is harmless and logged.
@@ -80,7 +78,11 @@ async def _drop_trunk(settings: Settings, trunk_id: str) -> None:
     ),
 )
 async def register_number(
-    body: NumberCreate, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
+    body: NumberCreate,
+    workspace: WorkspaceDep,
+    store: StoreDep,
+    livekit: LiveKitDep,
+    single_shot_livekit: SingleShotLiveKitDep,
 ) -> NumberOut:
     number = _e164(body.number)
     trunk_id = body.sip_trunk_id or ""
@@ -91,7 +93,7 @@ async def register_number(
         spec = TrunkSettings(**body.trunk.model_dump())
         try:
             trunk_id = await create_outbound_trunk(
-                single_shot_livekit_client(settings),
+                single_shot_livekit,
                 number,
                 spec,
                 name=f"outdial {workspace.id} {number}",
@@ -113,12 +115,12 @@ async def register_number(
     if isinstance(saved, numbers.SaveRefusal):
         if body.trunk is not None:
             # Another workspace took the number since the check above.
-            await _drop_trunk(settings, trunk_id)
+            await _drop_trunk(livekit, trunk_id)
         if saved is numbers.SaveRefusal.TAKEN:
             raise _taken(number)
         raise _trunk_not_assigned(trunk_id)
     if saved.replaced_trunk_id:
-        await _drop_trunk(settings, saved.replaced_trunk_id)
+        await _drop_trunk(livekit, saved.replaced_trunk_id)
     return NumberOut(**asdict(saved.number))
 
 
@@ -134,10 +136,10 @@ async def list_numbers(workspace: WorkspaceDep, store: StoreDep) -> dict[str, li
     responses=error_responses(NOT_FOUND, {400: "INVALID_NUMBER: not a phone number"}),
 )
 async def delete_number(
-    number: str, workspace: WorkspaceDep, store: StoreDep, settings: SettingsDep
+    number: str, workspace: WorkspaceDep, store: StoreDep, livekit: LiveKitDep
 ) -> None:
     removed = await numbers.delete_number(store, workspace.id, _e164(number))
     if removed is None:
         raise not_found("number", number)
     if removed.trunk_managed:
-        await _drop_trunk(settings, removed.sip_trunk_id)
+        await _drop_trunk(livekit, removed.sip_trunk_id)

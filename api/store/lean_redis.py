@@ -1,4 +1,4 @@
-"""A lean Redis client for the accept path: one connection per event loop, commands pipelined.
+"""A lean Redis client for the accept path: one connection, commands pipelined.
 
 Why: redis-py spends tens of microseconds of Python on every command (pool checkout, retry
 wrapper, packing and parsing layers), and `POST /v1/api/call` was bound by it. This client
@@ -6,6 +6,8 @@ writes each batch of commands on one shared connection and hands replies back in
 the way Redis answers them, parsed by hiredis. It does what that path needs and no more:
 pipelined batches, EVALSHA that loads a missing script, reconnecting after a lost
 connection. Failures raise redis-py's exception types, so callers handle one family.
+A transport belongs to one event loop: the client serves the loop it first ran on (its
+owner holds one per loop, see api/resources.py) and refuses any other.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any, cast
-from weakref import WeakKeyDictionary
 
 import hiredis
 from redis import exceptions as redis_errors
@@ -144,7 +145,7 @@ class LeanScript:
 
 
 class LeanRedis:
-    """Pipelined commands over one connection per event loop (see the module docstring)."""
+    """Pipelined commands over one connection, on one event loop (see the module docstring)."""
 
     def __init__(
         self, url: str, *, connect_timeout: float = 2.0, reply_timeout: float = 5.0
@@ -169,13 +170,9 @@ class LeanRedis:
             self._handshake.append(["SELECT", int(options["db"])])
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
-        # Each event loop gets its own connection: a transport belongs to one loop.
-        self._links: WeakKeyDictionary[asyncio.AbstractEventLoop, _RespProtocol] = (
-            WeakKeyDictionary()
-        )
-        self._connecting: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Any]] = (
-            WeakKeyDictionary()
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: _RespProtocol | None = None
+        self._connecting: asyncio.Future[_RespProtocol] | None = None
 
     async def execute(self, *commands: Command) -> list[Any]:
         """Send the commands as one batch; their replies in order. Error replies raise."""
@@ -195,26 +192,33 @@ class LeanRedis:
         return reply
 
     async def aclose(self) -> None:
-        for link in list(self._links.values()):
+        link, self._link = self._link, None
+        if link is not None:
             link.close()
-        self._links.clear()
 
     async def _roundtrip(self, data: bytes, size: int) -> list[Any]:
         loop = asyncio.get_running_loop()
-        link = self._links.get(loop)
+        if loop is not self._loop:
+            if self._loop is not None:
+                raise RuntimeError("this LeanRedis belongs to another event loop")
+            self._loop = loop
+        link = self._link
         if link is None or not link.alive:
             link = await self._connect(loop)
         return await link.send(data, size)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _RespProtocol:
-        pending = self._connecting.get(loop)
+        # Concurrent callers share one connection attempt.
+        pending = self._connecting
         if pending is None:
-            pending = loop.create_task(self._open())
-            self._connecting[loop] = pending
-            pending.add_done_callback(lambda _: self._connecting.pop(loop, None))
+            pending = self._connecting = loop.create_task(self._open())
+            pending.add_done_callback(self._connected)
         link = await asyncio.shield(pending)
-        self._links[loop] = link
+        self._link = link
         return link
+
+    def _connected(self, attempt: asyncio.Future[_RespProtocol]) -> None:
+        self._connecting = None
 
     async def _open(self) -> _RespProtocol:
         loop = asyncio.get_running_loop()
