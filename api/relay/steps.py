@@ -1,15 +1,16 @@
-"""The Redis side of a drain: each step is one atomic script (see `api.store.lua`) that
-also returns the drain's next move, so delivering one event costs one round trip."""
+"""A drain's steps in the relay's terms: the store's drain scripts (`api.store.drain`), each
+one round trip that also returns the next move, turned into `Drain` and `Step`."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from api.relay.payload import CallTarget
 from api.relay.state import DeliveryState
 from api.store.base import Store
+from api.store.drain import Attempt, NextStep, begin_drain, record_attempt, release_drain
 from api.store.workspaces import workspace_disabled
 
 # Longer than one attempt can take, so a live drain never loses its lease.
@@ -38,19 +39,6 @@ class Drain:
     def call_id(self) -> str:
         return self.target.call_id
 
-    def keys(self) -> list[str]:
-        keys, call_id = self.store.keys, self.call_id
-        return [
-            keys.call(call_id),
-            keys.events(call_id),
-            keys.delivery(call_id),
-            keys.relay_lock(call_id),
-            keys.relay_active(call_id),
-            keys.relay_in_flight(self.target.workspace_id),
-            keys.relay_waiting(self.target.workspace_id),
-            keys.relay_due(),
-        ]
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -62,10 +50,11 @@ class Step:
     state: DeliveryState = field(default_factory=DeliveryState)
 
 
-def _step(reply: list, sequence: int) -> Step:
-    if reply[0] != "event":
-        return Step(reply[0])
-    return Step("event", sequence, reply[1], DeliveryState.from_json(reply[2] or None))
+def _step(next_step: NextStep, sequence: int) -> Step:
+    kind = cast(StepKind, next_step.kind)
+    if kind != "event":
+        return Step(kind)
+    return Step(kind, sequence, next_step.event_json, DeliveryState.from_json(next_step.state_json))
 
 
 async def begin(
@@ -73,42 +62,21 @@ async def begin(
 ) -> tuple[Drain | None, Step]:
     """Take the call's drain lease and its first step (`locked`: another drain has it,
     the call is due again shortly; `gone`: the call or its callback URL no longer exists)."""
-    keys = store.keys
-    now = now_ms()
-    reply = await store.relay_begin_script(
-        keys=[
-            keys.call(call_id),
-            keys.events(call_id),
-            keys.delivery(call_id),
-            keys.relay_lock(call_id),
-            keys.relay_active(call_id),
-            keys.relay_due(),
-        ],
-        args=[
-            token,
-            lease_ms,
-            call_id,
-            now + LOCKED_RETRY_MS,
-            now,
-            max_in_flight,
-            keys.workspace(""),
-            keys.relay_in_flight(""),
-            keys.relay_waiting(""),
-        ],
+    lease, first = await begin_drain(
+        store, call_id, token, lease_ms, max_in_flight, LOCKED_RETRY_MS
     )
-    if reply[0] != "ok":
-        return None, Step(reply[0])
-    _, workspace_id, callback_url, room_name, metadata, secret, cursor, *step = reply
+    if lease is None:
+        return None, _step(first, 0)
     target = CallTarget(
         call_id=call_id,
-        workspace_id=workspace_id,
-        room_name=room_name,
-        callback_url=callback_url,
-        metadata_json=metadata,
-        webhook_secret=secret,
+        workspace_id=lease.workspace_id,
+        room_name=lease.room_name,
+        callback_url=lease.callback_url,
+        metadata_json=lease.metadata_json,
+        webhook_secret=lease.webhook_secret,
     )
     drain = Drain(store, target, token, lease_ms, max_in_flight)
-    return drain, _step(step, int(cursor) + 1)
+    return drain, _step(first, lease.cursor + 1)
 
 
 async def with_workspace_state(drain: Drain) -> Drain:
@@ -120,21 +88,17 @@ async def with_workspace_state(drain: Drain) -> Drain:
 
 async def record(drain: Drain, sequence: int, state: DeliveryState) -> Step:
     """Store one attempt's outcome; returns the next step (`scheduled`: parked for retry)."""
-    reply = await drain.store.relay_record_script(
-        keys=drain.keys(),
-        args=[
-            drain.token,
-            sequence,
-            state.to_json(),
-            "1" if state.final else "0",
-            state.next_attempt_ms or 0,
-            drain.call_id,
-            drain.lease_ms,
-            now_ms(),
-            drain.max_in_flight,
-        ],
+    attempt = Attempt(sequence, state.to_json(), state.final, state.next_attempt_ms or 0)
+    next_step = await record_attempt(
+        drain.store,
+        drain.call_id,
+        drain.target.workspace_id,
+        drain.token,
+        drain.lease_ms,
+        drain.max_in_flight,
+        attempt,
     )
-    return _step(reply, sequence + 1)
+    return _step(next_step, sequence + 1)
 
 
 async def release(
@@ -146,14 +110,4 @@ async def release(
 ) -> None:
     """Drop the lease (and the workspace slot, when known; otherwise its lease runs out);
     the call waits in `relay:due` (`retry_in_ms` None: the call is gone)."""
-    keys = store.keys
-    await store.relay_release_script(
-        keys=[
-            keys.relay_lock(call_id),
-            keys.relay_due(),
-            keys.relay_active(call_id),
-            keys.relay_in_flight(workspace_id or ""),
-            keys.relay_waiting(workspace_id or ""),
-        ],
-        args=[token, call_id, "" if retry_in_ms is None else now_ms() + retry_in_ms, now_ms()],
-    )
+    await release_drain(store, call_id, token, retry_in_ms, workspace_id)
