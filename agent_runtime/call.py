@@ -138,7 +138,7 @@ class _CallRun:
         self._outcome: CallOutcome | None = None
         self._failure: str | None = None
         self._answer_reported = False
-        self._session: AgentSession | None = None
+        self._session: AgentSession[Any] | None = None
         self._limit: asyncio.TimerHandle | None = None
         self._amd: asyncio.Task[None] | None = None
         # watched from before the room is joined: nothing the leg does can be missed
@@ -211,7 +211,7 @@ class _CallRun:
         self._on_answered(session)
         await self._ended
 
-    def _on_answered(self, session: AgentSession) -> None:
+    def _on_answered(self, session: AgentSession[Any]) -> None:
         call = self._call
         self._report_answered()
         # the away timer may have run while the phone rang: silence counts from the answer
@@ -349,7 +349,7 @@ class _CallRun:
             data["results"] = self._call.results
         self._call.report(cast(AgentEventType, event_type), data)
 
-    async def _detect_machine(self, session: AgentSession) -> None:
+    async def _detect_machine(self, session: AgentSession[Any]) -> None:
         from livekit.agents import AMD
 
         try:

@@ -53,7 +53,7 @@ class CallContext:
         self.settings = settings
         self._reporter = reporter
         self._control = control
-        self.session: AgentSession | None = None
+        self.session: AgentSession[Any] | None = None
         # what agent code learned on the call (e.g. {"confirmed": True}): sent with call.ended
         self.results: dict[str, Any] = {}
         self.answered_at: float | None = None

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION: Final = 1
 
 Scalar = str | int | float | bool | None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Final
 
 from livekit import rtc
 
@@ -22,7 +23,11 @@ from .outcome import (
     unanswered_outcome,
 )
 
-_EVENTS = ("participant_connected", "participant_attributes_changed", "participant_disconnected")
+_EVENTS: Final = (
+    "participant_connected",
+    "participant_attributes_changed",
+    "participant_disconnected",
+)
 
 
 class SipLeg:

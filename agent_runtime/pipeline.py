@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, vad
@@ -26,7 +27,7 @@ def silence_timeout_seconds(call: CallContext) -> float:
     return call.agent.silence_timeout_seconds or call.settings.silence_timeout_seconds
 
 
-def build_session(call: CallContext, voice_activity: vad.VAD | None) -> AgentSession:
+def build_session(call: CallContext, voice_activity: vad.VAD | None) -> AgentSession[Any]:
     pipeline = call.agent.pipeline
     settings = call.settings
     # the workspace id is the API's, from the dispatch: a workspace names only its own keys
@@ -43,7 +44,7 @@ def build_session(call: CallContext, voice_activity: vad.VAD | None) -> AgentSes
 
 
 async def start_in_room(
-    session: AgentSession, agent: Agent, room: rtc.Room, sip_identity: str
+    session: AgentSession[Any], agent: Agent, room: rtc.Room, sip_identity: str
 ) -> None:
     """Start `session` on the room's audio for the SIP participant, which need not have
     joined yet: RoomIO links it when it does. The call runtime, not RoomIO, decides when
@@ -62,5 +63,5 @@ class SessionPlan:
     """How a call gets its session: `build` makes it (before anything is said), `start`
     starts it with the agent, bound to the room for the SIP identity or not at all."""
 
-    build: Callable[[CallContext, vad.VAD | None], AgentSession] = build_session
-    start: Callable[[AgentSession, Agent, rtc.Room, str], Awaitable[None]] = start_in_room
+    build: Callable[[CallContext, vad.VAD | None], AgentSession[Any]] = build_session
+    start: Callable[[AgentSession[Any], Agent, rtc.Room, str], Awaitable[None]] = start_in_room

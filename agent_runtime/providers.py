@@ -93,20 +93,27 @@ def _openai_key(spec: StageSpec) -> dict[str, Any]:
     return {"api_key": key} if key else {}
 
 
-def _openai_llm(spec: StageSpec) -> llm.LLM:
-    return _plugin("openai").LLM(**spec.kwargs("model", "base_url"), **_openai_key(spec))
+def _openai_llm(spec: StageSpec) -> llm.LLM[Any]:
+    model: llm.LLM[Any] = _plugin("openai").LLM(
+        **spec.kwargs("model", "base_url"), **_openai_key(spec)
+    )
+    return model
 
 
-def _openai_stt(spec: StageSpec) -> stt.STT:
+def _openai_stt(spec: StageSpec) -> stt.STT[Any]:
     # a self-hosted endpoint speaks the plain transcription API, not OpenAI's realtime one
     realtime = {"use_realtime": False} if spec.base_url else {}
-    return _plugin("openai").STT(
+    model: stt.STT[Any] = _plugin("openai").STT(
         **spec.kwargs("model", "base_url", "language"), **realtime, **_openai_key(spec)
     )
+    return model
 
 
-def _openai_tts(spec: StageSpec) -> tts.TTS:
-    return _plugin("openai").TTS(**spec.kwargs("model", "voice", "base_url"), **_openai_key(spec))
+def _openai_tts(spec: StageSpec) -> tts.TTS[Any]:
+    model: tts.TTS[Any] = _plugin("openai").TTS(
+        **spec.kwargs("model", "voice", "base_url"), **_openai_key(spec)
+    )
+    return model
 
 
 def _named(plugin: str, cls: str, **arguments: str) -> Callable[[StageSpec], Any]:

@@ -6,20 +6,21 @@ Custom agents get the same tools with `Agent(tools=call_tools(call), ...)`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from livekit.agents import FunctionTool, RunContext, StopResponse, function_tool
+from livekit.agents import RunContext, StopResponse, function_tool, llm
 
 from .context import CallContext
 
 logger = logging.getLogger("outdial.agent.tools")
 
 
-def call_tools(call: CallContext) -> list[FunctionTool]:
+def call_tools(call: CallContext) -> list[llm.Tool | llm.Toolset]:
     """`end_call` and `report_voicemail` always; `transfer_call` when the agent has
     `transfer_to`."""
 
     @function_tool
-    async def end_call(context: RunContext, goodbye: str = "") -> None:
+    async def end_call(context: RunContext[Any], goodbye: str = "") -> None:
         """End the phone call. Use it when the conversation is finished or the callee
         asks to hang up.
 
@@ -33,7 +34,7 @@ def call_tools(call: CallContext) -> list[FunctionTool]:
         raise StopResponse()
 
     @function_tool
-    async def report_voicemail(context: RunContext, greeting: str = "") -> None:
+    async def report_voicemail(context: RunContext[Any], greeting: str = "") -> None:
         """Call this as soon as you hear an answering machine or voicemail greeting (for
         example "leave a message after the tone") instead of a live person.
 
@@ -44,7 +45,7 @@ def call_tools(call: CallContext) -> list[FunctionTool]:
         raise StopResponse()
 
     @function_tool
-    async def transfer_call(context: RunContext) -> str:
+    async def transfer_call(context: RunContext[Any]) -> str:
         """Transfer the callee to a human colleague. Tell the callee that you are
         transferring them before calling this."""
         await context.wait_for_playout()
@@ -58,7 +59,7 @@ def call_tools(call: CallContext) -> list[FunctionTool]:
             )
         raise StopResponse()
 
-    tools = [end_call, report_voicemail]
+    tools: list[llm.Tool | llm.Toolset] = [end_call, report_voicemail]
     if call.agent.transfer_to:
         tools.append(transfer_call)
     return tools

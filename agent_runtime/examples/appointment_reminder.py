@@ -12,6 +12,7 @@ dynamic variables such as {"patient": "Ada", "appointment": "Tuesday at 10am",
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from livekit.agents import Agent, RunContext, function_tool
 
@@ -43,7 +44,7 @@ class AppointmentReminder(Agent):
 
     @function_tool
     async def record_answer(
-        self, context: RunContext, will_attend: bool, preferred_time: str = ""
+        self, context: RunContext[Any], will_attend: bool, preferred_time: str = ""
     ) -> str:
         """Record the patient's answer.
 
