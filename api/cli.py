@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after `agent` to the agent CLI.
     commands.add_parser(
-        "agent", help="run the agent worker: start | dev | download-files (livekit-agents CLI)"
+        "agent", help="run the agent worker (livekit-agents): start | dev | download-files"
     )
     return parser
 
