@@ -6,10 +6,17 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from api.settings import get_settings
+
+# prometheus_client's multiprocess directory (not imported here: see _worker_metrics_dir).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _run_api(args: argparse.Namespace) -> int:
@@ -30,21 +37,54 @@ def _run_api(args: argparse.Namespace) -> int:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    """Exec Dramatiq's own CLI (its signal handling and process supervision) with our tuning."""
+    """Run Dramatiq's own CLI (its signal handling and process supervision) in this process,
+    with our tuning and, when metrics are served, the directory its processes share them in."""
     settings = get_settings()
     threads = args.threads or settings.worker_threads
-    env = dict(os.environ)
-    # Read by Dramatiq at import time, so they must be in the environment of the new process.
-    env.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
-    env.setdefault("dramatiq_queue_prefetch", str(threads))
-    command = [
-        sys.executable, "-m", "dramatiq", "api.worker",
+    # Read by Dramatiq when it is imported (just below), and inherited by its processes.
+    os.environ.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
+    os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    dramatiq_args = make_argument_parser().parse_args([
+        "api.worker",
         "--processes", str(args.processes),
         "--threads", str(threads),
         "--worker-shutdown-timeout", str(args.shutdown_timeout * 1000),
-    ]  # fmt: skip
-    os.execvpe(sys.executable, command, env)
-    return 0  # not reached
+    ])  # fmt: skip
+    if not settings.worker_metrics_port:
+        return dramatiq_main(dramatiq_args)
+    with _worker_metrics_dir():
+        return dramatiq_main(dramatiq_args)
+
+
+@contextmanager
+def _worker_metrics_dir() -> Iterator[None]:
+    """`PROMETHEUS_MULTIPROC_DIR` for the worker's processes (api/jobs/metrics_server.py).
+
+    Set before any process imports prometheus_client, which reads it then. The directory
+    given in the environment, else a fresh one; a previous run's files are removed first
+    (their counts are not this run's), this run's once every process has exited, and a
+    fresh directory with them. A reload (SIGHUP: Dramatiq execs the command again) keeps
+    the directory, as a given one."""
+    given = os.environ.get(METRICS_DIR_VARIABLE)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="outdial-worker-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    _remove_metric_files(path)
+    os.environ[METRICS_DIR_VARIABLE] = str(path)
+    try:
+        yield
+    finally:
+        if given:
+            _remove_metric_files(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_metric_files(path: Path) -> None:
+    for db_file in path.glob("*.db"):
+        db_file.unlink(missing_ok=True)
 
 
 def _create_workspace(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""Prometheus metrics of the API and the worker (each process exposes its own registry)."""
+"""Prometheus metrics of the API and the worker.
+
+The API serves its process's registry (`/metrics`); the worker's processes share theirs in
+prometheus_client's multiprocess mode (api/jobs/metrics_server.py), where counters and
+histograms are summed over processes and each gauge says how in `multiprocess_mode`.
+"""
 
 from __future__ import annotations
 
@@ -41,4 +46,10 @@ WEBHOOKS_MISSED = Counter(
     "outdial_livekit_webhooks_missed_total",
     "Calls the reconciler settled from LiveKit's state because no webhook told the API",
 )
-QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])
+# Sampled from Redis by whichever process serves the scrape: the latest sample is the value.
+QUEUE_DEPTH = Gauge(
+    "outdial_queue_depth",
+    "Messages waiting in a Dramatiq queue",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
