@@ -66,7 +66,7 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
-        body = json.dumps(_TOO_LARGE | {"details": {"limit_bytes": limit}}).encode()
+        body = json.dumps(_TOO_LARGE | {"details": {"limitBytes": limit}}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -87,7 +87,7 @@ async def _existing_ids(http: httpx.AsyncClient, tenant: Tenant) -> dict[str, st
     events = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()["events"]
     return {
         "workspace_id": target.id,
-        "sip_trunk_id": number["sip_trunk_id"],
+        "sip_trunk_id": number["sipTrunkId"],
         "agent_id": agent["id"],
         "number": number["number"],
         "call_id": call_id,

@@ -266,7 +266,7 @@ async def test_admin_requires_the_admin_token(client: httpx.AsyncClient) -> None
 async def test_agent_crud_validates_templates(tenant: Tenant, settings: Settings) -> None:
     agent = await tenant.create_agent(first_message="Hi {{firstName|there}}!")
     assert re.fullmatch(r"[0-9a-f]{24}", agent["id"])
-    assert agent["worker_name"] == settings.agent_name
+    assert agent["workerName"] == settings.agent_name
 
     bad = await tenant.request(
         "POST", "/v1/api/agents", json={"name": "x", "instructions": "Hello {% if x %}"}
@@ -282,8 +282,8 @@ async def test_agent_crud_validates_templates(tenant: Tenant, settings: Settings
     patched = await tenant.request(
         "PATCH", f"/v1/api/agents/{agent['id']}", json={"ring_timeout_seconds": 25}
     )
-    assert patched.json()["ring_timeout_seconds"] == 25
-    assert patched.json()["first_message"] == "Hi {{firstName|there}}!"
+    assert patched.json()["ringTimeoutSeconds"] == 25
+    assert patched.json()["firstMessage"] == "Hi {{firstName|there}}!"
     broken = await tenant.request(
         "PATCH", f"/v1/api/agents/{agent['id']}", json={"instructions": "{{ first name }}"}
     )
@@ -334,11 +334,11 @@ async def test_number_with_trunk_spec_creates_the_livekit_trunk(tenant: Tenant, 
             "auth_password": "p",
         },
     )
-    assert created["trunk_managed"] is True
+    assert created["trunkManaged"] is True
     request = lk.requests("SIP", "CreateSIPOutboundTrunk")[0].request
     assert request.trunk.address == "sip.example.net"
     assert list(request.trunk.numbers) == ["+15105550100"]
-    assert created["sip_trunk_id"] in lk.trunks
+    assert created["sipTrunkId"] in lk.trunks
     assert (await tenant.request("DELETE", "/v1/api/numbers/+15105550100")).status_code == 204
     assert lk.count("SIP", "DeleteSIPTrunk") == 1
 
@@ -351,7 +351,7 @@ async def test_deleting_a_number_whose_trunk_deletion_is_dropped(tenant: Tenant,
     # that, so the answer is the delete's (not a 500), and the trunk is left, logged.
     assert deleted.status_code == 204, deleted.text
     assert lk.count("SIP", "DeleteSIPTrunk") == 1
-    assert created["sip_trunk_id"] in lk.trunks
+    assert created["sipTrunkId"] in lk.trunks
     assert (await tenant.request("GET", "/v1/api/numbers")).json() == {"numbers": []}
     again = await tenant.request("DELETE", "/v1/api/numbers/+15105550100")
     await _expect_error(again, 404, "NOT_FOUND")
@@ -398,7 +398,7 @@ async def test_cancel_before_dispatch(tenant: Tenant, ready: dict[str, Any]) -> 
     call = (await tenant.place_call(to="+14155552671", call_agent_id=ready["id"])).json()
     response = await tenant.request("POST", f"/v1/api/call/{call['callId']}/cancel")
     assert response.status_code == 200
-    assert response.json()["callStatus"] == "canceled"
+    assert response.json()["status"] == "canceled"
     again = await tenant.request("POST", f"/v1/api/call/{call['callId']}/cancel")
     await _expect_error(again, 409, "CALL_ALREADY_ENDED")
     view = (await tenant.request("GET", f"/v1/api/call/{call['callId']}")).json()

@@ -119,7 +119,7 @@ async def test_an_answer_nobody_reports_is_found_and_the_call_ends_at_max_durati
     lk.set_participant(room, f"sip-{call_id}", call_status="active")
     answered = await wait_status(tenant, call_id, {"in_progress"})
     # LiveKit sends no webhook for an answer: finding one says nothing about webhooks.
-    assert (await _readyz(client))["checks"]["livekit_webhooks"] == "none received yet"
+    assert (await _readyz(client))["checks"]["livekitWebhooks"] == "none received yet"
     view = await wait_status(tenant, call_id, {"completed"}, timeout=40)
     assert view["endReason"] == "max_duration"
     talked = _epoch(view["endedAt"]) - _epoch(answered["transitions"]["in_progress"])
@@ -146,7 +146,7 @@ async def test_a_leg_that_left_without_a_webhook_is_settled_and_said_out_loud(
     events = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()["events"]
     assert events[-1]["data"]["source"] == "reconciler"
     assert view["endReason"] == "no_answer"
-    assert (await _readyz(client))["checks"]["livekit_webhooks"].startswith("missing")
+    assert (await _readyz(client))["checks"]["livekitWebhooks"].startswith("missing")
 
 
 @pytest.mark.dial_immediately
@@ -248,7 +248,7 @@ async def test_canceled_while_waiting_for_the_agent_never_rings(
     call_id = accepted["callId"]
     await wait_status(tenant, call_id, {"waiting_for_agent"})
     canceled = await tenant.request("POST", f"/v1/api/call/{call_id}/cancel")
-    assert canceled.json()["callStatus"] == "canceled"
+    assert canceled.json()["status"] == "canceled"
     assert lk.room(accepted["roomName"]) is None
     # The agent reports ready late: refused (the call ended), and nothing dials it.
     late = await tenant.http.post(

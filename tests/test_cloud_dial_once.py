@@ -92,7 +92,7 @@ def _pending_dial_jobs(redis_client: redis.Redis, settings: Settings) -> list[di
 async def agent(tenant: Tenant) -> dict[str, Any]:
     created = await tenant.create_agent()
     number = await tenant.register_number(CALLER)
-    return created | {"trunk_id": number["sip_trunk_id"]}
+    return created | {"trunk_id": number["sipTrunkId"]}
 
 
 @pytest.fixture

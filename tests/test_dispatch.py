@@ -37,7 +37,7 @@ async def agent(tenant: Tenant) -> dict[str, Any]:
         first_message="Hi {{firstName}}, this is Outdial.", ring_timeout_seconds=25
     )
     number = await tenant.register_number("+15105550100")
-    return created | {"trunk_id": number["sip_trunk_id"]}
+    return created | {"trunk_id": number["sipTrunkId"]}
 
 
 async def _wait_room_deleted(lk: Any, room_name: str) -> None:
@@ -205,7 +205,7 @@ async def test_cancel_after_dial_deletes_the_room(
     await _wait_dialed(tenant, accepted["callId"])
     assert lk.room(accepted["roomName"]) is not None
     response = await tenant.request("POST", f"/v1/api/call/{accepted['callId']}/cancel")
-    assert response.json()["callStatus"] == "canceled"
+    assert response.json()["status"] == "canceled"
     await _wait_room_deleted(lk, accepted["roomName"])
 
 

@@ -49,7 +49,7 @@ async def test_readiness_and_calls_follow_redis_down_and_back(
             assert ready.json()["checks"] == {
                 "redis": "ok",
                 "livekit": "ok",
-                "livekit_webhooks": "none received yet",
+                "livekitWebhooks": "none received yet",
             }
             before = await _place_one(http, "before")
             assert before.status_code == 200, before.text

@@ -202,7 +202,7 @@ def _actor(
         key=workspace["apiKey"],
         agent=agent["id"],
         number=registered["number"],
-        trunk=registered["sip_trunk_id"],
+        trunk=registered["sipTrunkId"],
         call=placed["callId"],
     )
 

@@ -68,8 +68,8 @@ async def test_a_model_base_url_must_be_allowlisted_and_brings_its_own_key(
     # allowlisted (the trailing slash does not matter), with the workspace's key by name
     own = {"llm": {"base_url": ACME_URL, "api_key_ref": "acme-openai"}}
     agent = await tenant.create_agent(pipeline=own)
-    assert agent["pipeline"]["llm"]["api_key_ref"] == "acme-openai"
-    assert "api_key" not in agent["pipeline"]["llm"]
+    assert agent["pipeline"]["llm"]["apiKeyRef"] == "acme-openai"
+    assert "apiKey" not in agent["pipeline"]["llm"]
 
     # a PATCH is checked as a whole: the agent stays as it was
     patched = await tenant.request(
@@ -92,9 +92,9 @@ async def test_worker_names_come_from_the_operators_list(tenant: Tenant) -> None
         json={"name": "A", "instructions": "Hi.", "worker_name": "other-tenant-worker"},
     )
     body = await expect_refusal(refused, 403, "WORKER_NAME_NOT_ALLOWED")
-    assert body["details"] == {"worker_name": "other-tenant-worker"}
+    assert body["details"] == {"workerName": "other-tenant-worker"}
     assert await agent_count(tenant) == 0
-    assert (await tenant.create_agent())["worker_name"] == "outdial-agent"  # always allowed
+    assert (await tenant.create_agent())["workerName"] == "outdial-agent"  # always allowed
     agent = await tenant.create_agent(worker_name="acme-eu")
     patched = await tenant.request(
         "PATCH", f"/v1/api/agents/{agent['id']}", json={"worker_name": "other-tenant-worker"}
@@ -130,7 +130,7 @@ async def test_sip_transfer_targets_need_an_allowlisted_domain(tenant: Tenant) -
         "POST", "/v1/api/agents", json=create | {"transfer_to": "sip:+4930123@evil.example"}
     )
     body = await expect_refusal(refused, 403, "TRANSFER_NOT_ALLOWED")
-    assert body["details"] == {"transfer_to": "sip:+4930123@evil.example"}
+    assert body["details"] == {"transferTo": "sip:+4930123@evil.example"}
     # a URI whose host is ambiguous is malformed, not smuggled past the allowlist
     smuggled = {"transfer_to": "sip:desk@pbx.acme.example;x=y@evil.example"}
     refused = await tenant.request("POST", "/v1/api/agents", json=create | smuggled)
@@ -138,9 +138,9 @@ async def test_sip_transfer_targets_need_an_allowlisted_domain(tenant: Tenant) -
     assert await agent_count(tenant) == 0
 
     allowed = await tenant.create_agent(transfer_to="sip:desk@pbx.ACME.example:5060;transport=tcp")
-    assert allowed["transfer_to"] == "sip:desk@pbx.ACME.example:5060;transport=tcp"
+    assert allowed["transferTo"] == "sip:desk@pbx.ACME.example:5060;transport=tcp"
     number = await tenant.create_agent(transfer_to="+1 415 555 2671")
-    assert number["transfer_to"] == "+14155552671"
+    assert number["transferTo"] == "+14155552671"
     patched = await tenant.request(
         "PATCH", f"/v1/api/agents/{number['id']}", json={"transfer_to": "sip:desk@evil.example"}
     )

@@ -38,7 +38,7 @@ async def test_readiness_details_need_a_token(probed: tuple[httpx.AsyncClient, s
     assert public.status_code == 200
     assert public.json() == {
         "status": "degraded",
-        "checks": {"redis": "ok", "livekit": "error", "livekit_webhooks": "none received yet"},
+        "checks": {"redis": "ok", "livekit": "error", "livekitWebhooks": "none received yet"},
     }
     assert livekit_host not in public.text
     for token in ("wrong", "t\u00e9st"):

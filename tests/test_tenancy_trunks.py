@@ -35,15 +35,15 @@ async def test_another_workspaces_trunk_cannot_be_registered(
     stolen = await thief.request(
         "POST",
         "/v1/api/numbers",
-        json={"number": "+15105550199", "sip_trunk_id": victim["sip_trunk_id"]},
+        json={"number": "+15105550199", "sip_trunk_id": victim["sipTrunkId"]},
     )
     body = _error(stolen, 403, "TRUNK_NOT_ASSIGNED")
-    assert body["details"] == {"sip_trunk_id": victim["sip_trunk_id"]}
+    assert body["details"] == {"sipTrunkId": victim["sipTrunkId"]}
     assert redis_snapshot(redis_client, settings.redis_prefix) == before
     # Nor may the operator hand a trunk Outdial created for one workspace's number to another.
     handed = await client.post(
         f"/v1/admin/workspaces/{thief.id}/trunks",
-        json={"sip_trunk_id": victim["sip_trunk_id"]},
+        json={"sip_trunk_id": victim["sipTrunkId"]},
         headers=ADMIN,
     )
     _error(handed, 409, "TRUNK_OWNED")
@@ -70,10 +70,10 @@ async def test_a_number_belongs_to_one_workspace(
     # number before goes); deleting releases the number.
     replaced = await tenant.register_number("+15105550100")
     assert lk.count("SIP", "DeleteSIPTrunk") == 1
-    assert replaced["sip_trunk_id"] in lk.trunks
+    assert replaced["sipTrunkId"] in lk.trunks
     assert (await tenant.request("DELETE", "/v1/api/numbers/+15105550100")).status_code == 204
     freed = await other.register_number("+15105550100", sip_trunk_id="ST_other")
-    assert freed["sip_trunk_id"] == "ST_other"
+    assert freed["sipTrunkId"] == "ST_other"
 
 
 async def test_the_call_rechecks_the_trunk_at_accept(

@@ -107,4 +107,4 @@ async def test_a_webhook_over_its_own_limit_is_413(api_server: ApiServer) -> Non
     response = await _post_signed(api_server, _room_finished(LIVEKIT_WEBHOOK_BODY_LIMIT))
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
-    assert response.json()["details"] == {"limit_bytes": LIVEKIT_WEBHOOK_BODY_LIMIT}
+    assert response.json()["details"] == {"limitBytes": LIVEKIT_WEBHOOK_BODY_LIMIT}

@@ -8,16 +8,22 @@ trunk it is), and only the operator widens or narrows where a workspace may call
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import AdminDep, StoreDep
 from api.errors import ApiError, not_found
 from api.openapi import ADMIN_AUTH, BODY, NOT_FOUND, STORAGE, error_responses
-from api.schemas.admin import KeyRotated, TrunkAssignments, WorkspaceCreated, WorkspaceOut
-from api.schemas.numbers import TRUNK_ID_PATTERN
+from api.schemas.admin import (
+    CountriesUpdate,
+    KeyRotated,
+    TrunkAssignment,
+    TrunkAssignments,
+    WorkspaceCreate,
+    WorkspaceCreated,
+    WorkspaceOut,
+    WorkspaceUpdate,
+)
 from api.store import numbers, workspaces
 from api.store.base import Store
-from sip.numbers import parse_countries
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -30,111 +36,58 @@ _BY_ID = error_responses(NOT_FOUND)
 _BY_ID_WITH_BODY = error_responses(NOT_FOUND, BODY)
 
 
-class WorkspaceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-
-
-class WorkspaceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    disabled: bool
-
-
-class TrunkAssignment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sip_trunk_id: str = Field(pattern=TRUNK_ID_PATTERN)
-
-
-class CountriesUpdate(BaseModel):
-    """`countries`: ISO 3166 alpha-2 codes the workspace may call ([] = every country);
-    null: the deployment's OUTDIAL_ALLOWED_COUNTRIES."""
-
-    model_config = ConfigDict(extra="forbid")
-    countries: list[str] | None = Field(max_length=300)
-
-    @field_validator("countries")
-    @classmethod
-    def _known(cls, countries: list[str] | None) -> list[str] | None:
-        if countries is None:
-            return None
-        return sorted(parse_countries(",".join(countries)))
-
-
-def _public(workspace: workspaces.Workspace) -> dict[str, object]:
-    return {
-        "workspaceId": workspace.id,
-        "name": workspace.name,
-        "disabled": workspace.disabled,
-        "allowedCountries": (
-            None
-            if workspace.allowed_countries is None
-            else sorted(parse_countries(workspace.allowed_countries))
-        ),
-        "createdAt": workspace.created_at,
-    }
-
-
-@router.post(
-    "/workspaces", status_code=201, response_model=WorkspaceCreated, responses=error_responses(BODY)
-)
-async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> dict[str, object]:
+@router.post("/workspaces", status_code=201, responses=error_responses(BODY))
+async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> WorkspaceCreated:
     created = await workspaces.create_workspace(store, body.name)
-    return _public(created.workspace) | {
-        "apiKey": created.api_key,
-        "webhookSecret": created.workspace.webhook_secret,
-    }
+    return WorkspaceCreated.of_new(created)
 
 
-@router.get("/workspaces/{workspace_id}", response_model=WorkspaceOut, responses=_BY_ID)
-async def get_workspace(workspace_id: str, store: StoreDep) -> dict[str, object]:
+@router.get("/workspaces/{workspace_id}", responses=_BY_ID)
+async def get_workspace(workspace_id: str, store: StoreDep) -> WorkspaceOut:
     workspace = await workspaces.get_workspace(store, workspace_id)
     if workspace is None:
         raise not_found("workspace", workspace_id)
-    return _public(workspace)
+    return WorkspaceOut.of(workspace)
 
 
-@router.patch("/workspaces/{workspace_id}", response_model=WorkspaceOut, responses=_BY_ID_WITH_BODY)
+@router.patch("/workspaces/{workspace_id}", responses=_BY_ID_WITH_BODY)
 async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, store: StoreDep
-) -> dict[str, object]:
+) -> WorkspaceOut:
     workspace = await workspaces.set_disabled(store, workspace_id, body.disabled)
     if workspace is None:
         raise not_found("workspace", workspace_id)
-    return _public(workspace)
+    return WorkspaceOut.of(workspace)
 
 
-@router.post("/workspaces/{workspace_id}/rotate-key", response_model=KeyRotated, responses=_BY_ID)
-async def rotate_key(workspace_id: str, store: StoreDep) -> dict[str, object]:
+@router.post("/workspaces/{workspace_id}/rotate-key", responses=_BY_ID)
+async def rotate_key(workspace_id: str, store: StoreDep) -> KeyRotated:
     api_key = await workspaces.rotate_api_key(store, workspace_id)
     if api_key is None:
         raise not_found("workspace", workspace_id)
-    return {"workspaceId": workspace_id, "apiKey": api_key}
+    return KeyRotated(workspace_id=workspace_id, api_key=api_key)
 
 
-@router.put(
-    "/workspaces/{workspace_id}/allowed-countries",
-    response_model=WorkspaceOut,
-    responses=_BY_ID_WITH_BODY,
-)
+@router.put("/workspaces/{workspace_id}/allowed-countries", responses=_BY_ID_WITH_BODY)
 async def set_allowed_countries(
     workspace_id: str, body: CountriesUpdate, store: StoreDep
-) -> dict[str, object]:
+) -> WorkspaceOut:
     countries = None if body.countries is None else ",".join(body.countries)
     workspace = await workspaces.set_allowed_countries(store, workspace_id, countries)
     if workspace is None:
         raise not_found("workspace", workspace_id)
-    return _public(workspace)
+    return WorkspaceOut.of(workspace)
 
 
-async def _trunks(store: Store, workspace_id: str) -> dict[str, object]:
-    return {
-        "workspaceId": workspace_id,
-        "sipTrunkIds": await numbers.assigned_trunks(store, workspace_id),
-    }
+async def _trunks(store: Store, workspace_id: str) -> TrunkAssignments:
+    return TrunkAssignments(
+        workspace_id=workspace_id,
+        sip_trunk_ids=await numbers.assigned_trunks(store, workspace_id),
+    )
 
 
-@router.get("/workspaces/{workspace_id}/trunks", response_model=TrunkAssignments, responses=_BY_ID)
-async def list_trunks(workspace_id: str, store: StoreDep) -> dict[str, object]:
+@router.get("/workspaces/{workspace_id}/trunks", responses=_BY_ID)
+async def list_trunks(workspace_id: str, store: StoreDep) -> TrunkAssignments:
     if await workspaces.get_workspace(store, workspace_id) is None:
         raise not_found("workspace", workspace_id)
     return await _trunks(store, workspace_id)
@@ -143,14 +96,13 @@ async def list_trunks(workspace_id: str, store: StoreDep) -> dict[str, object]:
 @router.post(
     "/workspaces/{workspace_id}/trunks",
     status_code=201,
-    response_model=TrunkAssignments,
     responses=error_responses(
         NOT_FOUND, BODY, {409: "TRUNK_OWNED: Outdial created the trunk for a number"}
     ),
 )
 async def assign_trunk(
     workspace_id: str, body: TrunkAssignment, store: StoreDep
-) -> dict[str, object]:
+) -> TrunkAssignments:
     """Lets the workspace register numbers on (and dial over) a trunk created outside
     Outdial, the default trunk included."""
     result = await numbers.assign_trunk(store, workspace_id, body.sip_trunk_id)
@@ -162,7 +114,7 @@ async def assign_trunk(
             "TRUNK_OWNED",
             f"trunk {body.sip_trunk_id} was created by Outdial for a workspace's number "
             "and belongs to that number",
-            {"sip_trunk_id": body.sip_trunk_id},
+            {"sipTrunkId": body.sip_trunk_id},
         )
     return await _trunks(store, workspace_id)
 

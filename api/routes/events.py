@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -11,20 +10,20 @@ from fastapi.responses import JSONResponse
 from api.deps import SettingsDep, StoreDep, WorkspaceCallDep
 from api.errors import ApiError, error_response, not_found
 from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
-from api.relay.redeliver import enqueue_redelivery
-from api.relay.views import event_sequence, events_with_delivery
-from api.schemas.events import CallEvents, RedeliveryQueued
+from api.relay.views import events_with_delivery
+from api.schemas.events import CallEvent, CallEvents, RedeliveryQueued
+from api.store.events import event_sequence
+from api.store.redelivery import enqueue_redelivery
 
 router = APIRouter(
     prefix="/v1/api", tags=["events"], responses=error_responses(WORKSPACE_AUTH, STORAGE)
 )
 
 
-@router.get(
-    "/call/{call_id}/events", response_model=CallEvents, responses=error_responses(NOT_FOUND)
-)
-async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> dict[str, Any]:
-    return {"callId": call.id, "events": await events_with_delivery(store, call)}
+@router.get("/call/{call_id}/events", responses=error_responses(NOT_FOUND))
+async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> CallEvents:
+    events = await events_with_delivery(store, call)
+    return CallEvents(call_id=call.id, events=[CallEvent.model_validate(e) for e in events])
 
 
 # `response_model=None`: the 429 is returned as a response (it carries Retry-After).
@@ -43,14 +42,16 @@ async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> dict[str,
 )
 async def redeliver(
     call: WorkspaceCallDep, event_id: str, store: StoreDep, settings: SettingsDep
-) -> dict[str, Any] | JSONResponse:
+) -> RedeliveryQueued | JSONResponse:
     call_id = call.id
     sequence = await event_sequence(store, call_id, event_id)
     if sequence is None:
         raise not_found("event", event_id)
-    if not call.get("callback_url"):
+    if not call.callback_url:
         raise ApiError(409, "NO_CALLBACK_URL", f"call {call_id} has no callback_url")
-    queued = await enqueue_redelivery(store, settings, call.workspace_id, call_id, sequence)
+    queued = await enqueue_redelivery(
+        store, call.workspace_id, call_id, sequence, settings.redeliveries_per_minute
+    )
     if queued.outcome == "pending":
         raise ApiError(
             409,
@@ -68,10 +69,10 @@ async def redeliver(
         )
         limited.headers["Retry-After"] = str(retry_after)
         return limited
-    return {
-        "status": "success",
-        "callId": call_id,
-        "eventId": event_id,
-        "sequence": sequence,
-        "jobId": queued.job_id,
-    }
+    return RedeliveryQueued(
+        status="success",
+        call_id=call_id,
+        event_id=event_id,
+        sequence=sequence,
+        job_id=queued.job_id,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
@@ -17,7 +17,6 @@ router = APIRouter(prefix="/v1/livekit", tags=["livekit"])
 
 @router.post(
     "/webhook",
-    response_model=WebhookApplied,
     responses=error_responses(
         STORAGE,
         {
@@ -33,16 +32,16 @@ async def livekit_webhook(
     settings: SettingsDep,
     livekit: LiveKitDep,
     authorization: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
+) -> WebhookApplied:
     try:
         webhook = verify_webhook(settings, await request.body(), authorization)
     except WebhookRefused as exc:
         code = "UNAUTHORIZED" if exc.status == 401 else "BAD_REQUEST"
         raise ApiError(exc.status, code, str(exc)) from exc
     outcome = await handle_webhook(store, settings, livekit, webhook)
-    return {
-        "status": "success",
-        "outcome": outcome.outcome,
-        "callId": outcome.call_id,
-        "applied": list(outcome.applied),
-    }
+    return WebhookApplied(
+        status="success",
+        outcome=outcome.outcome,
+        call_id=outcome.call_id,
+        applied=list(outcome.applied),
+    )

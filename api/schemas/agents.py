@@ -1,7 +1,5 @@
 """Agent bodies. Templates are checked when written, so a call never meets bad syntax; the
-operator's allowlists too (`check_agent_policy`), so a stored agent names only the workers,
-model endpoints and SIP transfer domains the operator allows (the worker name is checked
-again when a call is accepted: the list may have changed since)."""
+operator's allowlists are checked by `api.services.agents` on every write."""
 
 from __future__ import annotations
 
@@ -11,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from agent_runtime.contract import PipelineConfig, TemplateError, template_variables
-from api.errors import ApiError
-from api.settings import Settings
+from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.store.agents import AgentRecord
 from sip.numbers import InvalidNumberError, to_e164
 
 WORKER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -58,7 +56,7 @@ Template = Annotated[str, AfterValidator(_template)]
 TransferTarget = Annotated[str, AfterValidator(_transfer_target)]
 
 
-class _AgentFields(BaseModel):
+class AgentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
@@ -74,14 +72,10 @@ class _AgentFields(BaseModel):
     transfer_to: TransferTarget | None = None
 
     @model_validator(mode="after")
-    def _voicemail_message_when_leaving_one(self) -> _AgentFields:
+    def _voicemail_message_when_leaving_one(self) -> AgentCreate:
         if self.voicemail_action == "leave_message" and not self.voicemail_message:
             raise ValueError("voicemail_message is required when voicemail_action is leave_message")
         return self
-
-
-class AgentCreate(_AgentFields):
-    pass
 
 
 class AgentUpdate(BaseModel):
@@ -102,71 +96,50 @@ class AgentUpdate(BaseModel):
     transfer_to: TransferTarget | None = None
 
 
-class AgentOut(_AgentFields):
-    model_config = ConfigDict(extra="ignore")
+class ModelOut(ResponseModel):
+    provider: str
+    model: str | None
+    voice: str | None
+    base_url: str | None
+    language: str | None
+    api_key_ref: str | None
+
+
+class PipelineOut(ResponseModel):
+    llm: ModelOut
+    stt: ModelOut
+    tts: ModelOut
+
+
+class AgentOut(ResponseModel):
+    """An agent as stored: every field of `AgentCreate` (a test holds the two together),
+    its id, its worker name (the operator's default when none was given), its times."""
 
     id: str
+    name: str
+    instructions: str
+    first_message: str | None
     worker_name: str
-    created_at: int
-    updated_at: int
+    pipeline: PipelineOut
+    max_duration_seconds: int | None
+    ring_timeout_seconds: int | None
+    silence_timeout_seconds: int | None
+    voicemail_action: Literal["hangup", "leave_message"]
+    voicemail_message: str | None
+    transfer_to: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
 
-
-# --- The operator's policy: checked by the routes (api/routes/agents.py) on every write.
-
-
-def check_worker_name(name: str, settings: Settings) -> None:
-    """WORKER_NAME_NOT_ALLOWED unless the operator lets workspaces dispatch to `name`."""
-    if not settings.worker_name_allowed(name):
-        raise ApiError(
-            403,
-            "WORKER_NAME_NOT_ALLOWED",
-            f"worker_name {name!r} is not one the operator allows (OUTDIAL_ALLOWED_WORKER_NAMES)",
-            {"worker_name": name},
+    @classmethod
+    def of(cls, agent: AgentRecord) -> AgentOut:
+        return cls.model_validate(
+            agent.fields()
+            | {
+                "created_at": iso_from_ms(agent.created_at),
+                "updated_at": iso_from_ms(agent.updated_at),
+            }
         )
 
 
-def _check_models(agent: AgentCreate, settings: Settings) -> None:
-    allowed = settings.allowed_model_base_urls
-    for stage in ("llm", "stt", "tts"):
-        model = getattr(agent.pipeline, stage)
-        if model.base_url is not None and model.base_url.rstrip("/") not in allowed:
-            raise ApiError(
-                403,
-                "MODEL_BASE_URL_NOT_ALLOWED",
-                f"pipeline.{stage}.base_url is not one the operator allows "
-                "(OUTDIAL_ALLOWED_MODEL_BASE_URLS); leave it out to use the operator's models",
-                {"field": f"pipeline.{stage}.base_url"},
-            )
-        if model.api_key_ref is not None and model.base_url is None:
-            # the workspace's key is for its own endpoint, not the operator's
-            raise ApiError(
-                403,
-                "MODEL_BASE_URL_NOT_ALLOWED",
-                f"pipeline.{stage}.api_key_ref needs a pipeline.{stage}.base_url the operator "
-                "allows",
-                {"field": f"pipeline.{stage}.api_key_ref"},
-            )
-
-
-def _check_transfer(agent: AgentCreate, settings: Settings) -> None:
-    domain = transfer_sip_domain(agent.transfer_to) if agent.transfer_to else None
-    if domain is not None and domain not in settings.allowed_transfer_domains:
-        raise ApiError(
-            403,
-            "TRANSFER_NOT_ALLOWED",
-            f"transfer_to domain {domain!r} is not one the operator allows "
-            "(OUTDIAL_ALLOWED_TRANSFER_DOMAINS); E.164 numbers are always allowed",
-            {"transfer_to": agent.transfer_to},
-        )
-
-
-def check_agent_policy(agent: AgentCreate, worker_name: str, settings: Settings) -> None:
-    """The operator's allowlists (403 with a stable code): worker name, model base URLs
-    (and key references only with one), `sip:` transfer domain."""
-    check_worker_name(worker_name, settings)
-    _check_models(agent, settings)
-    _check_transfer(agent, settings)
-
-
-class AgentList(BaseModel):
+class AgentList(ResponseModel):
     agents: list[AgentOut]

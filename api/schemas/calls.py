@@ -8,12 +8,14 @@ refused instead of silently changing. The agent id names a Redis key, so it must
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent_runtime.contract import Scalar
 from api.ids import ID_PATTERN
+from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.store.call_record import CallRecord
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SECTION_BYTES = 16 * 1024
@@ -67,55 +69,82 @@ class CallCreate(BaseModel):
     ring_timeout_seconds: int | None = Field(None, ge=5, le=80)
 
 
-class CallAccepted(BaseModel):
+class CallAccepted(ResponseModel):
     status: str = "success"
     message: str
-    callId: str
-    roomName: str
-    jobId: str
+    call_id: str
+    room_name: str
+    job_id: str
 
 
-class CallView(BaseModel):
-    """A call as `GET /v1/api/call/{call_id}` shows it: timestamps are ISO 8601 (UTC),
-    `transitions` the time each status was reached."""
+class CallView(ResponseModel):
+    """A call as `GET /v1/api/call/{call_id}` shows it: `transitions` the time each status
+    was reached."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
-    callId: str
+    call_id: str
     status: str
     to: str
-    from_: str | None = Field(alias="from")
-    agentId: str
-    roomName: str
-    jobId: str | None
-    campaignId: str | None
-    callbackUrl: str | None
-    sipTrunkId: str | None
-    sipCallId: str | None
-    # as recorded: an agent's end event may report a code that is not a number
-    sipStatusCode: int | str | None
-    sipStatus: str | None
-    endReason: str | None
-    errorCode: str | None
-    errorMessage: str | None
-    maxDurationSeconds: int | None
-    ringTimeoutSeconds: int | None
-    createdAt: str | None
-    updatedAt: str | None
-    endedAt: str | None
-    transitions: dict[str, str | None]
-    dynamicVariables: dict[str, Scalar]
+    from_number: str | None = Field(alias="from")
+    agent_id: str
+    room_name: str
+    job_id: str | None
+    campaign_id: str | None
+    callback_url: str | None
+    sip_trunk_id: str | None
+    sip_call_id: str | None
+    sip_status_code: int | None
+    sip_status: str | None
+    end_reason: str | None
+    error_code: str | None
+    error_message: str | None
+    max_duration_seconds: int | None
+    ring_timeout_seconds: int | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    ended_at: Timestamp | None
+    transitions: dict[str, Timestamp]
+    dynamic_variables: dict[str, Scalar]
     metadata: dict[str, Any]
 
+    @classmethod
+    def of(cls, call: CallRecord) -> CallView:
+        return cls(
+            call_id=call.id,
+            status=call.status,
+            to=call.to,
+            from_number=call.from_number,
+            agent_id=call.agent_id,
+            room_name=call.room_name,
+            job_id=call.job_id or None,
+            campaign_id=call.campaign_id,
+            callback_url=call.callback_url,
+            sip_trunk_id=call.sip_trunk_id or None,
+            sip_call_id=call.sip_call_id,
+            sip_status_code=call.sip_status_code,
+            sip_status=call.sip_status,
+            end_reason=call.end_reason,
+            error_code=call.error_code,
+            error_message=call.error_message,
+            max_duration_seconds=call.max_duration_seconds,
+            ring_timeout_seconds=call.ring_timeout_seconds,
+            created_at=iso_from_ms(call.created_at),
+            updated_at=iso_from_ms(call.updated_at),
+            ended_at=iso_from_ms(call.ended_at),
+            transitions={status: iso_from_ms(ms) for status, ms in call.transitions.items()},
+            dynamic_variables=call.dynamic_variables,
+            metadata=call.metadata,
+        )
 
-class CallPage(BaseModel):
+
+class CallPage(ResponseModel):
     """Newest first; `nextCursor` null at the end of the list."""
 
     calls: list[CallView]
-    nextCursor: str | None
+    next_cursor: str | None
 
 
-class CallCanceled(BaseModel):
-    status: Literal["success"]
-    callId: str
-    callStatus: str
+class CallCanceled(ResponseModel):
+    """The call's status once canceled (`status`, as `GET` shows it)."""
+
+    call_id: str
+    status: str

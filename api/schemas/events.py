@@ -5,23 +5,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from api.schemas.base import ResponseModel, Timestamp
 from api.store.events import ApplyOutcome
 
 
-class NoCallback(BaseModel):
+class NoCallback(ResponseModel):
     """The call has no callback_url: nothing is delivered."""
 
     state: Literal["no_callback"]
     attempts: int
 
 
-class Attempts(BaseModel):
+class Attempts(ResponseModel):
     attempts: int
-    lastStatus: int | None
-    lastError: str | None
-    lastAttemptAt: str | None
+    last_status: int | None
+    last_error: str | None
+    last_attempt_at: Timestamp | None
 
 
 class Redelivery(Attempts):
@@ -30,36 +29,39 @@ class Redelivery(Attempts):
 
 class Delivery(Attempts):
     state: Literal["pending", "delivered", "failed"]
-    nextAttemptAt: str | None
+    next_attempt_at: Timestamp | None
     redelivery: Redelivery | None
 
 
-class CallEvent(BaseModel):
+class CallEvent(ResponseModel):
+    """`data` is the event's own payload, as its source reported it (see docs/callbacks.md,
+    Event types)."""
+
     id: str
     type: str
     sequence: int
     status: str
-    timestamp: str
+    timestamp: Timestamp
     data: dict[str, Any]
     delivery: Delivery | NoCallback
 
 
-class CallEvents(BaseModel):
-    callId: str
+class CallEvents(ResponseModel):
+    call_id: str
     events: list[CallEvent]
 
 
-class RedeliveryQueued(BaseModel):
+class RedeliveryQueued(ResponseModel):
     status: Literal["success"]
-    callId: str
-    eventId: str
+    call_id: str
+    event_id: str
     sequence: int
-    jobId: str
+    job_id: str
 
 
-class AgentEventApplied(BaseModel):
+class AgentEventApplied(ResponseModel):
     status: Literal["success"]
     applied: bool
     outcome: ApplyOutcome
     sequence: int | None
-    callStatus: str
+    call_status: str

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.store.numbers import CallerNumber
 from sip.trunks import check_trunk_host
 
 TRUNK_ID_PATTERN = r"^ST_[A-Za-z0-9]{1,64}$"
@@ -47,13 +49,23 @@ class NumberCreate(BaseModel):
         return self
 
 
-class NumberOut(BaseModel):
+class NumberOut(ResponseModel):
     number: str
     sip_trunk_id: str
     default: bool
     trunk_managed: bool
-    created_at: int
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, number: CallerNumber) -> NumberOut:
+        return cls(
+            number=number.number,
+            sip_trunk_id=number.sip_trunk_id,
+            default=number.default,
+            trunk_managed=number.trunk_managed,
+            created_at=iso_from_ms(number.created_at),
+        )
 
 
-class NumberList(BaseModel):
+class NumberList(ResponseModel):
     numbers: list[NumberOut]

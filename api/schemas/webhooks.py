@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from api.schemas.base import ResponseModel
 
 
-class WebhookApplied(BaseModel):
+class WebhookApplied(ResponseModel):
     status: Literal["success"]
     outcome: Literal["applied", "duplicate", "ignored"]
-    callId: str | None
+    call_id: str | None
     applied: list[str]
