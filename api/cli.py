@@ -88,23 +88,20 @@ def _remove_metric_files(path: Path) -> None:
 
 
 def _create_workspace(args: argparse.Namespace) -> int:
+    """Prints the workspace as `POST /v1/admin/workspaces` answers it."""
+    from api.schemas.admin import WorkspaceCreated
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
 
-    async def create() -> dict[str, str]:
+    async def create() -> WorkspaceCreated:
         store = open_store(get_settings())
         try:
             created = await create_workspace(store, args.name)
         finally:
             await store.aclose()
-        return {
-            "workspaceId": created.workspace.id,
-            "name": created.workspace.name,
-            "apiKey": created.api_key,
-            "webhookSecret": created.workspace.webhook_secret,
-        }
+        return WorkspaceCreated.of_new(created)
 
-    print(json.dumps(asyncio.run(create()), indent=2))
+    print(json.dumps(asyncio.run(create()).model_dump(mode="json"), indent=2))
     return 0
 
 
