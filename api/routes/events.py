@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -26,12 +27,17 @@ async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> CallEvent
     return CallEvents(call_id=call.id, events=[CallEvent.model_validate(e) for e in events])
 
 
+_QUEUED: dict[int | str, dict[str, Any]] = {
+    202: {"model": RedeliveryQueued, "description": "The redelivery is queued"}
+}
+
+
 # `response_model=None`: the 429 is returned as a response (it carries Retry-After).
 @router.post(
     "/call/{call_id}/events/{event_id}/redeliver",
     status_code=202,
     response_model=None,
-    responses={202: {"model": RedeliveryQueued}}
+    responses=_QUEUED
     | error_responses(
         NOT_FOUND,
         {

@@ -104,10 +104,10 @@ async def readyz(
     # replica, so failing on it would take the whole API (call status, webhooks, queueing)
     # out of the Service during a LiveKit outage; it is reported as `degraded` instead.
     if redis_state != "ok":
-        status, code = "not_ready", 503
+        readiness, code = Readiness(status="not_ready", checks=checks), 503
     else:
-        status, code = ("ready", 200) if livekit_state == "ok" else ("degraded", 200)
-    readiness = Readiness(status=status, checks=checks)
+        ready = livekit_state == "ok"
+        readiness, code = Readiness(status="ready" if ready else "degraded", checks=checks), 200
     return JSONResponse(readiness.model_dump(mode="json"), status_code=code)
 
 

@@ -15,7 +15,8 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request
 from pydantic import ValidationError
 
 from agent_runtime.contract import AgentEvent
-from api.deps import LiveKitDep, SettingsDep, StoreDep, bearer_token
+from api.auth import bearer_token
+from api.deps import LiveKitDep, SettingsDep, StoreDep
 from api.errors import ApiError, unauthorized, validation_error
 from api.openapi import BODY, STORAGE, error_responses
 from api.schemas.events import AgentEventApplied
