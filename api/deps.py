@@ -20,7 +20,8 @@ from api.ids import first_invalid_path_id
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.base import Store
-from api.store.calls import CallRecord, get_workspace_call
+from api.store.call_record import CallRecord
+from api.store.calls import get_workspace_call
 from api.store.workspaces import Workspace, authenticate
 
 

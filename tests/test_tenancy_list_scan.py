@@ -11,6 +11,7 @@ from api.settings import Settings
 from api.store.calls import MAX_SCAN_PER_PAGE
 from api.store.keys import Keys
 from tests.conftest import Tenant
+from tests.records import ACCEPTED_CALL
 
 CALLS = MAX_SCAN_PER_PAGE + 150
 
@@ -23,7 +24,8 @@ def _seed(redis_client: redis.Redis, settings: Settings, workspace_id: str) -> s
         call_id = f"call{n:05d}"
         pipe.hset(
             keys.call(call_id),
-            mapping={
+            mapping=ACCEPTED_CALL
+            | {
                 "id": call_id,
                 "workspace_id": workspace_id,
                 "status": "completed" if n == 0 else "failed",
