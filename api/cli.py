@@ -47,16 +47,18 @@ def _run_worker(args: argparse.Namespace) -> int:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
-    dramatiq_args = make_argument_parser().parse_args([
+    # Dramatiq's CLI is not annotated.
+    parser: argparse.ArgumentParser = make_argument_parser()  # type: ignore[no-untyped-call]
+    dramatiq_args = parser.parse_args([
         "api.worker",
         "--processes", str(args.processes),
         "--threads", str(threads),
         "--worker-shutdown-timeout", str(args.shutdown_timeout * 1000),
     ])  # fmt: skip
     if not settings.worker_metrics_port:
-        return dramatiq_main(dramatiq_args)
+        return int(dramatiq_main(dramatiq_args))  # type: ignore[no-untyped-call]
     with _worker_metrics_dir():
-        return dramatiq_main(dramatiq_args)
+        return int(dramatiq_main(dramatiq_args))  # type: ignore[no-untyped-call]
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from livekit import api as lkapi
 from api.auth import Credentials, authorize, bearer_token
 from api.errors import ApiError, not_found, unauthorized
 from api.ids import first_invalid_path_id
+from api.resources import Resources
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.base import Store
@@ -27,14 +28,21 @@ from api.store.workspaces import Workspace, authenticate
 
 # Dependencies are `async def` on purpose: plain `def` ones run in a thread pool per request.
 async def app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
+def app_resources(request: Request) -> Resources:
+    """What the app's lifespan holds: store, LiveKit clients (api/resources.py)."""
+    resources: Resources = request.app.state.resources
+    return resources
+
+
 async def get_store(request: Request) -> Store:
-    return request.app.state.resources.store
+    return app_resources(request).store
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -42,12 +50,12 @@ StoreDep = Annotated[Store, Depends(get_store)]
 
 async def livekit(request: Request) -> lkapi.LiveKitAPI:
     """For idempotent LiveKit requests (replayed on LiveKit Cloud, see api/livekit.py)."""
-    return request.app.state.resources.livekit
+    return app_resources(request).livekit
 
 
 async def single_shot_livekit(request: Request) -> lkapi.LiveKitAPI:
     """For LiveKit requests that must arrive at most once (e.g. CreateSIPOutboundTrunk)."""
-    return request.app.state.resources.single_shot_livekit
+    return app_resources(request).single_shot_livekit
 
 
 LiveKitDep = Annotated[lkapi.LiveKitAPI, Depends(livekit)]

@@ -47,7 +47,7 @@ def serve_worker_metrics() -> int:
     """A Dramatiq fork process: serves all worker processes' metrics until it is stopped."""
     port = get_settings().worker_metrics_port
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # not annotated
     try:
         _, server_thread = start_http_server(port, registry=registry)
     except OSError as error:
@@ -75,17 +75,17 @@ class WorkerMetrics(Middleware):
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if multiprocess_dir():
-            mark_process_dead(os.getpid())
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # not annotated
 
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: dramatiq.MessageProxy,
         *,
         result: object = None,
         exception: BaseException | None = None,
     ) -> None:
         MESSAGES.labels(message.actor_name, "error" if exception else "ok").inc()
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         MESSAGES.labels(message.actor_name, "skipped").inc()

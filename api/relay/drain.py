@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +37,7 @@ WORKSPACE_DISABLED_ERROR = "the workspace is disabled: callback not sent"
 
 
 async def attempt(
-    target: CallTarget, event: dict, settings: Settings, session: aiohttp.ClientSession
+    target: CallTarget, event: dict[str, Any], settings: Settings, session: aiohttp.ClientSession
 ) -> AttemptResult:
     """One delivery attempt through `session` (see `api.relay.http.open_delivery_session`),
     counted in `outdial_callback_deliveries_total{outcome}`."""
@@ -46,7 +47,7 @@ async def attempt(
 
 
 async def _send(
-    target: CallTarget, event: dict, settings: Settings, session: aiohttp.ClientSession
+    target: CallTarget, event: dict[str, Any], settings: Settings, session: aiohttp.ClientSession
 ) -> AttemptResult:
     if target.workspace_disabled:
         return AttemptResult("failed", error=WORKSPACE_DISABLED_ERROR)
@@ -63,7 +64,9 @@ async def _send(
     )
 
 
-def _log_attempt(target: CallTarget, event: dict, result: AttemptResult, final: bool) -> None:
+def _log_attempt(
+    target: CallTarget, event: dict[str, Any], result: AttemptResult, final: bool
+) -> None:
     if result.outcome == "delivered":
         return
     logger.warning(
