@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -115,16 +115,18 @@ async def create_agent(store: Store, workspace_id: str, fields: Mapping[str, Any
 
 
 async def get_agent(store: Store, workspace_id: str, agent_id: str) -> AgentRecord | None:
-    raw = await store.redis.get(store.keys.agent(workspace_id, agent_id))
+    # `store.redis` decodes every reply (open_store): the client's `bytes | str` are str.
+    raw = cast(str | None, await store.redis.get(store.keys.agent(workspace_id, agent_id)))
     return read_agent(raw, workspace_id, agent_id)
 
 
 async def list_agents(store: Store, workspace_id: str) -> list[AgentRecord]:
     """Newest first; an unreadable agent is left out (and logged)."""
-    ids = await store.redis.zrevrange(store.keys.agents(workspace_id), 0, -1)
+    ids = cast(list[str], await store.redis.zrevrange(store.keys.agents(workspace_id), 0, -1))
     if not ids:
         return []
-    raws = await store.redis.mget([store.keys.agent(workspace_id, agent_id) for agent_id in ids])
+    keys = [store.keys.agent(workspace_id, agent_id) for agent_id in ids]
+    raws = cast(list[str | None], await store.redis.mget(keys))
     found = (
         read_agent(raw, workspace_id, agent_id) for agent_id, raw in zip(ids, raws, strict=True)
     )

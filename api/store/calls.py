@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic_core import to_json
 
@@ -83,7 +83,9 @@ def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
 
 
 async def get_call(store: Store, call_id: str) -> CallRecord | None:
-    return read_call(await store.redis.hgetall(store.keys.call(call_id)), call_id)
+    # `store.redis` decodes every reply (open_store): the client's `bytes | str` are str.
+    raw = cast(dict[str, str], await store.redis.hgetall(store.keys.call(call_id)))
+    return read_call(raw, call_id)
 
 
 async def get_workspace_call(store: Store, workspace_id: str, call_id: str) -> CallRecord | None:
@@ -94,7 +96,7 @@ async def get_workspace_call(store: Store, workspace_id: str, call_id: str) -> C
 
 
 async def call_id_for_room(store: Store, room_name: str) -> str | None:
-    return await store.redis.get(store.keys.room(room_name))
+    return cast(str | None, await store.redis.get(store.keys.room(room_name)))
 
 
 # A filtered list examines at most this many index entries per request, so a page costs
@@ -141,8 +143,11 @@ async def list_calls(
     exhausted = False
     while len(found) < limit and examined < max_scan:
         wanted = min(scan_batch, max_scan - examined)
-        batch = await store.redis.zrevrangebyscore(
-            index, upper, "-inf", start=0, num=wanted, withscores=True
+        batch = cast(
+            list[tuple[str, float]],
+            await store.redis.zrevrangebyscore(
+                index, upper, "-inf", start=0, num=wanted, withscores=True
+            ),
         )
         pipe = store.redis.pipeline(transaction=False)
         for call_id, _ in batch:

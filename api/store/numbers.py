@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -79,7 +80,8 @@ def _trunk_owner_prefix(store: Store) -> str:
 
 async def number_holder(store: Store, number: str) -> str | None:
     """The workspace holding `number`, if any (a pre-check; the save decides atomically)."""
-    return await store.redis.get(store.keys.number_holder(number))
+    # `store.redis` decodes every reply (open_store): the client's `bytes | str` are str.
+    return cast(str | None, await store.redis.get(store.keys.number_holder(number)))
 
 
 async def save_number(
@@ -116,13 +118,13 @@ async def save_number(
 
 async def list_numbers(store: Store, workspace_id: str) -> list[CallerNumber]:
     """Oldest first; an unreadable number is left out (and logged)."""
-    raws = await store.redis.hgetall(store.keys.numbers(workspace_id))
+    raws = cast(dict[str, str], await store.redis.hgetall(store.keys.numbers(workspace_id)))
     found = (_read(raw, number) for number, raw in raws.items())
     return sorted((n for n in found if n is not None), key=lambda n: n.created_at)
 
 
 async def get_number(store: Store, workspace_id: str, number: str) -> CallerNumber | None:
-    raw = await store.redis.hget(store.keys.numbers(workspace_id), number)
+    raw = cast(str | None, await store.redis.hget(store.keys.numbers(workspace_id), number))
     return _read(raw, number)
 
 
@@ -156,7 +158,8 @@ async def unassign_trunk(store: Store, workspace_id: str, sip_trunk_id: str) -> 
 
 
 async def assigned_trunks(store: Store, workspace_id: str) -> list[str]:
-    return sorted(await store.redis.smembers(store.keys.workspace_trunks(workspace_id)))
+    trunks = cast(set[str], await store.redis.smembers(store.keys.workspace_trunks(workspace_id)))
+    return sorted(trunks)
 
 
 def pick_caller(numbers: dict[str, str], wanted: str | None) -> CallerNumber | None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 
 from api.security import hash_api_key, new_api_key, new_webhook_secret
 from api.store.base import Store
@@ -92,13 +94,16 @@ async def create_workspace(store: Store, name: str) -> NewWorkspace:
     )
     pipe = store.redis.pipeline(transaction=True)
     pipe.set(store.keys.api_key(workspace.key_hash), workspace.id)
-    pipe.hset(store.keys.workspace(workspace.id), mapping=workspace.to_hash())
+    # (redis-py types a mapping's keys as any field type: dict[str, str] does not fit)
+    fields: dict[FieldT, EncodableT] = {k: v for k, v in workspace.to_hash().items()}
+    pipe.hset(store.keys.workspace(workspace.id), mapping=fields)
     await pipe.execute()
     return NewWorkspace(workspace, api_key)
 
 
 async def get_workspace(store: Store, workspace_id: str) -> Workspace | None:
-    raw = await store.redis.hgetall(store.keys.workspace(workspace_id))
+    # `store.redis` decodes every reply (open_store): the client's `bytes | str` are str.
+    raw = cast(dict[str, str], await store.redis.hgetall(store.keys.workspace(workspace_id)))
     return read_workspace(raw, workspace_id)
 
 
@@ -117,10 +122,10 @@ async def rotate_api_key(store: Store, workspace_id: str) -> str | None:
         while True:
             try:
                 await pipe.watch(key)
-                old_hash = await pipe.hget(key, "key_hash")
+                old_hash = cast(str | None, await pipe.hget(key, "key_hash"))
                 if old_hash is None:
                     return None
-                pipe.multi()
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 pipe.delete(store.keys.api_key(old_hash))
                 pipe.set(store.keys.api_key(new_hash), workspace_id)
                 pipe.hset(key, "key_hash", new_hash)
