@@ -25,8 +25,10 @@ from api.store.keys import Keys
 from api.store.numbers import CallerNumber, pick_caller
 from api.store.records import UnreadableRecord
 from api.store.workspaces import Workspace
+from tests.calls import wait_status
 from tests.conftest import REDIS_URL, RUN_ID, Tenant, delete_prefix
 from tests.records import ACCEPTED_CALL, AGENT
+from tests.support import WorkerProcess
 
 # --- Calls -----------------------------------------------------------------------------
 
@@ -348,3 +350,23 @@ async def test_damaged_records_never_make_the_api_answer_500(
     redis_client.hset(keys.workspace(tenant.id), "created_at", "yesterday")
     refused = await tenant.request("GET", "/v1/api/agents")
     assert (refused.status_code, refused.json()["code"]) == (403, "PERMISSION_DENIED")
+
+
+async def test_a_call_whose_agent_snapshot_is_unreadable_fails_before_any_room(
+    tenant: Tenant, settings: Settings, redis_client: redis.Redis, lk: Any
+) -> None:
+    """The dispatcher reads the snapshot as absent: it fails the call at once (no retries of
+    a snapshot that will never parse), with nobody rung and no room made."""
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    placed = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])
+    call_id = placed.json()["callId"]
+    redis_client.hset(Keys(settings.redis_prefix).call(call_id), "agent", '{"id": 7}')
+    worker = WorkerProcess(settings).start()
+    try:
+        view = await wait_status(tenant, call_id, {"failed"})
+    finally:
+        worker.stop()
+    assert (view["errorCode"], view["endReason"]) == ("INVALID_AGENT", "invalid_metadata")
+    assert lk.count("RoomService", "CreateRoom") == 0
+    assert lk.count("SIP", "CreateSIPParticipant") == 0
