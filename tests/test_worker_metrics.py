@@ -37,14 +37,15 @@ class OutdialWorker:
 
     def __init__(self, settings: Settings, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "worker", "--processes", "2", "--threads", "1"],
-            env=os.environ | settings_env(settings) | {"PYTHONPATH": str(ROOT)} | env,
-            cwd=ROOT,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with log_path.open("wb") as log:  # the child writes through its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "worker", "--processes", "2", "--threads", "1"],
+                env=os.environ | settings_env(settings) | {"PYTHONPATH": str(ROOT)} | env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self) -> int:
         """SIGTERM (Dramatiq's graceful stop); SIGKILL the group if that does not end it."""
