@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
+from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.call_record import CallBudgets, CallDraft
@@ -111,6 +113,31 @@ async def test_transitions_go_forward_only_and_terminal_is_final(store: Store) -
     assert 0 < await store.redis.ttl(store.keys.call(call.id)) <= store.retention_seconds
     sequences = [e["sequence"] for e in await list_events(store, call.id)]
     assert sequences == [1, 2, 3, 4, 5]
+
+
+async def test_only_the_event_that_ends_a_call_reports_the_end_and_its_caller_counts_it(
+    store: Store,
+) -> None:
+    """The store counts nothing (tests/test_layers.py keeps it away from api.metrics): it
+    reports the end, and `count_call_end` counts it once, whatever comes after."""
+    call = draft()
+    await accept_call(store, call, {}, None)
+
+    def canceled_total() -> float:
+        return REGISTRY.get_sample_value("outdial_calls_ended_total", {"status": "canceled"}) or 0
+
+    before = canceled_total()
+    results = [
+        await apply_event(store, call.id, EventSpec("call.dispatching")),
+        await apply_event(store, call.id, EventSpec("call.canceled", {"reason": "r"})),
+        await apply_event(store, call.id, EventSpec("call.canceled", {"reason": "r"})),
+        await apply_event(store, call.id, EventSpec("call.failed")),
+        await apply_event(store, call.id, EventSpec("call.transcript", {"turns": []})),
+    ]
+    assert [result.ended for result in results] == [False, True, False, False, False]
+    for result in results:
+        count_call_end(result)
+    assert canceled_total() == before + 1
 
 
 async def test_event_ids_apply_once(store: Store) -> None:
