@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 import string
-from typing import Any
+from typing import Any, cast
 
 from livekit import api as lkapi
 from pydantic import ValidationError
@@ -97,7 +97,7 @@ def _replay(previous: dict[str, Any], fingerprint: str | None) -> dict[str, Any]
             "IDEMPOTENCY_CONFLICT",
             "this Idempotency-Key was used with a different request body",
         )
-    return previous["response"]
+    return cast(dict[str, Any], previous["response"])
 
 
 def check_destination_allowed(to: str, workspace: Workspace, settings: Settings) -> None:
@@ -241,7 +241,7 @@ async def place_call(
         "call accepted",
         extra={"call_id": call_id, "workspace_id": workspace.id, "room": room_name},
     )
-    return outcome.previous["response"]
+    return cast(dict[str, Any], outcome.previous["response"])
 
 
 async def cancel_call(store: Store, livekit: lkapi.LiveKitAPI, call: CallRecord) -> str:

@@ -8,6 +8,8 @@ was in flight.
 
 from __future__ import annotations
 
+from typing import cast
+
 from api.store.base import Store
 
 # KEYS: call. ARGV: sip_call_id, sip_participant_id. Returns the status, or nil (no call).
@@ -24,4 +26,5 @@ async def record_dialed(
     """Store the leg's SIP ids on the call; the call's status afterwards (None: gone)."""
     # Registered per use, like the number scripts: one call per dial, not a hot loop.
     script = store.redis.register_script(_RECORD_DIALED)
-    return await script(keys=[store.keys.call(call_id)], args=[sip_call_id, sip_participant_id])
+    status = await script(keys=[store.keys.call(call_id)], args=[sip_call_id, sip_participant_id])
+    return cast(str | None, status)

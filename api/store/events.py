@@ -232,7 +232,7 @@ async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> Appl
         keys=[*event_keys(store, call_id), store.dial_queue.messages, store.dial_queue.ids],
         args=[dial.message_id, dial.body, *apply_args(store, ready, now_ms, call_id)],
     )
-    outcome = "applied" if reply[0] == "dial" else reply[0]
+    outcome: ApplyOutcome = "applied" if reply[0] == "dial" else reply[0]
     return ApplyResult(
         outcome=outcome, sequence=int(reply[1]), status=reply[2], dial=reply[0] == "dial"
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from api.store.base import Store
 from api.store.lua import WAKE_WAITER_FN
@@ -154,7 +154,8 @@ async def take_redelivery_slot(
 
 async def read_redelivery_state(store: Store, call_id: str, sequence: int) -> str | None:
     """The recorded state (JSON) of the event's earlier redeliveries, if any."""
-    return await store.redis.hget(store.keys.delivery(call_id), redelivery_field(sequence))
+    field = redelivery_field(sequence)
+    return cast(str | None, await store.redis.hget(store.keys.delivery(call_id), field))
 
 
 async def finish_redelivery(

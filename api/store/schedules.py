@@ -78,7 +78,8 @@ class DueClaims:
         # A fresh id prefix per claim keeps message ids unique across processes.
         prefix = f"{self.schedule.name}-{uuid.uuid4().hex[:12]}-"
         now_ms = int(time.time() * 1000)
-        args = [now_ms, limit, self.schedule.message_template, prefix, self.schedule.lease_ms]
+        template, lease_ms = self.schedule.message_template, self.schedule.lease_ms
+        args: list[str | int] = [now_ms, limit, template, prefix, lease_ms]
         return int(self._script(keys=self._keys, args=args))
 
     def close(self) -> None:
