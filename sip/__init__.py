@@ -11,7 +11,7 @@ from sip.dial import (
     is_transient,
     list_participants,
 )
-from sip.numbers import InvalidNumberError, to_e164
+from sip.numbers import Destination, InvalidNumberError, parse_number, to_e164
 from sip.outcomes import (
     CallOutcome,
     dial_error_outcome,
@@ -22,6 +22,7 @@ from sip.trunks import TrunkSettings, create_outbound_trunk, delete_trunk
 
 __all__ = [
     "CallOutcome",
+    "Destination",
     "InvalidNumberError",
     "RetryPolicy",
     "RoomPlan",
@@ -38,5 +39,6 @@ __all__ = [
     "left_after_answer_outcome",
     "left_before_answer_outcome",
     "list_participants",
+    "parse_number",
     "to_e164",
 ]

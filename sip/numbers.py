@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
@@ -23,7 +24,7 @@ _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
 # the holder. PERSONAL_NUMBER (UK 070): follow-me numbers at up to premium rates, a classic
 # fraud target. PAGER: no voice on the other end, and premium-rated where it still exists.
 # Not refused: VOIP and TOLL_FREE (ordinary businesses and people answer those),
-# FIXED_LINE/MOBILE, and UNKNOWN (a valid number phonenumbers cannot classify).
+# FIXED_LINE/MOBILE and FIXED_LINE_OR_MOBILE.
 HIGH_COST_TYPES: dict[int, str] = {
     PhoneNumberType.PREMIUM_RATE: "PREMIUM_RATE",
     PhoneNumberType.SHARED_COST: "SHARED_COST",
@@ -49,8 +50,19 @@ class NumberNotAllowedError(ValueError):
         self.rule = rule
 
 
-def to_e164(raw: str) -> str:
-    """Normalise `raw` to E.164. It must carry a `+country` prefix to be unambiguous."""
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A valid number, parsed once: the accept path needs its E.164 form, type and region,
+    and each lookup in phonenumbers' metadata costs about as much as the parse itself."""
+
+    e164: str
+    country_code: int
+    number_type: int
+    region: str | None
+
+
+def parse_number(raw: str) -> Destination:
+    """Parse `raw`, which must carry a `+country` prefix to be unambiguous."""
     compact = _SEPARATORS.sub("", raw or "")
     if compact.startswith("00"):
         compact = "+" + compact[2:]
@@ -62,9 +74,22 @@ def to_e164(raw: str) -> str:
         parsed = phonenumbers.parse(compact, None)
     except phonenumbers.NumberParseException as exc:
         raise InvalidNumberError(f"{raw!r} is not a phone number: {exc}") from exc
-    if not phonenumbers.is_valid_number(parsed):
+    # phonenumbers' is_valid_number is exactly "the type is known" (both match the national
+    # number against the region's patterns): one lookup serves both.
+    number_type = phonenumbers.number_type(parsed)
+    if number_type == PhoneNumberType.UNKNOWN:
         raise InvalidNumberError(f"{raw!r} is not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Destination(
+        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        country_code=parsed.country_code or 0,
+        number_type=number_type,
+        region=phonenumbers.region_code_for_number(parsed),
+    )
+
+
+def to_e164(raw: str) -> str:
+    """Normalise `raw` to E.164. It must carry a `+country` prefix to be unambiguous."""
+    return parse_number(raw).e164
 
 
 @lru_cache(maxsize=256)
@@ -83,29 +108,30 @@ def parse_countries(text: str) -> frozenset[str]:
 
 
 def check_destination(
-    e164: str, *, allowed_countries: Collection[str], allow_high_cost: bool
+    number: Destination | str, *, allowed_countries: Collection[str], allow_high_cost: bool
 ) -> None:
-    """Refuse dialing `e164` (an output of `to_e164`) when policy forbids it.
+    """Refuse dialing `number` (a parsed number, or E.164 text) when policy forbids it.
 
     `allowed_countries`: ISO 3166 region codes (upper case); empty allows every country.
     The region is the number's own (+1 876 is JM, not US), so shared country codes do not
     open a way around the list.
     """
-    parsed = phonenumbers.parse(e164, None)
+    destination = parse_number(number) if isinstance(number, str) else number
+    e164 = destination.e164
     if not allow_high_cost:
-        if parsed.country_code in HIGH_COST_COUNTRY_CODES:
+        if destination.country_code in HIGH_COST_COUNTRY_CODES:
             raise NumberNotAllowedError(
                 "high_cost_range",
                 f"{e164} is a satellite or international network number "
-                f"(+{parsed.country_code}); these are not dialed",
+                f"(+{destination.country_code}); these are not dialed",
             )
-        kind = HIGH_COST_TYPES.get(phonenumbers.number_type(parsed))
+        kind = HIGH_COST_TYPES.get(destination.number_type)
         if kind is not None:
             raise NumberNotAllowedError(
                 "high_cost_type", f"{e164} is a {kind} number; these are not dialed"
             )
     if allowed_countries:
-        region = phonenumbers.region_code_for_number(parsed) or "unknown"
+        region = destination.region or "unknown"
         if region not in allowed_countries:
             raise NumberNotAllowedError(
                 "country",

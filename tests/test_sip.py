@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from livekit.api import ServerError, SipCallError
 from livekit.protocol.models import DisconnectReason
@@ -11,6 +12,7 @@ from sip import (
     dial_error_outcome,
     left_after_answer_outcome,
     left_before_answer_outcome,
+    parse_number,
     to_e164,
 )
 from sip.dial import RetryPolicy, is_transient
@@ -33,6 +35,34 @@ def test_numbers_normalise_to_e164(raw: str, expected: str) -> None:
 def test_ambiguous_or_invalid_numbers_are_refused(raw: str) -> None:
     with pytest.raises(InvalidNumberError):
         to_e164(raw)
+
+
+def test_a_number_is_parsed_once_into_form_type_and_region() -> None:
+    london = parse_number("+44 20 7946 0018")
+    assert london.e164 == "+442079460018"
+    assert (london.country_code, london.region) == (44, "GB")
+    assert london.number_type == phonenumbers.PhoneNumberType.FIXED_LINE
+    # +1 876 is Jamaica, not the US: the region is the number's own
+    assert parse_number("+1 876 555 0123").region == "JM"
+
+
+def test_valid_means_a_known_type_for_every_example_number() -> None:
+    """parse_number decides validity from the type alone (one metadata lookup, not two):
+    that must agree with phonenumbers' own is_valid_number."""
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            assert phonenumbers.is_valid_number(example)
+            assert parse_number(e164).e164 == e164
+            checked += 1
+        invalid = "+" + str(phonenumbers.country_code_for_region(region)) + "0"
+        with pytest.raises(InvalidNumberError):
+            parse_number(invalid)
+    assert checked > 1000
 
 
 @pytest.mark.parametrize(

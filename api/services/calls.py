@@ -30,7 +30,13 @@ from api.store.events import EventSpec, apply_event
 from api.store.numbers import pick_caller, trunk_allowed
 from api.store.workspaces import Workspace
 from sip import InvalidNumberError, delete_room, to_e164
-from sip.numbers import NumberNotAllowedError, check_destination, parse_countries
+from sip.numbers import (
+    Destination,
+    NumberNotAllowedError,
+    check_destination,
+    parse_countries,
+    parse_number,
+)
 
 logger = logging.getLogger("outdial.api")
 
@@ -100,7 +106,7 @@ def _replay(previous: dict[str, Any], fingerprint: str | None) -> dict[str, Any]
     return cast(dict[str, Any], previous["response"])
 
 
-def check_destination_allowed(to: str, workspace: Workspace, settings: Settings) -> None:
+def check_destination_allowed(to: Destination, workspace: Workspace, settings: Settings) -> None:
     """NUMBER_NOT_ALLOWED unless policy lets the workspace dial `to` (toll fraud: high-cost
     numbers, and countries outside the workspace's or else the deployment's allowlist)."""
     countries = (
@@ -115,7 +121,8 @@ def check_destination_allowed(to: str, workspace: Workspace, settings: Settings)
             allow_high_cost=settings.allow_high_cost_destinations,
         )
     except NumberNotAllowedError as exc:
-        raise ApiError(403, "NUMBER_NOT_ALLOWED", str(exc), {"to": to, "rule": exc.rule}) from exc
+        details = {"to": to.e164, "rule": exc.rule}
+        raise ApiError(403, "NUMBER_NOT_ALLOWED", str(exc), details) from exc
 
 
 async def place_call(
@@ -150,10 +157,11 @@ async def place_call(
         return _replay(reads.previous, fingerprint)
 
     try:
-        to = to_e164(body.to)
+        destination = parse_number(body.to)
     except InvalidNumberError as exc:
         raise ApiError(400, "INVALID_NUMBER", str(exc), {"to": body.to}) from exc
-    check_destination_allowed(to, workspace, settings)
+    check_destination_allowed(destination, workspace, settings)
+    to = destination.e164
     check_sizes(body)
     if body.callback_url is not None:
         try:
