@@ -104,7 +104,8 @@ async def resolve_allowed(
         ) from exc
     except OSError as exc:
         raise CallbackUrlError(f"callback host {host!r} does not resolve") from exc
-    addresses = sorted({info[4][0] for info in infos})
+    # the socket address of an AF_INET/AF_INET6 result starts with the address as text
+    addresses = sorted({str(info[4][0]) for info in infos})
     if not allow_private:
         forbidden = [address for address in addresses if is_forbidden_address(address)]
         if forbidden:

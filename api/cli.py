@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["agent"]:
         return _run_agent(arguments[1:])
     args = build_parser().parse_args(arguments)
-    return args.handler(args)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

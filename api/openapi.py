@@ -96,7 +96,10 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     },
 }
 
-_WORKSPACE = [{"WorkspaceId": [], "WorkspaceKey": []}, {"WorkspaceId": [], "WorkspaceBearer": []}]
+_WORKSPACE: list[dict[str, list[str]]] = [
+    {"WorkspaceId": [], "WorkspaceKey": []},
+    {"WorkspaceId": [], "WorkspaceBearer": []},
+]
 # Longest prefix first; `{}` makes the credentials optional (readiness details only).
 _SECURITY: list[tuple[str, list[dict[str, list[str]]]]] = [
     ("/v1/livekit/webhook", [{"LiveKitWebhook": []}]),
