@@ -108,15 +108,14 @@ def parse_countries(text: str) -> frozenset[str]:
 
 
 def check_destination(
-    number: Destination | str, *, allowed_countries: Collection[str], allow_high_cost: bool
+    destination: Destination, *, allowed_countries: Collection[str], allow_high_cost: bool
 ) -> None:
-    """Refuse dialing `number` (a parsed number, or E.164 text) when policy forbids it.
+    """Refuse dialing `destination` when policy forbids it.
 
     `allowed_countries`: ISO 3166 region codes (upper case); empty allows every country.
     The region is the number's own (+1 876 is JM, not US), so shared country codes do not
     open a way around the list.
     """
-    destination = parse_number(number) if isinstance(number, str) else number
     e164 = destination.e164
     if not allow_high_cost:
         if destination.country_code in HIGH_COST_COUNTRY_CODES:

@@ -10,7 +10,7 @@ import redis
 from pydantic import ValidationError
 
 from api.settings import Settings
-from sip.numbers import NumberNotAllowedError, check_destination
+from sip.numbers import NumberNotAllowedError, check_destination, parse_number
 from sip.trunks import check_trunk_host
 from tests.conftest import Tenant, create_tenant
 from tests.support import ADMIN_TOKEN, ApiServer, free_port, redis_snapshot
@@ -56,11 +56,17 @@ async def test_high_cost_destinations_are_refused(
 
 def test_ordinary_destinations_pass_and_the_switch_allows_high_cost() -> None:
     for number in ("+14155552671", "+442071838750", "+18005550100", "+12505550100"):
-        check_destination(number, allowed_countries=frozenset(), allow_high_cost=False)
-    check_destination("+19005550100", allowed_countries=frozenset(), allow_high_cost=True)
+        check_destination(
+            parse_number(number), allowed_countries=frozenset(), allow_high_cost=False
+        )
+    check_destination(
+        parse_number("+19005550100"), allowed_countries=frozenset(), allow_high_cost=True
+    )
     # +1 876 is Jamaica, not the US: a shared country code is no way around the list.
     with pytest.raises(NumberNotAllowedError) as refused:
-        check_destination("+18765550123", allowed_countries={"US", "CA"}, allow_high_cost=False)
+        check_destination(
+            parse_number("+18765550123"), allowed_countries={"US", "CA"}, allow_high_cost=False
+        )
     assert refused.value.rule == "country" and "JM" in str(refused.value)
 
 
