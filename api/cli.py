@@ -13,10 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from api.settings import get_settings
-
-# prometheus_client's multiprocess directory (not imported here: see _worker_metrics_dir).
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+from api.settings import METRICS_DIR_VARIABLE, get_settings
 
 
 def _run_api(args: argparse.Namespace) -> int:

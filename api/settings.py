@@ -12,6 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sip.numbers import parse_countries
 
+# prometheus_client's multiprocess directory, read by prometheus_client when it is imported:
+# `outdial worker` sets it before any worker process starts (api/cli.py), and the worker's
+# metrics server serves what its processes write there (api/jobs/metrics_server.py).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)

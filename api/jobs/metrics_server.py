@@ -27,11 +27,9 @@ from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from api.settings import get_settings
+from api.settings import METRICS_DIR_VARIABLE, get_settings
 
 logger = logging.getLogger("outdial.worker")
-
-MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 MESSAGES = Counter(
     "outdial_worker_messages_total", "Messages processed by actor and result", ["actor", "result"]
@@ -40,7 +38,7 @@ MESSAGES = Counter(
 
 def multiprocess_dir() -> str | None:
     """The directory every worker process writes its metrics to (None: single-process)."""
-    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+    return os.environ.get(METRICS_DIR_VARIABLE) or None
 
 
 def serve_worker_metrics() -> int:

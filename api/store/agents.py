@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from agent_runtime.contract import AgentConfig, PipelineConfig, VoicemailConfig
 from api.store.base import Store
-from api.store.records import UnreadableRecord, readable
+from api.store.records import readable, strict_document
 
 
 # Keyword-only, so the fields keep the documents' order (the API's field order).
@@ -44,10 +44,7 @@ class AgentRecord:
     def from_json(cls, raw: str | bytes) -> AgentRecord:
         """The agent in a stored document; `UnreadableRecord` when it does not parse (strict:
         the API wrote it from a validated body, so a wrong type is damage, not a format)."""
-        try:
-            return _AGENT.validate_json(raw, strict=True)
-        except ValidationError as exc:
-            raise UnreadableRecord(_first_error(exc)) from None
+        return strict_document(_AGENT, raw)
 
     def to_json(self) -> str:
         return _AGENT.dump_json(self).decode()
@@ -81,12 +78,6 @@ class AgentRecord:
 
 
 _AGENT: TypeAdapter[AgentRecord] = TypeAdapter(AgentRecord)
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in error["loc"]) or "document"
-    return f"{where}: {error['msg']}"
 
 
 def read_agent(raw: str | None, workspace_id: str, agent_id: str) -> AgentRecord | None:

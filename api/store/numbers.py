@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from api.store import lua
 from api.store.base import Store
-from api.store.records import UnreadableRecord, readable
+from api.store.records import readable, strict_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +35,7 @@ class CallerNumber:
     @classmethod
     def from_json(cls, raw: str) -> CallerNumber:
         """`UnreadableRecord` when the document does not parse (strict: Outdial wrote it)."""
-        try:
-            return _NUMBER.validate_json(raw, strict=True)
-        except ValidationError as exc:
-            error = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in error["loc"]) or "document"
-            raise UnreadableRecord(f"{where}: {error['msg']}") from None
+        return strict_document(_NUMBER, raw)
 
     def to_json(self) -> str:
         return _NUMBER.dump_json(self).decode()

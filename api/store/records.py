@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
+
 logger = logging.getLogger("outdial.store")
 
 Record = TypeVar("Record")
@@ -36,6 +38,18 @@ def readable(parse: Callable[[], Record], key: str) -> Record | None:
     except UnreadableRecord as exc:
         logger.error("unreadable record %s, treated as absent: %s", key, exc)
         return None
+
+
+def strict_document(adapter: TypeAdapter[Record], raw: str | bytes) -> Record:
+    """A stored JSON document as `adapter`'s type, strictly (Outdial wrote it from a validated
+    body, so a wrong type is damage, not a format); `UnreadableRecord` names the first field
+    that does not fit."""
+    try:
+        return adapter.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "document"
+        raise UnreadableRecord(f"{where}: {error['msg']}") from None
 
 
 class HashFields:
