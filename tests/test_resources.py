@@ -19,7 +19,7 @@ from livekit.protocol.room import ListRoomsRequest
 
 from api.app import create_app
 from api.jobs.broker import build_broker
-from api.jobs.resources import WorkerResources
+from api.jobs.resources import WorkerResources, worker_settings
 from api.resources import Resources
 from api.settings import Settings
 from tests.support import wait_until
@@ -149,3 +149,18 @@ async def test_the_worker_middleware_owns_its_resources_on_the_workers_loop(
     assert used["loop"] is not asyncio.get_running_loop()
     await assert_closed(used["session"], used["clients"])
     assert redis_connections(settings) == before
+
+
+def test_the_worker_reads_the_settings_its_broker_was_built_with(settings: Settings) -> None:
+    """One source of settings in a worker process: the holder's, not the environment's."""
+    built_with = settings.model_copy(
+        update={"callback_timeout_seconds": settings.callback_timeout_seconds + 1}
+    )
+    broker = build_broker(built_with)
+    previous = dramatiq.broker.global_broker
+    dramatiq.set_broker(broker)
+    try:
+        assert worker_settings() is built_with
+    finally:
+        dramatiq.broker.global_broker = previous
+        broker.client.connection_pool.disconnect()

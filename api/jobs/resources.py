@@ -19,7 +19,7 @@ from dramatiq.middleware import Middleware
 from livekit import api as lkapi
 
 from api.resources import Resources
-from api.settings import Settings, get_settings
+from api.settings import Settings
 from api.store.base import Store
 
 logger = logging.getLogger("outdial.worker")
@@ -51,7 +51,9 @@ def worker_resources() -> Resources:
 
 
 def worker_settings() -> Settings:
-    return get_settings()
+    """The settings the worker's broker was built with (`build_broker`), held with its
+    resources: one source of settings per worker process."""
+    return worker_resources().settings
 
 
 def worker_store() -> Store:
