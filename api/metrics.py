@@ -2,7 +2,8 @@
 
 The API serves its process's registry (`/metrics`); the worker's processes share theirs in
 prometheus_client's multiprocess mode (api/jobs/metrics_server.py), where counters and
-histograms are summed over processes and each gauge says how in `multiprocess_mode`.
+histograms are summed over processes. The one gauge, `QUEUE_DEPTH`, is set only by the API
+(never in the worker's processes), so it needs no multiprocess mode.
 """
 
 from __future__ import annotations
@@ -46,10 +47,5 @@ WEBHOOKS_MISSED = Counter(
     "outdial_livekit_webhooks_missed_total",
     "Calls the reconciler settled from LiveKit's state because no webhook told the API",
 )
-# Sampled from Redis by whichever process serves the scrape: the latest sample is the value.
-QUEUE_DEPTH = Gauge(
-    "outdial_queue_depth",
-    "Messages waiting in a Dramatiq queue",
-    ["queue"],
-    multiprocess_mode="mostrecent",
-)
+# Sampled from Redis by the API process that serves the scrape (`/metrics`), at the scrape.
+QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])

@@ -4,11 +4,14 @@ A number belongs to at most one workspace (NUMBER_TAKEN), and its trunk is one O
 creates for it or a raw trunk id the operator assigned to the workspace (TRUNK_NOT_ASSIGNED);
 the store's save script decides both atomically with the write.
 
-Invariant: a trunk Outdial creates ends up either saved with its number or deleted, and a
-trunk Outdial created is deleted once no number uses it (a delete LiveKit refuses is logged:
-an orphaned trunk is harmless). It is created through the single-shot LiveKit client
-(`api.livekit`): each CreateSIPOutboundTrunk that reaches LiveKit creates a trunk, so a
-replayed request would leave orphan trunks nobody deletes.
+Invariant: no number is saved on a trunk Outdial failed to create, and a trunk Outdial
+creates is recorded as the number's only by the save that writes the number. Outdial tries
+once to delete a trunk it created whose save was refused, and one it created for a number
+that is replaced or removed; that is all it guarantees. A trunk is orphaned at LiveKit
+(harmless; nothing deletes it) when a create fails after LiveKit made it, when a delete fails
+(logged), or when Redis fails (or the process stops) between the create and the save. It is
+created through the single-shot LiveKit client (`api.livekit`): each CreateSIPOutboundTrunk
+that reaches LiveKit creates a trunk, so a replayed request would add orphans of its own.
 """
 
 from __future__ import annotations
