@@ -178,7 +178,8 @@ def test_an_agent_shows_every_field_it_is_written_with() -> None:
 
 def test_timestamps_are_iso_utc_with_milliseconds_from_the_one_helper() -> None:
     assert iso_from_ms(1_795_918_264_123) == "2026-11-29T02:11:04.123Z"
-    assert iso_from_ms("1795918264123") == iso_timestamp(1_795_918_264.123)
+    assert iso_from_ms(1_795_918_264_123) == iso_timestamp(1_795_918_264.123)
+    assert iso_from_ms(0) == "1970-01-01T00:00:00.000Z"
     assert iso_from_ms(None) is None
 
 

@@ -1,58 +1,56 @@
-"""A call's events as the API shows them: each with where its delivery stands."""
+"""A call's events as the API shows them: each with where its callback delivery stands.
+
+Invariant: what is shown is what the relay recorded (`DeliveryState`s, typed), except that
+an event whose delivery failed and whose redelivery then succeeded shows as delivered. The
+response shape is built from these in one place, `api.schemas.events`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from api.relay.state import DeliveryState
+from api.relay.state import DeliveryState, DeliveryStatus
 from api.store.base import Store
 from api.store.call_record import CallRecord
-from api.store.events import iso_timestamp, list_events_with_delivery
+from api.store.events import list_events_with_delivery
 from api.store.redelivery import redelivery_field
 
 
-def _ms_to_iso(value: int | None) -> str | None:
-    return iso_timestamp(value / 1000) if value else None
+@dataclass(frozen=True, slots=True)
+class EventDelivery:
+    """One event's delivery: its attempts in order, and its latest redelivery, if any."""
+
+    state: DeliveryState
+    redelivery: DeliveryState | None
+
+    @property
+    def shown_state(self) -> DeliveryStatus:
+        """The state shown: a failed delivery that a redelivery made good is delivered."""
+        redelivered = self.redelivery is not None and self.redelivery.state == "delivered"
+        return "delivered" if self.state.state == "failed" and redelivered else self.state.state
 
 
-def _attempts_view(state: DeliveryState) -> dict[str, Any]:
-    return {
-        "attempts": state.attempts,
-        "lastStatus": state.last_status,
-        "lastError": state.last_error,
-        "lastAttemptAt": _ms_to_iso(state.last_attempt_ms),
-    }
+@dataclass(frozen=True, slots=True)
+class EventWithDelivery:
+    # The event as stored: id, type, sequence, status, timestamp, data.
+    event: dict[str, Any]
+    # None: the call has no callback_url, so nothing is delivered.
+    delivery: EventDelivery | None
 
 
-def delivery_view(
-    has_callback: bool, state: DeliveryState, redelivery: DeliveryState | None
-) -> dict[str, Any]:
-    if not has_callback:
-        return {"state": "no_callback", "attempts": 0}
-    shown = state.state
-    if shown == "failed" and redelivery is not None and redelivery.state == "delivered":
-        shown = "delivered"
-    return {
-        "state": shown,
-        **_attempts_view(state),
-        "nextAttemptAt": _ms_to_iso(state.next_attempt_ms),
-        "redelivery": _attempts_view(redelivery) | {"state": redelivery.state}
-        if redelivery
-        else None,
-    }
-
-
-async def events_with_delivery(store: Store, call: CallRecord) -> list[dict[str, Any]]:
+async def events_with_delivery(store: Store, call: CallRecord) -> list[EventWithDelivery]:
+    """The call's events in order, each with its delivery (one round trip)."""
     events, delivery = await list_events_with_delivery(store, call.id)
-    has_callback = bool(call.callback_url)
+    if not call.callback_url:
+        return [EventWithDelivery(event, None) for event in events]
     listed = []
     for event in events:
         sequence = event["sequence"]
         redelivery = delivery.get(redelivery_field(sequence))
-        event["delivery"] = delivery_view(
-            has_callback,
+        state = EventDelivery(
             DeliveryState.from_json(delivery.get(str(sequence))),
             DeliveryState.from_json(redelivery) if redelivery else None,
         )
-        listed.append(event)
+        listed.append(EventWithDelivery(event, state))
     return listed

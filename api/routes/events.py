@@ -12,7 +12,7 @@ from api.deps import SettingsDep, StoreDep, WorkspaceCallDep
 from api.errors import ApiError, error_response, not_found
 from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.relay.views import events_with_delivery
-from api.schemas.events import CallEvent, CallEvents, RedeliveryQueued
+from api.schemas.events import CallEvents, RedeliveryQueued
 from api.store.events import event_sequence
 from api.store.redelivery import enqueue_redelivery
 
@@ -23,8 +23,7 @@ router = APIRouter(
 
 @router.get("/call/{call_id}/events", responses=error_responses(NOT_FOUND))
 async def list_call_events(call: WorkspaceCallDep, store: StoreDep) -> CallEvents:
-    events = await events_with_delivery(store, call)
-    return CallEvents(call_id=call.id, events=[CallEvent.model_validate(e) for e in events])
+    return CallEvents.of(call.id, await events_with_delivery(store, call))
 
 
 _QUEUED: dict[int | str, dict[str, Any]] = {

@@ -34,7 +34,9 @@ Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-tim
 @overload
 def iso_from_ms(epoch_ms: int) -> str: ...
 @overload
-def iso_from_ms(epoch_ms: int | str | None) -> str | None: ...
-def iso_from_ms(epoch_ms: int | str | None) -> str | None:
-    """A stored epoch-milliseconds value as a `Timestamp`; None when unset."""
-    return None if epoch_ms is None or epoch_ms == "" else iso_timestamp(int(epoch_ms) / 1000)
+def iso_from_ms(epoch_ms: int | None) -> str | None: ...
+def iso_from_ms(epoch_ms: int | None) -> str | None:
+    """The `Timestamp` of an instant kept as epoch milliseconds; None (not reached: "never",
+    "not yet") stays None. Every int is an instant, 0 too (1970-01-01T00:00:00.000Z): a
+    field that keeps "never" as 0 passes `value or None`."""
+    return None if epoch_ms is None else iso_timestamp(epoch_ms / 1000)
