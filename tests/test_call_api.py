@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from pydantic import ConfigDict
 
+from api.schemas.calls import CallAccepted
 from api.settings import Settings
 from tests.conftest import Tenant, create_tenant
 from tests.support import ADMIN_TOKEN, redis_snapshot
@@ -177,6 +179,33 @@ async def test_idempotency_key_replays_and_conflicts(
     other = await tenant.place_call(**call, headers={"Idempotency-Key": "order-18"})
     assert other.json()["callId"] != first.json()["callId"]
     assert stored(redis_client, settings, tenant) == (2, 2)
+
+
+class ExactlyCallAccepted(CallAccepted):
+    """`CallAccepted` with no field beyond the documented ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+async def test_every_accept_answer_is_exactly_the_documented_model(
+    tenant: Tenant, ready: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    """The accept path builds its answer as a plain dict (no model on the hot path), so the
+    answers themselves are held to `CallAccepted`, the model the OpenAPI document shows:
+    the first answer and its idempotent replay, every field there and none more."""
+    call = {"to": "+14155552671", "call_agent_id": ready["id"]}
+    plain = await tenant.place_call(**call)
+    first = await tenant.place_call(**call, headers={"Idempotency-Key": "order-21"})
+    replay = await tenant.place_call(**call, headers={"Idempotency-Key": "order-21"})
+    for answer in (plain, first, replay):
+        assert answer.status_code == 200, answer.text
+        ExactlyCallAccepted.model_validate_json(answer.content, strict=True)
+    assert replay.json() == first.json()
+
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/api/call"]["post"]
+    documented = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert documented == CallAccepted.model_json_schema()
+    assert set(documented["required"]) == set(documented["properties"])
 
 
 @pytest.mark.parametrize(

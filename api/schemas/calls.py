@@ -8,7 +8,7 @@ refused instead of silently changing. The agent id names a Redis key, so it must
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -70,7 +70,13 @@ class CallCreate(BaseModel):
 
 
 class CallAccepted(ResponseModel):
-    status: str = "success"
+    """The accept answer. The accept path, the benchmarked one, builds it as a plain dict
+    rather than through this model (1.4 against 3.8 us per call): `place_call`
+    (api/services/calls.py) writes it, and the store adds the `jobId` it makes
+    (api/store/calls.py). tests/test_call_api.py holds every answer, first and replayed, to
+    this model with no field more."""
+
+    status: Literal["success"]
     message: str
     call_id: str
     room_name: str
