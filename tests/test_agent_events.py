@@ -86,7 +86,9 @@ class EventReceiver:
             )
         if status != 200:
             return web.json_response({"error": {"code": "x"}}, status=status)
-        return web.json_response({"status": "success", "applied": True, "sequence": 1})
+        return web.json_response(
+            {"applied": True, "outcome": "applied", "sequence": 1, "status": "dialing"}
+        )
 
     def applied(self, event_type: str | None = None) -> list[dict[str, Any]]:
         with self._lock:

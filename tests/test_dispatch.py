@@ -74,7 +74,12 @@ async def test_happy_path_creates_room_with_dispatch_then_dials_once(
     assert lk.count("RoomService", "CreateRoom") == 1
     assert lk.count("SIP", "CreateSIPParticipant") == 0
     ready = await report_agent(tenant.http, settings, call_id)
-    assert ready["applied"] and ready["callStatus"] == "waiting_for_agent"
+    assert ready == {
+        "applied": True,
+        "outcome": "applied",
+        "sequence": ready["sequence"],
+        "status": "waiting_for_agent",
+    }
     view = await _wait_dialed(tenant, call_id)
 
     create_room = lk.requests("RoomService", "CreateRoom")

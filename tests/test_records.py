@@ -9,21 +9,27 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 
-from agent_runtime.contract import AgentConfig, PipelineConfig
+from agent_runtime.contract import AgentConfig, AgentEvent, PipelineConfig
+from api.relay.redeliver import redeliver_event
 from api.settings import Settings
 from api.store import agents, numbers
 from api.store.agents import AgentRecord
 from api.store.base import Store, open_store
-from api.store.call_record import CallBudgets, CallDraft, CallRecord
+from api.store.call_record import MAX_UPDATE_TEXT, CallBudgets, CallDraft, CallRecord, CallUpdate
+from api.store.call_workspace import CallWithWorkspace, read_call_with_workspace
 from api.store.calls import get_call, list_calls
+from api.store.event_fields import agent_update
 from api.store.keys import Keys
 from api.store.numbers import CallerNumber, pick_caller
 from api.store.records import UnreadableRecord
+from api.store.redelivery import enqueue_redelivery
 from api.store.workspaces import Workspace
 from tests.calls import wait_status
 from tests.conftest import REDIS_URL, RUN_ID, Tenant, delete_prefix
@@ -172,6 +178,64 @@ def test_a_call_without_an_always_written_field_is_unreadable(damage: dict[str, 
         CallRecord.from_hash(raw)
 
 
+def test_a_call_update_writes_the_fields_the_record_reads() -> None:
+    update = CallUpdate(
+        dial_owner="job-1",
+        agent_ready_at=1_800_000_001_500,
+        end_reason="busy",
+        error_code="BUSY",
+        error_message="the call ended: busy",
+        sip_status_code=486,
+        sip_status="Busy Here",
+        duration_seconds=12.345,
+    )
+    call = CallRecord.from_hash(ACCEPTED_CALL | update.to_fields())
+    for written in fields(CallUpdate):
+        assert getattr(call, written.name) == getattr(update, written.name), written.name
+    long = CallUpdate(error_message="x" * 600, sip_status="y" * 600).to_fields()
+    assert long == {"error_message": "x" * MAX_UPDATE_TEXT, "sip_status": "y" * MAX_UPDATE_TEXT}
+    # Nothing set writes nothing (the apply script would delete a field written empty).
+    assert CallUpdate().to_fields() == CallUpdate(sip_status="").to_fields() == {}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "recorded"),
+    [
+        (
+            "call.ended",
+            {"status": "busy", "reason": "busy", "sip_status_code": "486", "sip_status": "Busy"},
+            CallUpdate(end_reason="busy", sip_status_code=486, sip_status="Busy"),
+        ),
+        ("call.ended", {"duration_seconds": 3}, CallUpdate(duration_seconds=3.0)),
+        (
+            "call.failed",
+            {"code": "X", "message": "m", "duration_seconds": "1.5", "sip_status_code": 503},
+            CallUpdate(
+                end_reason="error",
+                error_code="X",
+                error_message="m",
+                duration_seconds=1.5,
+                sip_status_code=503,
+            ),
+        ),
+        # what is not a SIP code or a finite number stays out of the record (#16)
+        (
+            "call.failed",
+            {"reason": "no_answer", "sip_status_code": "busy", "duration_seconds": "nan"},
+            CallUpdate(end_reason="no_answer", error_code="NO_ANSWER"),
+        ),
+        ("call.ended", {"sip_status_code": 99, "duration_seconds": True}, CallUpdate()),
+        ("call.ended", {"sip_status_code": "1000", "duration_seconds": [1]}, CallUpdate()),
+        # only the end events write on the call
+        ("call.answered", {"reason": "busy", "sip_status_code": 200}, CallUpdate()),
+    ],
+)
+def test_what_an_agent_reports_is_typed_before_it_reaches_the_call(
+    event_type: Any, data: dict[str, Any], recorded: CallUpdate
+) -> None:
+    assert agent_update(AgentEvent(type=event_type, data=data)) == recorded
+
+
 # --- Agents, numbers, workspaces -------------------------------------------------------
 
 # An agent document as the API wrote it before the record type (json.dumps of a dict).
@@ -314,6 +378,36 @@ async def test_unreadable_records_are_absent_to_readers_and_left_in_place(store:
     stored_numbers = await redis_.hgetall(keys.numbers("ws_1"))
     assert pick_caller(stored_numbers, "+15105550199") is None
     assert pick_caller(stored_numbers, None) == saved.number
+
+
+async def test_the_dispatcher_and_a_redelivery_read_an_unreadable_call_as_absent(
+    store: Store,
+) -> None:
+    """Regression: a redelivery read the raw hash, so a damaged call raised KeyError and its
+    message was retried; the read that the dispatcher and a redelivery share hands out the
+    typed call or nothing, and the redelivery ends like one of an expired call."""
+    keys, redis_ = store.keys, store.redis
+    await redis_.hset(keys.workspace("ws_1"), mapping={"webhook_secret": "s", "disabled": "1"})
+    damaged = {k: v for k, v in ACCEPTED_CALL.items() if k != "room_name"}
+    await redis_.hset(keys.call("c1"), mapping=damaged)
+    await redis_.rpush(keys.events("c1"), '{"id": "e1", "type": "call.queued", "sequence": 1}')
+    assert await read_call_with_workspace(store, "c1") == CallWithWorkspace(None, "s", True)
+
+    queued = await enqueue_redelivery(store, "ws_1", "c1", 1, per_minute=5)
+    assert queued.outcome == "queued"
+    async with aiohttp.ClientSession() as session:
+        assert await redeliver_event(store, store.settings, session, "c1", 1) is None
+    # done, not retried: its pending flag is gone, nothing was recorded as an attempt
+    assert not await redis_.exists(keys.relay_redelivery("c1", 1))
+    assert await redis_.hgetall(keys.delivery("c1")) == {}
+
+    await redis_.hset(keys.call("c1"), "room_name", ACCEPTED_CALL["room_name"])
+    found = await read_call_with_workspace(store, "c1")
+    assert found == CallWithWorkspace(CallRecord.from_hash(ACCEPTED_CALL), "s", True)
+    await redis_.hdel(keys.workspace("ws_1"), "disabled", "webhook_secret")
+    assert await read_call_with_workspace(store, "c1") == CallWithWorkspace(found.call, "", False)
+    gone = await read_call_with_workspace(store, "c2")
+    assert gone == CallWithWorkspace(None, "", False)
 
 
 # --- The API ---------------------------------------------------------------------------

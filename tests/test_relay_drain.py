@@ -16,9 +16,10 @@ from api.jobs.schedules import DueClaimer
 from api.relay import drain as drain_module
 from api.relay.drain import drain_call
 from api.relay.http import open_delivery_session
-from api.relay.steps import LOCKED_RETRY_MS, now_ms
+from api.relay.steps import LOCKED_RETRY_MS
 from api.settings import Settings
 from api.store.base import Store, open_store
+from api.store.clock import now_ms
 from api.store.events import EventSpec, apply_event
 from api.store.messages import RELAY_ACTOR
 from api.store.schedules import Schedule

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store, open_store
-from api.store.call_record import CallBudgets, CallDraft
+from api.store.call_record import CallBudgets, CallDraft, CallUpdate
 from api.store.calls import accept_call, get_call, list_calls
 from api.store.events import EventSpec, apply_event, list_events
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
@@ -99,7 +99,9 @@ async def test_transitions_go_forward_only_and_terminal_is_final(store: Store) -
         store,
         call.id,
         EventSpec(
-            "call.ended", {"status": "completed"}, call_fields={"end_reason": "hangup_by_callee"}
+            "call.ended",
+            {"status": "completed"},
+            call_update=CallUpdate(end_reason="hangup_by_callee"),
         ),
     )
     assert ended.status == "completed"

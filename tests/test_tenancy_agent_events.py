@@ -118,6 +118,7 @@ async def test_after_the_end_only_a_late_transcript_within_the_grace(
     assert canceled.status_code == 200, canceled.text
     late = await _post(tenant.http, settings, call_id, {"type": "agent.started"})
     assert late.status_code == 409 and late.json()["code"] == "CALL_ENDED"
+    assert late.json()["details"] == {"status": "canceled"}
     transcript = {"type": "call.transcript", "data": {"turns": []}}
     assert (await _post(tenant.http, settings, call_id, transcript)).status_code == 200
     stored = _stored(redis_client, settings, call_id)
@@ -127,4 +128,5 @@ async def test_after_the_end_only_a_late_transcript_within_the_grace(
     assert _stored(redis_client, settings, call_id) == stored
     # A status event after the end is still just stale (the agent's end raced another).
     ended = await _post(tenant.http, settings, call_id, {"type": "call.ended", "data": {}})
-    assert ended.status_code == 200 and ended.json()["outcome"] == "stale"
+    assert ended.status_code == 200, ended.text
+    assert (ended.json()["outcome"], ended.json()["status"]) == ("stale", "canceled")

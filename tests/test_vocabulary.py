@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
@@ -16,14 +17,17 @@ from agent_runtime.contract import (
     STATUS_RANK,
     TERMINAL_RANK,
     TERMINAL_STATUSES,
+    AgentEvent,
     CallStatus,
     EndedStatus,
     EndReason,
     outcome_event_type,
 )
 from agent_runtime.outcome import answered_outcome, ended_event, not_joined_outcome
+from api.services.call_end import end_event
 from api.store import lua
 from api.store.call_record import CALL_STATUSES
+from api.store.event_fields import agent_update
 from api.store.events import EVENT_STATUS
 from sip import dial_error_outcome, left_after_answer_outcome, left_before_answer_outcome
 from tests.records import stored_call
@@ -78,6 +82,20 @@ def test_a_refused_dial_and_a_reported_leg_get_the_same_outcome_and_event(
     assert (refused.status, refused.reason) == (status, reason)
     assert (reported.status, reported.reason) == (status, reason)
     assert ended_event(reported, 0)[0] == outcome_event_type(refused.status)
+
+
+@pytest.mark.parametrize("code", [486, 404, 480, 503, None])
+def test_an_end_records_the_same_on_the_call_whoever_reports_it(code: int | None) -> None:
+    """The agent's end event (`agent_update`) and Outdial's own (`end_event`) write the same
+    call fields for one outcome; only the agent knows the duration, only Outdial words an
+    error message."""
+    outcome = left_before_answer_outcome(None, _attributes("ringing", code))
+    event_type, data = ended_event(outcome, 12.3456)
+    reported = agent_update(AgentEvent(type=event_type, data=data))
+    own = end_event(outcome).call_update
+    assert reported.duration_seconds == 12.346
+    assert replace(reported, duration_seconds=None) == replace(own, error_message=None)
+    assert reported.end_reason == outcome.reason
 
 
 def test_lua_rank_table_is_the_contracts() -> None:

@@ -37,15 +37,15 @@ from api.jobs.resources import (
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.services.call_end import count_call_end, end_event
-from api.store.call_record import CallRecord
-from api.store.calls import get_call, read_call
+from api.store.call_record import CallRecord, CallUpdate
+from api.store.call_workspace import read_call_with_workspace
+from api.store.calls import get_call
 from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
     apply_event,
     apply_event_then_read,
     apply_event_then_read_workspace,
-    read_call_workspace_disabled,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from sip import (
@@ -155,7 +155,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
             "call.dialing",
             {"to": call.to, "from": call.from_number},
             expected_status=expected_status,
-            call_fields={"dial_owner": token},
+            call_update=CallUpdate(dial_owner=token),
         ),
     )
     if not marked.applied:
@@ -207,7 +207,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
 
 async def _wait_for_agent(call: CallRecord, token: str) -> None:
     """Mark the call as waiting for its agent; dial now if the agent was faster."""
-    marked, raw = await apply_event_then_read(
+    marked, marked_call = await apply_event_then_read(
         worker_store(),
         call.id,
         EventSpec("call.waiting_for_agent", expected_status="dispatching"),
@@ -218,7 +218,6 @@ async def _wait_for_agent(call: CallRecord, token: str) -> None:
         if marked.status in TERMINAL_STATUSES:
             await drop_room(call)
         return
-    marked_call = read_call(raw, call.id)
     if marked_call is not None and marked_call.agent_ready_at is not None:
         await _dial_once(call, "waiting_for_agent", token)
 
@@ -230,7 +229,7 @@ async def _cancel_disabled(call: CallRecord, status: str) -> None:
     event = EventSpec(
         "call.canceled",
         {"reason": reason},
-        call_fields={"end_reason": reason},
+        call_update=CallUpdate(end_reason=reason),
         expected_status=status,
     )
     await end_call(call, event)
@@ -241,14 +240,14 @@ async def dispatch(call_id: str) -> None:
     # queued -> dispatching, the record and its workspace's `disabled` flag, in one round
     # trip (a `conflict` means another run or a cancel got there first; the record says
     # where the call is).
-    _, raw, disabled = await apply_event_then_read_workspace(
+    _, found = await apply_event_then_read_workspace(
         store, call_id, EventSpec("call.dispatching", expected_status="queued")
     )
-    call = read_call(raw, call_id)
+    call = found.call
     if call is None:
         logger.warning("dispatch for unknown call %s ignored", call_id, extra={"call_id": call_id})
         return
-    if disabled and call.status in ("dispatching", "waiting_for_agent"):
+    if found.workspace_disabled and call.status in ("dispatching", "waiting_for_agent"):
         await _cancel_disabled(call, call.status)
         return
     # The dispatch message is the call's only one: its id (the call's job id) is its token.
@@ -293,12 +292,12 @@ async def dispatch(call_id: str) -> None:
 async def dial_ready_call(call_id: str, token: str) -> None:
     """The agent reported ready while the call waited for it: dial (unless the workspace
     was disabled meanwhile)."""
-    raw, disabled = await read_call_workspace_disabled(worker_store(), call_id)
-    call = read_call(raw, call_id)
+    found = await read_call_with_workspace(worker_store(), call_id)
+    call = found.call
     if call is None:
         return
     status = call.status
-    if status == "waiting_for_agent" and disabled:
+    if status == "waiting_for_agent" and found.workspace_disabled:
         await _cancel_disabled(call, status)
     elif status == "waiting_for_agent":
         await _dial_once(call, "waiting_for_agent", token)

@@ -23,6 +23,7 @@ from api.relay.policy import AttemptResult
 from api.relay.state import after_attempt
 from api.settings import Settings
 from api.store.base import Store
+from api.store.clock import now_ms
 
 logger = logging.getLogger("outdial.relay")
 
@@ -94,7 +95,7 @@ async def _walk(
         state = after_attempt(
             step.state,
             result,
-            steps.now_ms(),
+            now_ms(),
             settings.callback_retry_schedule,
             settings.callback_retry_window_seconds,
         )

@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 
 import aiohttp
+from pydantic_core import to_json
 
 from api.relay.drain import attempt
 from api.relay.payload import CallTarget
 from api.relay.state import DeliveryState
-from api.relay.steps import LEASE_MARGIN_MS, now_ms
+from api.relay.steps import LEASE_MARGIN_MS
 from api.settings import Settings
 from api.store.base import Store
+from api.store.clock import now_ms
 from api.store.redelivery import (
     RedeliverySource,
     finish_redelivery,
@@ -35,16 +37,18 @@ from api.store.redelivery import (
 BUSY_RETRY_MS = 1_000
 
 
-def _target(call_id: str, source: RedeliverySource) -> CallTarget | None:
+def _target(source: RedeliverySource) -> CallTarget | None:
+    """Where and how the event goes; None when the call is gone, unreadable or has no
+    callback URL (nothing to send)."""
     call = source.call
-    if not call.get("callback_url"):
+    if call is None or not call.callback_url:
         return None
     return CallTarget(
-        call_id=call_id,
-        workspace_id=call["workspace_id"],
-        room_name=call["room_name"],
-        callback_url=call["callback_url"],
-        metadata_json=call.get("metadata") or "{}",
+        call_id=call.id,
+        workspace_id=call.workspace_id,
+        room_name=call.room_name,
+        callback_url=call.callback_url,
+        metadata_json=to_json(call.metadata).decode(),
         webhook_secret=source.webhook_secret,
         workspace_disabled=source.workspace_disabled,
     )
@@ -56,8 +60,9 @@ async def redeliver_event(
     """One attempt at the event, in one of the workspace's in-flight slots. Returns None
     when done, or the ms after which to try again (no slot free)."""
     source = await read_redelivery_source(store, call_id, sequence)
-    target = _target(call_id, source)
-    if target is None or source.event_json is None:  # the call or the event expired since
+    target = _target(source)
+    # The call or the event expired since (or the call is unreadable: no retry reads it).
+    if target is None or source.event_json is None:
         workspace_id = target.workspace_id if target else ""
         await finish_redelivery(store, call_id, sequence, workspace_id, None)
         return None

@@ -3,7 +3,6 @@ one round trip that also returns the next move, turned into `Drain` and `Step`."
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
@@ -19,10 +18,6 @@ LEASE_MARGIN_MS = 5_000
 LOCKED_RETRY_MS = 1_000
 
 StepKind = Literal["event", "done", "busy", "lost", "scheduled", "locked", "gone"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ from api.errors import ApiError, unauthorized, validation_error
 from api.openapi import BODY, STORAGE, error_responses
 from api.schemas.events import AgentEventApplied
 from api.security import event_token_matches
-from api.services.agent_events import drop_room, record_agent_event
+from api.services.agent_events import record_agent_event
+from api.services.call_end import drop_room
 from api.settings import Settings
 
 router = APIRouter(prefix="/v1/internal", tags=["internal"])
@@ -107,9 +108,8 @@ async def agent_event(
         background.add_task(drop_room, livekit, recorded.ended_room, call_id)
     result = recorded.result
     return AgentEventApplied(
-        status="success",
         applied=result.applied,
         outcome=result.outcome,
         sequence=result.sequence or None,
-        call_status=result.status,
+        status=result.status,
     )

@@ -100,8 +100,9 @@ class RedeliveryQueued(ResponseModel):
 
 
 class AgentEventApplied(ResponseModel):
-    status: Literal["success"]
+    """`status` is the call's status after the event, as `GET` shows it."""
+
     applied: bool
     outcome: ApplyOutcome
     sequence: int | None
-    call_status: str
+    status: str

@@ -3,18 +3,26 @@
 One rule for every path (`contract.outcome_event_type`): a `failed` outcome is reported
 as `call.failed`, every other one as `call.ended` with `data.status`. Both carry
 `data.reason` (a `contract.EndReason`) and the SIP status when known; the call record gets
-`end_reason`, the SIP fields and, for failures, `error_code` / `error_message`.
-Whoever applies an event counts the end it made (`count_call_end`): the store counts nothing.
+`end_reason`, the SIP fields and, for failures, `error_code` / `error_message` (one
+`CallUpdate`). Whoever applies an event counts the end it made (`count_call_end`): the
+store counts nothing. An ended call's room goes with it (`drop_room`), whoever ended it.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
+
+from livekit import api as lkapi
 
 from agent_runtime.contract import outcome_event_type
 from api.metrics import CALLS_ENDED
+from api.store.call_record import CallUpdate
 from api.store.events import ApplyResult, EventSpec
-from sip import CallOutcome
+from sip import CallOutcome, delete_room
+
+logger = logging.getLogger("outdial.api")
 
 
 def end_event(
@@ -29,19 +37,21 @@ def end_event(
 ) -> EventSpec:
     """The event for `outcome`; `code`/`message` name a failure (default: the reason)."""
     payload: dict[str, Any] = {"reason": outcome.reason, **(data or {})}
-    fields = {"end_reason": outcome.reason}
     if outcome.sip_status_code is not None:
         payload["sip_status_code"] = outcome.sip_status_code
-        fields["sip_status_code"] = str(outcome.sip_status_code)
     if outcome.sip_status:
         payload["sip_status"] = outcome.sip_status
-        fields["sip_status"] = outcome.sip_status
+    update = CallUpdate(
+        end_reason=outcome.reason,
+        sip_status_code=outcome.sip_status_code,
+        sip_status=outcome.sip_status,
+    )
     event_type = outcome_event_type(outcome.status)
     if event_type == "call.failed":
         code = code or outcome.reason.upper()
         message = message or f"the call ended: {outcome.reason}"
         payload |= {"code": code, "message": message}
-        fields |= {"error_code": code, "error_message": message[:500]}
+        update = replace(update, error_code=code, error_message=message)
     else:
         payload = {"status": outcome.status, **payload}
         if message:
@@ -49,10 +59,20 @@ def end_event(
     extra: dict[str, Any] = {"expected_status": expected_status}
     if event_id is not None:
         extra["id"] = event_id
-    return EventSpec(event_type, payload, timestamp=timestamp, call_fields=fields, **extra)
+    return EventSpec(event_type, payload, timestamp=timestamp, call_update=update, **extra)
 
 
 def count_call_end(result: ApplyResult) -> None:
     """Count the call in `outdial_calls_ended_total` when `result`'s event ended it."""
     if result.ended:
         CALLS_ENDED.labels(result.status).inc()
+
+
+async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
+    """Delete the room of a call that ended (hangs up any leg left in it); a failure is
+    logged, not raised: the call is ended in the store either way, and an empty room closes
+    by itself."""
+    try:
+        await delete_room(livekit, room_name)
+    except (lkapi.ServerError, OSError, TimeoutError) as exc:
+        logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})

@@ -20,16 +20,16 @@ from api.callback_urls import CallbackUrlError, check_callback_url
 from api.errors import ApiError, validation_error
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
 from api.services.agents import check_worker_name
-from api.services.call_end import count_call_end
+from api.services.call_end import count_call_end, drop_room
 from api.settings import Settings
 from api.store.accept import read_for_accept
 from api.store.base import Store
-from api.store.call_record import CallBudgets, CallDraft, CallRecord
+from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
 from api.store.calls import accept_call
 from api.store.events import EventSpec, apply_event
 from api.store.numbers import pick_caller, trunk_allowed
 from api.store.workspaces import Workspace
-from sip import InvalidNumberError, delete_room, to_e164
+from sip import InvalidNumberError, to_e164
 from sip.numbers import (
     Destination,
     NumberNotAllowedError,
@@ -260,7 +260,7 @@ async def cancel_call(store: Store, livekit: lkapi.LiveKitAPI, call: CallRecord)
         EventSpec(
             "call.canceled",
             {"reason": "canceled_by_client"},
-            call_fields={"end_reason": "canceled_by_client"},
+            call_update=CallUpdate(end_reason="canceled_by_client"),
         ),
     )
     count_call_end(result)
@@ -272,11 +272,5 @@ async def cancel_call(store: Store, livekit: lkapi.LiveKitAPI, call: CallRecord)
             {"status": result.status},
         )
     # Always: the status read before the cancel may be stale, and a missing room is fine.
-    try:
-        await delete_room(livekit, call.room_name)
-    except (lkapi.ServerError, OSError, TimeoutError) as exc:
-        # An empty room closes by itself; the call is canceled either way.
-        logger.warning(
-            "could not delete room %s: %s", call.room_name, exc, extra={"call_id": call.id}
-        )
+    await drop_room(livekit, call.room_name, call.id)
     return result.status

@@ -74,7 +74,7 @@ def _answered(call: CallRecord, participant: ParticipantInfo) -> bool:
 
 def _end_event(webhook: WebhookEvent, outcome: CallOutcome, extra: dict[str, Any]) -> EventSpec:
     event = end_event(outcome, data=extra)
-    return _spec(webhook, event.type, event.data, call_fields=event.call_fields)
+    return _spec(webhook, event.type, event.data, call_update=event.call_update)
 
 
 def _is_agent(participant: ParticipantInfo) -> bool:

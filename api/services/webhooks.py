@@ -7,7 +7,6 @@ half-way is applied in full when LiveKit retries it (the event ids make that ide
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -16,7 +15,7 @@ from google.protobuf.json_format import ParseError
 from livekit import api as lkapi
 from livekit.protocol.webhook import WebhookEvent
 
-from api.services.call_end import count_call_end
+from api.services.call_end import count_call_end, drop_room
 from api.services.webhook_events import plan_webhook, room_name_of
 from api.settings import Settings
 from api.store.base import Store
@@ -24,9 +23,6 @@ from api.store.calls import call_id_for_room, get_call
 from api.store.deadlines import push_deadline
 from api.store.events import apply_event, mark_agent_ready
 from api.store.webhooks import mark_webhook_seen, note_webhook_received, webhook_seen
-from sip import delete_room
-
-logger = logging.getLogger("outdial.webhooks")
 
 
 class WebhookRefused(Exception):
@@ -71,14 +67,6 @@ def verify_webhook(settings: Settings, raw_body: bytes, authorization: str | Non
     return webhook
 
 
-async def _hang_up(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
-    try:
-        await delete_room(livekit, room_name)
-    except (lkapi.ServerError, OSError, TimeoutError) as exc:
-        # The call is already ended in the store; an empty room closes by itself.
-        logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
-
-
 async def handle_webhook(
     store: Store, settings: Settings, livekit: lkapi.LiveKitAPI, webhook: WebhookEvent
 ) -> WebhookOutcome:
@@ -100,7 +88,7 @@ async def handle_webhook(
             if result.applied:
                 applied.append(spec.type)
         if plan.delete_room:
-            await _hang_up(livekit, room_name, call.id)
+            await drop_room(livekit, room_name, call.id)
         if plan.recheck:
             soon_ms = int(time.time() * 1000) + settings.agent_answer_grace_seconds * 1000
             await push_deadline(store, call.id, soon_ms)

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store import lua
+from api.store import lua, lua_relay
 from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis, LeanScript
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
@@ -30,6 +30,7 @@ class Store:
     relay_release_script: AsyncScript = field(init=False)
     agent_ready_script: AsyncScript = field(init=False)
     save_number_script: AsyncScript = field(init=False)
+    call_with_workspace_script: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
@@ -38,11 +39,12 @@ class Store:
         self.lean = LeanRedis(self.settings.redis_url, connect_timeout=2, reply_timeout=5)
         self.accept_call_script = LeanScript(lua.ACCEPT_CALL)
         self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
-        self.relay_begin_script = self.redis.register_script(lua.RELAY_BEGIN)
-        self.relay_record_script = self.redis.register_script(lua.RELAY_RECORD)
-        self.relay_release_script = self.redis.register_script(lua.RELAY_RELEASE)
+        self.relay_begin_script = self.redis.register_script(lua_relay.RELAY_BEGIN)
+        self.relay_record_script = self.redis.register_script(lua_relay.RELAY_RECORD)
+        self.relay_release_script = self.redis.register_script(lua_relay.RELAY_RELEASE)
         self.agent_ready_script = self.redis.register_script(lua.AGENT_READY)
         self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
+        self.call_with_workspace_script = self.redis.register_script(lua.CALL_WITH_WORKSPACE)
 
     @property
     def retention_seconds(self) -> int:

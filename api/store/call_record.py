@@ -1,9 +1,10 @@
 """The call record (`keys.call`): a Redis hash, read and written as `CallRecord`.
 
-Invariant: `CallRecord.from_hash` and `CallRecord.to_hash` are the one conversion between
-the hash and the typed record. Field names are the ones the Lua scripts read and write
-(`lua.DEADLINE_FN`, `APPLY_EVENT_FN`): they do not change, so no stored call needs a
-migration. Values that do not parse follow `api.store.records`.
+Invariant: this module is the one conversion between the hash and typed values:
+`CallRecord.from_hash` and `to_hash` for the record, `CallUpdate.to_fields` for what an
+event writes on a call after its accept. Field names are the ones the Lua scripts read and
+write (`lua.DEADLINE_FN`, `APPLY_EVENT_FN`): they do not change, so no stored call needs a
+migration. Values that do not parse follow `api.store.records` (`read_call`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, CallStatus
 from api.settings import Settings
-from api.store.records import HashFields, UnreadableRecord
+from api.store.records import HashFields, UnreadableRecord, readable
 
 CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
 
@@ -190,6 +191,14 @@ class CallRecord:
         return {name: str(value) for name, value in values.items() if value is not None}
 
 
+def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
+    """The call in an HGETALL reply; None when it is gone or unreadable (`api.store.records`)."""
+    if not raw:
+        return None
+    key = f"call {call_id}"
+    return readable(lambda: CallRecord.from_hash(raw, key), key)
+
+
 def _agent_snapshot(read: HashFields) -> AgentConfig | None:
     raw = read.optional_text("agent")
     if raw is None:
@@ -204,6 +213,44 @@ def _agent_snapshot(read: HashFields) -> AgentConfig | None:
 def _transitions(read: HashFields) -> dict[str, int]:
     found = {status: read.optional_integer(f"ts_{status}") for status in CALL_STATUSES}
     return {status: ms for status, ms in found.items() if ms is not None}
+
+
+# Texts an update writes are cut to this length: agents fill some of them (`event_fields`),
+# and no call holds unbounded text from outside.
+MAX_UPDATE_TEXT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    """What an event writes on its call when it applies (`EventSpec.update`, written by the
+    apply script in the same step): the fields a call's steps record after its accept, under
+    the names `CallRecord` reads. `None` (and an empty text) leaves a field as it is."""
+
+    dial_owner: str | None = None
+    agent_ready_at: int | None = None
+    end_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    sip_status_code: int | None = None
+    sip_status: str | None = None
+    duration_seconds: float | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        """The hash fields this update writes."""
+        texts = {
+            "dial_owner": self.dial_owner,
+            "end_reason": self.end_reason,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "sip_status": self.sip_status,
+        }
+        numbers = {
+            "agent_ready_at": self.agent_ready_at,
+            "sip_status_code": self.sip_status_code,
+            "duration_seconds": self.duration_seconds,
+        }
+        fields = {name: text[:MAX_UPDATE_TEXT] for name, text in texts.items() if text}
+        return fields | {name: str(n) for name, n in numbers.items() if n is not None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,9 @@ from typing import Any, cast
 from pydantic_core import to_json
 
 from api.store.base import Store
-from api.store.call_record import CallDraft, CallRecord
+from api.store.call_record import CallDraft, CallRecord, read_call
 from api.store.events import EventSpec, apply_args, event_keys
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
-from api.store.records import readable
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
@@ -72,14 +71,6 @@ async def accept_call(
     if result[0] != "created":
         raise RuntimeError(f"call id collision for {draft.id}")
     return AcceptOutcome(created=True, previous={"response": response})
-
-
-def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
-    """The call in an HGETALL reply; None when it is gone or unreadable (`api.store.records`)."""
-    if not raw:
-        return None
-    key = f"call {call_id}"
-    return readable(lambda: CallRecord.from_hash(raw, key), key)
 
 
 async def get_call(store: Store, call_id: str) -> CallRecord | None:

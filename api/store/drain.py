@@ -1,6 +1,6 @@
 """The Redis side of a call's drain: its lease, its steps and their release.
 
-Invariant: each step is one atomic script (`lua.RELAY_BEGIN`, `RELAY_RECORD`,
+Invariant: each step is one atomic script (`lua_relay.RELAY_BEGIN`, `RELAY_RECORD`,
 `RELAY_RELEASE`) that also returns the drain's next move, so delivering one event costs one
 round trip, and at most one drain holds a call (its lease token) and at most the
 workspace's in-flight cap of deliveries run at once. The relay (`api.relay.steps`) turns
@@ -9,11 +9,11 @@ these replies into its own types.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from api.store.base import Store
+from api.store.clock import now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,6 @@ class DrainLease:
     cursor: int
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _next_step(reply: list[Any]) -> NextStep:
     if reply[0] != "event":
         return NextStep(reply[0])
@@ -55,7 +51,7 @@ async def begin_drain(
     """Take the call's drain lease and its first step (no lease: `locked`, another drain has
     it and the call is due again in `locked_retry_ms`; or `gone`)."""
     keys = store.keys
-    now = _now_ms()
+    now = now_ms()
     reply = await store.relay_begin_script(
         keys=[
             keys.call(call_id),
@@ -126,7 +122,7 @@ async def record_attempt(
             attempt.next_attempt_ms,
             call_id,
             lease_ms,
-            _now_ms(),
+            now_ms(),
             max_in_flight,
         ],
     )
@@ -139,7 +135,7 @@ async def release_drain(
     """Drop the lease (and the workspace slot, when known; otherwise its lease runs out);
     the call waits in `relay:due` (`retry_in_ms` None: the call is gone)."""
     keys = store.keys
-    now = _now_ms()
+    now = now_ms()
     await store.relay_release_script(
         keys=[
             keys.relay_lock(call_id),

@@ -8,7 +8,6 @@ the call's next sequence number and schedules callback delivery.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +17,17 @@ from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
 from api.store.base import Store
+from api.store.call_record import CallRecord, CallUpdate, read_call
+from api.store.call_workspace import (
+    CallWithWorkspace,
+    call_with_workspace,
+    queue_call_with_workspace,
+)
+from api.store.clock import now_ms
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 
-# The status an event moves the call to; `None` marks an informational event.
+# The status an event moves the call to; `None` marks an informational event. The call
+# fields an agent's event writes with it are in `api.store.event_fields.agent_update`.
 EVENT_STATUS: dict[str, CallStatus | None] = {
     "call.queued": None,  # written with the record itself
     "call.dispatching": "dispatching",
@@ -85,8 +92,8 @@ class EventSpec:
     timestamp: float | None = None
     # Only apply when the call is in this status (compare-and-set).
     expected_status: str | None = None
-    # Call fields written when the event applies ('' deletes a field).
-    call_fields: dict[str, str] = field(default_factory=dict)
+    # What the event writes on the call when it applies.
+    call_update: CallUpdate = field(default_factory=CallUpdate)
     # None: not limited (Outdial's own events).
     quota: EventQuota | None = None
 
@@ -133,8 +140,9 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
     tail = to_json({"timestamp": iso_timestamp(timestamp), "data": event.data}).decode()
     # The script writes `<head>,"sequence":<n>,"status":"<s>",<tail>`.
     relay = encode_message(RELAY_QUEUE, RELAY_ACTOR, call_id) if call_id else None
+    written = event.call_update.to_fields()
     fields: list[str] = []
-    for name, value in event.call_fields.items():
+    for name, value in written.items():
         fields += [name, value]
     quota = event.quota
     return [
@@ -150,7 +158,7 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
         quota.max_events if quota else 0,
         quota.max_bytes if quota else 0,
         quota.after_end_ms if quota else "",
-        len(event.call_fields),
+        len(written),
         *fields,
     ]
 
@@ -162,75 +170,55 @@ def _result(reply: list[Any], new_status: str) -> ApplyResult:
 
 
 async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
-    args = apply_args(store, event, int(time.time() * 1000), call_id)
+    args = apply_args(store, event, now_ms(), call_id)
     reply = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
     return _result(reply, args[1])
 
 
 async def apply_event_then_read(
     store: Store, call_id: str, event: EventSpec, *, atomic: bool = False
-) -> tuple[ApplyResult, dict[str, str]]:
-    """`apply_event`, and the call hash as it is afterwards, in one round trip; `atomic`
-    reads it in the same transaction (no other script runs in between)."""
-    args = apply_args(store, event, int(time.time() * 1000), call_id)
+) -> tuple[ApplyResult, CallRecord | None]:
+    """`apply_event`, and the call as it is afterwards (None: gone or unreadable), in one
+    pipeline; `atomic` reads it in the same transaction (no other script runs in between)."""
+    args = apply_args(store, event, now_ms(), call_id)
     pipe = store.redis.pipeline(transaction=atomic)
     await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
     pipe.hgetall(store.keys.call(call_id))
     reply, raw_call = await pipe.execute()
-    return _result(reply, args[1]), raw_call
-
-
-# Whether the call's workspace is disabled ('1'), read by the script from the call's
-# `workspace_id` so the dispatcher learns it in the round trip that reads the call.
-# KEYS: call. ARGV: workspace key prefix.
-_WORKSPACE_DISABLED = """
-local ws = redis.call('HGET', KEYS[1], 'workspace_id')
-if ws and redis.call('HGET', ARGV[1] .. ws, 'disabled') == '1' then return 1 end
-return 0
-"""
+    return _result(reply, args[1]), read_call(raw_call, call_id)
 
 
 async def apply_event_then_read_workspace(
     store: Store, call_id: str, event: EventSpec
-) -> tuple[ApplyResult, dict[str, str], bool]:
-    """`apply_event_then_read`, plus whether the call's workspace is disabled, in one
-    round trip."""
-    args = apply_args(store, event, int(time.time() * 1000), call_id)
+) -> tuple[ApplyResult, CallWithWorkspace]:
+    """`apply_event`, then the call with its workspace's state (`api.store.call_workspace`),
+    in one pipeline: the dispatcher learns whether the workspace is disabled as it reads
+    the call."""
+    args = apply_args(store, event, now_ms(), call_id)
     pipe = store.redis.pipeline(transaction=False)
     await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
-    pipe.hgetall(store.keys.call(call_id))
-    pipe.eval(_WORKSPACE_DISABLED, 1, store.keys.call(call_id), store.keys.workspace(""))
-    reply, raw_call, disabled = await pipe.execute()
-    return _result(reply, args[1]), raw_call, disabled == 1
-
-
-async def read_call_workspace_disabled(store: Store, call_id: str) -> tuple[dict[str, str], bool]:
-    """The call hash ({} when gone) and whether its workspace is disabled, in one round
-    trip."""
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(store.keys.call(call_id))
-    pipe.eval(_WORKSPACE_DISABLED, 1, store.keys.call(call_id), store.keys.workspace(""))
-    raw_call, disabled = await pipe.execute()
-    return raw_call, disabled == 1
+    await queue_call_with_workspace(store, pipe, call_id)
+    reply, found = await pipe.execute()
+    return _result(reply, args[1]), call_with_workspace(found, call_id)
 
 
 async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     """Record the agent's readiness once; a call waiting for it gets its dial step queued
     in the same step (`lua.AGENT_READY`). The outcome is `dial` when that happened."""
-    now_ms = int(time.time() * 1000)
+    now = now_ms()
     ready = EventSpec(
         event.type,
         event.data,
         event.id,
         event.timestamp,
-        call_fields={"agent_ready_at": str(now_ms)},
+        call_update=CallUpdate(agent_ready_at=now),
         quota=event.quota,
     )
     # The dial step's token (its second argument) names this message as the dial's owner.
     dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid.uuid4().hex)
     reply = await store.agent_ready_script(
         keys=[*event_keys(store, call_id), store.dial_queue.messages, store.dial_queue.ids],
-        args=[dial.message_id, dial.body, *apply_args(store, ready, now_ms, call_id)],
+        args=[dial.message_id, dial.body, *apply_args(store, ready, now, call_id)],
     )
     outcome: ApplyOutcome = "applied" if reply[0] == "dial" else reply[0]
     return ApplyResult(

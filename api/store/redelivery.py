@@ -11,12 +11,14 @@ waiting call. Attempts are recorded under `redelivery:{seq}` in the call's deliv
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
 from api.store.base import Store
-from api.store.lua import WAKE_WAITER_FN
+from api.store.call_record import CallRecord
+from api.store.call_workspace import call_with_workspace, queue_call_with_workspace
+from api.store.clock import now_ms
+from api.store.lua_relay import WAKE_WAITER_FN
 from api.store.messages import REDELIVER_ACTOR, RELAY_QUEUE, encode_message
 
 RATE_WINDOW_MS = 60_000
@@ -38,7 +40,7 @@ redis.call('RPUSH', KEYS[4], ARGV[1])
 return {'queued', 0}
 """
 
-# Takes one of the workspace's in-flight slots for `member` (see `lua.RELAY_NEXT_FN`).
+# Takes one of the workspace's in-flight slots for `member` (see `lua_relay.RELAY_NEXT_FN`).
 # KEYS: inflight. ARGV: member, now_ms, lease_ms, max_in_flight. Returns 1 or 0 (busy).
 _TAKE_SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -80,16 +82,12 @@ class Enqueued:
 
 @dataclass(frozen=True, slots=True)
 class RedeliverySource:
-    """What one redelivery sends, read in one round trip."""
+    """What one redelivery sends, read in one pipeline."""
 
-    call: dict[str, str]  # the call hash ({} when it expired)
+    call: CallRecord | None  # None: expired, or unreadable (`api.store.records`)
     event_json: str | None  # the event at that sequence (None when gone)
     webhook_secret: str
     workspace_disabled: bool
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def redelivery_field(sequence: int) -> str:
@@ -121,24 +119,15 @@ async def enqueue_redelivery(
     return Enqueued(outcome, message.message_id, max(int(ms), 0))
 
 
-# The call's workspace's webhook secret and disabled flag, read by the script from the
-# call's `workspace_id` so the whole source comes in one round trip.
-# KEYS: call. ARGV: workspace key prefix. Returns {secret or false, disabled flag or false}.
-_WORKSPACE_OF_CALL = """
-local ws = redis.call('HGET', KEYS[1], 'workspace_id')
-if not ws then return {false, false} end
-return redis.call('HMGET', ARGV[1] .. ws, 'webhook_secret', 'disabled')
-"""
-
-
 async def read_redelivery_source(store: Store, call_id: str, sequence: int) -> RedeliverySource:
-    keys = store.keys
+    """The call with its workspace's secret and state (`api.store.call_workspace`) and the
+    event at `sequence`."""
     pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(keys.call(call_id))
-    pipe.lindex(keys.events(call_id), sequence - 1)
-    pipe.eval(_WORKSPACE_OF_CALL, 1, keys.call(call_id), keys.workspace(""))
-    call, event_json, (secret, disabled) = await pipe.execute()
-    return RedeliverySource(call, event_json, secret or "", disabled == "1")
+    await queue_call_with_workspace(store, pipe, call_id)
+    pipe.lindex(store.keys.events(call_id), sequence - 1)
+    reply, event_json = await pipe.execute()
+    found = call_with_workspace(reply, call_id)
+    return RedeliverySource(found.call, event_json, found.webhook_secret, found.workspace_disabled)
 
 
 async def take_redelivery_slot(
@@ -147,7 +136,7 @@ async def take_redelivery_slot(
     """One of the workspace's in-flight slots for this redelivery; False when none is free."""
     took = await store.redis.register_script(_TAKE_SLOT)(
         keys=[store.keys.relay_in_flight(workspace_id)],
-        args=[_slot_member(call_id, sequence), _now_ms(), lease_ms, max_in_flight],
+        args=[_slot_member(call_id, sequence), now_ms(), lease_ms, max_in_flight],
     )
     return bool(took)
 
@@ -182,7 +171,7 @@ async def finish_redelivery(
             redelivery_field(sequence) if state_json else "",
             state_json or "",
             _slot_member(call_id, sequence),
-            _now_ms(),
+            now_ms(),
             "1" if done else "0",
         ],
     )

@@ -9,10 +9,10 @@ webhooks are not reaching the API.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from api.store.base import Store
+from api.store.clock import now_ms
 
 SEEN_TTL_SECONDS = 86_400
 
@@ -25,16 +25,12 @@ async def mark_webhook_seen(store: Store, webhook_id: str) -> None:
     await store.redis.set(store.keys.livekit_webhook(webhook_id), "1", ex=SEEN_TTL_SECONDS)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 async def note_webhook_received(store: Store) -> None:
-    await store.redis.hset(store.keys.webhook_health(), "last_received_ms", _now_ms())
+    await store.redis.hset(store.keys.webhook_health(), "last_received_ms", now_ms())
 
 
 async def note_webhooks_missed(store: Store) -> None:
-    await store.redis.hset(store.keys.webhook_health(), "last_missed_ms", _now_ms())
+    await store.redis.hset(store.keys.webhook_health(), "last_missed_ms", now_ms())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,46 @@
+"""A call with what its workspace says about it, read in one script
+(`lua.CALL_WITH_WORKSPACE`): the webhook secret its callbacks are signed with and whether
+the operator disabled the workspace.
+
+Invariant: the call comes out typed or not at all (`read_call`: gone or unreadable is None,
+`api.store.records`); a call whose workspace is gone reads as not disabled, with no secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from api.store.base import Store
+from api.store.call_record import CallRecord, read_call
+
+
+@dataclass(frozen=True, slots=True)
+class CallWithWorkspace:
+    call: CallRecord | None  # None: gone or unreadable
+    webhook_secret: str  # '' when the workspace has none
+    workspace_disabled: bool
+
+
+async def _run(store: Store, call_id: str, client: Pipeline | None = None) -> Any:
+    return await store.call_with_workspace_script(
+        keys=[store.keys.call(call_id)], args=[store.keys.workspace("")], client=client
+    )
+
+
+async def queue_call_with_workspace(store: Store, pipe: Pipeline, call_id: str) -> None:
+    """Add the read to `pipe`; its reply goes to `call_with_workspace`."""
+    await _run(store, call_id, pipe)
+
+
+def call_with_workspace(reply: list[Any], call_id: str) -> CallWithWorkspace:
+    """The script's reply, typed."""
+    fields, secret, disabled = reply
+    raw = dict(zip(fields[::2], fields[1::2], strict=True))
+    return CallWithWorkspace(read_call(raw, call_id), secret or "", disabled == "1")
+
+
+async def read_call_with_workspace(store: Store, call_id: str) -> CallWithWorkspace:
+    return call_with_workspace(await _run(store, call_id), call_id)
