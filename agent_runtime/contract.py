@@ -102,7 +102,11 @@ class DispatchMetadata(_Model):
 # --- The call vocabulary: every status, end reason and event type has its one owner here.
 
 # Call statuses in the order a call moves through them; terminal ones share the last rank.
+# `scheduled`: accepted for later (a time, or the next opening of its call window); the
+# one step back, `queued -> scheduled` for a call claimed after its window closed, is its
+# own script (`api.store.lua_schedule`), never an event.
 CallStatus = Literal[
+    "scheduled",
     "queued",
     "dispatching",
     "waiting_for_agent",
@@ -118,7 +122,7 @@ CallStatus = Literal[
 # Terminal outcomes of a call that was placed (`call.ended`'s `data.status`, plus `failed`).
 EndedStatus = Literal["completed", "no_answer", "busy", "failed"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({*get_args(EndedStatus), "canceled"})
-TERMINAL_RANK = 9
+TERMINAL_RANK = 10
 # A status may only move to one of higher rank (the Lua scripts are generated from this).
 STATUS_RANK: dict[str, int] = {
     status: TERMINAL_RANK if status in TERMINAL_STATUSES else rank
@@ -155,6 +159,29 @@ EndReason = Literal[
     "canceled_by_client",
     # the operator disabled the workspace before the call was dialed
     "workspace_disabled",
+]
+
+# Why a `scheduled` call waits (its `scheduledReason`, `call.scheduled`'s `data.reason`).
+ScheduledReason = Literal["scheduled_time", "call_window"]
+# Why a `queued` call waits for its dial (its `waitingFor`, `call.waiting`'s `data.reason`).
+WaitingReason = Literal["trunk_rate", "trunk_concurrency", "workspace_concurrency"]
+
+# Events Outdial records on a call itself (the agent's are `AgentEventType`); the status
+# each moves a call to is `api.store.events.EVENT_STATUS`.
+CallEventType = Literal[
+    "call.scheduled",
+    "call.queued",
+    "call.waiting",
+    "call.dispatching",
+    "call.waiting_for_agent",
+    "call.dialing",
+    "call.ringing",
+    "call.answered",
+    "call.ended",
+    "call.failed",
+    "call.canceled",
+    "agent.job_started",
+    "agent.job_ended",
 ]
 
 AgentEventType = Literal[

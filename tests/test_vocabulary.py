@@ -18,6 +18,8 @@ from agent_runtime.contract import (
     TERMINAL_RANK,
     TERMINAL_STATUSES,
     AgentEvent,
+    AgentEventType,
+    CallEventType,
     CallStatus,
     EndedStatus,
     EndReason,
@@ -117,6 +119,15 @@ def test_the_store_and_the_api_use_the_contracts_statuses() -> None:
     assert moved_to <= set(get_args(CallStatus))
     # every non-terminal status after `queued` is reached by some event
     assert set(get_args(CallStatus)) - TERMINAL_STATUSES - {"queued"} <= moved_to
+
+
+def test_every_event_type_has_its_status_and_its_docs_row() -> None:
+    assert set(EVENT_STATUS) == {*get_args(CallEventType), *get_args(AgentEventType)}
+    text = (ROOT / "docs" / "callbacks.md").read_text()
+    section = text.split("## Event types", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = [name for cell in first_cells for name in re.findall(r"`([a-z_.]+)`", cell)]
+    assert sorted(documented) == sorted(EVENT_STATUS)
 
 
 def test_the_docs_end_reason_table_lists_exactly_the_contracts_reasons() -> None:

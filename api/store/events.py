@@ -29,7 +29,9 @@ from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE,
 # The status an event moves the call to; `None` marks an informational event. The call
 # fields an agent's event writes with it are in `api.store.event_fields.agent_update`.
 EVENT_STATUS: dict[str, CallStatus | None] = {
-    "call.queued": None,  # written with the record itself
+    "call.scheduled": "scheduled",  # written with the record, or by a window's re-check
+    "call.queued": None,  # written with the record itself, or by the due call's claim
+    "call.waiting": None,  # data.reason: a WaitingReason (pacing)
     "call.dispatching": "dispatching",
     "call.waiting_for_agent": "waiting_for_agent",
     "call.dialing": "dialing",
