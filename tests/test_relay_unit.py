@@ -22,6 +22,7 @@ from api.relay.policy import (
 )
 from api.relay.state import DeliveryState, after_attempt
 from api.security import verify_signature
+from api.store.drain import NextStep, _next_step
 
 SCHEDULE = [1.0, 5.0, 30.0]
 
@@ -153,3 +154,12 @@ async def test_resolver_refuses_names_resolving_to_private_addresses() -> None:
         assert await allowed.resolve("localhost", 80)
     finally:
         await allowed.close()
+
+
+def test_a_drain_step_is_one_the_relay_knows() -> None:
+    """A drain script's reply becomes a typed step in one place (`StepKind`); a kind the relay
+    does not know is refused there, not passed on as a move."""
+    assert _next_step(["done"]) == NextStep("done")
+    assert _next_step(["event", '{"sequence":1}', ""]) == NextStep("event", '{"sequence":1}')
+    with pytest.raises(RuntimeError, match="unknown step 'vanished'"):
+        _next_step(["vanished"])

@@ -4,20 +4,24 @@ one round trip that also returns the next move, turned into `Drain` and `Step`."
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, cast
 
 from api.relay.payload import CallTarget
 from api.relay.state import DeliveryState
 from api.store.base import Store
-from api.store.drain import Attempt, NextStep, begin_drain, record_attempt, release_drain
+from api.store.drain import (
+    Attempt,
+    NextStep,
+    StepKind,
+    begin_drain,
+    record_attempt,
+    release_drain,
+)
 from api.store.workspaces import workspace_disabled
 
 # Longer than one attempt can take, so a live drain never loses its lease.
 LEASE_MARGIN_MS = 5_000
 # How soon a call whose lease a concurrent drain holds is tried again.
 LOCKED_RETRY_MS = 1_000
-
-StepKind = Literal["event", "done", "busy", "lost", "scheduled", "locked", "gone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,11 @@ class Step:
 
 
 def _step(next_step: NextStep, sequence: int) -> Step:
-    kind = cast(StepKind, next_step.kind)
-    if kind != "event":
-        return Step(kind)
-    return Step(kind, sequence, next_step.event_json, DeliveryState.from_json(next_step.state_json))
+    if next_step.kind != "event":
+        return Step(next_step.kind)
+    return Step(
+        "event", sequence, next_step.event_json, DeliveryState.from_json(next_step.state_json)
+    )
 
 
 async def begin(

@@ -10,10 +10,14 @@ these replies into its own types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from api.store.base import Store
 from api.store.clock import now_ms
+
+# The drain's next moves, as its scripts (`api.store.lua_relay`) name them.
+StepKind = Literal["event", "done", "busy", "lost", "scheduled", "locked", "gone"]
+_STEP_KINDS = frozenset(get_args(StepKind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +25,7 @@ class NextStep:
     """The drain's next move: `event` (then the event's JSON and its delivery state so far),
     `done`, `busy`, `lost`, `scheduled`, `locked` or `gone`."""
 
-    kind: str
+    kind: StepKind
     event_json: str = ""
     state_json: str | None = None
 
@@ -40,9 +44,12 @@ class DrainLease:
 
 
 def _next_step(reply: list[Any]) -> NextStep:
-    if reply[0] != "event":
-        return NextStep(reply[0])
-    return NextStep("event", reply[1], reply[2] or None)
+    kind = reply[0]
+    if kind == "event":
+        return NextStep("event", reply[1], reply[2] or None)
+    if kind not in _STEP_KINDS:  # a script and this module out of step: no move to make
+        raise RuntimeError(f"a drain script answered an unknown step {kind!r}")
+    return NextStep(kind)
 
 
 async def begin_drain(
@@ -74,7 +81,7 @@ async def begin_drain(
         ],
     )
     if reply[0] != "ok":
-        return None, NextStep(reply[0])
+        return None, _next_step(reply)
     _, workspace_id, callback_url, room_name, metadata, secret, cursor, *step = reply
     lease = DrainLease(workspace_id, callback_url, room_name, metadata, secret, int(cursor))
     return lease, _next_step(step)
