@@ -9,11 +9,15 @@ from api.jobs.metrics_server import WorkerMetrics
 from api.jobs.resources import WorkerResources
 from api.jobs.schedules import ScheduledWork
 from api.jobs.thread_share import SizeRelayShare
+from api.jobs.wakeup import WakeableRedisBroker
 from api.settings import Settings
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    broker = RedisBroker(
+    # With wake-ups an idle worker waits for a publish instead of polling Redis every
+    # OUTDIAL_WORKER_TIMEOUT_MS (api/jobs/wakeup.py); without, Dramatiq's own poll.
+    broker_class = WakeableRedisBroker if settings.worker_wakeups else RedisBroker
+    broker: RedisBroker = broker_class(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=settings.broker_namespace,
         # A SIGKILLed worker's messages come back after ~heartbeat_timeout instead of
