@@ -14,6 +14,11 @@ Every step is safe to run again after a crash or a redelivery:
   reconciler, at the call's deadline).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
+- Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
+  workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
+  when a limit frees; `-> dialing` is taken only when the trunk's dial rate allows it, else
+  the dial step is sent again after the wait (a delayed `dial_call` with the same token: of
+  it and any redelivery, only the one whose compare-and-set applies dials).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from api.store.events import (
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
+from api.store.pacing import admit, mark_dialing
 from sip import (
     CallOutcome,
     RoomPlan,
@@ -148,7 +154,7 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
 
 async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None:
     store = worker_store()
-    marked = await apply_event(
+    paced = await mark_dialing(
         store,
         call.id,
         EventSpec(
@@ -158,6 +164,11 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
             call_update=CallUpdate(dial_owner=token),
         ),
     )
+    marked = paced.result
+    if marked is None:
+        # The trunk's next dial turn is `wait_ms` away: this run ends, a later one dials.
+        dial_call.send_with_options(args=(call.id, token), delay=paced.wait_ms)
+        return
     if not marked.applied:
         # Canceled, failed or moved on since: nothing may ring.
         _log("not dialing, call is %s", call, marked.status)
@@ -237,6 +248,10 @@ async def _cancel_disabled(call: CallRecord, status: str) -> None:
 
 async def dispatch(call_id: str) -> None:
     store = worker_store()
+    admission = await admit(store, call_id)
+    if not admission.may_dispatch:
+        # Waiting (the pacer sends this job again at its turn), or gone.
+        return
     # queued -> dispatching, the record and its workspace's `disabled` flag, in one round
     # trip (a `conflict` means another run or a cancel got there first; the record says
     # where the call is).
@@ -297,10 +312,15 @@ async def dial_ready_call(call_id: str, token: str) -> None:
     if call is None:
         return
     status = call.status
-    if status == "waiting_for_agent" and found.workspace_disabled:
+    # A `dispatching` call in dial mode `immediate` has its room: `_dial_once` sent this
+    # step again to wait for the trunk's dial turn.
+    before_dial = status == "waiting_for_agent" or (
+        status == "dispatching" and call.dial_mode == "immediate"
+    )
+    if before_dial and found.workspace_disabled:
         await _cancel_disabled(call, status)
-    elif status == "waiting_for_agent":
-        await _dial_once(call, "waiting_for_agent", token)
+    elif before_dial:
+        await _dial_once(call, status, token)
     elif status == "dialing":
         await _resume_dialing(call, token)
 

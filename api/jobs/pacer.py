@@ -1,0 +1,84 @@
+"""The pacer: admits waiting calls as their trunks' limits free, in every worker process.
+
+A call its limits held back at the start of its dispatch waits in its trunk's waiting sets
+(`api.store.pacing`). One thread per worker process steps every trunk with waiting calls:
+each step is one script that admits as many as the limits allow, round-robin across
+workspaces, and writes each admitted call's dispatch message with it. Between steps the
+thread blocks on the wake-up list until the nearest rate opening (a trunk's score in
+`pacing:trunks`): a released slot pushes a wake-up, so a freed slot is used at once
+without polling. Several processes may step at once; each step is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import dramatiq
+import redis
+from dramatiq.middleware import Middleware
+
+from api.settings import Settings
+from api.store.pacing import PacerSteps
+
+logger = logging.getLogger("outdial.pacer")
+
+# The longest sleep without a wake-up: a lease that expires frees a slot silently.
+MAX_SLEEP_SECONDS = 1.0
+_ERROR_PAUSE_SECONDS = 1.0
+
+
+class Pacer:
+    """The pacing loop of one process: a thread with its own Redis client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._steps = PacerSteps(settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
+
+    def step_once(self, everything: bool = True) -> tuple[int, float | None]:
+        return self._steps.step(everything)
+
+    def _run(self) -> None:
+        woken = True
+        while not self._stop.is_set():
+            try:
+                _, next_look = self._steps.step(everything=woken)
+                sleep = MAX_SLEEP_SECONDS
+                if next_look is not None:
+                    sleep = min(sleep, max(0.0, next_look - time.time()))
+                woken = self._steps.wait_for_wake(sleep) if sleep > 0 else False
+            except redis.RedisError as exc:
+                logger.warning("pacing step failed: %s", exc)
+                self._stop.wait(_ERROR_PAUSE_SECONDS)
+            except Exception:  # never let the thread die silently: waiting calls need it
+                logger.exception("pacing step failed")
+                self._stop.wait(_ERROR_PAUSE_SECONDS)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            # A blocked BLPOP returns within MAX_SLEEP_SECONDS.
+            self._thread.join(timeout=5)
+        self._steps.close()
+
+
+class Pacing(Middleware):
+    """Starts the process's pacer with the worker, stops it at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pacer: Pacer | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._pacer = Pacer(self._settings)
+        self._pacer.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self._pacer is not None:
+            self._pacer.stop()
+            self._pacer = None

@@ -1,0 +1,164 @@
+"""The dialer's pacing in the store: admission, the pacer's steps, the paced dial.
+
+Invariant: every decision is one script of `api.store.lua_pacing` (see its docstring for
+what each keeps): a call is admitted (its trunk's and workspace's slots taken) or left
+waiting in one step, a waiting call is admitted with its dispatch message written in one
+step, and `dialing` is never recorded, nor the dial sent, before the trunk's dial rate
+allows it. Slots go back in the step that records the call's end (`lua.APPLY_EVENT_FN`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal, cast
+
+import redis
+
+from api.settings import Settings
+from api.store import lua_pacing
+from api.store.base import Store
+from api.store.clock import now_ms
+from api.store.events import ApplyResult, EventSpec, apply_args, event_keys
+from api.store.keys import Keys
+from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, QueueKeys, message_template
+
+# The reason placeholder of `call.waiting`'s data, filled in by the admission script.
+_REASON = "@@REASON@@"
+
+
+@dataclass(frozen=True, slots=True)
+class PacingDefaults:
+    """The deployment's limits (0 = unlimited) and the dial rate's guard."""
+
+    max_calls_per_second: float
+    trunk_max_concurrent_calls: int
+    workspace_max_concurrent_calls: int
+    dial_guard_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PacingDefaults:
+        return cls(
+            max_calls_per_second=settings.trunk_max_calls_per_second,
+            trunk_max_concurrent_calls=settings.trunk_max_concurrent_calls,
+            workspace_max_concurrent_calls=settings.workspace_max_concurrent_calls,
+            dial_guard_ms=settings.trunk_rate_guard_ms,
+        )
+
+    def script_args(self) -> list[float | int]:
+        return [
+            self.max_calls_per_second,
+            self.trunk_max_concurrent_calls,
+            self.workspace_max_concurrent_calls,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """`admitted`: the call holds its slots now (or held them already: `pass`); `waiting`:
+    it waits in its trunk's queue for `reason`; `missing`: no such call."""
+
+    outcome: Literal["admitted", "pass", "waiting", "missing"]
+    reason: str | None = None
+
+    @property
+    def may_dispatch(self) -> bool:
+        return self.outcome in ("admitted", "pass")
+
+
+async def admit(store: Store, call_id: str) -> Admission:
+    """Admit a `queued` call or leave it waiting (recording `call.waiting` when its reason
+    changed); any other status passes."""
+    defaults = PacingDefaults.from_settings(store.settings)
+    event = EventSpec("call.waiting", {"reason": _REASON})
+    now = now_ms()
+    reply = await store.admit_script(
+        keys=event_keys(store, call_id),
+        args=[*defaults.script_args(), now, *apply_args(store, event, now, call_id)],
+    )
+    outcome = cast(Literal["admitted", "pass", "waiting", "missing"], reply[0])
+    return Admission(outcome, reply[1] if outcome == "waiting" else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PacedDial:
+    """The `dialing` compare-and-set's result, or (`result` None) how long to wait for the
+    trunk's next dial turn."""
+
+    result: ApplyResult | None
+    wait_ms: int = 0
+
+
+async def mark_dialing(store: Store, call_id: str, event: EventSpec) -> PacedDial:
+    """Apply `event` (`call.dialing`, a compare-and-set) only when the trunk's dial rate
+    allows a dial now; nothing changes when it does not."""
+    defaults = PacingDefaults.from_settings(store.settings)
+    now = now_ms()
+    args = apply_args(store, event, now, call_id)
+    reply = await store.dial_paced_script(
+        keys=event_keys(store, call_id),
+        args=[defaults.max_calls_per_second, defaults.dial_guard_ms, now, *args],
+    )
+    if reply[0] == "wait":
+        return PacedDial(None, int(reply[1]))
+    outcome, status = reply[0], reply[2]
+    ended = False  # `dialing` is never terminal
+    return PacedDial(ApplyResult(outcome, int(reply[1]), status, ended=ended))
+
+
+class PacerSteps:
+    """The pacer's side of the store, over a blocking client of its own (it runs on a
+    thread, away from any event loop). Failures raise `redis.RedisError`."""
+
+    def __init__(self, settings: Settings, max_admissions: int = 100) -> None:
+        self._settings = settings
+        self._keys = Keys(settings.redis_prefix)
+        self._defaults = PacingDefaults.from_settings(settings)
+        self._max_admissions = max_admissions
+        self._client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=35, socket_connect_timeout=2
+        )
+        self._script = self._client.register_script(lua_pacing.PACE)
+        queue = QueueKeys.of(settings.broker_namespace, DIAL_QUEUE)
+        self._script_keys = [
+            self._keys.pacing_trunks(),
+            queue.messages,
+            queue.ids,
+            self._keys.deadlines(),
+        ]
+        self._template = message_template(DIAL_QUEUE, DISPATCH_ACTOR)
+
+    def step(self, everything: bool) -> tuple[int, float | None]:
+        """One step for each trunk with waiting calls (`everything`) or for those due to be
+        looked at; (calls admitted, the earliest time in s to look again or None)."""
+        now = int(time.time() * 1000)
+        top = "+inf" if everything else now
+        trunks = self._client.zrangebyscore(self._keys.pacing_trunks(), "-inf", top)
+        admitted = 0
+        for trunk in cast(list[str], trunks):
+            reply = self._script(
+                keys=self._script_keys,
+                args=[
+                    self._settings.redis_prefix,
+                    trunk,
+                    now,
+                    *self._defaults.script_args(),
+                    self._max_admissions,
+                    self._template,
+                    f"pacer-{uuid.uuid4().hex[:12]}-",
+                ],
+            )
+            admitted += int(reply[0])
+        nearest = self._client.zrange(self._keys.pacing_trunks(), 0, 0, withscores=True)
+        next_look = float(nearest[0][1]) / 1000 if nearest else None
+        return admitted, next_look
+
+    def wait_for_wake(self, timeout_s: float) -> bool:
+        """Block until a slot is freed (True) or `timeout_s` passes (False)."""
+        # BLPOP's timeout is in seconds (decimals allowed); 0 would mean forever.
+        popped = self._client.blpop([self._keys.pacing_wake()], timeout=max(timeout_s, 0.001))
+        return popped is not None
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,106 @@
+"""Pacing end to end: a burst of calls to one limited trunk, through the API, a real
+Dramatiq worker and the LiveKit test server (dial mode `immediate`: the dial follows the
+room at once, so the pacing alone spaces the dials; each call is answered and hung up by
+signed webhooks 2.5 s after its dial). The full size (200 calls) runs in bench/pacing.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+
+from api.settings import Settings
+from api.store.keys import Keys
+from tests.conftest import Tenant
+from tests.support import WorkerProcess, async_wait_until
+
+pytestmark = pytest.mark.dial_immediately
+
+CALLS = 60
+RATE = 10
+CONCURRENT = 20
+CALL_SECONDS = 2.5
+
+
+async def _end_each_call_after(lk: Any, seconds: float, stop: asyncio.Event) -> None:
+    """Hang every dialed call up `seconds` after its dial reached the test server."""
+    seen: set[str] = set()
+    endings: list[asyncio.Task[Any]] = []
+
+    async def end(room: str) -> None:
+        await asyncio.sleep(seconds)
+        await lk.play_scenario_async(room, "answered_completed")
+
+    while not stop.is_set():
+        for request in lk.requests("SIP", "CreateSIPParticipant"):
+            room = request.request.room_name
+            if room not in seen and request.status == 200:
+                seen.add(room)
+                endings.append(asyncio.create_task(end(room)))
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*endings)
+
+
+def _most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+
+
+def _most_at_once(intervals: list[tuple[int, int]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:  # an end at the same ms as a start counts first (-1 < 1)
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
+    tenant: Tenant, lk: Any, settings: Settings, api_server: Any, redis_client: redis.Redis
+) -> None:
+    lk.webhook_url = api_server.url + "/v1/livekit/webhook"
+    limited = settings.model_copy(
+        update={"trunk_max_calls_per_second": RATE, "trunk_max_concurrent_calls": CONCURRENT}
+    )
+    worker = WorkerProcess(limited, threads=8).start()
+    stop = asyncio.Event()
+    ender = asyncio.create_task(_end_each_call_after(lk, CALL_SECONDS, stop))
+    try:
+        await tenant.register_number()
+        agent_id = (await tenant.create_agent())["id"]
+        body = {"to": "+14155550123", "call_agent_id": agent_id}
+        answers = await asyncio.gather(*(tenant.place_call(**body) for _ in range(CALLS)))
+        assert {a.status_code for a in answers} == {200}
+        call_ids = [a.json()["callId"] for a in answers]
+        keys = Keys(settings.redis_prefix)
+
+        def all_ended() -> bool:
+            ended = [redis_client.hget(keys.call(c), "ended_at") for c in call_ids]
+            return all(ended)
+
+        await async_wait_until(all_ended, timeout=45, interval=0.2, what="every call ended")
+    finally:
+        stop.set()
+        await ender
+        worker.stop()
+
+    dials = lk.requests("SIP", "CreateSIPParticipant")
+    assert len(dials) == CALLS
+    assert len({d.request.room_name for d in dials}) == CALLS  # each call dialed once
+    assert _most_in_one_second([d.received_at for d in dials]) <= RATE
+    intervals = []
+    for call_id in call_ids:
+        dialing, ended, status = redis_client.hmget(
+            keys.call(call_id), "ts_dialing", "ended_at", "status"
+        )
+        assert status == b"completed"
+        intervals.append((int(dialing), int(ended)))
+    peak = _most_at_once(intervals)
+    # The limit held, and it was reached (else this burst would not test it).
+    assert peak <= CONCURRENT
+    assert peak >= CONCURRENT - 2
+    # Every slot came back.
+    assert redis_client.zcard(keys.trunk_slots(dials[0].request.sip_trunk_id)) == 0
+    assert redis_client.zcard(keys.workspace_slots(tenant.id)) == 0

@@ -1,0 +1,205 @@
+"""Pacing in the store (api.store.pacing, lua_pacing): admission, waiting, release, the
+pacer's step and the paced dial, against real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from api.settings import Settings
+from api.store.base import Store, open_store
+from api.store.call_record import CallUpdate
+from api.store.calls import accept_call, get_call
+from api.store.events import EventSpec, apply_event, list_events
+from api.store.pacing import PacerSteps, admit, mark_dialing
+from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests.test_store import draft
+
+TRUNK = "ST_paced"
+
+
+@pytest.fixture
+def settings(redis_client: redis.Redis) -> Iterator[Settings]:
+    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = open_store(settings)
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def pacer(settings: Settings) -> Iterator[PacerSteps]:
+    steps = PacerSteps(settings)
+    yield steps
+    steps.close()
+
+
+async def limit_trunk(store: Store, **limits: float) -> None:
+    await store.redis.hset(store.keys.trunk_limits(TRUNK), mapping=limits)
+
+
+async def queued_call(store: Store, workspace: str = "ws_1") -> str:
+    call = draft(sip_trunk_id=TRUNK, workspace_id=workspace)
+    assert (await accept_call(store, call, {"callId": call.id}, None)).created
+    return call.id
+
+
+async def slot_holders(store: Store, workspace: str = "ws_1") -> tuple[set[str], set[str]]:
+    trunk = await store.redis.zrange(store.keys.trunk_slots(TRUNK), 0, -1)
+    ws = await store.redis.zrange(store.keys.workspace_slots(workspace), 0, -1)
+    return set(trunk), set(ws)
+
+
+async def waiting_events(store: Store, call_id: str) -> list[dict[str, Any]]:
+    return [e for e in await list_events(store, call_id) if e["type"] == "call.waiting"]
+
+
+async def dispatch_messages(store: Store) -> list[str]:
+    """The calls of the dispatch messages the pacer wrote (the accept wrote the others)."""
+    ids = [i for i in await store.redis.lrange(store.dial_queue.ids, 0, -1) if "pacer-" in i]
+    bodies = [await store.redis.hget(store.dial_queue.messages, i) for i in ids]
+    return [json.loads(b)["args"][0] for b in bodies if b and "dispatch_call" in b]
+
+
+async def cancel(store: Store, call_id: str) -> Any:
+    return await apply_event(store, call_id, EventSpec("call.canceled", {"reason": "test"}))
+
+
+async def test_admission_takes_both_slots_once_with_a_lease(store: Store) -> None:
+    call_id = await queued_call(store)
+    assert (await admit(store, call_id)).outcome == "admitted"
+    # A redelivered job finds the slots taken by its call and passes, taking nothing more.
+    assert (await admit(store, call_id)).outcome == "pass"
+    assert await slot_holders(store) == ({call_id}, {call_id})
+    lease = await store.redis.zscore(store.keys.trunk_slots(TRUNK), call_id)
+    # dispatch 120 + ready 15 + ring 30 + duration 600 + grace 10 + 3 x margin 20, from now
+    assert lease is not None and abs(lease - (time.time() + 835) * 1000) < 5000
+
+
+async def test_a_call_over_the_trunk_limit_waits_without_a_deadline(store: Store) -> None:
+    await limit_trunk(store, max_concurrent_calls=1)
+    first, second = await queued_call(store), await queued_call(store)
+    assert (await admit(store, first)).outcome == "admitted"
+    held = await admit(store, second)
+    assert (held.outcome, held.reason) == ("waiting", "trunk_concurrency")
+    assert (await admit(store, second)).outcome == "waiting"  # a redelivery: still waiting
+    call = await store.redis.hgetall(store.keys.call(second))
+    assert call["waiting_for"] == "trunk_concurrency" and int(call["waiting_since"]) > 0
+    assert [e["data"] for e in await waiting_events(store, second)] == [
+        {"reason": "trunk_concurrency"}
+    ]
+    assert await store.redis.zscore(store.keys.deadlines(), second) is None
+    assert await slot_holders(store) == ({first}, {first})
+
+
+async def test_the_workspace_limit_holds_its_calls_only(store: Store) -> None:
+    await store.redis.hset(store.keys.workspace("ws_small"), "max_concurrent_calls", 1)
+    small = [await queued_call(store, "ws_small") for _ in range(2)]
+    other = await queued_call(store, "ws_other")
+    assert (await admit(store, small[0])).outcome == "admitted"
+    assert (await admit(store, small[1])).reason == "workspace_concurrency"
+    assert (await admit(store, other)).outcome == "admitted"
+
+
+async def test_a_trunk_rate_spaces_admissions(store: Store) -> None:
+    await limit_trunk(store, max_calls_per_second=2)
+    first, second = await queued_call(store), await queued_call(store)
+    assert (await admit(store, first)).outcome == "admitted"
+    assert (await admit(store, second)).reason == "trunk_rate"
+    look = await store.redis.zscore(store.keys.pacing_trunks(), TRUNK)
+    assert look is not None and look <= time.time() * 1000 + 500
+
+
+async def test_the_end_releases_the_slots_once_and_wakes_the_pacer(
+    store: Store, pacer: PacerSteps
+) -> None:
+    await limit_trunk(store, max_concurrent_calls=1)
+    first, second = await queued_call(store), await queued_call(store)
+    await admit(store, first)
+    await admit(store, second)
+    assert (await cancel(store, first)).applied
+    assert await slot_holders(store) == (set(), set())
+    assert await store.redis.lrange(store.keys.pacing_wake(), 0, -1) == ["1"]
+    assert pacer.wait_for_wake(0.01)
+    # A second end is stale: it changes nothing, wakes nobody.
+    assert (await cancel(store, first)).outcome == "stale"
+    assert not pacer.wait_for_wake(0.01)
+
+    assert pacer.step(everything=False)[0] == 1
+    assert await slot_holders(store) == ({second}, {second})
+    assert await dispatch_messages(store) == [second]
+    assert await store.redis.zscore(store.keys.deadlines(), second) is not None
+    assert "waiting_for" not in await store.redis.hgetall(store.keys.call(second))
+    # Nobody waits any more: the trunk leaves the pacer's set.
+    assert await store.redis.zscore(store.keys.pacing_trunks(), TRUNK) is None
+    # The pacer's dispatch finds its slots taken and passes.
+    assert (await admit(store, second)).outcome == "pass"
+
+
+async def test_a_waiting_call_canceled_leaves_its_queue(store: Store, pacer: PacerSteps) -> None:
+    await limit_trunk(store, max_concurrent_calls=1)
+    first, second = await queued_call(store), await queued_call(store)
+    await admit(store, first)
+    await admit(store, second)
+    assert (await cancel(store, second)).applied
+    assert await store.redis.exists(store.keys.trunk_waiting(TRUNK, "ws_1")) == 0
+    assert await store.redis.exists(store.keys.trunk_turns(TRUNK)) == 0
+    await cancel(store, first)
+    pacer.step(everything=True)
+    assert await dispatch_messages(store) == []
+    assert await slot_holders(store) == (set(), set())
+
+
+async def test_the_pacer_serves_workspaces_in_turn(store: Store, pacer: PacerSteps) -> None:
+    await limit_trunk(store, max_concurrent_calls=1)
+    holder = await queued_call(store, "ws_busy")
+    await admit(store, holder)
+    burst = [await queued_call(store, "ws_busy") for _ in range(30)]
+    for call_id in burst:
+        await admit(store, call_id)
+    single = await queued_call(store, "ws_single")
+    assert (await admit(store, single)).reason == "trunk_concurrency"
+
+    admitted: list[str] = []
+    running = holder
+    for _ in range(3):
+        await cancel(store, running)
+        assert pacer.step(everything=True)[0] == 1
+        running = (await dispatch_messages(store))[-1]
+        admitted.append(running)
+    # The single call goes at the first or second opening, not after the burst's 30.
+    assert single in admitted[:2]
+    # Each workspace's own calls keep their order.
+    busy = [c for c in admitted if c != single]
+    assert busy == burst[: len(busy)]
+
+
+async def test_the_dial_waits_for_the_trunks_dial_rate(store: Store) -> None:
+    await limit_trunk(store, max_calls_per_second=5)
+    first, second = await queued_call(store), await queued_call(store)
+
+    def dialing(token: str) -> EventSpec:
+        return EventSpec(
+            "call.dialing", expected_status="queued", call_update=CallUpdate(dial_owner=token)
+        )
+
+    assert (await mark_dialing(store, first, dialing("a"))).result is not None
+    held = await mark_dialing(store, second, dialing("b"))
+    # (1000 + 20 guard) / 5 = 204 ms after the first dial.
+    assert held.result is None and 0 < held.wait_ms <= 204
+    record = await get_call(store, second)
+    assert record is not None and record.status == "queued" and record.dial_owner is None
+    time.sleep(held.wait_ms / 1000)
+    done = await mark_dialing(store, second, dialing("b"))
+    assert done.result is not None and done.result.applied
