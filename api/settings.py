@@ -7,7 +7,7 @@ import hmac
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sip.numbers import parse_countries
@@ -87,10 +87,24 @@ class Settings(BaseSettings):
 
     # Dispatch worker tuning (see docs/operations.md for why these values).
     worker_threads: int = Field(16, ge=1, alias="OUTDIAL_WORKER_THREADS")
-    worker_timeout_ms: int = Field(10, ge=5, alias="OUTDIAL_WORKER_TIMEOUT_MS")
+    # With wake-ups: the fallback poll of an idle consumer (a lost wake-up costs at most
+    # this); without: the cap of Dramatiq's idle poll backoff, i.e. the pick-up latency.
+    worker_timeout_ms: int = Field(1000, ge=5, alias="OUTDIAL_WORKER_TIMEOUT_MS")
+    worker_wakeups: bool = Field(True, alias="OUTDIAL_WORKER_WAKEUPS")
     heartbeat_timeout_ms: int = Field(10_000, ge=1_000, alias="OUTDIAL_HEARTBEAT_TIMEOUT_MS")
     worker_metrics_port: int = Field(9191, ge=0, le=65535, alias="OUTDIAL_WORKER_METRICS_PORT")
     maintenance_chance: int = Field(100_000, ge=1, le=1_000_000, alias="OUTDIAL_MAINTENANCE_CHANCE")
+
+    @model_validator(mode="after")
+    def _poll_within_heartbeat(self) -> Settings:
+        # An idle worker's heartbeat is refreshed by its polls: with fewer than 4 per
+        # heartbeat timeout, live workers would look dead and their messages be run twice.
+        if self.worker_timeout_ms * 4 > self.heartbeat_timeout_ms:
+            raise ValueError(
+                "OUTDIAL_WORKER_TIMEOUT_MS must be at most a quarter of "
+                "OUTDIAL_HEARTBEAT_TIMEOUT_MS (an idle worker's polls are its heartbeat)"
+            )
+        return self
 
     # Defaults for a call when neither the request nor the agent sets them.
     default_ring_timeout_seconds: int = Field(30, ge=5, le=80, alias="OUTDIAL_RING_TIMEOUT_SECONDS")
@@ -124,22 +138,6 @@ class Settings(BaseSettings):
     # A claimed deadline comes back this much later if the job checking it died (longer
     # than the job's time limit, so two checks of one call never overlap).
     reconcile_lease_seconds: int = Field(90, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
-
-    # Pacing (docs/operations.md, "Pacing the trunks"): the deployment's limits, 0 meaning
-    # unlimited (no carrier's numbers fit every trunk: set your carrier's). A trunk's own
-    # limits (admin or numbers API) and a workspace's `max_concurrent_calls` (admin API)
-    # override them. Dials of a trunk are spaced (1000 + guard) / rate ms apart, so network
-    # jitter up to the guard cannot put more than `rate` dials into one second at the trunk.
-    trunk_max_calls_per_second: float = Field(
-        0, ge=0, le=1000, alias="OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND"
-    )
-    trunk_max_concurrent_calls: int = Field(
-        0, ge=0, le=100_000, alias="OUTDIAL_TRUNK_MAX_CONCURRENT_CALLS"
-    )
-    workspace_max_concurrent_calls: int = Field(
-        0, ge=0, le=100_000, alias="OUTDIAL_WORKSPACE_MAX_CONCURRENT_CALLS"
-    )
-    trunk_rate_guard_ms: int = Field(20, ge=0, le=500, alias="OUTDIAL_TRUNK_RATE_GUARD_MS")
 
     # Callback delivery: delays in seconds between attempts; the last entry repeats
     # until `callback_retry_window_seconds` has passed since the first attempt.

@@ -6,15 +6,18 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
 from api.jobs.metrics_server import WorkerMetrics
-from api.jobs.pacer import Pacing
 from api.jobs.resources import WorkerResources
 from api.jobs.schedules import ScheduledWork
 from api.jobs.thread_share import SizeRelayShare
+from api.jobs.wakeup import WakeableRedisBroker
 from api.settings import Settings
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    broker = RedisBroker(
+    # With wake-ups an idle worker waits for a publish instead of polling Redis every
+    # OUTDIAL_WORKER_TIMEOUT_MS (api/jobs/wakeup.py); without, Dramatiq's own poll.
+    broker_class = WakeableRedisBroker if settings.worker_wakeups else RedisBroker
+    broker: RedisBroker = broker_class(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=settings.broker_namespace,
         # A SIGKILLed worker's messages come back after ~heartbeat_timeout instead of
@@ -27,7 +30,6 @@ def build_broker(settings: Settings) -> RedisBroker:
     # closed before the event loop stops.
     broker.add_middleware(WorkerResources(settings), after=AsyncIO)
     broker.add_middleware(ScheduledWork(settings))
-    broker.add_middleware(Pacing(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
     return broker

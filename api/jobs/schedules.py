@@ -65,7 +65,11 @@ class ScheduledWork(Middleware):
     """Starts each schedule's claimer with the worker, stops it at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
-        self._schedules = (Schedule.relay_retries(settings), Schedule.call_deadlines(settings))
+        self._schedules = (
+            Schedule.relay_retries(settings),
+            Schedule.call_deadlines(settings),
+            Schedule.scheduled_calls(settings),
+        )
         self._settings = settings
         self._claimers: list[DueClaimer] = []
 

@@ -1,4 +1,5 @@
-"""Calls of the calling workspace: read, list, cancel (placing them: `call_accept`)."""
+"""Calls of the calling workspace: read, list, move (a scheduled call), cancel (placing
+them: `call_accept`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi import APIRouter, Query
 from api.deps import LiveKitDep, StoreDep, WorkspaceCallDep, WorkspaceDep
 from api.errors import ApiError
 from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
-from api.schemas.calls import CallCanceled, CallPage, CallView
-from api.services.calls import cancel_call
+from api.schemas.calls import CallCanceled, CallPage, CallReschedule, CallView
+from api.services.calls import cancel_call, reschedule_call
 from api.store.call_record import CALL_STATUSES
 from api.store.calls import list_calls
 
@@ -22,6 +23,15 @@ router = APIRouter(
 @router.get("/call/{call_id}", responses=error_responses(NOT_FOUND))
 async def get_call(call: WorkspaceCallDep) -> CallView:
     return CallView.of(call)
+
+
+@router.patch(
+    "/call/{call_id}",
+    responses=error_responses(NOT_FOUND, {409: "CALL_NOT_SCHEDULED", 422: "VALIDATION_ERROR"}),
+)
+async def move(call: WorkspaceCallDep, store: StoreDep, body: CallReschedule) -> CallView:
+    """Move a call that is still `scheduled` to a new `scheduled_at` or `delay_seconds`."""
+    return CallView.of(await reschedule_call(store, call, body))
 
 
 @router.post(

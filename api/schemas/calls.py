@@ -8,9 +8,9 @@ refused instead of silently changing. The agent id names a Redis key, so it must
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from agent_runtime.contract import Scalar
 from api.ids import ID_PATTERN
@@ -20,6 +20,8 @@ from api.store.call_record import CallRecord
 MAX_BODY_BYTES = 64 * 1024
 MAX_SECTION_BYTES = 16 * 1024
 MAX_VARIABLES = 64
+# How far ahead a call may be placed (`delay_seconds`, `scheduled_at`).
+MAX_DELAY_SECONDS = 30 * 86_400
 _NOT_FINITE = "NaN and Infinity are not JSON numbers: send a finite number or a string"
 
 
@@ -67,6 +69,30 @@ class CallCreate(BaseModel):
     campaign_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
     max_duration_seconds: int | None = Field(None, ge=10, le=14_400)
     ring_timeout_seconds: int | None = Field(None, ge=5, le=80)
+    # When to dial (not both): an instant with its offset (a past one: now), or a delay.
+    scheduled_at: AwareDatetime | None = None
+    delay_seconds: int | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> Self:
+        if self.scheduled_at is not None and self.delay_seconds is not None:
+            raise ValueError("send scheduled_at or delay_seconds, not both")
+        return self
+
+
+class CallReschedule(BaseModel):
+    """`PATCH /v1/api/call/{call_id}`: a scheduled call's new time (exactly one field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_at: AwareDatetime | None = None
+    delay_seconds: int | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> Self:
+        if (self.scheduled_at is None) == (self.delay_seconds is None):
+            raise ValueError("send exactly one of scheduled_at or delay_seconds")
+        return self
 
 
 class CallAccepted(ResponseModel):
@@ -111,6 +137,9 @@ class CallView(ResponseModel):
     transitions: dict[str, Timestamp]
     dynamic_variables: dict[str, Scalar]
     metadata: dict[str, Any]
+    # A call placed for later: when it is (was) due, and why it waited (ScheduledReason).
+    scheduled_at: Timestamp | None = None
+    scheduled_reason: str | None = None
 
     @classmethod
     def of(cls, call: CallRecord) -> CallView:
@@ -139,6 +168,8 @@ class CallView(ResponseModel):
             transitions={status: iso_from_ms(ms) for status, ms in call.transitions.items()},
             dynamic_variables=call.dynamic_variables,
             metadata=call.metadata,
+            scheduled_at=iso_from_ms(call.scheduled_at),
+            scheduled_reason=call.scheduled_reason,
         )
 
 

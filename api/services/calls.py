@@ -1,4 +1,9 @@
-"""Placing and canceling calls: the checks before a call is accepted, and the answer."""
+"""Placing, moving and canceling calls: the checks before a call is accepted, and the answer.
+
+A call with a due time later than now (`scheduled_at`, `delay_seconds`) is accepted
+`scheduled` (`api.store.scheduled`): nothing is dialed and no dispatch message exists
+until the scheduler claims it at its time. A time in the past, or no time, queues it now.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,18 @@ from agent_runtime.contract import VARIABLE_NAME
 from api.auth import Credentials, authorize
 from api.callback_urls import CallbackUrlError, check_callback_url
 from api.errors import ApiError, validation_error
-from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate
+from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate, CallReschedule
 from api.services.agents import check_worker_name
 from api.services.call_end import count_call_end, drop_room
 from api.settings import Settings
 from api.store.accept import read_for_accept
 from api.store.base import Store
 from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
-from api.store.calls import accept_call
-from api.store.events import EventSpec, apply_event
+from api.store.calls import accept_call, get_call
+from api.store.clock import now_ms
+from api.store.events import EventSpec
 from api.store.numbers import pick_caller, trunk_allowed
+from api.store.scheduled import Due, accept_scheduled_call, cancel_call_event, move_scheduled_call
 from api.store.workspaces import Workspace
 from sip import InvalidNumberError, to_e164
 from sip.numbers import (
@@ -85,7 +92,7 @@ def check_sizes(body: CallCreate) -> None:
 
 
 def request_fingerprint(body: CallCreate) -> str:
-    canonical = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -241,7 +248,12 @@ async def place_call(
         "callId": call_id,
         "roomName": room_name,
     }
-    outcome = await accept_call(store, draft, response, fingerprint)
+    due = due_time(body, now_ms())
+    if due is None:
+        outcome = await accept_call(store, draft, response, fingerprint)
+    else:
+        response["message"] = f"Outbound call scheduled for agent {agent.id} to number {to}"
+        outcome = await accept_scheduled_call(store, draft, response, fingerprint, due)
     assert outcome.previous is not None
     if not outcome.created:
         return _replay(outcome.previous, fingerprint)
@@ -252,9 +264,40 @@ async def place_call(
     return cast(dict[str, Any], outcome.previous["response"])
 
 
+def due_time(body: CallCreate | CallReschedule, now: int) -> Due | None:
+    """When a call asked for later is due; None when it is due now (no time, or a past
+    one: a scheduled call is never dialed early, a late one at once)."""
+    if body.scheduled_at is not None:
+        at_ms = int(body.scheduled_at.timestamp() * 1000)
+    elif body.delay_seconds is not None:
+        at_ms = now + body.delay_seconds * 1000
+    else:
+        return None
+    return Due(at_ms, "scheduled_time") if at_ms > now else None
+
+
+async def reschedule_call(store: Store, call: CallRecord, body: CallReschedule) -> CallRecord:
+    """Move a still `scheduled` call to a new time (a past one: due now, claimed at once);
+    CALL_NOT_SCHEDULED 409 once it left `scheduled` (it was claimed, canceled or ended)."""
+    now = now_ms()
+    due = due_time(body, now) or Due(now, "scheduled_time")
+    result = await move_scheduled_call(store, call.id, due)
+    if result.outcome != "applied":
+        raise ApiError(
+            409,
+            "CALL_NOT_SCHEDULED",
+            f"call {call.id} is {result.status or 'gone'}: only a scheduled call can be moved",
+            {"status": result.status},
+        )
+    moved = await get_call(store, call.id)
+    assert moved is not None  # the move just applied; a call record outlives its events
+    return moved
+
+
 async def cancel_call(store: Store, livekit: lkapi.LiveKitAPI, call: CallRecord) -> str:
-    """Cancel a call; returns its status afterwards. Dialed calls lose their room."""
-    result = await apply_event(
+    """Cancel a call; returns its status afterwards. Dialed calls lose their room; a
+    scheduled one leaves the due set in the same step."""
+    result = await cancel_call_event(
         store,
         call.id,
         EventSpec(

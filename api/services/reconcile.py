@@ -8,7 +8,7 @@ stays past a deadline in a non-terminal state.
 
 | status at the deadline | LiveKit says | the call |
 |---|---|---|
-| queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
+| scheduled, queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
 | waiting_for_agent | an agent is in the room, dial mode `agent_joined` | dial step queued |
 | waiting_for_agent | otherwise (joined but never ready is stuck) | failed `AGENT_UNAVAILABLE` |
 | dialing, ringing | leg answered, an agent in the room | `call.answered` (inferred) |
@@ -139,7 +139,8 @@ def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Se
 def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settlement:
     """The plan for a call whose deadline passed; `room` is needed for `ROOM_STATUSES`."""
     status = call.status
-    if status in ("queued", "dispatching"):
+    # a scheduled call's deadline is its due time plus the dispatch timeout and margin
+    if status in ("scheduled", "queued", "dispatching"):
         message = f"the call was still {status} at its dispatch deadline"
         return _failed("DISPATCH_TIMEOUT", message, "error", status)
     if room is None:

@@ -92,6 +92,9 @@ class CallRecord:
     error_message: str | None = None
     duration_seconds: float | None = None  # as the agent reported it
     ended_at: int | None = None
+    # A call placed for later: when it is (or was) due, and why it waits (ScheduledReason).
+    scheduled_at: int | None = None
+    scheduled_reason: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -144,6 +147,8 @@ class CallRecord:
             error_message=read.optional_text("error_message"),
             duration_seconds=read.optional_number("duration_seconds"),
             ended_at=read.optional_integer("ended_at"),
+            scheduled_at=read.optional_integer("scheduled_at"),
+            scheduled_reason=read.optional_text("scheduled_reason"),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -187,6 +192,8 @@ class CallRecord:
             "error_message": self.error_message,
             "duration_seconds": self.duration_seconds,
             "ended_at": self.ended_at,
+            "scheduled_at": self.scheduled_at,
+            "scheduled_reason": self.scheduled_reason,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 

@@ -38,4 +38,5 @@ async def queue_dial(store: Store, call_id: str) -> None:
     pipe = store.redis.pipeline(transaction=True)
     pipe.hset(store.dial_queue.messages, message.message_id, message.body)
     pipe.rpush(store.dial_queue.ids, message.message_id)
+    pipe.publish(store.dial_queue.ids, "")  # the queue's wake-up (api/jobs/wakeup.py)
     await pipe.execute()

@@ -7,6 +7,11 @@ private one: `dramatiq` is pinned to the minor series it was checked against (py
 and `tests/test_message_layout.py` has a real worker of the installed version consume every
 message the store writes. The queue and actor names live here, with the layout; the
 actors in `api.jobs` take them from here.
+
+Every write of a message is followed, in the same step, by `PUBLISH <ns>:<queue> ''`: a
+queue's wake-up channel is named like its list (`QueueKeys.ids`), and an idle worker waits
+for it instead of polling (`api.jobs.wakeup`). `tests/test_wakeup_publish.py` fails when a
+script writes a message without it.
 """
 
 from __future__ import annotations

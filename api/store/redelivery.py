@@ -37,6 +37,7 @@ if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[4], ARGV[1])
+redis.call('PUBLISH', KEYS[4], '')
 return {'queued', 0}
 """
 

@@ -1,0 +1,221 @@
+"""Wake-ups instead of polling: an idle consumer waits for a publish, not a timer.
+
+Invariant: every write of a Dramatiq message into a queue is followed, in the same step,
+by a PUBLISH on that queue's wake-up channel, named like the queue's list (`<ns>:<queue>`,
+`api.store.messages.QueueKeys.ids`). The store's Lua scripts publish inside the script that
+writes the message; the broker's own enqueue (`actor.send`, retries, a delayed message the
+worker moves once due) publishes right after Dramatiq's enqueue script.
+
+Each worker process runs one listener thread, subscribed to its namespace's channels: a
+publish sets the event of that queue's consumer in every process. An idle consumer waits
+on its event instead of Dramatiq's sleep-and-poll backoff, for at most the worker timeout
+(`OUTDIAL_WORKER_TIMEOUT_MS`, the fallback poll): a lost wake-up (the listener
+reconnecting, a message Dramatiq's maintenance moved back from a dead worker) costs at most
+that latency, never a message. A consumer whose prefetch is full waits for one of its own
+acks instead; a delay queue's consumer also wakes when the earliest eta it holds is due.
+Every fallback poll is a broker command, so it refreshes the worker's heartbeat (hence
+the timeout is kept well under the heartbeat timeout, see `api.settings`).
+
+Private parts of dramatiq 2.2 relied on (the minor series is pinned, pyproject.toml):
+`dramatiq.brokers.redis._RedisConsumer`, whose `__next__` is replaced here and whose
+`message_cache`, `queued_message_ids`, `outstanding_message_count`, `prefetch`, `timeout`
+and `broker.do_fetch` it uses as Dramatiq's own `__next__` does; and the worker's
+`ConsumerThread` loop, which calls `handle_delayed_messages` (and checks for a stop or a
+pause) after every `__next__`, a `None` included.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+from typing import Any
+
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+
+from api.store.messages import QueueKeys
+
+logger = logging.getLogger("outdial.wakeup")
+
+# How long one read of the subscription blocks before the listener checks for a stop.
+_LISTEN_SLICE_SECONDS = 1.0
+_RECONNECT_PAUSE_SECONDS = 1.0
+
+
+def wakeup_client_name(namespace: str) -> str:
+    return f"{namespace}:wakeup"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+class WakeupListener:
+    """One per process: a thread on the namespace's wake-up channels, setting one event per
+    queue. Started by the first consumer that asks for an event (in the worker process)."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self._client = client
+        # The channel of queue `q` is `<ns>:q`: the namespace's prefix, then the queue.
+        prefix = QueueKeys.of(namespace, "").ids
+        self._pattern = _glob_escape(prefix) + "*"
+        self._channel_prefix = len(prefix)
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def event_for(self, queue_name: str) -> threading.Event:
+        with self._lock:
+            event = self._events.setdefault(queue_name, threading.Event())
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="outdial-wakeup", daemon=True
+                )
+                self._thread.start()
+        return event
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake_all()  # a consumer still waiting returns, and sees its own stop
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=_LISTEN_SLICE_SECONDS + 1)
+        self._client.close()
+
+    def _wake_all(self) -> None:
+        for event in list(self._events.values()):
+            event.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.psubscribe(self._pattern)
+                # Whatever was published before the subscription took effect is missed:
+                # every consumer looks once now.
+                self._wake_all()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=_LISTEN_SLICE_SECONDS)
+                    if message is not None:
+                        self._deliver(message)
+            except redis.RedisError as exc:
+                logger.warning("wake-up subscription lost, consumers poll meanwhile: %s", exc)
+                self._wake_all()
+                self._stop.wait(_RECONNECT_PAUSE_SECONDS)
+            except Exception:  # never let the thread die silently: consumers would only poll
+                logger.exception("wake-up listener failed")
+                self._wake_all()
+                self._stop.wait(_RECONNECT_PAUSE_SECONDS)
+            finally:
+                pubsub.close()
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        event = self._events.get(name[self._channel_prefix :])
+        if event is not None:
+            event.set()
+
+
+class WakeableConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer with its idle sleep replaced by a wait on `wake`."""
+
+    def __init__(
+        self,
+        broker: RedisBroker,
+        queue_name: str,
+        prefetch: int,
+        timeout: int,
+        wake: threading.Event,
+    ) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self._wake = wake
+        # Etas of the delayed messages handed out (a heap): the worker moves them when due.
+        self._etas: list[float] = []
+
+    def ack(self, message: MessageProxy) -> None:
+        was_full = self.outstanding_message_count >= self.prefetch
+        try:
+            super().ack(message)  # type: ignore[no-untyped-call]
+        finally:
+            if was_full:  # the consumer may be waiting for this free prefetch slot
+                self._wake.set()
+
+    def nack(self, message: MessageProxy) -> None:
+        was_full = self.outstanding_message_count >= self.prefetch
+        try:
+            super().nack(message)  # type: ignore[no-untyped-call]
+        finally:
+            if was_full:
+                self._wake.set()
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:  # Dramatiq's own guard (its issue #266)
+                        continue
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    eta = message.options.get("eta")
+                    if isinstance(eta, int | float):
+                        heapq.heappush(self._etas, eta)
+                    return MessageProxy(message)
+                # Cleared before looking: a wake-up from here on is kept for the wait below.
+                self._wake.clear()
+                free = self.prefetch - self.outstanding_message_count
+                if free > 0:
+                    self.message_cache = self.broker.do_fetch(self.queue_name, free)
+                    if self.message_cache:
+                        continue
+                self._wake.wait(self._idle_wait_seconds())
+                return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def _idle_wait_seconds(self) -> float:
+        now = current_millis()
+        due = False
+        while self._etas and self._etas[0] <= now:
+            heapq.heappop(self._etas)
+            due = True
+        if due:  # returning lets the worker move the due messages at once
+            return 0.0
+        wait_ms = float(self.timeout)
+        if self._etas:
+            wait_ms = min(wait_ms, self._etas[0] - now)
+        return wait_ms / 1000
+
+
+class WakeableRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker whose consumers wait for wake-ups and whose enqueue sends one."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        # The listener's connection has a name of its own (`CLIENT LIST` shows whose it is).
+        pool = self.client.connection_pool
+        named = pool.connection_kwargs | {"client_name": wakeup_client_name(self.namespace)}
+        listener_client = redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **named)
+        )
+        self.wakeups = WakeupListener(listener_client, self.namespace)
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> WakeableConsumer:
+        return WakeableConsumer(
+            self, queue_name, prefetch, timeout, self.wakeups.event_for(queue_name)
+        )
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        enqueued: Message[Any] = super().enqueue(message, delay=delay)
+        self.client.publish(QueueKeys.of(self.namespace, enqueued.queue_name).ids, b"")
+        return enqueued
+
+    def close(self) -> None:
+        self.wakeups.stop()
+        super().close()

@@ -1,0 +1,136 @@
+"""Scheduled calls in the store: accept for later, move, cancel, and the due claim's
+arguments (the scripts are `api.store.lua_schedule`, whose docstring states the invariant:
+a call is `scheduled` exactly while it is in the due set, without a dispatch message).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_json
+
+from agent_runtime.contract import ScheduledReason
+from api.store.base import Store
+from api.store.call_record import CallDraft
+from api.store.calls import IDEMPOTENCY_TTL_SECONDS, AcceptOutcome
+from api.store.clock import now_ms
+from api.store.events import ApplyResult, EventSpec, apply_args, event_keys, iso_timestamp
+from api.store.keys import Keys
+from api.store.messages import (
+    DIAL_QUEUE,
+    DISPATCH_ACTOR,
+    RELAY_ACTOR,
+    RELAY_QUEUE,
+    encode_message,
+    message_template,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """When a call is due (ms) and why it waits until then."""
+
+    at_ms: int
+    reason: ScheduledReason
+
+
+def scheduled_event(due: Due) -> EventSpec:
+    return EventSpec(
+        "call.scheduled", {"scheduledAt": iso_timestamp(due.at_ms / 1000), "reason": due.reason}
+    )
+
+
+def _informational(args: list[Any]) -> list[Any]:
+    """apply_event's arguments with no status change: the script set the status itself."""
+    return [args[0], "", *args[2:]]
+
+
+async def accept_scheduled_call(
+    store: Store,
+    draft: CallDraft,
+    response: dict[str, Any],
+    request_hash: str | None,
+    due: Due,
+) -> AcceptOutcome:
+    """Store the call `scheduled` until `due`, its idempotency record and `call.scheduled`,
+    in one script (`lua_schedule.ACCEPT_SCHEDULED`). Its dispatch message is not written
+    now: its id is (`job_id`), so the claim writes exactly that message later."""
+    keys = store.keys
+    now = int(time.time() * 1000)
+    job_id = encode_message(DIAL_QUEUE, DISPATCH_ACTOR, draft.id).message_id
+    accepted = draft.record(now, job_id=job_id)
+    record = dataclasses.replace(
+        accepted,
+        status="scheduled",
+        transitions={"scheduled": now},
+        scheduled_at=due.at_ms,
+        scheduled_reason=due.reason,
+    )
+    response = response | {"jobId": job_id}
+    idem_key = keys.idempotency(draft.workspace_id, draft.idempotency_key or "")
+    idem_value = to_json({"request_hash": request_hash, "response": response}).decode()
+    event = scheduled_event(due)
+    result = await store.accept_scheduled_script(
+        keys=[
+            *event_keys(store, draft.id),
+            keys.calls(draft.workspace_id),
+            keys.room(draft.room_name),
+            idem_key if draft.idempotency_key else "",
+            keys.scheduled_due(),
+        ],
+        args=[
+            idem_value,
+            IDEMPOTENCY_TTL_SECONDS,
+            now,
+            store.retention_seconds,
+            to_json(record.to_hash()).decode(),
+            due.at_ms,
+            *_informational(apply_args(store, event, now, draft.id if draft.callback_url else "")),
+        ],
+    )
+    if result[0] == "existing":
+        return AcceptOutcome(created=False, previous=json.loads(result[1]))
+    if result[0] != "created":
+        raise RuntimeError(f"call id collision for {draft.id}")
+    return AcceptOutcome(created=True, previous={"response": response})
+
+
+async def move_scheduled_call(store: Store, call_id: str, due: Due) -> ApplyResult:
+    """Give a still `scheduled` call a new due time; outcome `conflict` (with the status)
+    once it is not scheduled any more, `missing` when it is gone."""
+    args = _informational(apply_args(store, scheduled_event(due), now_ms(), call_id))
+    reply = await store.move_scheduled_script(
+        keys=[*event_keys(store, call_id), store.keys.scheduled_due()],
+        args=[due.at_ms, due.reason, *args],
+    )
+    return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
+
+
+async def cancel_call_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
+    """Apply a cancel `event` and, when it applied, take the call out of the due set in
+    the same step (`lua_schedule.CANCEL_CALL`)."""
+    args = apply_args(store, event, now_ms(), call_id)
+    reply = await store.cancel_call_script(
+        keys=[*event_keys(store, call_id), store.keys.scheduled_due()], args=args
+    )
+    applied = reply[0] == "applied"
+    return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2], ended=applied)
+
+
+def claim_arguments(keys: Keys) -> tuple[str, ...]:
+    """The claim script's fixed arguments after the event timestamp (see
+    `lua_schedule.CLAIM_SCHEDULED`): the relay message template and the call's key
+    templates, named through `Keys` so the layout stays in one place."""
+    call = "@@CALL@@"
+    return (
+        message_template(RELAY_QUEUE, RELAY_ACTOR),
+        keys.call(call),
+        keys.events(call),
+        keys.event_ids(call),
+        keys.delivery(call),
+        keys.relay_active(call),
+    )

@@ -1,0 +1,212 @@
+"""Wake-ups (api/jobs/wakeup.py): an idle worker runs a new message at once although it
+polls Redis only every worker timeout.
+
+The workers here poll every 60 s unless a test says otherwise, so a message run within the
+tests' bounds (10 s) was found by a wake-up: without one it would wait for the poll. The
+one test of the fallback poll uses a short poll and a message written without a wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.common import current_millis
+from dramatiq.middleware import CurrentMessage
+
+from api.jobs.wakeup import WakeableRedisBroker, wakeup_client_name
+from api.settings import Settings
+from api.store.base import open_store
+from api.store.deadlines import queue_dial
+from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, QueueKeys, encode_message
+from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests.support import WorkerProcess, wait_until
+
+LONG_POLL_MS = 60_000
+QUEUE = "wake.test"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    args: tuple[str, ...]
+    at_ms: int
+    message_id: str
+
+
+class InProcessWorker:
+    """A real Dramatiq worker of the wake-up broker, in this process, with one recording actor
+    on `QUEUE` and one on the store's dial queue."""
+
+    def __init__(self, namespace: str, poll_ms: int, threads: int = 1, hold: float = 0.0) -> None:
+        self.broker = WakeableRedisBroker(
+            url=REDIS_URL, namespace=namespace, heartbeat_timeout=LONG_POLL_MS * 10
+        )
+        self.broker.add_middleware(CurrentMessage())
+        self.runs: list[Run] = []
+        self._lock = threading.Lock()
+        self.actor = dramatiq.actor(
+            self._recorder(hold), broker=self.broker, queue_name=QUEUE, max_retries=0
+        )
+        dramatiq.actor(
+            self._recorder(0.0),
+            broker=self.broker,
+            queue_name=DIAL_QUEUE,
+            actor_name=DIAL_ACTOR,
+            max_retries=0,
+        )
+        self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=poll_ms)
+
+    def _recorder(self, hold: float) -> Callable[..., None]:
+        def record(*args: str) -> None:
+            message = CurrentMessage.get_current_message()
+            assert message is not None
+            if hold:
+                time.sleep(hold)  # a job that keeps its thread: the prefetch fills up
+            with self._lock:
+                self.runs.append(Run(args, current_millis(), message.message_id))
+
+        return record
+
+    def start(self) -> InProcessWorker:
+        self.worker.start()
+        heartbeats = f"{self.broker.namespace}:__heartbeats__"
+        # Its consumers made their first fetch: from here on they wait.
+        wait_until(lambda: self.broker.client.zcard(heartbeats), what="the worker's first fetch")
+        return self
+
+    def stop(self) -> None:
+        # Its threads wait up to the poll for work: stopping gives them a second (they are
+        # daemons, and the broker's close wakes its consumers), not the whole poll.
+        self.worker.stop(timeout=1000)
+        self.broker.close()
+
+    def ran(self, count: int) -> list[Run]:
+        wait_until(lambda: len(self.runs) >= count, timeout=10, what=f"{count} runs")
+        return list(self.runs)
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield f"{prefix}-dramatiq"
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+def idle_worker(namespace: str) -> Iterator[InProcessWorker]:
+    worker = InProcessWorker(namespace, poll_ms=LONG_POLL_MS).start()
+    yield worker
+    worker.stop()
+
+
+def test_an_idle_worker_runs_a_sent_message_at_once(idle_worker: InProcessWorker) -> None:
+    time.sleep(2)  # idle long enough for Dramatiq's own backoff to reach its cap
+    message = idle_worker.actor.send("first")
+    [run] = idle_worker.ran(1)
+    assert run.args == ("first",) and run.message_id == message.message_id
+
+
+def test_an_idle_worker_runs_a_message_the_store_wrote_at_once(
+    idle_worker: InProcessWorker, namespace: str
+) -> None:
+    settings = Settings(
+        REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=namespace.removesuffix("-dramatiq")
+    )
+    assert settings.broker_namespace == namespace
+
+    async def queue() -> None:
+        store = open_store(settings)
+        try:
+            await queue_dial(store, "call-1")
+        finally:
+            await store.aclose()
+
+    time.sleep(2)
+    asyncio.run(queue())
+    [run] = idle_worker.ran(1)
+    assert run.args[0] == "call-1"
+
+
+def test_a_delayed_message_runs_when_due_not_at_the_next_poll(
+    idle_worker: InProcessWorker,
+) -> None:
+    sent = idle_worker.actor.send_with_options(args=("later",), delay=500)
+    [run] = idle_worker.ran(1)
+    assert run.args == ("later",)
+    assert run.at_ms >= sent.options["eta"]
+
+
+def test_a_full_prefetch_takes_more_when_a_job_ends(namespace: str) -> None:
+    # One thread, prefetch 2: the first fetch takes two, the rest wait for acks to free room.
+    worker = InProcessWorker(namespace, poll_ms=LONG_POLL_MS, hold=0.2).start()
+    try:
+        sent = [worker.actor.send(str(index)) for index in range(6)]
+        runs = worker.ran(6)
+        assert sorted(run.message_id for run in runs) == sorted(m.message_id for m in sent)
+    finally:
+        worker.stop()
+
+
+def test_a_message_written_without_a_wake_up_is_run_by_the_fallback_poll(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    worker = InProcessWorker(namespace, poll_ms=300).start()
+    try:
+        # What Dramatiq's maintenance does with a dead worker's messages: no publish.
+        queue = QueueKeys.of(namespace, DIAL_QUEUE)
+        message = encode_message(DIAL_QUEUE, DIAL_ACTOR, "call-2", "token")
+        redis_client.hset(queue.messages, message.message_id, message.body)
+        redis_client.rpush(queue.ids, message.message_id)
+        [run] = worker.ran(1)
+        assert run.message_id == message.message_id
+    finally:
+        worker.stop()
+
+
+def test_a_worker_whose_subscription_dropped_subscribes_again(
+    idle_worker: InProcessWorker, redis_client: redis.Redis
+) -> None:
+    name = wakeup_client_name(idle_worker.broker.namespace)
+
+    def listener_ids() -> list[int]:
+        return [int(c["id"]) for c in redis_client.client_list() if c.get("name") == name]
+
+    [first] = wait_until(listener_ids, what="the listener's subscription")
+    redis_client.client_kill_filter(_id=str(first))
+    wait_until(lambda: listener_ids() not in ([], [first]), what="a new subscription")
+    time.sleep(1)  # the wake-up that followed the new subscription has been looked at
+    idle_worker.actor.send("after")
+    [run] = idle_worker.ran(1)
+    assert run.args == ("after",)
+
+
+def test_every_worker_process_wakes(settings: Settings, redis_client: redis.Redis) -> None:
+    """Two `dramatiq api.worker` processes polling every 60 s both fetch after one publish:
+    each fetch refreshes the process's heartbeat, which is how it is seen from here."""
+    slow = settings.model_copy(
+        update={"worker_timeout_ms": LONG_POLL_MS, "heartbeat_timeout_ms": LONG_POLL_MS * 10}
+    )
+    heartbeats = f"{slow.broker_namespace}:__heartbeats__"
+    workers = [WorkerProcess(slow, threads=1).start() for _ in range(2)]
+    try:
+        wait_until(lambda: redis_client.zcard(heartbeats) == 2, timeout=30, what="two workers")
+        time.sleep(1)  # their first fetches are done: both wait now
+        published_at = current_millis()
+        channel = QueueKeys.of(slow.broker_namespace, DIAL_QUEUE).ids
+        assert redis_client.publish(channel, "") == 2  # one listener per process
+
+        def all_fetched() -> bool:
+            scores = [score for _, score in redis_client.zrange(heartbeats, 0, -1, withscores=True)]
+            return len(scores) == 2 and min(scores) >= published_at
+
+        wait_until(all_fetched, timeout=10, what="both workers to fetch")
+    finally:
+        for worker in workers:
+            worker.kill()  # a graceful stop would wait for the 60 s poll
