@@ -3,7 +3,8 @@
 `APPLY_EVENT_FN` is the single place where a call changes state: it refuses backward and
 post-terminal transitions, de-duplicates event ids, appends the event with the next
 sequence number and, when the call has a callback URL and no relay message in flight,
-enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH).
+enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH, then
+the queue's wake-up PUBLISH, see `api.store.messages`).
 The callback relay's scripts are in `api.store.lua_relay`.
 """
 
@@ -27,16 +28,13 @@ _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK
 # from the dial, and an answered call at its max duration (plus the margin). Without a
 # ready agent (dial mode `immediate`) nobody would report an answer, so dialing/ringing is
 # looked at every answer grace, and an answered call gets an agent check one grace later.
-# A scheduled call's is its due time plus the dispatch timeout and the margin
-# (`api.store.lua_schedule`).
 DEADLINE_FN = """
 local function deadline_of(kcall, status, now)
   local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
                        'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing',
-                       'max_duration_seconds', 'agent_ready_at', 'scheduled_at')
+                       'max_duration_seconds', 'agent_ready_at')
   local function ms(i) return (tonumber(f[i]) or 0) * 1000 end
   local covered = f[8] ~= false
-  if status == 'scheduled' then return (tonumber(f[9]) or now) + ms(1) + ms(4) end
   if status == 'queued' or status == 'dispatching' then return now + ms(1) end
   if status == 'waiting_for_agent' then return now + ms(2) end
   if status == 'dialing' or status == 'ringing' then
@@ -126,6 +124,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
      and redis.call('SET', kactive, '1', 'NX') then
     redis.call('HSET', kmsgs, msg_id, msg_body)
     redis.call('RPUSH', kqueue, msg_id)
+    redis.call('PUBLISH', kqueue, '')
   end
   return {'applied', seq, status}
 end
@@ -158,6 +157,7 @@ local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 if result[1] == 'applied' and status == 'waiting_for_agent' then
   redis.call('HSET', KEYS[9], ARGV[1], ARGV[2])
   redis.call('RPUSH', KEYS[10], ARGV[1])
+  redis.call('PUBLISH', KEYS[10], '')
   return {'dial', result[2], status}
 end
 return result
@@ -191,6 +191,7 @@ redis.call('ZADD', KEYS[9], string.format('%.0f', base + rank), call_id)
 redis.call('SET', KEYS[10], call_id, 'EX', ARGV[4])
 redis.call('HSET', KEYS[12], ARGV[5], ARGV[6])
 redis.call('RPUSH', KEYS[13], ARGV[5])
+redis.call('PUBLISH', KEYS[13], '')
 redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'queued', tonumber(ARGV[3])), call_id)
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
                            KEYS[8], 8)
@@ -237,6 +238,7 @@ for i, call_id in ipairs(due) do
   body = string.gsub(string.gsub(body, '@@MSG@@', msg_id), '@@CLAIM@@', claim)
   redis.call('HSET', KEYS[2], msg_id, body)
   redis.call('RPUSH', KEYS[3], msg_id)
+  redis.call('PUBLISH', KEYS[3], '')
 end
 return #due
 """
