@@ -139,6 +139,22 @@ class Settings(BaseSettings):
     # than the job's time limit, so two checks of one call never overlap).
     reconcile_lease_seconds: int = Field(90, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
 
+    # Pacing (docs/operations.md, "Pacing the trunks"): the deployment's limits, 0 meaning
+    # unlimited (no carrier's numbers fit every trunk: set your carrier's). A trunk's own
+    # limits (admin or numbers API) and a workspace's `max_concurrent_calls` (admin API)
+    # override them. Dials of a trunk are spaced (1000 + guard) / rate ms apart, so network
+    # jitter up to the guard cannot put more than `rate` dials into one second at the trunk.
+    trunk_max_calls_per_second: float = Field(
+        0, ge=0, le=1000, alias="OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND"
+    )
+    trunk_max_concurrent_calls: int = Field(
+        0, ge=0, le=100_000, alias="OUTDIAL_TRUNK_MAX_CONCURRENT_CALLS"
+    )
+    workspace_max_concurrent_calls: int = Field(
+        0, ge=0, le=100_000, alias="OUTDIAL_WORKSPACE_MAX_CONCURRENT_CALLS"
+    )
+    trunk_rate_guard_ms: int = Field(20, ge=0, le=500, alias="OUTDIAL_TRUNK_RATE_GUARD_MS")
+
     # Callback delivery: delays in seconds between attempts; the last entry repeats
     # until `callback_retry_window_seconds` has passed since the first attempt.
     callback_retry_schedule: list[float] = Field(

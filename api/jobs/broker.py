@@ -6,6 +6,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
 from api.jobs.metrics_server import WorkerMetrics
+from api.jobs.pacer import Pacing
 from api.jobs.resources import WorkerResources
 from api.jobs.schedules import ScheduledWork
 from api.jobs.thread_share import SizeRelayShare
@@ -30,6 +31,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     # closed before the event loop stops.
     broker.add_middleware(WorkerResources(settings), after=AsyncIO)
     broker.add_middleware(ScheduledWork(settings))
+    broker.add_middleware(Pacing(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
     return broker

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store import lua, lua_relay, lua_schedule
+from api.store import lua, lua_pacing, lua_relay, lua_schedule
 from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis, LeanScript
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
@@ -31,6 +31,8 @@ class Store:
     agent_ready_script: AsyncScript = field(init=False)
     save_number_script: AsyncScript = field(init=False)
     call_with_workspace_script: AsyncScript = field(init=False)
+    admit_script: AsyncScript = field(init=False)
+    dial_paced_script: AsyncScript = field(init=False)
     accept_scheduled_script: AsyncScript = field(init=False)
     move_scheduled_script: AsyncScript = field(init=False)
     cancel_call_script: AsyncScript = field(init=False)
@@ -48,6 +50,8 @@ class Store:
         self.agent_ready_script = self.redis.register_script(lua.AGENT_READY)
         self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
         self.call_with_workspace_script = self.redis.register_script(lua.CALL_WITH_WORKSPACE)
+        self.admit_script = self.redis.register_script(lua_pacing.ADMIT)
+        self.dial_paced_script = self.redis.register_script(lua_pacing.DIAL_PACED)
         self.accept_scheduled_script = self.redis.register_script(lua_schedule.ACCEPT_SCHEDULED)
         self.move_scheduled_script = self.redis.register_script(lua_schedule.MOVE_SCHEDULED)
         self.cancel_call_script = self.redis.register_script(lua_schedule.CANCEL_CALL)

@@ -26,12 +26,24 @@
 | `{p}:relay:redelivery-rate:{ws}` | counter: resends asked this minute | relay | 1 min |
 | `{p}:deadlines` | zset call id -> ms its state must be checked by | reconciler | until terminal |
 | `{p}:scheduled:due` | zset call id -> due ms of a `scheduled` call | scheduled | until claimed |
+| `{p}:pacing:trunk:{t}:limits` | hash: max_calls_per_second, max_concurrent_calls | pacing | set |
+| `{p}:pacing:trunk:{t}:slots` | zset admitted call id -> lease expiry ms | pacing | lease |
+| `{p}:pacing:ws:{ws}:slots` | zset call id -> lease expiry ms | pacing | lease |
+| `{p}:pacing:trunk:{t}:admit-tat` | string: GCRA: ms of the next admission | pacing | 60 s |
+| `{p}:pacing:trunk:{t}:dial-tat` | string: GCRA: ms of the next dial | pacing | 60 s |
+| `{p}:pacing:trunk:{t}:waiting:{ws}` | zset call id -> arrival (ms * 1000 + n) | pacing | waiting |
+| `{p}:pacing:trunk:{t}:turns` | zset workspace -> ms of its last admission | pacing | waiting |
+| `{p}:pacing:trunks` | zset trunk with waiters -> ms of its next look | pacing | waiting |
+| `{p}:pacing:wake` | list (one item at most): a slot was freed | pacing | until popped |
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
 | `{p}:lkhook:health` | hash: last_received_ms, last_missed_ms | webhooks, reconciler | forever |
 
 The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
 records one-off resends requested through the API. The workspace hash's `allowed_countries`
-is the operator's country allowlist for its calls (absent: the deployment's).
+is the operator's country allowlist for its calls (absent: the deployment's), and its
+`max_concurrent_calls` the operator's concurrency limit for it (absent: the deployment's).
+The `pacing:*` keys are also built inside Lua from the prefix (`api.store.lua_pacing`): a
+call names its trunk and workspace only in its record.
 """
 
 from __future__ import annotations
@@ -114,6 +126,27 @@ class Keys:
 
     def scheduled_due(self) -> str:
         return f"{self.prefix}:scheduled:due"
+
+    def trunk_limits(self, trunk_id: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:limits"
+
+    def trunk_slots(self, trunk_id: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:slots"
+
+    def workspace_slots(self, ws: str) -> str:
+        return f"{self.prefix}:pacing:ws:{ws}:slots"
+
+    def trunk_waiting(self, trunk_id: str, ws: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:waiting:{ws}"
+
+    def trunk_turns(self, trunk_id: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:turns"
+
+    def pacing_trunks(self) -> str:
+        return f"{self.prefix}:pacing:trunks"
+
+    def pacing_wake(self) -> str:
+        return f"{self.prefix}:pacing:wake"
 
     def livekit_webhook(self, event_id: str) -> str:
         return f"{self.prefix}:lkhook:{event_id}"

@@ -5,7 +5,9 @@ post-terminal transitions, de-duplicates event ids, appends the event with the n
 sequence number and, when the call has a callback URL and no relay message in flight,
 enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH, then
 the queue's wake-up PUBLISH, see `api.store.messages`).
-The callback relay's scripts are in `api.store.lua_relay`.
+The callback relay's scripts are in `api.store.lua_relay`. The terminal branch also gives
+back the call's pacing slots (`PACING_KEYS_FN`, `api.store.lua_pacing`), so no path that
+ends a call can keep them.
 """
 
 from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK
@@ -28,13 +30,16 @@ _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK
 # from the dial, and an answered call at its max duration (plus the margin). Without a
 # ready agent (dial mode `immediate`) nobody would report an answer, so dialing/ringing is
 # looked at every answer grace, and an answered call gets an agent check one grace later.
+# A scheduled call's is its due time plus the dispatch timeout and the margin
+# (`api.store.lua_schedule`).
 DEADLINE_FN = """
 local function deadline_of(kcall, status, now)
   local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
                        'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing',
-                       'max_duration_seconds', 'agent_ready_at')
+                       'max_duration_seconds', 'agent_ready_at', 'scheduled_at')
   local function ms(i) return (tonumber(f[i]) or 0) * 1000 end
   local covered = f[8] ~= false
+  if status == 'scheduled' then return (tonumber(f[9]) or now) + ms(1) + ms(4) end
   if status == 'queued' or status == 'dispatching' then return now + ms(1) end
   if status == 'waiting_for_agent' then return now + ms(2) end
   if status == 'dialing' or status == 'ringing' then
@@ -47,8 +52,41 @@ local function deadline_of(kcall, status, now)
 end
 """
 
+# The pacing keys of a call (`keys.Keys.trunk_slots` etc.), built in Lua: a call names its
+# trunk and workspace only in its record, so a script that holds the call's key learns them
+# there. The prefix is the call key's, cut before `:call:<id>`. (Keys a script did not
+# declare are fine on one Redis; Outdial does not run on Redis Cluster.)
+# `release_slots` gives the call's slots back (and drops it from its waiting set): a second
+# release finds nothing and changes nothing. Freeing a slot while calls wait wakes a pacer
+# and makes the trunk due at once.
+PACING_KEYS_FN = """
+local function pacing_prefix(kcall, call_id) return string.sub(kcall, 1, #kcall - #call_id - 6) end
+local function trunk_key(p, trunk, suffix)
+  return p .. ':pacing:trunk:' .. trunk .. ':' .. suffix
+end
+local function ws_slots_key(p, ws) return p .. ':pacing:ws:' .. ws .. ':slots' end
+
+local function release_slots(kcall, call_id, now)
+  local f = redis.call('HMGET', kcall, 'sip_trunk_id', 'workspace_id')
+  if not f[1] or not f[2] then return end
+  local p = pacing_prefix(kcall, call_id)
+  local freed = redis.call('ZREM', trunk_key(p, f[1], 'slots'), call_id)
+              + redis.call('ZREM', ws_slots_key(p, f[2]), call_id)
+  local kwait = trunk_key(p, f[1], 'waiting:' .. f[2])
+  if redis.call('ZREM', kwait, call_id) == 1 and redis.call('EXISTS', kwait) == 0 then
+    redis.call('ZREM', trunk_key(p, f[1], 'turns'), f[2])
+  end
+  if freed > 0 and redis.call('EXISTS', p .. ':pacing:trunks') == 1 then
+    redis.call('ZADD', p .. ':pacing:trunks', 'XX', 'LT', now, f[1])
+    redis.call('LPUSH', p .. ':pacing:wake', '1')
+    redis.call('LTRIM', p .. ':pacing:wake', 0, 0)
+  end
+end
+"""
+
 APPLY_EVENT_FN = (
     DEADLINE_FN
+    + PACING_KEYS_FN
     + """
 local RANK = @RANK@
 local TERMINAL = @TERMINAL@
@@ -111,6 +149,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
     local call_id = redis.call('HGET', kcall, 'id')
     if RANK[status] == TERMINAL then
       redis.call('ZREM', kdeadlines, call_id)
+      release_slots(kcall, call_id, now)
       redis.call('HSET', kcall, 'ended_at', now)
       for _, key in ipairs({kcall, kevents, keids, kdelivery}) do
         redis.call('EXPIRE', key, retention)
