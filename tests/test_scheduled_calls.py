@@ -204,7 +204,7 @@ async def test_worker_killed_while_claiming_enqueues_each_call_once(
     one `call.queued` and at most one dial (none enqueued twice). What a dispatch killed
     half-way does next is the dispatcher's (tests/test_dispatch.py)."""
     # Faster redelivery of the killed worker's messages than production; same mechanism.
-    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000})
+    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000, "worker_timeout_ms": 500})
     count = 40
     body = {"to": "+14155552671", "call_agent_id": agent["id"], "delay_seconds": 2}
     calls = [(await tenant.place_call(**body)).json() for _ in range(count)]

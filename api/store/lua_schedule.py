@@ -51,7 +51,8 @@ return {'created', result[2]}
 # Moves due scheduled calls to `queued` with their dispatch message, in one step. Each
 # member leaves the set; a call still `scheduled` gets `call.queued` (apply_event with
 # `queued` expected from `scheduled`, which also sets its queued deadline) and the message
-# under the id the accept gave it (`job_id`); any other call is just dropped.
+# under the id the accept gave it (`job_id`), and wakes the queue's workers (PUBLISH, see
+# `api.store.messages`); any other call is just dropped.
 # KEYS: due, dial_msgs, dial_queue, deadlines, relay_msgs, relay_queue
 # ARGV: now_ms, limit, dispatch body template (@@CALL@@, @@MSG@@), message id prefix,
 #       lease (unused: '0'), event timestamp ISO, retention_s, relay body template,
@@ -81,6 +82,7 @@ for i, call_id in ipairs(due) do
       local body = string.gsub(string.gsub(ARGV[3], '@@CALL@@', call_id), '@@MSG@@', job_id)
       redis.call('HSET', KEYS[2], job_id, body)
       redis.call('RPUSH', KEYS[3], job_id)
+      redis.call('PUBLISH', KEYS[3], '')
       queued = queued + 1
     end
   end
