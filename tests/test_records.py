@@ -284,6 +284,24 @@ def test_the_agent_config_carries_every_field_of_the_agent() -> None:
     }
 
 
+def test_a_document_is_parsed_once_and_an_edited_one_anew(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The accept path's agent cache is keyed by the document's text: the same text gives
+    the same record and snapshot, an edited document its own, a damaged one is never kept."""
+    first = agents.read_agent(STORED_AGENT, "ws", "a")
+    assert first is not None and agents.read_agent(STORED_AGENT, "ws", "a") is first
+    assert first.config() is first.config()
+    edited = agents.read_agent(STORED_AGENT.replace("Reminder", "Renamed"), "ws", "a")
+    assert edited is not None and edited.name == "Renamed" and first.name == "Reminder"
+    assert edited.config().name == "Renamed"
+    damaged = STORED_AGENT.replace('"voicemail_action": "leave_message"', '"voicemail_action": 1')
+    with caplog.at_level(logging.ERROR, logger="outdial.store"):
+        assert agents.read_agent(damaged, "ws", "a") is None
+        assert agents.read_agent(damaged, "ws", "a") is None
+    assert sum("unreadable record" in r.getMessage() for r in caplog.records) == 2
+
+
 @pytest.mark.parametrize(
     "document",
     [
