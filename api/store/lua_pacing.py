@@ -206,6 +206,7 @@ while admitted < tonumber(ARGV[7]) do
       local body = string.gsub(string.gsub(ARGV[8], '@@CALL@@', head), '@@MSG@@', msg_id)
       redis.call('HSET', KEYS[2], msg_id, body)
       redis.call('RPUSH', KEYS[3], msg_id)
+      redis.call('PUBLISH', KEYS[3], '')
     end
   end
   if redis.call('EXISTS', kwait) == 0 then redis.call('ZREM', kturns, chosen)
