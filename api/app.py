@@ -14,7 +14,17 @@ from api.logs import configure_logging
 from api.middleware import BodyLimit
 from api.openapi import document
 from api.resources import Resources
-from api.routes import admin, agents, calls, events, health, internal, livekit_webhook, numbers
+from api.routes import (
+    admin,
+    agents,
+    calls,
+    events,
+    health,
+    internal,
+    limits,
+    livekit_webhook,
+    numbers,
+)
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
@@ -53,11 +63,13 @@ def create_app(
     for router in (
         health.router,
         admin.router,
+        limits.admin_router,
         agents.router,
         numbers.router,
         calls.router,
         internal.router,
         events.router,
+        limits.router,
         livekit_webhook.router,
     ):
         app.include_router(router)

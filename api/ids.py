@@ -17,7 +17,7 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 # Path parameters that name a key. `event_id` only selects a hash field and `number` is
 # parsed as E.164 by its route, so neither is listed.
-KEYED_PATH_PARAMS = ("workspace_id", "call_id", "agent_id")
+KEYED_PATH_PARAMS = ("workspace_id", "call_id", "agent_id", "sip_trunk_id")
 
 
 def is_valid_id(value: str) -> bool:

@@ -64,6 +64,7 @@ WORKSPACE_ROUTES = (
     "GET /v1/api/calls",
     "GET /v1/api/call/{call_id}/events",
     "POST /v1/api/call/{call_id}/events/{event_id}/redeliver",
+    "GET /v1/api/limits",
 )
 WORKSPACE_COLUMNS = (
     "other_key",  # A's workspace id with B's (valid) key
@@ -82,6 +83,7 @@ NOT_APPLICABLE = {
     ("POST /v1/api/agents", "malformed_id_path"),
     ("GET /v1/api/agents", "malformed_id_path"),
     ("GET /v1/api/numbers", "malformed_id_path"),
+    ("GET /v1/api/limits", "malformed_id_path"),
 }
 WORKSPACE_CELLS = [
     (route, column)
@@ -99,6 +101,8 @@ ADMIN_ROUTES = (
     "GET /v1/admin/workspaces/{workspace_id}/trunks",
     "POST /v1/admin/workspaces/{workspace_id}/trunks",
     "DELETE /v1/admin/workspaces/{workspace_id}/trunks/{sip_trunk_id}",
+    "PUT /v1/admin/workspaces/{workspace_id}/limits",
+    "PUT /v1/admin/trunks/{sip_trunk_id}/limits",
 )
 ADMIN_COLUMNS = ("no_token", "wrong_token", "non_ascii_token", "workspace_key")
 
@@ -324,6 +328,7 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
     call = f"POST {ACCEPT_CALL_PATH}"
     return {
         ("GET /v1/api/agents", "other_id"): listed("/v1/api/agents"),
+        ("GET /v1/api/limits", "other_id"): listed("/v1/api/limits"),
         **{
             (route, column): cells
             for route in (
@@ -448,6 +453,8 @@ def admin_matrix(world: World) -> dict[tuple[str, str], list[Probe]]:
         "PATCH /v1/admin/workspaces/{workspace_id}": {"disabled": True},
         "PUT /v1/admin/workspaces/{workspace_id}/allowed-countries": {"countries": ["US"]},
         "POST /v1/admin/workspaces/{workspace_id}/trunks": {"sip_trunk_id": world.b.trunk},
+        "PUT /v1/admin/workspaces/{workspace_id}/limits": {"max_concurrent_calls": 1},
+        "PUT /v1/admin/trunks/{sip_trunk_id}/limits": {"max_concurrent_calls": 1},
     }
     cells: dict[tuple[str, str], list[Probe]] = {}
     for route in ADMIN_ROUTES:

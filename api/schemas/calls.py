@@ -140,6 +140,9 @@ class CallView(ResponseModel):
     # A call placed for later: when it is (was) due, and why it waited (ScheduledReason).
     scheduled_at: Timestamp | None = None
     scheduled_reason: str | None = None
+    # A queued call held by a limit: which one (WaitingReason) and since when.
+    waiting_for: str | None = None
+    waiting_since: Timestamp | None = None
 
     @classmethod
     def of(cls, call: CallRecord) -> CallView:
@@ -170,6 +173,8 @@ class CallView(ResponseModel):
             metadata=call.metadata,
             scheduled_at=iso_from_ms(call.scheduled_at),
             scheduled_reason=call.scheduled_reason,
+            waiting_for=call.waiting_for,
+            waiting_since=iso_from_ms(call.waiting_since),
         )
 
 

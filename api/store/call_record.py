@@ -95,6 +95,10 @@ class CallRecord:
     # A call placed for later: when it is (or was) due, and why it waits (ScheduledReason).
     scheduled_at: int | None = None
     scheduled_reason: str | None = None
+    # A `queued` call held by a limit: which (WaitingReason) and since when (ms); written
+    # and cleared by the admission scripts (api.store.lua_pacing).
+    waiting_for: str | None = None
+    waiting_since: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -149,6 +153,8 @@ class CallRecord:
             ended_at=read.optional_integer("ended_at"),
             scheduled_at=read.optional_integer("scheduled_at"),
             scheduled_reason=read.optional_text("scheduled_reason"),
+            waiting_for=read.optional_text("waiting_for"),
+            waiting_since=read.optional_integer("waiting_since"),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -194,6 +200,8 @@ class CallRecord:
             "ended_at": self.ended_at,
             "scheduled_at": self.scheduled_at,
             "scheduled_reason": self.scheduled_reason,
+            "waiting_for": self.waiting_for,
+            "waiting_since": self.waiting_since,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 
