@@ -14,6 +14,11 @@ Every step is safe to run again after a crash or a redelivery:
   reconciler, at the call's deadline).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
+- Call windows (`api.services.scheduling`): before anything else, a `queued` call whose
+  window is closed now, or closes before the agent-ready timeout (the dial goes out within
+  it or never), goes back to `scheduled` until the next opening, in one script that allows
+  exactly `queued -> scheduled` (`lua_schedule.RESCHEDULE_QUEUED`); the scheduler queues
+  it again then.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
   when a limit frees; `-> dialing` is taken only when the trunk's dial rate allows it, else
@@ -42,9 +47,13 @@ from api.jobs.resources import (
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.services.call_end import count_call_end, end_event
+from api.services.call_windows import window_from_json
+from api.services.scheduling import reopening
+from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
 from api.store.call_workspace import read_call_with_workspace
 from api.store.calls import get_call
+from api.store.clock import now_ms
 from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
@@ -54,6 +63,7 @@ from api.store.events import (
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from api.store.pacing import admit, mark_dialing
+from api.store.scheduled import call_window_of, reschedule_queued_call
 from sip import (
     CallOutcome,
     RoomPlan,
@@ -246,8 +256,30 @@ async def _cancel_disabled(call: CallRecord, status: str) -> None:
     await end_call(call, event)
 
 
+async def _outside_window(store: Store, call_id: str) -> bool:
+    """Whether the call went back to `scheduled` because its window is closed now."""
+    found = await call_window_of(store, call_id)
+    if found is None:
+        return False
+    raw, to, ready_s = found
+    try:
+        window = window_from_json(raw)
+    except (ValueError, KeyError):
+        logger.warning("unreadable call window %r ignored", raw[:200], extra={"call_id": call_id})
+        return False
+    due = reopening(window, to, now_ms(), ready_s)
+    if due is None:
+        return False
+    result = await reschedule_queued_call(store, call_id, due)
+    if result.applied:
+        logger.info("call window closed: scheduled again", extra={"call_id": call_id})
+    return result.applied
+
+
 async def dispatch(call_id: str) -> None:
     store = worker_store()
+    if await _outside_window(store, call_id):
+        return
     admission = await admit(store, call_id)
     if not admission.may_dispatch:
         # Waiting (the pacer sends this job again at its turn), or gone.

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from agent_runtime.contract import Scalar
 from api.ids import ID_PATTERN
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.schemas.call_windows import CallWindowSpec
 from api.store.call_record import CallRecord
 
 MAX_BODY_BYTES = 64 * 1024
@@ -72,6 +73,8 @@ class CallCreate(BaseModel):
     # When to dial (not both): an instant with its offset (a past one: now), or a delay.
     scheduled_at: AwareDatetime | None = None
     delay_seconds: int | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
+    # Only start the call inside these hours (its due time moves to the next opening).
+    call_window: CallWindowSpec | None = None
 
     @model_validator(mode="after")
     def _one_time(self) -> Self:

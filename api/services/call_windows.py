@@ -20,6 +20,7 @@ zones `phonenumbers` gives for the destination; else one IANA zone). Its rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -168,3 +169,27 @@ def is_open_for(
 ) -> bool:
     """Whether `window` is open in every zone at `at` and stays open for `duration`."""
     return next_opening(window, zones, at, duration) == at
+
+
+def window_to_json(window: CallWindow) -> str:
+    """The stored form of a window (the call record's `call_window` field)."""
+    return json.dumps(
+        {
+            "days": [DAY_NAMES[day] for day in sorted(window.days)],
+            "start": window.start.isoformat(timespec="seconds"),
+            "end": window.end.isoformat(timespec="seconds"),
+            "timezone": window.timezone,
+        },
+        separators=(",", ":"),
+    )
+
+
+def window_from_json(raw: str) -> CallWindow:
+    """A window in its stored form; ValueError (or KeyError) when it does not parse."""
+    found = json.loads(raw)
+    return CallWindow(
+        days=frozenset(DAY_NAMES.index(day) for day in found["days"]),
+        start=time.fromisoformat(found["start"]),
+        end=time.fromisoformat(found["end"]),
+        timezone=found["timezone"],
+    )

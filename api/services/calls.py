@@ -26,6 +26,8 @@ from api.errors import ApiError, validation_error
 from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate, CallReschedule
 from api.services.agents import check_worker_name
 from api.services.call_end import count_call_end, drop_room
+from api.services.call_windows import window_from_json, window_to_json
+from api.services.scheduling import due_in_window
 from api.settings import Settings
 from api.store.accept import read_for_accept
 from api.store.base import Store
@@ -216,6 +218,12 @@ async def place_call(
             {"sipTrunkId": trunk_id},
         )
 
+    # When to dial: the asked time, moved to the window's next opening when it is closed.
+    due = due_time(body, now_ms())
+    window = body.call_window.window() if body.call_window is not None else None
+    if window is not None:
+        ready_s = settings.agent_ready_timeout_seconds
+        due = due_in_window(window, to, due, now_ms(), ready_s)
     call_id = secrets.token_hex(12)
     # 36 does not divide 256: a bias of 1.6% per character, harmless for a name suffix.
     suffix = "".join(_ROOM_SUFFIX_ALPHABET[byte % 36] for byte in secrets.token_bytes(10))
@@ -241,6 +249,7 @@ async def place_call(
         agent=agent.config(),
         budgets=CallBudgets.from_settings(settings),
         idempotency_key=idempotency_key,
+        call_window=window_to_json(window) if window is not None else None,
     )
     response = {
         "status": "success",
@@ -248,7 +257,6 @@ async def place_call(
         "callId": call_id,
         "roomName": room_name,
     }
-    due = due_time(body, now_ms())
     if due is None:
         outcome = await accept_call(store, draft, response, fingerprint)
     else:
@@ -277,10 +285,16 @@ def due_time(body: CallCreate | CallReschedule, now: int) -> Due | None:
 
 
 async def reschedule_call(store: Store, call: CallRecord, body: CallReschedule) -> CallRecord:
-    """Move a still `scheduled` call to a new time (a past one: due now, claimed at once);
-    CALL_NOT_SCHEDULED 409 once it left `scheduled` (it was claimed, canceled or ended)."""
+    """Move a still `scheduled` call to a new time (a past one: due now, claimed at once),
+    at its window's next opening when closed then; CALL_NOT_SCHEDULED 409 once it left
+    `scheduled` (it was claimed, canceled or ended)."""
     now = now_ms()
-    due = due_time(body, now) or Due(now, "scheduled_time")
+    asked = due_time(body, now)
+    due = asked or Due(now, "scheduled_time")
+    if call.call_window is not None:
+        window = window_from_json(call.call_window)
+        ready_s = call.agent_ready_timeout_s or 0
+        due = due_in_window(window, call.to, asked, now, ready_s) or Due(now, "scheduled_time")
     result = await move_scheduled_call(store, call.id, due)
     if result.outcome != "applied":
         raise ApiError(

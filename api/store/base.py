@@ -36,6 +36,7 @@ class Store:
     accept_scheduled_script: AsyncScript = field(init=False)
     move_scheduled_script: AsyncScript = field(init=False)
     cancel_call_script: AsyncScript = field(init=False)
+    reschedule_queued_script: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
@@ -55,6 +56,7 @@ class Store:
         self.accept_scheduled_script = self.redis.register_script(lua_schedule.ACCEPT_SCHEDULED)
         self.move_scheduled_script = self.redis.register_script(lua_schedule.MOVE_SCHEDULED)
         self.cancel_call_script = self.redis.register_script(lua_schedule.CANCEL_CALL)
+        self.reschedule_queued_script = self.redis.register_script(lua_schedule.RESCHEDULE_QUEUED)
 
     @property
     def retention_seconds(self) -> int:

@@ -95,6 +95,8 @@ class CallRecord:
     # A call placed for later: when it is (or was) due, and why it waits (ScheduledReason).
     scheduled_at: int | None = None
     scheduled_reason: str | None = None
+    # The call's window, as `api.services.call_windows.window_to_json` writes it.
+    call_window: str | None = None
     # A `queued` call held by a limit: which (WaitingReason) and since when (ms); written
     # and cleared by the admission scripts (api.store.lua_pacing).
     waiting_for: str | None = None
@@ -153,6 +155,7 @@ class CallRecord:
             ended_at=read.optional_integer("ended_at"),
             scheduled_at=read.optional_integer("scheduled_at"),
             scheduled_reason=read.optional_text("scheduled_reason"),
+            call_window=read.optional_text("call_window"),
             waiting_for=read.optional_text("waiting_for"),
             waiting_since=read.optional_integer("waiting_since"),
         )
@@ -200,6 +203,7 @@ class CallRecord:
             "ended_at": self.ended_at,
             "scheduled_at": self.scheduled_at,
             "scheduled_reason": self.scheduled_reason,
+            "call_window": self.call_window,
             "waiting_for": self.waiting_for,
             "waiting_since": self.waiting_since,
         }
@@ -288,6 +292,7 @@ class CallDraft:
     agent: AgentConfig
     budgets: CallBudgets
     idempotency_key: str | None = None
+    call_window: str | None = None  # stored form (`call_windows.window_to_json`)
 
     def record(self, now_ms: int, job_id: str) -> CallRecord:
         """The call as accepted at `now_ms`: `queued`, its dispatch message `job_id`."""
@@ -319,4 +324,5 @@ class CallDraft:
             answer_grace_s=budgets.answer_grace_s,
             deadline_margin_s=budgets.deadline_margin_s,
             transitions={"queued": now_ms},
+            call_window=self.call_window,
         )

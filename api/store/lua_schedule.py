@@ -124,3 +124,28 @@ end
 return result
 """
 )
+
+# The one step back in the status order: a `queued` call whose window closed before it
+# was dispatched goes back to `scheduled` until the next opening. Only from `queued` (a
+# dispatching call is already past its window check); pacing slots it may hold are given
+# back and its waiting mark dropped (`release_slots`), and it gets a new dispatch message
+# id, so the claim's message never meets the one being acknowledged now.
+# KEYS: apply_event's 8, due. ARGV: due_ms, reason, new job id, then apply_event's
+# arguments (informational `call.scheduled`).
+RESCHEDULE_QUEUED = (
+    APPLY_EVENT_FN
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', 0, ''} end
+if status ~= 'queued' then return {'conflict', 0, status} end
+local call_id = redis.call('HGET', KEYS[1], 'id')
+local now = tonumber(ARGV[4 + 5])
+release_slots(KEYS[1], call_id, now)
+redis.call('HSET', KEYS[1], 'status', 'scheduled', 'updated_at', now, 'ts_scheduled', now,
+           'scheduled_at', ARGV[1], 'scheduled_reason', ARGV[2], 'job_id', ARGV[3])
+redis.call('HDEL', KEYS[1], 'waiting_for', 'waiting_since')
+redis.call('ZADD', KEYS[9], ARGV[1], call_id)
+redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'scheduled', now), call_id)
+return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], 4)
+"""
+)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic_core import to_json
 
@@ -108,6 +108,31 @@ async def move_scheduled_call(store: Store, call_id: str, due: Due) -> ApplyResu
         args=[due.at_ms, due.reason, *args],
     )
     return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
+
+
+async def reschedule_queued_call(store: Store, call_id: str, due: Due) -> ApplyResult:
+    """Move a `queued` call not yet dispatched back to `scheduled` until `due`
+    (`lua_schedule.RESCHEDULE_QUEUED`); outcome `conflict` (with the status) otherwise."""
+    job_id = encode_message(DIAL_QUEUE, DISPATCH_ACTOR, call_id).message_id
+    args = _informational(apply_args(store, scheduled_event(due), now_ms(), call_id))
+    reply = await store.reschedule_queued_script(
+        keys=[*event_keys(store, call_id), store.keys.scheduled_due()],
+        args=[due.at_ms, due.reason, job_id, *args],
+    )
+    return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
+
+
+async def call_window_of(store: Store, call_id: str) -> tuple[str, str, int] | None:
+    """A queued call's window (stored form), destination and agent-ready timeout (s);
+    None when the call has no window or is not `queued` (one HMGET: the dispatcher asks
+    for every call)."""
+    fields = ["call_window", "to", "status", "agent_ready_timeout_s"]
+    # `store.redis` decodes every reply (open_store)
+    found = cast(list[str | None], await store.redis.hmget(store.keys.call(call_id), fields))
+    window, to, status, ready = found
+    if not window or not to or status != "queued":
+        return None
+    return window, to, int(ready or 0)
 
 
 async def cancel_call_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
