@@ -60,6 +60,7 @@ WORKSPACE_ROUTES = (
     "DELETE /v1/api/numbers/{number}",
     f"POST {ACCEPT_CALL_PATH}",
     "GET /v1/api/call/{call_id}",
+    "PATCH /v1/api/call/{call_id}",
     "POST /v1/api/call/{call_id}/cancel",
     "GET /v1/api/calls",
     "GET /v1/api/call/{call_id}/events",
@@ -282,6 +283,7 @@ BODIES: dict[str, Callable[[Actor], Any]] = {
         "trunk": {"address": "sip.example.net"},
     },
     f"POST {ACCEPT_CALL_PATH}": lambda owner: {"to": CALLEE, "call_agent_id": owner.agent},
+    "PATCH /v1/api/call/{call_id}": lambda _: {"delay_seconds": 60},
 }
 
 
@@ -416,6 +418,7 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
             (route, column): cells
             for route in (
                 "GET /v1/api/call/{call_id}",
+                "PATCH /v1/api/call/{call_id}",
                 "POST /v1/api/call/{call_id}/cancel",
                 "GET /v1/api/call/{call_id}/events",
                 "POST /v1/api/call/{call_id}/events/{event_id}/redeliver",
