@@ -148,6 +148,7 @@ async def test_a_move_lands_on_the_windows_next_opening(
         {"days": ["mon"], "start": "09:00", "end": "09:00:00"},
         {"days": ["mon"], "start": "09:00", "end": "17:00", "timezone": "Mars/Olympus"},
         {"days": ["mon"], "start": "09:00", "end": "17:00", "timezone": "../etc"},
+        {"days": ["mon"], "start": "09:00", "end": "17:00", "timezone": "localtime"},
         {"days": ["mon"], "start": "09:00", "end": "17:00", "extra": 1},
     ],
 )

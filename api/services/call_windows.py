@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
@@ -60,12 +60,18 @@ class UnknownZoneError(ValueError):
 
 
 @cache
+def _zone_names() -> frozenset[str]:
+    # `localtime` is the host's own zone file where the system database is read
+    return frozenset(available_timezones()) - {"localtime"}
+
+
+@cache
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone `name`; ValueError when there is no such zone."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}") from exc
+    """The IANA zone `name`; ValueError when there is no such zone (only the database's
+    names: not the host's `localtime`, nor a path)."""
+    if name not in _zone_names():
+        raise ValueError(f"unknown time zone {name!r}")
+    return ZoneInfo(name)
 
 
 def window_zones(window: CallWindow, e164: str) -> tuple[ZoneInfo, ...]:
