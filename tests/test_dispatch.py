@@ -234,7 +234,7 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
 ) -> None:
     service, method, fault, final_status, legs = CRASH_POINTS[point]
     # Faster redelivery than production (10 s) keeps the suite short; same mechanism.
-    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000})
+    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000, "worker_timeout_ms": 500})
     lk.inject(service, method, **fault)
     first = WorkerProcess(fast).start()
     body = {"to": "+14155552671", "call_agent_id": agent["id"], "ring_timeout_seconds": SHORT_RING}

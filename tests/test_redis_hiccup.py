@@ -70,6 +70,7 @@ async def test_dropped_redis_connections_mid_dispatch_lose_nothing_and_dial_once
         update={
             "redis_url": spare_redis.url,
             "heartbeat_timeout_ms": 2_000,
+            "worker_timeout_ms": 500,
             "callback_retry_schedule": [0.2, 0.5, 1.0],
         }
     )
