@@ -89,7 +89,9 @@ _ERRORS = (
         404: "INVALID_AGENT",
         409: "IDEMPOTENCY_CONFLICT",
         413: "PAYLOAD_TOO_LARGE",
-        422: "VALIDATION_ERROR",
+        422: "VALIDATION_ERROR, CALL_WINDOW_ZONE_UNKNOWN (the callee's time zone is not known: "
+        "give an IANA timezone), CALL_WINDOW_NEVER_OPEN (the window never holds in all of "
+        "the callee's zones for the agent-ready timeout)",
         503: f"{STORAGE[503]}, with the same Idempotency-Key",
     },
 )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import LiveKitDep, StoreDep, WorkspaceCallDep, WorkspaceDep
 from api.errors import ApiError
-from api.openapi import NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
+from api.openapi import BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.schemas.calls import CallCanceled, CallPage, CallReschedule, CallView
 from api.services.calls import cancel_call, reschedule_call
 from api.store.call_record import CALL_STATUSES
@@ -27,7 +27,11 @@ async def get_call(call: WorkspaceCallDep) -> CallView:
 
 @router.patch(
     "/call/{call_id}",
-    responses=error_responses(NOT_FOUND, {409: "CALL_NOT_SCHEDULED", 422: "VALIDATION_ERROR"}),
+    responses=error_responses(
+        NOT_FOUND,
+        BODY,
+        {409: "CALL_NOT_SCHEDULED", 422: "CALL_WINDOW_NEVER_OPEN, CALL_WINDOW_ZONE_UNKNOWN"},
+    ),
 )
 async def move(call: WorkspaceCallDep, store: StoreDep, body: CallReschedule) -> CallView:
     """Move a call that is still `scheduled` to a new `scheduled_at` or `delay_seconds`."""
