@@ -42,7 +42,8 @@ def _summary(plan: Any) -> tuple[Any, ...]:
     return described, plan.drop_room, plan.dial, plan.next_deadline_ms, plan.unreported
 
 
-@pytest.mark.parametrize("status", ["queued", "dispatching"])
+# a scheduled call's deadline is its due time plus the dispatch timeout: nobody claimed it
+@pytest.mark.parametrize("status", ["scheduled", "queued", "dispatching"])
 def test_a_call_stuck_before_the_room_fails_with_dispatch_timeout(status: str) -> None:
     plan = settle(_call(status), None, NOW)
     assert _summary(plan) == (("call.failed", None, "error"), True, False, None, False)
