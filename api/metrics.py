@@ -2,8 +2,8 @@
 
 The API serves its process's registry (`/metrics`); the worker's processes share theirs in
 prometheus_client's multiprocess mode (api/jobs/metrics_server.py), where counters and
-histograms are summed over processes. The one gauge, `QUEUE_DEPTH`, is set only by the API
-(never in the worker's processes), so it needs no multiprocess mode.
+histograms are summed over processes. The gauges (`QUEUE_DEPTH` and the dialer's backlog)
+are set only by the API (never in the worker's processes), so they need no multiprocess mode.
 """
 
 from __future__ import annotations
@@ -49,3 +49,26 @@ WEBHOOKS_MISSED = Counter(
 )
 # Sampled from Redis by the API process that serves the scrape (`/metrics`), at the scrape.
 QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])
+# The dialer's backlog, sampled the same way (`api.store.pacing_probes`).
+CALLS_WAITING = Gauge(
+    "outdial_calls_waiting",
+    "Queued calls waiting for room on their trunk or workspace, by reason (waitingFor)",
+    ["reason"],
+)
+TRUNK_SLOTS_IN_USE = Gauge(
+    "outdial_trunk_slots_in_use",
+    "Concurrency slots held per trunk (unexpired leases): the busiest 20 trunks using any, "
+    'the rest summed under trunk="other"',
+    ["trunk"],
+)
+PACER_LAG = Gauge(
+    "outdial_pacer_lag_seconds",
+    "How long ago the pacer should have looked at its most overdue trunk (0: on time)",
+)
+SCHEDULED_CALLS = Gauge(
+    "outdial_scheduled_calls", "Scheduled calls, due (not yet claimed) or later", ["state"]
+)
+SCHEDULER_LAG = Gauge(
+    "outdial_scheduler_lag_seconds",
+    "How long ago the earliest unclaimed scheduled call fell due (0: none overdue)",
+)

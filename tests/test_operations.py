@@ -209,3 +209,76 @@ async def test_api_drains_in_flight_requests_on_sigterm(settings: Settings, lk: 
     finally:
         if api.poll() is None:
             api.kill()
+
+
+async def test_metrics_show_the_dialers_backlog(
+    tenant: Tenant, client: httpx.AsyncClient, settings: Settings, monkeypatch: Any
+) -> None:
+    """No worker runs: the admissions are made here, on limits the operator set, and nobody
+    paces or claims, so the waiting calls, held slots and overdue looks stay put."""
+    from api.store import pacing_probes
+    from api.store.base import open_store
+    from api.store.pacing import admit
+
+    admin = {"Authorization": "Bearer " + settings.admin_token}
+    trunks = {"ST_metricsbusy": "+15105550101", "ST_metricsslow": "+15105550102"}
+    for trunk, number in trunks.items():
+        await tenant.register_number(number, sip_trunk_id=trunk)
+    limits: dict[str, dict[str, float]] = {
+        "ST_metricsbusy": {"max_concurrent_calls": 1},
+        "ST_metricsslow": {"max_calls_per_second": 0.1},  # one admission per 10 s
+    }
+    for trunk, body in limits.items():
+        answer = await client.put(f"/v1/admin/trunks/{trunk}/limits", json=body, headers=admin)
+        assert answer.status_code == 200, answer.text
+    agent_id = (await tenant.create_agent())["id"]
+    calls: dict[str, list[str]] = {}
+    for trunk, number in trunks.items():
+        for _ in range(2):
+            placed = await tenant.place_call(
+                to="+14155552671", call_agent_id=agent_id, from_number=number
+            )
+            calls.setdefault(trunk, []).append(placed.json()["callId"])
+    store = open_store(settings)
+    try:
+        outcomes = [(await admit(store, c)) for pair in calls.values() for c in pair]
+        assert [(o.outcome, o.reason) for o in outcomes] == [
+            ("admitted", None),
+            ("waiting", "trunk_concurrency"),
+            ("admitted", None),
+            ("waiting", "trunk_rate"),
+        ]
+        # The series cap: with room for one trunk, the other's slot is counted as "other"
+        # (the API serves from this process: the cap is back before it is scraped).
+        with monkeypatch.context() as patched:
+            patched.setattr(pacing_probes, "SLOT_TRUNKS_SHOWN", 1)
+            capped = await pacing_probes.read_pacing_backlog(store)
+    finally:
+        await store.aclose()
+    assert capped.slots == {"ST_metricsbusy": 1, "other": 1}
+    for seconds in (1, 3600):
+        later = await tenant.place_call(
+            to="+14155552671", call_agent_id=agent_id, delay_seconds=seconds
+        )
+        assert later.status_code == 200, later.text
+
+    text = (await client.get("/metrics")).text
+    assert _metric(text, "outdial_calls_waiting", '{reason="trunk_concurrency"}') == 1
+    assert _metric(text, "outdial_calls_waiting", '{reason="trunk_rate"}') == 1
+    assert 'outdial_calls_waiting{reason="workspace_concurrency"} 0.0' in text
+    assert _metric(text, "outdial_trunk_slots_in_use", '{trunk="ST_metricsbusy"}') == 1
+    assert _metric(text, "outdial_trunk_slots_in_use", '{trunk="ST_metricsslow"}') == 1
+    assert _metric(text, "outdial_scheduled_calls", '{state="later"}') >= 1
+
+    # Nobody claims the call due in 1 s, nor looks at the trunks the pacer should look at
+    # again (held by concurrency: within 5 s): both lags grow.
+    async def overdue() -> bool:
+        text = (await client.get("/metrics")).text
+        return (
+            _metric(text, "outdial_scheduled_calls", '{state="due"}') == 1
+            and _metric(text, "outdial_scheduled_calls", '{state="later"}') == 1
+            and _metric(text, "outdial_scheduler_lag_seconds") > 0
+            and _metric(text, "outdial_pacer_lag_seconds") > 0
+        )
+
+    await async_wait_until(overdue, timeout=20, interval=0.25, what="both lags seen")

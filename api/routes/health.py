@@ -9,6 +9,7 @@ the metrics token when `OUTDIAL_METRICS_TOKEN` is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -19,11 +20,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.auth import bearer_token
 from api.deps import LiveKitDep, SettingsDep, StoreDep
 from api.errors import unauthorized
-from api.metrics import QUEUE_DEPTH
+from api.metrics import (
+    CALLS_WAITING,
+    PACER_LAG,
+    QUEUE_DEPTH,
+    SCHEDULED_CALLS,
+    SCHEDULER_LAG,
+    TRUNK_SLOTS_IN_USE,
+)
 from api.schemas.health import Liveness, Readiness, ReadinessChecks
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE
+from api.store.pacing_probes import read_pacing_backlog
 from api.store.probes import ping, read_backlog
 from api.store.webhooks import WebhookHealth, read_webhook_health
 
@@ -111,6 +120,20 @@ async def readyz(
     return JSONResponse(readiness.model_dump(mode="json"), status_code=code)
 
 
+async def _sample_dialer(store: Any) -> None:
+    pacing = await read_pacing_backlog(store)
+    for reason, count in pacing.waiting.items():
+        CALLS_WAITING.labels(reason).set(count)
+    # Only trunks using slots now are series: one that went idle leaves the scrape.
+    TRUNK_SLOTS_IN_USE.clear()
+    for trunk, count in pacing.slots.items():
+        TRUNK_SLOTS_IN_USE.labels(trunk).set(count)
+    PACER_LAG.set(pacing.pacer_lag_s)
+    SCHEDULED_CALLS.labels("due").set(pacing.scheduled_due)
+    SCHEDULED_CALLS.labels("later").set(pacing.scheduled_later)
+    SCHEDULER_LAG.set(pacing.scheduler_lag_s)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(
     store: StoreDep, settings: SettingsDep, authorization: AuthorizationHeader = None
@@ -125,4 +148,6 @@ async def metrics(
         QUEUE_DEPTH.labels("calls_with_deadline").set(backlog.calls_with_deadline)
     except Exception:  # metrics must render even while Redis is down
         pass
+    with contextlib.suppress(Exception):  # as above: the last sampled values stay
+        await _sample_dialer(store)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -67,6 +67,10 @@ local function take_slots(p, kcall, call_id, trunk, ws, interval, now)
   local lease = lease_until(kcall, now)
   redis.call('ZADD', trunk_key(p, trunk, 'slots'), lease, call_id)
   redis.call('ZADD', ws_slots_key(p, ws), lease, call_id)
+  -- The index /metrics reads slots through (`keys.pacing_leased_trunks`), kept small.
+  local kleased = p .. ':pacing:leased-trunks'
+  redis.call('ZREMRANGEBYSCORE', kleased, '-inf', '(' .. now)
+  redis.call('ZADD', kleased, 'GT', lease, trunk)
   gcra_take(trunk_key(p, trunk, 'admit-tat'), interval, now)
   redis.call('HDEL', kcall, 'waiting_for', 'waiting_since')
 end
