@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from collections import Counter
 from typing import Any
@@ -149,7 +150,7 @@ async def main(calls: int) -> None:
         print(f"| calls posted (all at once) | {len(call_ids)} in {posted_in:.2f} s | - |")
         print(f"| worst one-second window of dials | {most_in_one_second(times)} | ≤ {RATE} |")
         marks = sorted(start / 1000 for start, _ in intervals)
-        gaps = [(b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)]
+        gaps = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]
         print(
             f"| the same, by the `dialing` marks (the script's clock) | "
             f"{most_in_one_second(marks)} | ≤ {RATE} |"
