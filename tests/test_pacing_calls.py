@@ -22,6 +22,7 @@ CALLS = 60
 RATE = 10
 CONCURRENT = 20
 CALL_SECONDS = 2.5
+GUARD_MS = 100
 
 
 async def _end_each_call_after(lk: Any, seconds: float, stop: asyncio.Event) -> None:
@@ -61,8 +62,15 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
     tenant: Tenant, lk: Any, settings: Settings, api_server: Any, redis_client: redis.Redis
 ) -> None:
     lk.webhook_url = api_server.url + "/v1/livekit/webhook"
+    # The guard absorbs the jitter between a dial's turn and its arrival at the trunk: here
+    # a Python test server sharing two cores with the suite, so wider than the shipped
+    # 20 ms (bench/pacing.py measures that one under load).
     limited = settings.model_copy(
-        update={"trunk_max_calls_per_second": RATE, "trunk_max_concurrent_calls": CONCURRENT}
+        update={
+            "trunk_max_calls_per_second": RATE,
+            "trunk_max_concurrent_calls": CONCURRENT,
+            "trunk_rate_guard_ms": GUARD_MS,
+        }
     )
     worker = WorkerProcess(limited, threads=8).start()
     stop = asyncio.Event()
@@ -97,6 +105,9 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
         )
         assert status == b"completed"
         intervals.append((int(dialing), int(ended)))
+    # The turns themselves (taken in one script right before each dial is sent) never
+    # exceed the rate, whatever the jitter after them.
+    assert _most_in_one_second(sorted(start / 1000 for start, _ in intervals)) <= RATE
     peak = _most_at_once(intervals)
     # The limit held, and it was reached (else this burst would not test it).
     assert peak <= CONCURRENT
