@@ -14,7 +14,7 @@ import redis
 from api.settings import Settings
 from tests.calls import call_status, wait_dialed, wait_status
 from tests.conftest import Tenant
-from tests.support import WorkerProcess, async_wait_until, redis_snapshot
+from tests.support import ADMIN_TOKEN, WorkerProcess, async_wait_until, redis_snapshot
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -166,3 +166,57 @@ async def test_a_bad_window_is_refused_and_writes_nothing(
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "VALIDATION_ERROR"
     assert redis_snapshot(redis_client, settings.redis_prefix) == before
+
+
+def _later_window() -> tuple[datetime, dict[str, Any]]:
+    """A UTC window opening in 2 hours (closed now), one hour long."""
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    end = _wall(opens + timedelta(hours=1))
+    return opens, {"days": EVERY_DAY, "start": _wall(opens), "end": end, "timezone": "UTC"}
+
+
+async def test_an_agents_window_holds_its_calls_unless_a_call_names_its_own(
+    tenant: Tenant,
+) -> None:
+    await tenant.register_number("+15105550100")
+    opens, window = _later_window()
+    agent = await tenant.create_agent(call_window=window)
+    shown = (await tenant.request("GET", f"/v1/api/agents/{agent['id']}")).json()
+    assert shown["callWindow"] == window | {"days": EVERY_DAY}
+    held = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    view = await call_status(tenant, held["callId"])
+    assert (view["status"], view["scheduledReason"]) == ("scheduled", "call_window")
+    assert _ms(view["scheduledAt"]) == int(opens.timestamp() * 1000)
+    now = datetime.now(UTC)
+    own = {
+        "days": EVERY_DAY,
+        "start": _wall(now - timedelta(hours=1)),
+        "end": _wall(now + timedelta(hours=1)),
+        "timezone": "UTC",
+    }
+    placed = await tenant.place_call(to="+14155552671", call_agent_id=agent["id"], call_window=own)
+    assert (await call_status(tenant, placed.json()["callId"]))["status"] == "queued"
+
+
+async def test_the_workspace_default_window_holds_calls_that_name_none(
+    tenant: Tenant, agent: dict[str, Any], redis_client: redis.Redis, settings: Settings
+) -> None:
+    opens, window = _later_window()
+    path = f"/v1/admin/workspaces/{tenant.id}/call-window"
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    before = redis_snapshot(redis_client, settings.redis_prefix)
+    bad = window | {"timezone": "Mars/Olympus"}
+    refused = await tenant.http.put(path, json={"call_window": bad}, headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert redis_snapshot(redis_client, settings.redis_prefix) == before
+    response = await tenant.http.put(path, json={"call_window": window}, headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["callWindow"] == window
+    held = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    view = await call_status(tenant, held["callId"])
+    assert (view["status"], view["scheduledReason"]) == ("scheduled", "call_window")
+    assert _ms(view["scheduledAt"]) == int(opens.timestamp() * 1000)
+    cleared = await tenant.http.put(path, json={"call_window": None}, headers=admin)
+    assert cleared.json()["callWindow"] is None
+    placed = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
+    assert (await call_status(tenant, placed["callId"]))["status"] == "queued"

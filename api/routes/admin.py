@@ -13,6 +13,7 @@ from api.deps import AdminDep, StoreDep
 from api.errors import ApiError, not_found
 from api.openapi import ADMIN_AUTH, BODY, NOT_FOUND, STORAGE, error_responses
 from api.schemas.admin import (
+    CallWindowUpdate,
     CountriesUpdate,
     KeyRotated,
     TrunkAssignment,
@@ -22,6 +23,7 @@ from api.schemas.admin import (
     WorkspaceOut,
     WorkspaceUpdate,
 )
+from api.services.call_windows import window_to_json
 from api.store import numbers, workspaces
 from api.store.base import Store
 
@@ -74,6 +76,19 @@ async def set_allowed_countries(
 ) -> WorkspaceOut:
     countries = None if body.countries is None else ",".join(body.countries)
     workspace = await workspaces.set_allowed_countries(store, workspace_id, countries)
+    if workspace is None:
+        raise not_found("workspace", workspace_id)
+    return WorkspaceOut.of(workspace)
+
+
+@router.put("/workspaces/{workspace_id}/call-window", responses=_BY_ID_WITH_BODY)
+async def set_call_window(
+    workspace_id: str, body: CallWindowUpdate, store: StoreDep
+) -> WorkspaceOut:
+    """The default window of the workspace's calls (null: none)."""
+    spec = body.call_window
+    window = None if spec is None else window_to_json(spec.window())
+    workspace = await workspaces.set_call_window(store, workspace_id, window)
     if workspace is None:
         raise not_found("workspace", workspace_id)
     return WorkspaceOut.of(workspace)

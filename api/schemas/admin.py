@@ -3,11 +3,13 @@ webhook secret only in the answer that created them), and what the operator send
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.schemas.call_windows import CallWindowOut, CallWindowSpec
 from api.schemas.numbers import TRUNK_ID_PATTERN
 from api.store.workspaces import NewWorkspace, Workspace
 from sip.numbers import parse_countries
@@ -26,6 +28,14 @@ class WorkspaceUpdate(BaseModel):
 class TrunkAssignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sip_trunk_id: str = Field(pattern=TRUNK_ID_PATTERN)
+
+
+class CallWindowUpdate(BaseModel):
+    """The default window of the workspace's calls (a call's or its agent's own comes
+    first); null: none."""
+
+    model_config = ConfigDict(extra="forbid")
+    call_window: CallWindowSpec | None
 
 
 class CountriesUpdate(BaseModel):
@@ -50,6 +60,7 @@ def _shown(workspace: Workspace) -> dict[str, Any]:
         "name": workspace.name,
         "disabled": workspace.disabled,
         "allowed_countries": None if countries is None else sorted(parse_countries(countries)),
+        "call_window": None if workspace.call_window is None else json.loads(workspace.call_window),
         "created_at": iso_from_ms(workspace.created_at),
     }
 
@@ -60,6 +71,8 @@ class WorkspaceOut(ResponseModel):
     disabled: bool
     # ISO 3166 alpha-2 codes ([] = every country); null: the deployment's default list
     allowed_countries: list[str] | None
+    # the default window of the workspace's calls; null: none
+    call_window: CallWindowOut | None = None
     created_at: Timestamp
 
     @classmethod

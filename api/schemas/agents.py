@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from agent_runtime.contract import PipelineConfig, TemplateError, template_variables
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.schemas.call_windows import CallWindowOut, CallWindowSpec
 from api.store.agents import AgentRecord
 from sip.numbers import InvalidNumberError, to_e164
 
@@ -70,6 +71,8 @@ class AgentCreate(BaseModel):
     voicemail_action: Literal["hangup", "leave_message"] = "hangup"
     voicemail_message: Template | None = Field(None, max_length=2_000)
     transfer_to: TransferTarget | None = None
+    # The window of this agent's calls that do not name one (api/schemas/call_windows.py).
+    call_window: CallWindowSpec | None = None
 
     @model_validator(mode="after")
     def _voicemail_message_when_leaving_one(self) -> AgentCreate:
@@ -94,6 +97,7 @@ class AgentUpdate(BaseModel):
     voicemail_action: Literal["hangup", "leave_message"] | None = None
     voicemail_message: Template | None = Field(None, max_length=2_000)
     transfer_to: TransferTarget | None = None
+    call_window: CallWindowSpec | None = None
 
 
 class ModelOut(ResponseModel):
@@ -127,6 +131,7 @@ class AgentOut(ResponseModel):
     voicemail_action: Literal["hangup", "leave_message"]
     voicemail_message: str | None
     transfer_to: str | None
+    call_window: CallWindowOut | None
     created_at: Timestamp
     updated_at: Timestamp
 

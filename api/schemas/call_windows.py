@@ -12,6 +12,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.base import ResponseModel
 from api.services.call_windows import CALLEE, DAY_NAMES, CallWindow, zone
 
 DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -52,3 +53,12 @@ class CallWindowSpec(BaseModel):
             end=time.fromisoformat(self.end),
             timezone=self.timezone,
         )
+
+
+class CallWindowOut(ResponseModel):
+    """A stored window as the API shows it (the fields of `CallWindowSpec`)."""
+
+    days: list[str]
+    start: str
+    end: str
+    timezone: str

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
@@ -192,7 +193,12 @@ def window_to_json(window: CallWindow) -> str:
 
 def window_from_json(raw: str) -> CallWindow:
     """A window in its stored form; ValueError (or KeyError) when it does not parse."""
-    found = json.loads(raw)
+    return window_from_fields(json.loads(raw))
+
+
+def window_from_fields(found: dict[str, Any]) -> CallWindow:
+    """A window from its fields (`days`, `start`, `end`, `timezone`), as an agent's
+    document holds them; ValueError (or KeyError) when they do not parse."""
     return CallWindow(
         days=frozenset(DAY_NAMES.index(day) for day in found["days"]),
         start=time.fromisoformat(found["start"]),

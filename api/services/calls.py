@@ -27,7 +27,7 @@ from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate, Call
 from api.services.agents import check_worker_name
 from api.services.call_end import count_call_end, drop_room
 from api.services.call_windows import window_from_json, window_to_json
-from api.services.scheduling import due_in_window
+from api.services.scheduling import chosen_window, due_in_window
 from api.settings import Settings
 from api.store.accept import read_for_accept
 from api.store.base import Store
@@ -220,7 +220,8 @@ async def place_call(
 
     # When to dial: the asked time, moved to the window's next opening when it is closed.
     due = due_time(body, now_ms())
-    window = body.call_window.window() if body.call_window is not None else None
+    requested = body.call_window.window() if body.call_window is not None else None
+    window = chosen_window(requested, agent.call_window, workspace.call_window)
     if window is not None:
         ready_s = settings.agent_ready_timeout_seconds
         due = due_in_window(window, to, due, now_ms(), ready_s)

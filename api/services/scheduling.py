@@ -10,7 +10,9 @@ now whose window is open is not scheduled at all.
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from api.errors import ApiError
@@ -18,9 +20,34 @@ from api.services.call_windows import (
     CallWindow,
     UnknownZoneError,
     next_opening,
+    window_from_fields,
+    window_from_json,
     window_zones,
 )
+from api.store.agents import AgentCallWindow
 from api.store.scheduled import Due
+
+logger = logging.getLogger("outdial.api")
+
+
+def chosen_window(
+    requested: CallWindow | None,
+    agent_window: AgentCallWindow | None,
+    workspace_window: str | None,
+) -> CallWindow | None:
+    """The call's window: the request's, else its agent's, else the workspace's default,
+    else none. A stored one that does not parse (damage: the API validated it) is logged
+    and passed over, like an absent one."""
+    if requested is not None:
+        return requested
+    try:
+        if agent_window is not None:
+            return window_from_fields(asdict(agent_window))
+        if workspace_window is not None:
+            return window_from_json(workspace_window)
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("a stored call window does not parse, ignored: %s", exc)
+    return None
 
 
 def _instant(epoch_ms: int) -> datetime:

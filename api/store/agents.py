@@ -23,6 +23,17 @@ from api.store.base import Store
 from api.store.records import readable, strict_document
 
 
+@dataclass(frozen=True, slots=True)
+class AgentCallWindow:
+    """An agent's call window as its document holds it (validated by the API:
+    `api.schemas.call_windows.CallWindowSpec`; read by `call_windows.window_from_fields`)."""
+
+    days: tuple[str, ...]
+    start: str
+    end: str
+    timezone: str
+
+
 # Keyword-only, so the fields keep the documents' order (the API's field order).
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRecord:
@@ -38,6 +49,8 @@ class AgentRecord:
     voicemail_action: Literal["hangup", "leave_message"] = "hangup"
     voicemail_message: str | None = None
     transfer_to: str | None = None
+    # Its calls' window unless a call names its own (`call_windows.window_from_fields`).
+    call_window: AgentCallWindow | None = None
     created_at: int  # ms
     updated_at: int
 

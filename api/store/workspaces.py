@@ -34,6 +34,9 @@ class Workspace:
     # The operator's country allowlist for this workspace's destinations, comma-separated
     # ('' = every country); None: the deployment's OUTDIAL_ALLOWED_COUNTRIES.
     allowed_countries: str | None = None
+    # The default window of the workspace's calls (`call_windows.window_to_json`); None:
+    # no default (a call or its agent may still name one).
+    call_window: str | None = None
 
     @classmethod
     def from_hash(cls, raw: dict[str, str], key: str = "workspace") -> Workspace:
@@ -48,6 +51,7 @@ class Workspace:
             disabled=read.optional_text("disabled") == _flag(True),
             created_at=read.integer("created_at"),
             allowed_countries=read.optional_text("allowed_countries"),
+            call_window=read.optional_text("call_window"),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -61,6 +65,8 @@ class Workspace:
         }
         if self.allowed_countries is not None:
             fields["allowed_countries"] = self.allowed_countries
+        if self.call_window is not None:
+            fields["call_window"] = self.call_window
         return fields
 
 
@@ -168,6 +174,19 @@ async def set_allowed_countries(
         await store.redis.hdel(key, "allowed_countries")
     else:
         await store.redis.hset(key, "allowed_countries", countries)
+    return await get_workspace(store, workspace_id)
+
+
+async def set_call_window(store: Store, workspace_id: str, window: str | None) -> Workspace | None:
+    """Set (None: clear) the default window of the workspace's calls; None when there is
+    no such workspace."""
+    key = store.keys.workspace(workspace_id)
+    if not await store.redis.exists(key):
+        return None
+    if window is None:
+        await store.redis.hdel(key, "call_window")
+    else:
+        await store.redis.hset(key, "call_window", window)
     return await get_workspace(store, workspace_id)
 
 
