@@ -232,3 +232,19 @@ async def test_worker_killed_while_claiming_enqueues_each_call_once(
         assert events.count("call.queued") == 1, events
         assert events.count("call.dispatching") == 1, events
         assert len(_dials(lk, accepted["roomName"])) <= 1
+
+
+async def test_a_scheduled_accept_replayed_with_its_idempotency_key_stores_one_call(
+    tenant: Tenant, agent: dict[str, Any], redis_client: redis.Redis, settings: Settings
+) -> None:
+    body = {"to": "+14155552671", "call_agent_id": agent["id"], "delay_seconds": 600}
+    headers = {"Idempotency-Key": "later-1"}
+    first = (await tenant.place_call(**body, headers=headers)).json()
+    before = redis_snapshot(redis_client, settings.redis_prefix)
+    again = (await tenant.place_call(**body, headers=headers)).json()
+    assert again == first
+    assert redis_snapshot(redis_client, settings.redis_prefix) == before
+    assert _due_members(redis_client, settings) == {first["callId"].encode()}
+    other = await tenant.place_call(**(body | {"delay_seconds": 60}), headers=headers)
+    assert other.status_code == 409
+    assert other.json()["code"] == "IDEMPOTENCY_CONFLICT"
