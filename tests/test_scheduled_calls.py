@@ -159,6 +159,11 @@ async def test_a_call_moved_while_scheduled_is_dialed_at_its_new_time_only(
         {"delay_seconds": -1},
         {"delay_seconds": 30 * 86_400 + 1},
         {"delay_seconds": 60, "scheduled_at": "2030-01-01T09:00:00Z"},
+        {"scheduled_at": "9999-12-31T23:59:59Z"},  # beyond reach (30 days)
+        {
+            "scheduled_at": "9999-12-31T23:59:59Z",
+            "call_window": {"days": ["mon"], "start": "09:00", "end": "17:00"},
+        },
     ],
 )
 async def test_bad_times_are_refused_and_write_nothing(
@@ -177,7 +182,12 @@ async def test_bad_times_are_refused_and_write_nothing(
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"delay_seconds": 5, "scheduled_at": "2030-01-01T09:00:00Z"}, {"delay_seconds": "x"}],
+    [
+        {},
+        {"delay_seconds": 5, "scheduled_at": "2030-01-01T09:00:00Z"},
+        {"delay_seconds": "x"},
+        {"scheduled_at": "9999-12-31T23:59:59Z"},
+    ],
 )
 async def test_a_bad_move_is_refused_and_changes_nothing(
     tenant: Tenant,

@@ -8,6 +8,8 @@ refused instead of silently changing. The agent id names a Redis key, so it must
 from __future__ import annotations
 
 import math
+import time
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -24,6 +26,22 @@ MAX_VARIABLES = 64
 # How far ahead a call may be placed (`delay_seconds`, `scheduled_at`).
 MAX_DELAY_SECONDS = 30 * 86_400
 _NOT_FINITE = "NaN and Infinity are not JSON numbers: send a finite number or a string"
+
+
+def _within_reach(value: datetime) -> datetime:
+    """An instant at most MAX_DELAY_SECONDS ahead (the window search and the due set take
+    times, not calendars: year 9999 would overflow them)."""
+    try:
+        ahead = value.timestamp() - time.time()
+    except (OverflowError, ValueError):
+        ahead = math.inf
+    if ahead > MAX_DELAY_SECONDS:
+        raise ValueError(f"must be at most {MAX_DELAY_SECONDS // 86_400} days ahead")
+    return value
+
+
+# When to dial: an instant with its offset; a past one means now.
+ScheduledTime = Annotated[AwareDatetime, AfterValidator(_within_reach)]
 
 
 def _finite_scalar(value: Scalar) -> Scalar:
@@ -71,7 +89,7 @@ class CallCreate(BaseModel):
     max_duration_seconds: int | None = Field(None, ge=10, le=14_400)
     ring_timeout_seconds: int | None = Field(None, ge=5, le=80)
     # When to dial (not both): an instant with its offset (a past one: now), or a delay.
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: ScheduledTime | None = None
     delay_seconds: int | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
     # Only start the call inside these hours (its due time moves to the next opening).
     call_window: CallWindowSpec | None = None
@@ -88,7 +106,7 @@ class CallReschedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: ScheduledTime | None = None
     delay_seconds: int | None = Field(None, ge=0, le=MAX_DELAY_SECONDS)
 
     @model_validator(mode="after")
