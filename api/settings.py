@@ -12,6 +12,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sip.numbers import parse_countries
 
+# A trunk's calls per second: 0 (unlimited) or at least one call per 100 s. Slower rates
+# would space dials further than the pacing keys live, and ever smaller ones overflow.
+MIN_CALLS_PER_SECOND = 0.01
+
+
+def checked_rate(value: float) -> float:
+    if 0 < value < MIN_CALLS_PER_SECOND:
+        raise ValueError(f"a rate is 0 (unlimited) or at least {MIN_CALLS_PER_SECOND} calls/s")
+    return value
+
+
 # prometheus_client's multiprocess directory, read by prometheus_client when it is imported:
 # `outdial worker` sets it before any worker process starts (api/cli.py), and the worker's
 # metrics server serves what its processes write there (api/jobs/metrics_server.py).
@@ -139,11 +150,11 @@ class Settings(BaseSettings):
     # than the job's time limit, so two checks of one call never overlap).
     reconcile_lease_seconds: int = Field(90, ge=1, alias="OUTDIAL_RECONCILE_LEASE_SECONDS")
 
-    # Pacing (docs/operations.md, "Pacing the trunks"): the deployment's limits, 0 meaning
-    # unlimited (no carrier's numbers fit every trunk: set your carrier's). A trunk's own
-    # limits (admin or numbers API) and a workspace's `max_concurrent_calls` (admin API)
-    # override them. Dials of a trunk are spaced (1000 + guard) / rate ms apart, so network
-    # jitter up to the guard cannot put more than `rate` dials into one second at the trunk.
+    # Pacing (docs/operations.md, "Pacing: what each trunk can take"): the deployment's
+    # limits, 0 meaning unlimited (no carrier's numbers fit every trunk: set your carrier's).
+    # A trunk's own limits (admin or numbers API) and a workspace's `max_concurrent_calls`
+    # (admin API) override them. Dials of a trunk are spaced (1000 + guard) / rate ms apart,
+    # so network jitter up to the guard cannot put more than `rate` dials into one second.
     trunk_max_calls_per_second: float = Field(
         0, ge=0, le=1000, alias="OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND"
     )
@@ -172,6 +183,11 @@ class Settings(BaseSettings):
     # and satellite numbers are refused unless high-cost destinations are allowed.
     allowed_countries_text: str = Field("", alias="OUTDIAL_ALLOWED_COUNTRIES")
     allow_high_cost_destinations: bool = Field(False, alias="OUTDIAL_ALLOW_HIGH_COST_DESTINATIONS")
+
+    @field_validator("trunk_max_calls_per_second")
+    @classmethod
+    def _a_usable_rate(cls, value: float) -> float:
+        return checked_rate(value)
 
     @field_validator("allowed_countries_text")
     @classmethod

@@ -93,6 +93,9 @@ async def test_bad_limits_are_refused_and_change_nothing(
     for path, body in [
         (trunk_path, {"max_calls_per_second": -1}),
         (trunk_path, {"max_calls_per_second": 1001}),
+        # slower than one call per 100 s: its turns would outlive the pacing keys
+        (trunk_path, {"max_calls_per_second": 0.001}),
+        (trunk_path, {"max_calls_per_second": 1e-300}),
         (trunk_path, {"max_concurrent_calls": 1.5}),
         (trunk_path, {"max_concurrent_calls": "ten"}),
         (trunk_path, {"burst": 3}),

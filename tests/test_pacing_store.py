@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import ValidationError
 
 from api.settings import Settings
 from api.store.base import Store, open_store
@@ -203,3 +204,10 @@ async def test_the_dial_waits_for_the_trunks_dial_rate(store: Store) -> None:
     time.sleep(held.wait_ms / 1000)
     done = await mark_dialing(store, second, dialing("b"))
     assert done.result is not None and done.result.applied
+
+
+def test_a_rate_is_unlimited_or_at_least_one_call_per_100_seconds() -> None:
+    assert Settings(OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=0).trunk_max_calls_per_second == 0
+    assert Settings(OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=0.01).trunk_max_calls_per_second == 0.01
+    with pytest.raises(ValidationError, match="OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND"):
+        Settings(OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=1e-20)

@@ -4,9 +4,10 @@ back. Rates are calls per second (decimals allowed, at most 1000)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.base import ResponseModel
+from api.settings import checked_rate
 from api.store.limits import TrunkOverrides, TrunkUse, WorkspaceUse
 
 MAX_RATE = 1000.0
@@ -20,6 +21,11 @@ class TrunkLimitsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_calls_per_second: float | None = Field(None, ge=0, le=MAX_RATE, allow_inf_nan=False)
     max_concurrent_calls: int | None = Field(None, ge=0, le=MAX_CONCURRENCY)
+
+    @field_validator("max_calls_per_second")
+    @classmethod
+    def _a_usable_rate(cls, value: float | None) -> float | None:
+        return None if value is None else checked_rate(value)
 
     def overrides(self) -> TrunkOverrides:
         return TrunkOverrides(self.max_calls_per_second, self.max_concurrent_calls)

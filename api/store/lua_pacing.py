@@ -40,7 +40,9 @@ end
 
 local function gcra_take(ktat, interval, now)
   if interval <= 0 then return end
-  redis.call('SET', ktat, string.format('%.3f', now + interval), 'PX', 60000)
+  -- Kept a minute past its turn (the API bounds the rate, so the interval is finite).
+  redis.call('SET', ktat, string.format('%.3f', now + interval), 'PX',
+             math.ceil(interval) + 60000)
 end
 
 local function interval_of(rate, guard)
