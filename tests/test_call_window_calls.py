@@ -56,7 +56,9 @@ async def _events(tenant: Tenant, call_id: str) -> list[dict[str, Any]]:
 async def test_a_window_that_opens_in_2_s_holds_the_call_until_then(
     tenant: Tenant, agent: dict[str, Any], lk: Any, worker: WorkerProcess
 ) -> None:
-    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    # Whole seconds (window times carry seconds): at least 4 s left for the accept, so a
+    # slow machine still accepts before the opening.
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
     window = {"days": EVERY_DAY, "start": _wall(opens), "end": _wall(opens + timedelta(hours=1))}
     accepted = (
         await tenant.place_call(
@@ -85,7 +87,8 @@ async def test_a_call_dispatched_after_its_window_closed_waits_for_the_next_open
     """Accepted while its window is open (queued at once), dispatched only once it closes
     (no worker ran): the dispatcher sends it back to `scheduled` for tomorrow's opening."""
     now = datetime.now(UTC).replace(microsecond=0)
-    closes = now + timedelta(seconds=5)
+    # At least 5 s for the accept before the last start the window admits (close - 2 s).
+    closes = now + timedelta(seconds=8)
     window = {"days": EVERY_DAY, "start": _wall(now - timedelta(hours=1)), "end": _wall(closes)}
     window["timezone"] = "UTC"
     accepted = (

@@ -75,6 +75,18 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
     worker = WorkerProcess(limited, threads=8).start()
     stop = asyncio.Event()
     ender = asyncio.create_task(_end_each_call_after(lk, CALL_SECONDS, stop))
+    slots_held: list[int] = []
+
+    async def sample_slots() -> None:
+        # Slots are what the limit counts (held from admission to the end): sampled here
+        # to show the burst reached the limit, which the dial-to-end intervals understate.
+        while not stop.is_set():
+            slots_held.append(
+                redis_client.zcard(Keys(settings.redis_prefix).workspace_slots(tenant.id))
+            )
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample_slots())
     try:
         await tenant.register_number()
         agent_id = (await tenant.create_agent())["id"]
@@ -92,6 +104,7 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
     finally:
         stop.set()
         await ender
+        await sampler
         worker.stop()
 
     dials = lk.requests("SIP", "CreateSIPParticipant")
@@ -108,10 +121,9 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
     # The turns themselves (taken in one script right before each dial is sent) never
     # exceed the rate, whatever the jitter after them.
     assert _most_in_one_second(sorted(start / 1000 for start, _ in intervals)) <= RATE
-    peak = _most_at_once(intervals)
     # The limit held, and it was reached (else this burst would not test it).
-    assert peak <= CONCURRENT
-    assert peak >= CONCURRENT - 2
+    assert _most_at_once(intervals) <= CONCURRENT
+    assert max(slots_held) == CONCURRENT
     # Every slot came back.
     assert redis_client.zcard(keys.trunk_slots(dials[0].request.sip_trunk_id)) == 0
     assert redis_client.zcard(keys.workspace_slots(tenant.id)) == 0

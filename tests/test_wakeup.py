@@ -197,9 +197,12 @@ def test_every_worker_process_wakes(settings: Settings, redis_client: redis.Redi
     workers = [WorkerProcess(slow, threads=1).start() for _ in range(2)]
     try:
         wait_until(lambda: redis_client.zcard(heartbeats) == 2, timeout=30, what="two workers")
-        time.sleep(1)  # their first fetches are done: both wait now
-        published_at = current_millis()
         channel = QueueKeys.of(slow.broker_namespace, DIAL_QUEUE).ids
+        # Both listeners are subscribed (a pattern each; other tests' workers may listen too,
+        # on their own namespaces) and both processes made their first fetch: both wait.
+        wait_until(lambda: redis_client.publish(channel, "") == 2, timeout=30, what="two listeners")
+        time.sleep(1)
+        published_at = current_millis()
         assert redis_client.publish(channel, "") == 2  # one listener per process
 
         def all_fetched() -> bool:
