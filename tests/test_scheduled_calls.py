@@ -16,6 +16,7 @@ import redis
 
 from api.settings import Settings
 from api.store.call_record import CALL_STATUSES
+from api.store.scheduled import MAX_EVENTS_WHEN_MOVED
 from tests.calls import call_status, wait_dialed, wait_status
 from tests.conftest import Tenant
 from tests.support import WorkerProcess, async_wait_until, redis_snapshot
@@ -204,6 +205,27 @@ async def test_a_bad_move_is_refused_and_changes_nothing(
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "VALIDATION_ERROR"
     assert redis_snapshot(redis_client, settings.redis_prefix) == before
+
+
+async def test_moves_are_bounded_and_a_refused_one_changes_nothing(
+    tenant: Tenant, agent: dict[str, Any], redis_client: redis.Redis, settings: Settings
+) -> None:
+    """Each move records `call.scheduled`: a client looping PATCH meets TOO_MANY_MOVES once
+    the call holds MAX_EVENTS_WHEN_MOVED events, and that refused move writes nothing."""
+    accepted = (
+        await tenant.place_call(to="+14155552671", call_agent_id=agent["id"], delay_seconds=600)
+    ).json()
+    path = f"/v1/api/call/{accepted['callId']}"
+    for delay in range(601, 601 + MAX_EVENTS_WHEN_MOVED - 1):  # the accept wrote one event
+        assert (
+            await tenant.request("PATCH", path, json={"delay_seconds": delay})
+        ).status_code == 200
+    before = redis_snapshot(redis_client, settings.redis_prefix)
+    refused = await tenant.request("PATCH", path, json={"delay_seconds": 60})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "TOO_MANY_MOVES"
+    assert redis_snapshot(redis_client, settings.redis_prefix) == before
+    assert (await call_status(tenant, accepted["callId"]))["status"] == "scheduled"
 
 
 async def test_worker_killed_while_claiming_enqueues_each_call_once(

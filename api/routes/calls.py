@@ -30,7 +30,10 @@ async def get_call(call: WorkspaceCallDep) -> CallView:
     responses=error_responses(
         NOT_FOUND,
         BODY,
-        {409: "CALL_NOT_SCHEDULED", 422: "CALL_WINDOW_NEVER_OPEN, CALL_WINDOW_ZONE_UNKNOWN"},
+        {
+            409: "CALL_NOT_SCHEDULED, TOO_MANY_MOVES",
+            422: "CALL_WINDOW_NEVER_OPEN, CALL_WINDOW_ZONE_UNKNOWN",
+        },
     ),
 )
 async def move(call: WorkspaceCallDep, store: StoreDep, body: CallReschedule) -> CallView:

@@ -297,6 +297,13 @@ async def reschedule_call(store: Store, call: CallRecord, body: CallReschedule) 
         ready_s = call.agent_ready_timeout_s or 0
         due = due_in_window(window, call.to, asked, now, ready_s) or Due(now, "scheduled_time")
     result = await move_scheduled_call(store, call.id, due)
+    if result.outcome == "over_quota":
+        raise ApiError(
+            409,
+            "TOO_MANY_MOVES",
+            f"call {call.id} was moved too often: cancel it and place a new one",
+            {"status": result.status},
+        )
     if result.outcome != "applied":
         raise ApiError(
             409,

@@ -101,11 +101,13 @@ MOVE_SCHEDULED = (
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', 0, ''} end
 if status ~= 'scheduled' then return {'conflict', 0, status} end
+-- The event first: a move it refuses (over its quota: a client looping PATCH) changes nothing.
+local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+                           KEYS[8], 3)
+if result[1] ~= 'applied' then return result end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'scheduled_at', ARGV[1], 'scheduled_reason', ARGV[2])
 redis.call('ZADD', KEYS[9], ARGV[1], call_id)
-local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-                           KEYS[8], 3)
 redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'scheduled', tonumber(ARGV[3 + 5])), call_id)
 return result
 """

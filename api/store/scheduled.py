@@ -18,7 +18,14 @@ from api.store.base import Store
 from api.store.call_record import CallDraft
 from api.store.calls import IDEMPOTENCY_TTL_SECONDS, AcceptOutcome
 from api.store.clock import now_ms
-from api.store.events import ApplyResult, EventSpec, apply_args, event_keys, iso_timestamp
+from api.store.events import (
+    ApplyResult,
+    EventQuota,
+    EventSpec,
+    apply_args,
+    event_keys,
+    iso_timestamp,
+)
 from api.store.keys import Keys
 from api.store.messages import (
     DIAL_QUEUE,
@@ -36,6 +43,12 @@ class Due:
 
     at_ms: int
     reason: ScheduledReason
+
+
+# A scheduled call takes moves until it holds this many events (a call ready to dial has a
+# handful): past it, `over_quota` and nothing changes.
+MAX_EVENTS_WHEN_MOVED = 100
+MOVE_QUOTA = EventQuota(max_events=MAX_EVENTS_WHEN_MOVED, max_bytes=1 << 20, after_end_ms=0)
 
 
 def scheduled_event(due: Due) -> EventSpec:
@@ -102,7 +115,9 @@ async def accept_scheduled_call(
 async def move_scheduled_call(store: Store, call_id: str, due: Due) -> ApplyResult:
     """Give a still `scheduled` call a new due time; outcome `conflict` (with the status)
     once it is not scheduled any more, `missing` when it is gone."""
-    args = _informational(apply_args(store, scheduled_event(due), now_ms(), call_id))
+    # Each move is an event on the call: bounded, so a client looping PATCH cannot grow it.
+    event = dataclasses.replace(scheduled_event(due), quota=MOVE_QUOTA)
+    args = _informational(apply_args(store, event, now_ms(), call_id))
     reply = await store.move_scheduled_script(
         keys=[*event_keys(store, call_id), store.keys.scheduled_due()],
         args=[due.at_ms, due.reason, *args],
