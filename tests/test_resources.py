@@ -145,6 +145,7 @@ async def test_the_worker_middleware_owns_its_resources_on_the_workers_loop(
         await asyncio.to_thread(wait_until, lambda: "clients" in used, 15, 0.05, "the actor")
     finally:
         await asyncio.to_thread(worker.stop)
+        broker.close()  # as Dramatiq's CLI does at exit: the wake-up listener stops
         broker.client.connection_pool.disconnect()  # the broker's own; it never closes them
     assert used["loop"] is not asyncio.get_running_loop()
     await assert_closed(used["session"], used["clients"])

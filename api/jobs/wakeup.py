@@ -85,7 +85,8 @@ class WakeupListener:
         self._wake_all()  # a consumer still waiting returns, and sees its own stop
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=_LISTEN_SLICE_SECONDS + 1)
-        self._client.close()
+        # The client was given its pool, so closing the client would leave the pool open.
+        self._client.connection_pool.disconnect()
 
     def _wake_all(self) -> None:
         for event in list(self._events.values()):
