@@ -237,7 +237,10 @@ async def test_worker_killed_mid_dispatch_never_dials_twice(
     fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000, "worker_timeout_ms": 500})
     lk.inject(service, method, **fault)
     first = WorkerProcess(fast).start()
-    body = {"to": "+14155552671", "call_agent_id": agent["id"], "ring_timeout_seconds": SHORT_RING}
+    # After the dial the call must still be ringing when the redelivered run looks (on a
+    # loaded machine that can take longer than a short ring, whose deadline would end it).
+    ring = 60 if point == "after_dial" else SHORT_RING
+    body = {"to": "+14155552671", "call_agent_id": agent["id"], "ring_timeout_seconds": ring}
     call_id = (await tenant.place_call(**body)).json()["callId"]
     room_name = (await _call_status(tenant, call_id))["roomName"]
     if service == "SIP":
