@@ -164,8 +164,9 @@ async def test_a_killed_workers_call_keeps_one_slot_and_gives_it_back_once(
     finds the slots held by its call (no second admission, the waiting call stays waiting),
     carries the call on, and its end gives the slot back."""
     # Faster redelivery than production (10 s) keeps the suite short; same mechanism (the
-    # settings want it at least four idle polls long).
-    fast = settings.model_copy(update={"heartbeat_timeout_ms": 4 * settings.worker_timeout_ms})
+    # settings want it at least four idle polls long). Short polls: a message maintenance
+    # moves back is not announced by a wake-up, the next poll finds it.
+    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000, "worker_timeout_ms": 100})
     lk.inject("RoomService", "CreateRoom", delay_before=30)
     first_worker = WorkerProcess(fast).start()
     try:
