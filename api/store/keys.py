@@ -12,6 +12,7 @@
 | `{p}:trunk:{id}` | string -> workspace of a trunk Outdial created | numbers | as its number |
 | `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
+| `{p}:ws:{ws}:feed` | stream: call id, sequence of its events, ~5000 | events | 24 h idle |
 | `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
 | `{p}:call:{id}:events` | list of event JSON (index = sequence - 1) | events | as the call |
 | `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
@@ -44,7 +45,8 @@ records one-off resends requested through the API. The workspace hash's `allowed
 is the operator's country allowlist for its calls (absent: the deployment's), and its
 `max_concurrent_calls` the operator's concurrency limit for it (absent: the deployment's).
 The `pacing:*` keys are also built inside Lua from the prefix (`api.store.lua_pacing`): a
-call names its trunk and workspace only in its record.
+call names its trunk and workspace only in its record. So is the workspace's event `feed`
+(`lua.FEED_FN`, appended in the step that records each event; read by `api.store.feed`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class Keys:
 
     def idempotency(self, ws: str, key: str) -> str:
         return f"{self.prefix}:ws:{ws}:idem:{key}"
+
+    def feed(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:feed"
 
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"

@@ -7,7 +7,8 @@ enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RP
 the queue's wake-up PUBLISH, see `api.store.messages`).
 The callback relay's scripts are in `api.store.lua_relay`. The terminal branch also gives
 back the call's pacing slots (`PACING_KEYS_FN`, `api.store.lua_pacing`), so no path that
-ends a call can keep them.
+ends a call can keep them. Every event it records is announced on its workspace's feed
+(`FEED_FN`) in the same step, so the live stream misses none and shows none unrecorded.
 """
 
 from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK
@@ -31,15 +32,22 @@ _RANK_TABLE = "{" + ", ".join(f"{status}={rank}" for status, rank in STATUS_RANK
 # ready agent (dial mode `immediate`) nobody would report an answer, so dialing/ringing is
 # looked at every answer grace, and an answered call gets an agent check one grace later.
 # A scheduled call's is its due time plus the dispatch timeout and the margin
-# (`api.store.lua_schedule`).
+# (`api.store.lua_schedule`); a call waiting for its trunk's or workspace's limits
+# (`waiting_since`, `api.store.lua_pacing`) has its waiting budget plus the margin.
 DEADLINE_FN = """
 local function deadline_of(kcall, status, now)
   local f = redis.call('HMGET', kcall, 'dispatch_timeout_s', 'agent_ready_timeout_s',
                        'answer_grace_s', 'deadline_margin_s', 'ring_timeout_seconds', 'ts_dialing',
-                       'max_duration_seconds', 'agent_ready_at', 'scheduled_at')
+                       'max_duration_seconds', 'agent_ready_at', 'scheduled_at',
+                       'waiting_since', 'max_waiting_s')
   local function ms(i) return (tonumber(f[i]) or 0) * 1000 end
   local covered = f[8] ~= false
   if status == 'scheduled' then return (tonumber(f[9]) or now) + ms(1) + ms(4) end
+  if status == 'queued' and f[10] then
+    local budget = ms(11)
+    if budget == 0 then budget = ms(1) end
+    return tonumber(f[10]) + budget + ms(4)
+  end
   if status == 'queued' or status == 'dispatching' then return now + ms(1) end
   if status == 'waiting_for_agent' then return now + ms(2) end
   if status == 'dialing' or status == 'ringing' then
@@ -84,9 +92,27 @@ local function release_slots(kcall, call_id, now)
 end
 """
 
+# The workspace's event feed (`keys.Keys.feed`, read by `api.store.feed`): a capped stream
+# whose entries name a recorded event by call id (`c`) and sequence (`s`); the event itself
+# stays in the call's list, so the hot accept step writes two short fields rather than a
+# second copy of every event (transcripts included). Built from the call key's prefix like
+# the pacing keys; an idle workspace's feed expires.
+FEED_MAXLEN = 5000
+FEED_TTL_SECONDS = 86_400
+FEED_FN = """
+local function feed_append(kcall, seq)
+  local f = redis.call('HMGET', kcall, 'id', 'workspace_id')
+  if not f[1] or not f[2] then return end
+  local kfeed = pacing_prefix(kcall, f[1]) .. ':ws:' .. f[2] .. ':feed'
+  redis.call('XADD', kfeed, 'MAXLEN', '~', @MAXLEN@, '*', 'c', f[1], 's', seq)
+  redis.call('EXPIRE', kfeed, @TTL@)
+end
+""".replace("@MAXLEN@", str(FEED_MAXLEN)).replace("@TTL@", str(FEED_TTL_SECONDS))
+
 APPLY_EVENT_FN = (
     DEADLINE_FN
     + PACING_KEYS_FN
+    + FEED_FN
     + """
 local RANK = @RANK@
 local TERMINAL = @TERMINAL@
@@ -144,6 +170,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   redis.call('RPUSH', kevents, head .. seq .. ',"status":"' .. status .. '"' .. tail)
   redis.call('HSET', keids, event_id, seq)
   redis.call('HINCRBY', kcall, 'event_bytes', size)
+  feed_append(kcall, seq)
 
   if new_status ~= '' then
     local call_id = redis.call('HGET', kcall, 'id')
