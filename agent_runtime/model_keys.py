@@ -88,9 +88,10 @@ def is_local_endpoint(base_url: str | None) -> bool:
     return address.is_private or address.is_loopback or address.is_link_local
 
 
-def _stage_missing_key(
+def stage_missing_key(
     stage: str, defaults: StageDefaults, env: Mapping[str, str]
 ) -> MissingKey | None:
+    """`defaults`' hosted provider without a key (the console checks an agent's own stage)."""
     own_variable = f"OUTDIAL_{stage}_API_KEY"
     plugin_variable = PROVIDER_KEY_ENV.get(defaults.provider)
     if plugin_variable is None:
@@ -114,7 +115,7 @@ def missing_model_keys(
     """The stages of the worker's default pipeline that would fail on every call."""
     env = os.environ if env is None else env
     stages = (("LLM", settings.llm), ("STT", settings.stt), ("TTS", settings.tts))
-    found = (_stage_missing_key(stage, defaults, env) for stage, defaults in stages)
+    found = (stage_missing_key(stage, defaults, env) for stage, defaults in stages)
     return [missing for missing in found if missing is not None]
 
 
