@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # in-progress calls get `deadline_margin` on top of their ring timeout / max duration.
     dispatch_timeout_seconds: int = Field(120, ge=5, alias="OUTDIAL_DISPATCH_TIMEOUT_SECONDS")
     deadline_margin_seconds: int = Field(20, ge=1, le=600, alias="OUTDIAL_DEADLINE_MARGIN_SECONDS")
+    # A call held back by its trunk's or workspace's limits fails `WAITING_TIMEOUT` after
+    # waiting this long (its deadline while it waits).
+    max_waiting_seconds: int = Field(3600, ge=10, le=86_400, alias="OUTDIAL_MAX_WAITING_SECONDS")
     reconcile_interval_seconds: float = Field(
         0.5, gt=0, le=60, alias="OUTDIAL_RECONCILE_INTERVAL_SECONDS"
     )

@@ -88,7 +88,7 @@ async def test_admission_takes_both_slots_once_with_a_lease(store: Store) -> Non
     assert lease is not None and abs(lease - (time.time() + 835) * 1000) < 5000
 
 
-async def test_a_call_over_the_trunk_limit_waits_without_a_deadline(store: Store) -> None:
+async def test_a_call_over_the_trunk_limit_waits_with_its_waiting_deadline(store: Store) -> None:
     await limit_trunk(store, max_concurrent_calls=1)
     first, second = await queued_call(store), await queued_call(store)
     assert (await admit(store, first)).outcome == "admitted"
@@ -100,8 +100,37 @@ async def test_a_call_over_the_trunk_limit_waits_without_a_deadline(store: Store
     assert [e["data"] for e in await waiting_events(store, second)] == [
         {"reason": "trunk_concurrency"}
     ]
-    assert await store.redis.zscore(store.keys.deadlines(), second) is None
+    # waiting budget 3600 s + margin 20 s from when it started waiting
+    deadline = await store.redis.zscore(store.keys.deadlines(), second)
+    assert deadline == int(call["waiting_since"]) + 3_620_000
     assert await slot_holders(store) == ({first}, {first})
+
+
+async def test_an_expired_lease_follows_a_live_calls_deadline_and_frees_an_ended_ones(
+    store: Store,
+) -> None:
+    await limit_trunk(store, max_concurrent_calls=2)
+    await store.redis.hset(store.keys.workspace("ws_1"), "max_concurrent_calls", 5)
+    live, ended, waiting = (
+        await queued_call(store),
+        await queued_call(store),
+        await queued_call(store),
+    )
+    assert (await admit(store, live)).outcome == "admitted"
+    assert (await admit(store, ended)).outcome == "admitted"
+    # Both leases ran out; `ended` lost its deadline without a release (a crash between).
+    past = int(time.time() * 1000) - 1000
+    for key in (store.keys.trunk_slots(TRUNK), store.keys.workspace_slots("ws_1")):
+        await store.redis.zadd(key, {live: past, ended: past})
+    await store.redis.zrem(store.keys.deadlines(), ended)
+    live_deadline = await store.redis.zscore(store.keys.deadlines(), live)
+    assert live_deadline is not None
+
+    # The next admission looks: the live call keeps its slot, the ended one's is free.
+    assert (await admit(store, waiting)).outcome == "admitted"
+    assert await slot_holders(store) == ({live, waiting}, {live, waiting})
+    lease = await store.redis.zscore(store.keys.trunk_slots(TRUNK), live)
+    assert lease == max(live_deadline, past) + 60_000
 
 
 async def test_the_workspace_limit_holds_its_calls_only(store: Store) -> None:

@@ -4,6 +4,7 @@ tests/test_call_truth.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -48,6 +49,14 @@ def test_a_call_stuck_before_the_room_fails_with_dispatch_timeout(status: str) -
     plan = settle(_call(status), None, NOW)
     assert _summary(plan) == (("call.failed", None, "error"), True, False, None, False)
     assert plan.event is not None and plan.event.data["code"] == "DISPATCH_TIMEOUT"
+
+
+def test_a_call_still_waiting_for_its_limits_fails_with_waiting_timeout() -> None:
+    waiting = _call("queued", waiting_for="trunk_rate", waiting_since=NOW - 3_620_000)
+    plan = settle(replace(waiting, max_waiting_s=3600), None, NOW)
+    assert _summary(plan) == (("call.failed", None, "error"), True, False, None, False)
+    assert plan.event is not None and plan.event.data["code"] == "WAITING_TIMEOUT"
+    assert "waited over 3600 s for trunk_rate" in plan.event.data["message"]
 
 
 def test_an_agent_in_the_room_dials_only_when_joining_counts_as_ready() -> None:

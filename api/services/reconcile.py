@@ -8,6 +8,7 @@ stays past a deadline in a non-terminal state.
 
 | status at the deadline | LiveKit says | the call |
 |---|---|---|
+| queued, waiting for its limits | - | failed `WAITING_TIMEOUT` (its waiting budget is spent) |
 | scheduled, queued, dispatching | - | failed `DISPATCH_TIMEOUT` (room dropped) |
 | waiting_for_agent | an agent is in the room, dial mode `agent_joined` | dial step queued |
 | waiting_for_agent | otherwise (joined but never ready is stuck) | failed `AGENT_UNAVAILABLE` |
@@ -139,6 +140,10 @@ def _settle_in_progress(call: CallRecord, room: RoomSnapshot, now_ms: int) -> Se
 def settle(call: CallRecord, room: RoomSnapshot | None, now_ms: int) -> Settlement:
     """The plan for a call whose deadline passed; `room` is needed for `ROOM_STATUSES`."""
     status = call.status
+    if status == "queued" and call.waiting_for is not None:
+        budget = call.max_waiting_s or call.dispatch_timeout_s
+        message = f"the call waited over {budget} s for {call.waiting_for}; nobody was dialed"
+        return _failed("WAITING_TIMEOUT", message, "error", status)
     # a scheduled call's deadline is its due time plus the dispatch timeout and margin
     if status in ("scheduled", "queued", "dispatching"):
         message = f"the call was still {status} at its dispatch deadline"

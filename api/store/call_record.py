@@ -32,6 +32,8 @@ class CallBudgets:
     agent_ready_timeout_s: int
     answer_grace_s: int
     deadline_margin_s: int
+    # How long the call may wait for its trunk's or workspace's limits (api.store.pacing).
+    max_waiting_s: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallBudgets:
@@ -41,6 +43,7 @@ class CallBudgets:
             agent_ready_timeout_s=settings.agent_ready_timeout_seconds,
             answer_grace_s=settings.agent_answer_grace_seconds,
             deadline_margin_s=settings.deadline_margin_seconds,
+            max_waiting_s=settings.max_waiting_seconds,
         )
 
 
@@ -77,6 +80,7 @@ class CallRecord:
     agent_ready_timeout_s: int | None = None
     answer_grace_s: int | None = None
     deadline_margin_s: int | None = None
+    max_waiting_s: int | None = None
     # When the call entered each status it went through (hash fields `ts_<status>`).
     transitions: dict[str, int] = field(default_factory=dict)
     event_bytes: int | None = None
@@ -140,6 +144,7 @@ class CallRecord:
             agent_ready_timeout_s=read.optional_integer("agent_ready_timeout_s"),
             answer_grace_s=read.optional_integer("answer_grace_s"),
             deadline_margin_s=read.optional_integer("deadline_margin_s"),
+            max_waiting_s=read.optional_integer("max_waiting_s"),
             transitions=_transitions(read),
             event_bytes=read.optional_integer("event_bytes"),
             dial_owner=read.optional_text("dial_owner"),
@@ -188,6 +193,7 @@ class CallRecord:
             "agent_ready_timeout_s": self.agent_ready_timeout_s,
             "answer_grace_s": self.answer_grace_s,
             "deadline_margin_s": self.deadline_margin_s,
+            "max_waiting_s": self.max_waiting_s,
             **{f"ts_{status}": ms for status, ms in self.transitions.items()},
             "event_bytes": self.event_bytes,
             "dial_owner": self.dial_owner,
@@ -323,6 +329,7 @@ class CallDraft:
             agent_ready_timeout_s=budgets.agent_ready_timeout_s,
             answer_grace_s=budgets.answer_grace_s,
             deadline_margin_s=budgets.deadline_margin_s,
+            max_waiting_s=budgets.max_waiting_s,
             transitions={"queued": now_ms},
             call_window=self.call_window,
         )

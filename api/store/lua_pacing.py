@@ -4,7 +4,10 @@ Invariants kept here, each by one atomic script:
 - A call holds a slot in its trunk's and its workspace's slot sets (zsets call id -> lease
   expiry ms) from its admission to its end; a set never holds more calls than its limit
   (expired leases are pruned first). The release is `lua.PACING_KEYS_FN.release_slots`, in
-  the step that records the end.
+  the step that records the end. A lease is the call's whole budget from its admission; one
+  that runs out while its call still has a deadline (a reconciler that could not settle it
+  yet) follows that deadline instead of being pruned, so a live call never loses its slot
+  and a slot never outlives its call's deadline by more than `LEASE_RENEWAL_MS`.
 - Admissions of a trunk are spaced by at least 1000/rate ms (GCRA without burst, `admit-tat`),
   and so are its dials (`dial-tat`), the latter with a guard: (1000 + guard)/rate ms, so
   `rate` dials sent in a row span more than a second plus the guard, which absorbs the
@@ -13,7 +16,8 @@ Invariants kept here, each by one atomic script:
   the trunk's `turns` zset orders its workspaces by their last admission, and a pacer's
   step admits round-robin from the least recently served workspace that is under its limit,
   so a workspace's backlog never holds another's call beyond that one's own limits.
-  A waiting call has no deadline (the pacer owns it); it gets one at its admission.
+  A waiting call's deadline is its waiting budget (`max_waiting_s`, `lua.DEADLINE_FN`) from
+  when it started waiting; its admission gives it the dispatch deadline.
 - The admitted call's dispatch message is written in the step that admits it (outbox).
 
 Limits: the trunk's `limits` hash overrides the deployment's defaults; the workspace hash's
@@ -21,6 +25,10 @@ Limits: the trunk's `limits` hash overrides the deployment's defaults; the works
 """
 
 from api.store.lua import APPLY_EVENT_FN, DEADLINE_FN, PACING_KEYS_FN
+
+# How far past its call's deadline a renewed lease runs (the reconciler claims deadlines
+# within a second or so; this is its slack).
+LEASE_RENEWAL_MS = 60_000
 
 # Limits, GCRA and slots. `limits` gives (rate, trunk concurrency, workspace concurrency).
 PACING_FN = """
@@ -50,8 +58,19 @@ local function interval_of(rate, guard)
   return (1000 + guard) / rate
 end
 
-local function in_use(kslots, now)
-  redis.call('ZREMRANGEBYSCORE', kslots, '-inf', '(' .. now)
+-- Slots in use. A lease that ran out is given back unless its call is still live (it has a
+-- deadline: the reconciler has not settled it yet); then it follows that deadline.
+local function in_use(p, kslots, now)
+  local expired = redis.call('ZRANGEBYSCORE', kslots, '-inf', '(' .. now)
+  for _, call_id in ipairs(expired) do
+    local deadline = tonumber(redis.call('ZSCORE', p .. ':deadlines', call_id))
+    if deadline then
+      redis.call('ZADD', kslots, string.format('%.0f', math.max(deadline, now) + LEASE_RENEWAL),
+                 call_id)
+    else
+      redis.call('ZREM', kslots, call_id)
+    end
+  end
   return redis.call('ZCARD', kslots)
 end
 
@@ -79,17 +98,17 @@ end
 
 -- The limit holding a call of `ws` back now, or nil; with the ms to wait for a rate.
 local function holding(p, trunk, ws, rate, tconc, wconc, now)
-  if tconc > 0 and in_use(trunk_key(p, trunk, 'slots'), now) >= tconc then
+  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now) >= tconc then
     return 'trunk_concurrency', 0
   end
-  if wconc > 0 and in_use(ws_slots_key(p, ws), now) >= wconc then
+  if wconc > 0 and in_use(p, ws_slots_key(p, ws), now) >= wconc then
     return 'workspace_concurrency', 0
   end
   local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, 0), now)
   if wait > 0 then return 'trunk_rate', wait end
   return nil, 0
 end
-"""
+""".replace("LEASE_RENEWAL", str(LEASE_RENEWAL_MS))
 
 _PACING = DEADLINE_FN + PACING_KEYS_FN + PACING_FN
 
@@ -146,9 +165,9 @@ redis.call('ZADD', trunk_key(p, trunk, 'turns'), 'NX', now, ws)
 local look = now + CONCURRENCY_LOOK
 if wait > 0 then look = now + wait end
 redis.call('ZADD', p .. ':pacing:trunks', 'LT', look, trunk)
-redis.call('ZREM', KEYS[8], call_id)
 redis.call('HSET', kcall, 'waiting_for', reason)
 redis.call('HSETNX', kcall, 'waiting_since', now)
+redis.call('ZADD', KEYS[8], deadline_of(kcall, 'queued', now), call_id)
 if f[5] ~= reason then
   ARGV[9] = (string.gsub(ARGV[9], '@@REASON@@', reason))
   apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], 5)
@@ -178,7 +197,7 @@ while admitted < tonumber(ARGV[7]) do
   local turns = redis.call('ZRANGE', kturns, 0, -1)
   if #turns == 0 then break end
   local rate, tconc = limits(p, trunk, nil, d_rate, d_trunk, d_ws)
-  if tconc > 0 and in_use(kslots, now) >= tconc then
+  if tconc > 0 and in_use(p, kslots, now) >= tconc then
     look = now + CONCURRENCY_LOOK
     break
   end
@@ -191,7 +210,7 @@ while admitted < tonumber(ARGV[7]) do
   for _, ws in ipairs(turns) do
     if not full[ws] then
       local _, _, wconc = limits(p, trunk, ws, d_rate, d_trunk, d_ws)
-      if wconc > 0 and in_use(ws_slots_key(p, ws), now) >= wconc then full[ws] = true
+      if wconc > 0 and in_use(p, ws_slots_key(p, ws), now) >= wconc then full[ws] = true
       else chosen = ws break end
     end
   end
