@@ -42,10 +42,6 @@ _TOOL_OF_REASON = {
 Say = Callable[[str], None]
 
 
-class ConsoleError(Exception):
-    """Why the console cannot start: one line for the terminal."""
-
-
 def console_dispatch(
     agent: AgentConfig,
     variables: Mapping[str, Scalar],

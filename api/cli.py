@@ -135,13 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after `agent` to the agent CLI.
     commands.add_parser(
-        "agent", help="run the agent worker (livekit-agents): start | dev | download-files"
+        "agent",
+        help="run the agent worker (livekit-agents): start | dev | download-files; "
+        "console AGENT_ID: talk to an agent in the terminal",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:2] == ["agent", "console"]:
+        from api.agent_console import main as console_main
+
+        return console_main(arguments[2:])
     if arguments[:1] == ["agent"]:
         return _run_agent(arguments[1:])
     args = build_parser().parse_args(arguments)

@@ -39,7 +39,7 @@ PACKAGES = ("api", "sip", "agent_runtime")
 
 # Top to bottom; each tier holds layers, each layer the module prefixes it owns.
 TIERS: tuple[dict[str, tuple[str, ...]], ...] = (
-    {"entry": ("api.app", "api.cli", "api.worker")},
+    {"entry": ("api.app", "api.cli", "api.agent_console", "api.worker")},
     {
         "routes": ("api.routes", "api.deps", "api.middleware", "api.openapi"),
         "jobs": ("api.jobs",),
