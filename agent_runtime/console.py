@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import sys
 import threading
@@ -284,7 +283,6 @@ def run_console(
     say(f"{agent.name} ({agent.id}): a call without the phone. Type to answer; Ctrl-D ends.")
     if call.missing_variables:
         say(f"missing: {', '.join(call.missing_variables)}")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         asyncio.run(_run(call, factory, audio, stdin, say))
     except ProviderError as exc:
