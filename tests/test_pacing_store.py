@@ -147,8 +147,9 @@ async def test_a_trunk_rate_spaces_admissions(store: Store) -> None:
     first, second = await queued_call(store), await queued_call(store)
     assert (await admit(store, first)).outcome == "admitted"
     assert (await admit(store, second)).reason == "trunk_rate"
+    # The next admission is one turn later: (1000 + 20 guard) / 2 = 510 ms.
     look = await store.redis.zscore(store.keys.pacing_trunks(), TRUNK)
-    assert look is not None and look <= time.time() * 1000 + 500
+    assert look is not None and look <= time.time() * 1000 + 510
 
 
 async def test_the_end_releases_the_slots_once_and_wakes_the_pacer(
@@ -215,24 +216,81 @@ async def test_the_pacer_serves_workspaces_in_turn(store: Store, pacer: PacerSte
     assert busy == burst[: len(busy)]
 
 
-async def test_the_dial_waits_for_the_trunks_dial_rate(store: Store) -> None:
-    await limit_trunk(store, max_calls_per_second=5)
-    first, second = await queued_call(store), await queued_call(store)
+async def test_an_admission_a_little_late_keeps_the_schedule(store: Store) -> None:
+    """A pacer step wakes some ms after the opening: the next opening stays one turn after
+    the one it woke for, so the lateness of steps does not add up over a backlog."""
+    await limit_trunk(store, max_calls_per_second=2)
+    opening = int(time.time() * 1000) - 30  # the turn opened 30 ms ago
+    await store.redis.set(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat", opening)
+    assert (await admit(store, await queued_call(store))).outcome == "admitted"
+    assert (
+        float(await store.redis.get(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat"))
+        == opening + 510
+    )
+    # Idle for longer than a turn: the schedule starts again from now.
+    await store.redis.set(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat", opening - 1000)
+    before = time.time() * 1000
+    assert (await admit(store, await queued_call(store))).outcome == "admitted"
+    assert (
+        float(await store.redis.get(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat"))
+        >= before + 510
+    )
 
-    def dialing(token: str) -> EventSpec:
-        return EventSpec(
-            "call.dialing", expected_status="queued", call_update=CallUpdate(dial_owner=token)
-        )
 
+def dialing(token: str) -> EventSpec:
+    return EventSpec(
+        "call.dialing", expected_status="queued", call_update=CallUpdate(dial_owner=token)
+    )
+
+
+async def test_a_dial_reserves_its_turn_and_keeps_it(store: Store) -> None:
+    await limit_trunk(store, max_calls_per_second=20)
+    first, second, third = [await queued_call(store) for _ in range(3)]
+    before = int(time.time() * 1000)
     assert (await mark_dialing(store, first, dialing("a"))).result is not None
+    # (1000 + 20 guard) / 20 = 51 ms later: within reach, so the second dial reserves it.
     held = await mark_dialing(store, second, dialing("b"))
-    # (1000 + 20 guard) / 5 = 204 ms after the first dial.
-    assert held.result is None and 0 < held.wait_ms <= 204
+    after = int(time.time() * 1000)
+    assert held.result is None and held.turn_ms is not None
+    assert before + 51 <= held.turn_ms <= after + 51
     record = await get_call(store, second)
     assert record is not None and record.status == "queued" and record.dial_owner is None
-    time.sleep(held.wait_ms / 1000)
-    done = await mark_dialing(store, second, dialing("b"))
+    # The turn after it is 102 ms off: out of reach, nothing reserved, come back later.
+    later = await mark_dialing(store, third, dialing("c"))
+    assert later.result is None and later.turn_ms is None and 0 < later.wait_ms <= 102
+    assert (await mark_dialing(store, third, dialing("c"))).wait_ms > 0  # still nothing taken
+
+    # Back at its turn with its reservation, the second dial goes; a reservation is not a
+    # second turn: the third's next ask reserves the turn after it.
+    time.sleep(max(0, held.turn_ms - time.time() * 1000) / 1000)
+    done = await mark_dialing(store, second, dialing("b"), held.turn_ms)
     assert done.result is not None and done.result.applied
+    third_turn = (await mark_dialing(store, third, dialing("c"))).turn_ms
+    assert third_turn is not None and third_turn >= held.turn_ms + 51
+
+
+async def test_the_window_holds_a_dial_even_at_its_turn(store: Store) -> None:
+    """2.5 calls/s: turns 408 ms apart would put 3 dials in one second; the window allows
+    2 in any 1,020 ms, whatever the turns say."""
+    await limit_trunk(store, max_calls_per_second=2.5)
+    calls = [await queued_call(store) for _ in range(3)]
+    marks: list[int] = []
+    for index, call_id in enumerate(calls):
+        reserved: int | None = None
+        while True:
+            paced = await mark_dialing(store, call_id, dialing(str(index)), reserved)
+            if paced.result is not None:
+                assert paced.result.applied
+                break
+            reserved = paced.turn_ms
+            pause = (paced.turn_ms or 0) - time.time() * 1000 if reserved else paced.wait_ms
+            time.sleep(max(0.0, pause) / 1000)
+    for call_id in calls:  # the `dialing` marks, on the script's clock
+        record = await get_call(store, call_id)
+        assert record is not None
+        marks.append(record.transitions["dialing"])
+    assert marks[2] - marks[0] >= 1020
+    assert marks[1] - marks[0] >= 408
 
 
 def test_a_rate_is_unlimited_or_at_least_one_call_per_100_seconds() -> None:

@@ -28,6 +28,7 @@ Every step is safe to run again after a crash or a redelivery:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -56,6 +57,7 @@ from api.store.calls import get_call
 from api.store.clock import now_ms
 from api.store.dialing import record_dialed
 from api.store.events import (
+    ApplyResult,
     EventSpec,
     apply_event,
     apply_event_then_read,
@@ -79,6 +81,9 @@ from sip import (
 logger = logging.getLogger("outdial.dispatch")
 
 _UNCERTAIN_ERRORS = (aiohttp.ClientError, TimeoutError)
+# A reserved dial turn may still be held by the trunk's window a few times (dials ahead of
+# it that ran late); past this the run hands the dial to a later one.
+_MAX_TURN_WAITS = 8
 
 
 def participant_identity(call_id: str) -> str:
@@ -162,22 +167,34 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
         _log("dialing under another run, leaving it", call)
 
 
+async def _mark_dialing_in_turn(
+    call: CallRecord, event: EventSpec, token: str
+) -> ApplyResult | None:
+    """`event` applied at the trunk's next dial turn: this run sleeps to a turn it reserved
+    (a few tens of ms at most); None when the turn is further off and a later run was sent."""
+    reserved: int | None = None
+    for _ in range(_MAX_TURN_WAITS):
+        paced = await mark_dialing(worker_store(), call.id, event, reserved)
+        if paced.result is not None:
+            return paced.result
+        if paced.turn_ms is None:
+            break
+        reserved = paced.turn_ms
+        await asyncio.sleep(max(0, reserved - now_ms()) / 1000)
+    dial_call.send_with_options(args=(call.id, token), delay=max(paced.wait_ms, 1))
+    return None
+
+
 async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None:
     store = worker_store()
-    paced = await mark_dialing(
-        store,
-        call.id,
-        EventSpec(
-            "call.dialing",
-            {"to": call.to, "from": call.from_number},
-            expected_status=expected_status,
-            call_update=CallUpdate(dial_owner=token),
-        ),
+    event = EventSpec(
+        "call.dialing",
+        {"to": call.to, "from": call.from_number},
+        expected_status=expected_status,
+        call_update=CallUpdate(dial_owner=token),
     )
-    marked = paced.result
+    marked = await _mark_dialing_in_turn(call, event, token)
     if marked is None:
-        # The trunk's next dial turn is `wait_ms` away: this run ends, a later one dials.
-        dial_call.send_with_options(args=(call.id, token), delay=paced.wait_ms)
         return
     if not marked.applied:
         # Canceled, failed or moved on since: nothing may ring.

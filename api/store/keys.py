@@ -13,6 +13,7 @@
 | `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
 | `{p}:ws:{ws}:feed` | stream: call id, sequence of its events, ~5000 | events | 24 h idle |
+| `{p}:ws:{ws}:streams` | zset open event stream token -> lease expiry ms | feed | lease |
 | `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
 | `{p}:call:{id}:events` | list of event JSON (index = sequence - 1) | events | as the call |
 | `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
@@ -31,7 +32,8 @@
 | `{p}:pacing:trunk:{t}:slots` | zset admitted call id -> lease expiry ms | pacing | lease |
 | `{p}:pacing:ws:{ws}:slots` | zset call id -> lease expiry ms | pacing | lease |
 | `{p}:pacing:trunk:{t}:admit-tat` | string: GCRA: ms of the next admission | pacing | 60 s |
-| `{p}:pacing:trunk:{t}:dial-tat` | string: GCRA: ms of the next dial | pacing | 60 s |
+| `{p}:pacing:trunk:{t}:dial-tat` | string: ms of the next free dial turn | pacing | 60 s |
+| `{p}:pacing:trunk:{t}:dial-log` | list: ms of the latest dials (rate) | pacing | 61 s |
 | `{p}:pacing:trunk:{t}:waiting:{ws}` | zset call id -> arrival (ms * 1000 + n) | pacing | waiting |
 | `{p}:pacing:trunk:{t}:turns` | zset workspace -> ms of its last admission | pacing | waiting |
 | `{p}:pacing:leased-trunks` | zset trunk -> latest lease expiry ms of its slots | pacing | lease |
@@ -90,6 +92,9 @@ class Keys:
 
     def feed(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:feed"
+
+    def event_streams(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:streams"
 
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"

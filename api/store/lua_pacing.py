@@ -46,11 +46,17 @@ local function gcra_wait(ktat, interval, now)
   return 0
 end
 
+-- Takes the turn. An admission less than one interval after its opening (a pacer step
+-- wakes a little after it) keeps the schedule, so the lateness of steps does not add up;
+-- the trunk's own rate is kept by the dial's turns.
 local function gcra_take(ktat, interval, now)
   if interval <= 0 then return end
+  local tat = tonumber(redis.call('GET', ktat) or '0')
+  local next_turn = now + interval
+  if now - tat < interval then next_turn = tat + interval end
   -- Kept a minute past its turn (the API bounds the rate, so the interval is finite).
-  redis.call('SET', ktat, string.format('%.3f', now + interval), 'PX',
-             math.ceil(interval) + 60000)
+  redis.call('SET', ktat, string.format('%.3f', next_turn), 'PX',
+             math.ceil(next_turn - now) + 60000)
 end
 
 local function interval_of(rate, guard)
@@ -97,14 +103,14 @@ local function take_slots(p, kcall, call_id, trunk, ws, interval, now)
 end
 
 -- The limit holding a call of `ws` back now, or nil; with the ms to wait for a rate.
-local function holding(p, trunk, ws, rate, tconc, wconc, now)
+local function holding(p, trunk, ws, rate, tconc, wconc, now, guard)
   if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now) >= tconc then
     return 'trunk_concurrency', 0
   end
   if wconc > 0 and in_use(p, ws_slots_key(p, ws), now) >= wconc then
     return 'workspace_concurrency', 0
   end
-  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, 0), now)
+  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, guard), now)
   if wait > 0 then return 'trunk_rate', wait end
   return nil, 0
 end
@@ -122,8 +128,8 @@ CONCURRENCY_LOOK_MS = 5000
 # its workspace waits on its trunk before it; else it waits, and `call.waiting` is recorded
 # when its reason changed.
 # KEYS: apply_event's 8. ARGV: default rate, default trunk concurrency, default workspace
-# concurrency, now_ms, then apply_event's arguments (informational `call.waiting`, its data
-# reason written `@@REASON@@`).
+# concurrency, now_ms, guard ms, then apply_event's arguments (informational
+# `call.waiting`, its data reason written `@@REASON@@`).
 # Returns {'admitted'}, {'pass', status}, {'waiting', reason}, or {'missing'}.
 ADMIT = (
     APPLY_EVENT_FN
@@ -146,14 +152,15 @@ if redis.call('ZSCORE', kwait, call_id) then return {'waiting', f[5] or ''} end
 
 local rate, tconc, wconc = limits(p, trunk, ws, tonumber(ARGV[1]), tonumber(ARGV[2]),
                                   tonumber(ARGV[3]))
-local reason, wait = holding(p, trunk, ws, rate, tconc, wconc, now)
+local guard = tonumber(ARGV[5])
+local reason, wait = holding(p, trunk, ws, rate, tconc, wconc, now, guard)
 if not reason and redis.call('EXISTS', kwait) == 1 then
   -- Its workspace's earlier calls go first: this one waits behind them, for their reason.
   local head = redis.call('ZRANGE', kwait, 0, 0)[1]
   reason = redis.call('HGET', p .. ':call:' .. head, 'waiting_for') or 'trunk_rate'
 end
 if not reason then
-  take_slots(p, kcall, call_id, trunk, ws, interval_of(rate, 0), now)
+  take_slots(p, kcall, call_id, trunk, ws, interval_of(rate, guard), now)
   return {'admitted'}
 end
 
@@ -169,8 +176,8 @@ redis.call('HSET', kcall, 'waiting_for', reason)
 redis.call('HSETNX', kcall, 'waiting_since', now)
 redis.call('ZADD', KEYS[8], deadline_of(kcall, 'queued', now), call_id)
 if f[5] ~= reason then
-  ARGV[9] = (string.gsub(ARGV[9], '@@REASON@@', reason))
-  apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], 5)
+  ARGV[10] = (string.gsub(ARGV[10], '@@REASON@@', reason))
+  apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], 6)
 end
 return {'waiting', reason}
 """.replace("CONCURRENCY_LOOK", str(CONCURRENCY_LOOK_MS))
@@ -183,13 +190,15 @@ return {'waiting', reason}
 # wait, scored with when to look again.
 # KEYS: pacing trunks, dial queue msgs, dial queue ids, deadlines.
 # ARGV: prefix, trunk, now_ms, default rate, default trunk concurrency, default workspace
-# concurrency, max admissions, message template (@@CALL@@, @@MSG@@), message id prefix.
+# concurrency, max admissions, message template (@@CALL@@, @@MSG@@), message id prefix,
+# guard ms.
 # Returns {admitted, ms to look again (-1: nobody waits)}.
 PACE = (
     _PACING
     + """
 local p, trunk, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local d_rate, d_trunk, d_ws = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local guard = tonumber(ARGV[10])
 local kturns, kslots = trunk_key(p, trunk, 'turns'), trunk_key(p, trunk, 'slots')
 local admitted, look = 0, nil
 local full = {}
@@ -201,7 +210,7 @@ while admitted < tonumber(ARGV[7]) do
     look = now + CONCURRENCY_LOOK
     break
   end
-  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, 0), now)
+  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, guard), now)
   if wait > 0 then
     look = now + wait
     break
@@ -224,7 +233,7 @@ while admitted < tonumber(ARGV[7]) do
     redis.call('ZREM', kwait, head)
     local kcall = p .. ':call:' .. head
     if redis.call('HGET', kcall, 'status') == 'queued' then
-      take_slots(p, kcall, head, trunk, chosen, interval_of(rate, 0), now)
+      take_slots(p, kcall, head, trunk, chosen, interval_of(rate, guard), now)
       redis.call('ZADD', KEYS[4], deadline_of(kcall, 'queued', now), head)
       admitted = admitted + 1
       local msg_id = ARGV[9] .. admitted
@@ -251,30 +260,60 @@ return {admitted, look}
 """.replace("CONCURRENCY_LOOK", str(CONCURRENCY_LOOK_MS))
 )
 
-# The `dialing` compare-and-set with the trunk's dial rate: when the call is in the
-# expected status and its trunk's next dial is not free yet, nothing changes and the wait
-# (ms) is returned; else `apply_event` runs and, when it applied, the dial's turn is taken.
-# KEYS: apply_event's 8. ARGV: default rate, guard ms, now_ms, then apply_event's arguments.
-# Returns apply_event's reply, or {'wait', ms, status}.
+# A dial may be reserved this far ahead of its turn (its job sleeps to it); a dial further
+# off is told to come back later, so few jobs sleep at once.
+RESERVE_AHEAD_MS = 50
+
+# The `dialing` compare-and-set with the trunk's dial rate, two rules, both on this
+# script's clock: turns (1000 + guard)/rate ms apart, each taken once by reservation, so
+# dials are spaced by their turns rather than by when their jobs come back; and a window:
+# at most floor(rate) (at least 1) dials in any 1000 + guard ms (`dial-log`, the latest
+# dials), which a late dial cannot squeeze, and which fractional rates need.
+# A dial not reserved yet whose turn is within `RESERVE_AHEAD_MS` (or one interval) takes
+# it: {'turn', ms} (now or later), and the job comes back with it (`reserved`) at that time;
+# a turn further off gives {'wait', ms}, nothing reserved. At its turn, a dial the window
+# still holds gets {'turn', ms} again, keeping its reservation. Else `apply_event` runs and,
+# when it applied, the dial is logged. A call not in the expected status, or on a trunk
+# without a rate, goes straight to `apply_event`.
+# KEYS: apply_event's 8. ARGV: default rate, guard ms, now_ms, reserved turn ms ('' none),
+# then apply_event's arguments.
+# Returns apply_event's reply, {'turn', ms, status} or {'wait', ms, status}.
 DIAL_PACED = (
     APPLY_EVENT_FN
     + PACING_FN
     + """
 local kcall = KEYS[1]
-local now = tonumber(ARGV[3])
+local guard, now = tonumber(ARGV[2]), tonumber(ARGV[3])
+local reserved = tonumber(ARGV[4])
 local f = redis.call('HMGET', kcall, 'status', 'id', 'sip_trunk_id')
-local interval, ktat = 0, nil
-if f[1] and f[1] == ARGV[6] and f[3] then
+local klog, span, most = nil, 1000 + guard, 0
+if f[1] and f[1] == ARGV[7] and f[3] then
   local p = pacing_prefix(kcall, f[2])
   local rate = limits(p, f[3], nil, tonumber(ARGV[1]), 0, 0)
-  interval = interval_of(rate, tonumber(ARGV[2]))
-  ktat = trunk_key(p, f[3], 'dial-tat')
-  local wait = gcra_wait(ktat, interval, now)
-  if wait > 0 then return {'wait', wait, f[1]} end
+  local interval = interval_of(rate, guard)
+  if interval > 0 then
+    if not reserved then
+      local ktat = trunk_key(p, f[3], 'dial-tat')
+      local turn = math.max(tonumber(redis.call('GET', ktat) or '0'), now)
+      local ahead = math.max(interval, RESERVE_AHEAD)
+      if turn - now > ahead then return {'wait', math.ceil(turn - now - ahead / 2), f[1]} end
+      redis.call('SET', ktat, string.format('%.3f', turn + interval), 'PX',
+                 math.ceil(turn + interval - now) + 60000)
+      if turn > now then return {'turn', math.ceil(turn), f[1]} end
+    end
+    klog = trunk_key(p, f[3], 'dial-log')
+    most = math.max(1, math.floor(rate))
+    local oldest = tonumber(redis.call('LINDEX', klog, most - 1))
+    if oldest and now - oldest < span then return {'turn', oldest + span, f[1]} end
+  end
 end
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-                           KEYS[8], 4)
-if result[1] == 'applied' and ktat then gcra_take(ktat, interval, now) end
+                           KEYS[8], 5)
+if result[1] == 'applied' and klog then
+  redis.call('LPUSH', klog, now)
+  redis.call('LTRIM', klog, 0, most - 1)
+  redis.call('PEXPIRE', klog, span + 60000)
+end
 return result
-"""
+""".replace("RESERVE_AHEAD", str(RESERVE_AHEAD_MS))
 )

@@ -75,7 +75,12 @@ async def admit(store: Store, call_id: str) -> Admission:
     now = now_ms()
     reply = await store.admit_script(
         keys=event_keys(store, call_id),
-        args=[*defaults.script_args(), now, *apply_args(store, event, now, call_id)],
+        args=[
+            *defaults.script_args(),
+            now,
+            defaults.dial_guard_ms,
+            *apply_args(store, event, now, call_id),
+        ],
     )
     outcome = cast(Literal["admitted", "pass", "waiting", "missing"], reply[0])
     return Admission(outcome, reply[1] if outcome == "waiting" else None)
@@ -83,25 +88,34 @@ async def admit(store: Store, call_id: str) -> Admission:
 
 @dataclass(frozen=True, slots=True)
 class PacedDial:
-    """The `dialing` compare-and-set's result, or (`result` None) how long to wait for the
-    trunk's next dial turn."""
+    """The `dialing` compare-and-set's result; or (`result` None) the dial's reserved turn
+    (`turn_ms`: come back then with it), or how long to wait before asking for one
+    (`wait_ms`: nothing reserved)."""
 
     result: ApplyResult | None
+    turn_ms: int | None = None
     wait_ms: int = 0
 
 
-async def mark_dialing(store: Store, call_id: str, event: EventSpec) -> PacedDial:
+async def mark_dialing(
+    store: Store, call_id: str, event: EventSpec, reserved_turn_ms: int | None = None
+) -> PacedDial:
     """Apply `event` (`call.dialing`, a compare-and-set) only when the trunk's dial rate
-    allows a dial now; nothing changes when it does not."""
+    allows a dial now (`lua_pacing.DIAL_PACED`); nothing else changes when it does not,
+    except that a dial close to its turn reserves it. `reserved_turn_ms`: the turn this
+    dial reserved before."""
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
     args = apply_args(store, event, now, call_id)
+    reserved = "" if reserved_turn_ms is None else reserved_turn_ms
     reply = await store.dial_paced_script(
         keys=event_keys(store, call_id),
-        args=[defaults.max_calls_per_second, defaults.dial_guard_ms, now, *args],
+        args=[defaults.max_calls_per_second, defaults.dial_guard_ms, now, reserved, *args],
     )
+    if reply[0] == "turn":
+        return PacedDial(None, turn_ms=int(reply[1]))
     if reply[0] == "wait":
-        return PacedDial(None, int(reply[1]))
+        return PacedDial(None, wait_ms=int(reply[1]))
     outcome, status = reply[0], reply[2]
     ended = False  # `dialing` is never terminal
     return PacedDial(ApplyResult(outcome, int(reply[1]), status, ended=ended))
@@ -147,6 +161,7 @@ class PacerSteps:
                     self._max_admissions,
                     self._template,
                     f"pacer-{uuid.uuid4().hex[:12]}-",
+                    self._defaults.dial_guard_ms,
                 ],
             )
             admitted += int(reply[0])
