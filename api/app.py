@@ -18,6 +18,7 @@ from api.routes import (
     admin,
     agents,
     calls,
+    event_stream,
     events,
     health,
     internal,
@@ -69,6 +70,7 @@ def create_app(
         calls.router,
         internal.router,
         events.router,
+        event_stream.router,
         limits.router,
         livekit_webhook.router,
     ):

@@ -217,6 +217,10 @@ class Settings(BaseSettings):
     redeliveries_per_minute: int = Field(
         30, ge=1, le=10_000, alias="OUTDIAL_REDELIVERIES_PER_MINUTE"
     )
+    # Live event streams (`GET /v1/api/events/stream`) one workspace may hold open at once.
+    event_streams_per_workspace: int = Field(
+        10, ge=1, le=1000, alias="OUTDIAL_EVENT_STREAMS_PER_WORKSPACE"
+    )
 
     @property
     def broker_namespace(self) -> str:

@@ -66,6 +66,7 @@ WORKSPACE_ROUTES = (
     "GET /v1/api/call/{call_id}/events",
     "POST /v1/api/call/{call_id}/events/{event_id}/redeliver",
     "GET /v1/api/limits",
+    "GET /v1/api/events/stream",
 )
 WORKSPACE_COLUMNS = (
     "other_key",  # A's workspace id with B's (valid) key
@@ -332,6 +333,21 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
     return {
         ("GET /v1/api/agents", "other_id"): listed("/v1/api/agents"),
         ("GET /v1/api/limits", "other_id"): listed("/v1/api/limits"),
+        # B's stream, from the feed's start, names none of A's calls; A's call is no
+        # call of B's; a call id that would name another key is refused as a parameter.
+        ("GET /v1/api/events/stream", "other_id"): [
+            *listed("/v1/api/events/stream?after=0&max_seconds=0"),
+            Probe("GET", f"/v1/api/events/stream?call_id={a.call}", b.headers, 404, "NOT_FOUND"),
+        ],
+        ("GET /v1/api/events/stream", "malformed_id_path"): [
+            Probe(
+                "GET",
+                f"/v1/api/events/stream?call_id={a.call}:events",
+                a.headers,
+                422,
+                "VALIDATION_ERROR",
+            )
+        ],
         **{
             (route, column): cells
             for route in (

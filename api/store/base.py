@@ -13,6 +13,9 @@ from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis, LeanScript
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 
+# Longer than the longest block of a feed read (`api.store.feed.MAX_BLOCK_MS`).
+FEED_SOCKET_TIMEOUT_SECONDS = 30
+
 
 @dataclass
 class Store:
@@ -20,6 +23,9 @@ class Store:
     settings: Settings
     # The accept path's client (see lean_redis); everything else uses redis-py.
     lean: LeanRedis = field(init=False)
+    # Blocking reads of the event feed (`api.store.feed`): a pool of their own, with a socket
+    # timeout longer than a read's block, so no XREAD BLOCK holds a shared connection.
+    feed_redis: Redis = field(init=False)
     keys: Keys = field(init=False)
     dial_queue: QueueKeys = field(init=False)
     relay_queue: QueueKeys = field(init=False)
@@ -43,6 +49,13 @@ class Store:
         self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
         self.lean = LeanRedis(self.settings.redis_url, connect_timeout=2, reply_timeout=5)
+        self.feed_redis = Redis.from_url(
+            self.settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=FEED_SOCKET_TIMEOUT_SECONDS,
+            protocol=2,
+        )
         self.accept_call_script = LeanScript(lua.ACCEPT_CALL)
         self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
         self.relay_begin_script = self.redis.register_script(lua_relay.RELAY_BEGIN)
@@ -64,6 +77,7 @@ class Store:
 
     async def aclose(self) -> None:
         await self.lean.aclose()
+        await self.feed_redis.aclose()
         await self.redis.aclose()
 
 

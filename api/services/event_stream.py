@@ -1,0 +1,140 @@
+"""A workspace's events, live, as server-sent events (`GET /v1/api/events/stream`).
+
+Invariants: every refusal (an unknown call, all of the workspace's streams open) is decided
+before the response starts, so it leaves as a JSON error; a stream that started holds one
+of its workspace's leases (`api.store.feed`) until it ends, however it ends (the client
+left, `max_seconds` passed, Redis failed), the lease going back in a step cancellation
+cannot interrupt. Each event is sent with its feed entry id as the SSE `id`, so a client
+that comes back with it (`Last-Event-ID`, `?after=`) goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from pydantic_core import to_json
+from redis.exceptions import RedisError
+
+from api.errors import ApiError, not_found
+from api.schemas.feed import StreamedEvent
+from api.settings import Settings
+from api.store.base import Store
+from api.store.calls import get_workspace_call
+from api.store.feed import (
+    MAX_BLOCK_MS,
+    call_history,
+    feed_position,
+    read_feed,
+    release_stream_lease,
+    renew_stream_lease,
+    take_stream_lease,
+)
+
+logger = logging.getLogger("outdial.api")
+
+# A feed entry id (`<ms>-<n>`), or 0 for the feed's beginning.
+FEED_POSITION_PATTERN = r"^(0|\d{1,20}-\d{1,20})$"
+# A comment line goes out after this long without an event, so proxies keep the connection
+# and a client can tell a quiet stream from a dead one.
+HEARTBEAT_SECONDS = MAX_BLOCK_MS / 1000
+HEARTBEAT = b": heartbeat\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    workspace_id: str
+    # Go on after this feed entry; None: from now (with `call_id`: the call's events so
+    # far first).
+    after: str | None
+    call_id: str | None
+    # End the stream after this many seconds (0: what is there now); None: never.
+    max_seconds: int | None
+
+
+def _item(entry_id: str, call_id: str, event: dict[str, Any]) -> bytes:
+    data = to_json(StreamedEvent.of(call_id, event).model_dump(mode="json", by_alias=True))
+    return b"id: " + entry_id.encode() + b"\ndata: " + data + b"\n\n"
+
+
+async def open_event_stream(
+    store: Store, settings: Settings, request: StreamRequest
+) -> AsyncIterator[bytes]:
+    """The stream's bytes; raises ApiError (404 unknown call, 429 TOO_MANY_STREAMS) before
+    any is sent."""
+    ws, call_id = request.workspace_id, request.call_id
+    if call_id is not None and await get_workspace_call(store, ws, call_id) is None:
+        raise not_found("call", call_id)
+    token = uuid.uuid4().hex
+    limit = settings.event_streams_per_workspace
+    if not await take_stream_lease(store, ws, token, limit):
+        raise ApiError(
+            429,
+            "TOO_MANY_STREAMS",
+            f"the workspace already has {limit} event streams open",
+            {"limit": limit},
+        )
+    try:
+        history: list[dict[str, Any]] = []
+        if request.after is not None:
+            position = request.after
+        elif call_id is not None:
+            history, position = await call_history(store, ws, call_id)
+        else:
+            position = await feed_position(store, ws)
+    except BaseException:
+        await _release(store, ws, token)
+        raise
+    return _stream(store, request, token, position, history)
+
+
+async def _stream(
+    store: Store,
+    request: StreamRequest,
+    token: str,
+    position: str,
+    history: list[dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    ws, call_id = request.workspace_id, request.call_id
+    now = time.monotonic()
+    deadline = None if request.max_seconds is None else now + request.max_seconds
+    try:
+        # A comment first: the client sees the stream open before any event arrives.
+        yield b": stream open\n\n"
+        for event in history:  # only with a call_id
+            yield _item(position, str(call_id), event)
+        quiet_since = time.monotonic()
+        while True:
+            wait = quiet_since + HEARTBEAT_SECONDS - time.monotonic()
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            events, position = await read_feed(store, ws, position, int(wait * 1000), call_id)
+            await renew_stream_lease(store, ws, token)
+            for found in events:
+                yield _item(found.entry_id, found.call_id, found.event)
+            if events:
+                quiet_since = time.monotonic()
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+                yield HEARTBEAT
+                quiet_since = time.monotonic()
+    except RedisError as exc:
+        # The response has started: the stream can only end; the client resumes from the
+        # last id it got.
+        logger.error("event stream of workspace %s ended: redis unavailable: %s", ws, exc)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _release(store, ws, token)
+
+
+async def _release(store: Store, ws: str, token: str) -> None:
+    # Redis failing here leaves the lease to expire (`STREAM_LEASE_MS`).
+    with contextlib.suppress(RedisError):
+        await release_stream_lease(store, ws, token)
