@@ -27,6 +27,8 @@ logger = logging.getLogger("outdial.pacer")
 # The longest sleep without a wake-up: a lease that expires frees a slot silently.
 MAX_SLEEP_SECONDS = 1.0
 _ERROR_PAUSE_SECONDS = 1.0
+# Openings nearer than this are slept to on the thread's own clock, not in a BLPOP.
+PRECISE_SLEEP_SECONDS = 0.25
 
 
 class Pacer:
@@ -37,9 +39,6 @@ class Pacer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
 
-    def step_once(self, everything: bool = True) -> tuple[int, float | None]:
-        return self._steps.step(everything)
-
     def _run(self) -> None:
         woken = True
         while not self._stop.is_set():
@@ -48,7 +47,14 @@ class Pacer:
                 sleep = MAX_SLEEP_SECONDS
                 if next_look is not None:
                     sleep = min(sleep, max(0.0, next_look - time.time()))
-                woken = self._steps.wait_for_wake(sleep) if sleep > 0 else False
+                if sleep > PRECISE_SLEEP_SECONDS:
+                    woken = self._steps.wait_for_wake(sleep)
+                else:
+                    # A rate opening close by: Redis may time a BLPOP out up to 1/hz late
+                    # (100 ms by default) on a quiet server, more than a turn; a freed slot
+                    # waits this long at most.
+                    self._stop.wait(sleep)
+                    woken = False
             except redis.RedisError as exc:
                 logger.warning("pacing step failed: %s", exc)
                 self._stop.wait(_ERROR_PAUSE_SECONDS)

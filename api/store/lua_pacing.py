@@ -30,6 +30,9 @@ from api.store.lua import APPLY_EVENT_FN, DEADLINE_FN, PACING_KEYS_FN
 # within a second or so; this is its slack).
 LEASE_RENEWAL_MS = 60_000
 
+# How many turns a late admission may catch up (see `gcra_take`).
+ADMIT_CATCH_UP = 4
+
 # Limits, GCRA and slots. `limits` gives (rate, trunk concurrency, workspace concurrency).
 PACING_FN = """
 local function limits(p, trunk, ws, d_rate, d_trunk, d_ws)
@@ -46,14 +49,15 @@ local function gcra_wait(ktat, interval, now)
   return 0
 end
 
--- Takes the turn. An admission less than one interval after its opening (a pacer step
--- wakes a little after it) keeps the schedule, so the lateness of steps does not add up;
--- the trunk's own rate is kept by the dial's turns.
+-- Takes the turn. An admission less than `ADMIT_CATCH_UP` intervals after its opening (a
+-- pacer step woke late, the worker was busy) keeps the schedule: the next ones may follow
+-- at once until it is caught up, so the lateness of steps does not add up over a backlog.
+-- The trunk's own rate is kept by the dial's turns, where such a catch-up waits.
 local function gcra_take(ktat, interval, now)
   if interval <= 0 then return end
   local tat = tonumber(redis.call('GET', ktat) or '0')
   local next_turn = now + interval
-  if now - tat < interval then next_turn = tat + interval end
+  if now - tat < ADMIT_CATCH_UP * interval then next_turn = tat + interval end
   -- Kept a minute past its turn (the API bounds the rate, so the interval is finite).
   redis.call('SET', ktat, string.format('%.3f', next_turn), 'PX',
              math.ceil(next_turn - now) + 60000)
@@ -114,7 +118,7 @@ local function holding(p, trunk, ws, rate, tconc, wconc, now, guard)
   if wait > 0 then return 'trunk_rate', wait end
   return nil, 0
 end
-""".replace("LEASE_RENEWAL", str(LEASE_RENEWAL_MS))
+""".replace("LEASE_RENEWAL", str(LEASE_RENEWAL_MS)).replace("ADMIT_CATCH_UP", str(ADMIT_CATCH_UP))
 
 _PACING = DEADLINE_FN + PACING_KEYS_FN + PACING_FN
 

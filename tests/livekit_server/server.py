@@ -178,6 +178,28 @@ class LiveKitTestServer(ControlMixin, AgentsMixin):
         with self._state.cond:
             return [_copy_record(r) for r in self._select(service, method)]
 
+    def requests_from(
+        self, start: int, service: str | None = None, method: str | None = None
+    ) -> tuple[int, list[RecordedRequest]]:
+        """The matching answered requests recorded from position `start` of the whole log
+        on, up to the first one still unanswered, and the position to ask from next: a
+        poller copies only what is new (benchmarks poll while the server records, and a
+        full copy each time would slow both)."""
+        new: list[RecordedRequest] = []
+        with self._state.cond:
+            log = self._state.requests
+            position = start
+            while position < len(log):
+                record = log[position]
+                if (service is None or record.service == service) and (
+                    method is None or record.method == method
+                ):
+                    if record.status is None:
+                        break
+                    new.append(_copy_record(record))
+                position += 1
+            return position, new
+
     @property
     def record_requests(self) -> bool:
         """When False (benchmarks), requests are only counted: requests() stays empty and
