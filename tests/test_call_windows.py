@@ -11,7 +11,6 @@ import pytest
 from api.services.call_windows import (
     CallWindow,
     UnknownZoneError,
-    is_open_for,
     next_opening,
     window_zones,
 )
@@ -27,6 +26,13 @@ def _window(days: frozenset[int], start: str, end: str, tz: str = "callee") -> C
 
 def _local(tz: ZoneInfo, *parts: int) -> datetime:
     return datetime(*parts, tzinfo=tz)  # type: ignore[misc]
+
+
+def is_open_for(
+    window: CallWindow, zones: list[ZoneInfo], at: datetime, duration: timedelta
+) -> bool:
+    """Whether `window` is open in every zone at `at` and stays open for `duration`."""
+    return next_opening(window, zones, at, duration) == at
 
 
 # 2026-11-25 is a Wednesday, 2026-11-28 a Saturday, 2026-11-30 a Monday.

@@ -171,13 +171,6 @@ def next_opening(
     return None
 
 
-def is_open_for(
-    window: CallWindow, zones: Sequence[ZoneInfo], at: datetime, duration: timedelta
-) -> bool:
-    """Whether `window` is open in every zone at `at` and stays open for `duration`."""
-    return next_opening(window, zones, at, duration) == at
-
-
 def window_to_json(window: CallWindow) -> str:
     """The stored form of a window (the call record's `call_window` field)."""
     return json.dumps(

@@ -230,6 +230,35 @@ return result
 """
 )
 
+# What both accepts (now: `ACCEPT_CALL`, later: `lua_schedule.ACCEPT_SCHEDULED`) write
+# first, or why nothing: the idempotency key's earlier answer ({'existing', answer}), a
+# call id already taken ({'collision', ''}); else the record (one JSON object of string
+# fields), the idempotency answer, the workspace's index and the room's name, and the
+# call id is returned second. Both scripts share KEYS 1 (call), 9 (ws_calls), 10 (room),
+# 11 (idempotency, '' when none) and ARGV 1-4 (idem_value, idem_ttl_s, created_ms,
+# room_ttl_s).
+ACCEPT_RECORD_FN = """
+local function accept_record(record_json)
+  if KEYS[11] ~= '' then
+    local previous = redis.call('GET', KEYS[11])
+    if previous then return {'existing', previous} end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
+  local record = cjson.decode(record_json)
+  for field, value in pairs(record) do
+    redis.call('HSET', KEYS[1], field, value)
+  end
+  local call_id = record['id']
+  if KEYS[11] ~= '' then redis.call('SET', KEYS[11], ARGV[1], 'EX', ARGV[2]) end
+  -- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip one.
+  local base = tonumber(ARGV[3]) * 1000
+  local rank = redis.call('ZCOUNT', KEYS[9], base, base + 999)
+  redis.call('ZADD', KEYS[9], string.format('%.0f', base + rank), call_id)
+  redis.call('SET', KEYS[10], call_id, 'EX', ARGV[4])
+  return nil, call_id
+end
+"""
+
 # KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue, deadlines,
 #       ws_calls, room, idempotency ('' when none), dial_msgs, dial_queue
 # ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, dial_msg_id, dial_msg_body,
@@ -237,24 +266,10 @@ return result
 #       then apply_event's arguments.
 ACCEPT_CALL = (
     APPLY_EVENT_FN
+    + ACCEPT_RECORD_FN
     + """
-if KEYS[11] ~= '' then
-  local previous = redis.call('GET', KEYS[11])
-  if previous then return {'existing', previous} end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
-
-local record = cjson.decode(ARGV[7])
-for field, value in pairs(record) do
-  redis.call('HSET', KEYS[1], field, value)
-end
-local call_id = record['id']
-if KEYS[11] ~= '' then redis.call('SET', KEYS[11], ARGV[1], 'EX', ARGV[2]) end
--- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip a call.
-local base = tonumber(ARGV[3]) * 1000
-local rank = redis.call('ZCOUNT', KEYS[9], base, base + 999)
-redis.call('ZADD', KEYS[9], string.format('%.0f', base + rank), call_id)
-redis.call('SET', KEYS[10], call_id, 'EX', ARGV[4])
+local refused, call_id = accept_record(ARGV[7])
+if refused then return refused end
 redis.call('HSET', KEYS[12], ARGV[5], ARGV[6])
 redis.call('RPUSH', KEYS[13], ARGV[5])
 redis.call('PUBLISH', KEYS[13], '')

@@ -7,11 +7,11 @@ dispatch message together, so it is enqueued once whatever crashes. A member who
 no longer `scheduled` (canceled, ended by the reconciler) is dropped by the claim; cancel
 and move also fix the set in their own step. A scheduled call's deadline (`lua.DEADLINE_FN`)
 is its due time plus the dispatch timeout and the deadline margin: the claimer runs every
-~0.1 s, so the reconciler only meets a scheduled call nobody claimed (no worker ran): it
+~0.05 s, so the reconciler only meets a scheduled call nobody claimed (no worker ran): it
 fails `DISPATCH_TIMEOUT` like a queued call that nobody dispatched.
 """
 
-from api.store.lua import APPLY_EVENT_FN
+from api.store.lua import ACCEPT_RECORD_FN, APPLY_EVENT_FN
 
 # Accept for later: the accept script's atomicity (record + idempotency + index + event
 # together, or nothing) with the due set in place of the dispatch message. The record is
@@ -23,23 +23,10 @@ from api.store.lua import APPLY_EVENT_FN
 #       then apply_event's arguments.
 ACCEPT_SCHEDULED = (
     APPLY_EVENT_FN
+    + ACCEPT_RECORD_FN
     + """
-if KEYS[11] ~= '' then
-  local previous = redis.call('GET', KEYS[11])
-  if previous then return {'existing', previous} end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
-
-local record = cjson.decode(ARGV[5])
-for field, value in pairs(record) do
-  redis.call('HSET', KEYS[1], field, value)
-end
-local call_id = record['id']
-if KEYS[11] ~= '' then redis.call('SET', KEYS[11], ARGV[1], 'EX', ARGV[2]) end
-local base = tonumber(ARGV[3]) * 1000
-local rank = redis.call('ZCOUNT', KEYS[9], base, base + 999)
-redis.call('ZADD', KEYS[9], string.format('%.0f', base + rank), call_id)
-redis.call('SET', KEYS[10], call_id, 'EX', ARGV[4])
+local refused, call_id = accept_record(ARGV[5])
+if refused then return refused end
 redis.call('ZADD', KEYS[12], ARGV[6], call_id)
 redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'scheduled', tonumber(ARGV[3])), call_id)
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
@@ -52,7 +39,8 @@ return {'created', result[2]}
 # member leaves the set; a call still `scheduled` gets `call.queued` (apply_event with
 # `queued` expected from `scheduled`, which also sets its queued deadline) and the message
 # under the id the accept gave it (`job_id`), and wakes the queue's workers (PUBLISH, see
-# `api.store.messages`); any other call is just dropped.
+# `api.store.messages`); any other call is just dropped. Returns how many members left the
+# set (a full batch: the claimer claims again at once).
 # KEYS: due, dial_msgs, dial_queue, deadlines, relay_msgs, relay_queue
 # ARGV: now_ms, limit, dispatch body template (@@CALL@@, @@MSG@@), message id prefix,
 #       lease (unused: '0'), event timestamp ISO, retention_s, relay body template,
@@ -63,7 +51,6 @@ CLAIM_SCHEDULED = (
 local now = ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], 0, now, 'LIMIT', 0, tonumber(ARGV[2]))
 local base = #ARGV + 1
-local queued = 0
 for i, call_id in ipairs(due) do
   redis.call('ZREM', KEYS[1], call_id)
   local k = {}
@@ -83,7 +70,6 @@ for i, call_id in ipairs(due) do
       redis.call('HSET', KEYS[2], job_id, body)
       redis.call('RPUSH', KEYS[3], job_id)
       redis.call('PUBLISH', KEYS[3], '')
-      queued = queued + 1
     end
   end
 end
