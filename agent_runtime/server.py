@@ -4,10 +4,11 @@
     python -m agent_runtime dev             # development: readable logs
     python -m agent_runtime download-files  # fetch plugin model files (image build time)
 
-`start` and `dev` refuse to run (exit 2, naming the variable) while a variable does not
-parse or a default model stage points at a hosted API without a key: such a worker would
-answer calls with silence (`model_keys.py`). Agent developers bring their own agent with
-`run_app(factory)`; see docs/agents.md.
+`start` and `dev` refuse to run (exit 2, one line naming the variable) while a variable
+does not parse, a default model stage points at a hosted API without a key (such a worker
+would answer calls with silence, `model_keys.py`), or nothing listens at LIVEKIT_URL.
+`dev` logs readable lines at INFO (`--log-level DEBUG` for livekit-agents' own detail).
+Agent developers bring their own agent with `run_app(factory)`; see docs/agents.md.
 
 Only livekit-agents' public API runs the worker (`AgentServer.run`, `drain`, `aclose`):
 this module owns the event loop, the signals and the logs, so a livekit-agents release
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 from livekit.agents import AgentServer, JobContext, JobProcess, Plugin
 from livekit.plugins import openai, silero  # noqa: F401
 from pydantic import ValidationError
+
+from sip.reachability import livekit_unreachable, redacted_url
 
 from .builtin import builtin_agent
 from .call import AgentFactory, run_call
@@ -91,7 +94,7 @@ def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = 
         ("dev", "run a development worker (readable logs, no load limit)"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--log-level", default="DEBUG" if name == "dev" else "INFO")
+        command.add_argument("--log-level", default="INFO")
     commands.add_parser("download-files", help="download plugin model files")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
@@ -106,6 +109,14 @@ def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = 
     # them: refuse to register at all, and say which variable to set.
     if refusal := startup_error(settings):
         print(refusal, file=sys.stderr)
+        return 2
+    # An unset LIVEKIT_URL is livekit-agents' to refuse (exit 1); a wrong one would retry
+    # its connection forever, logging a traceback each time.
+    if settings.livekit_url and (error := livekit_unreachable(settings.livekit_url)):
+        url = redacted_url(settings.livekit_url)
+        print(
+            f"outdial agent: cannot reach LiveKit at {url} (LIVEKIT_URL): {error}", file=sys.stderr
+        )
         return 2
     dev = args.command == "dev"
     configure_logging(args.log_level, readable=dev)

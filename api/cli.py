@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -13,19 +14,27 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from api.settings import METRICS_DIR_VARIABLE, get_settings
+from api.logs import configure_logging
+from api.preflight import load_env_file, load_settings, public_url_warning, require_services
+from api.settings import METRICS_DIR_VARIABLE
 
 
 def _run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = get_settings()
+    settings = load_settings("api")
+    require_services("api", settings)
+    # uvicorn's own lines (server, errors, access) in the format of every other line
+    configure_logging(settings.log_level, settings.log_json)
+    if warning := public_url_warning(settings, args.port):
+        logging.getLogger("outdial.api").warning(warning)
     uvicorn.run(
         "api.app:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,
         proxy_headers=True,
         # Drain in-flight requests on SIGTERM before exiting.
         timeout_graceful_shutdown=args.graceful_timeout,
@@ -36,7 +45,8 @@ def _run_api(args: argparse.Namespace) -> int:
 def _run_worker(args: argparse.Namespace) -> int:
     """Run Dramatiq's own CLI (its signal handling and process supervision) in this process,
     with our tuning and, when metrics are served, the directory its processes share them in."""
-    settings = get_settings()
+    settings = load_settings("worker")
+    require_services("worker", settings)
     threads = args.threads or settings.worker_threads
     # Read by Dramatiq when it is imported (just below), and inherited by its processes.
     os.environ.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
@@ -92,8 +102,11 @@ def _create_workspace(args: argparse.Namespace) -> int:
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
 
+    settings = load_settings("workspace")
+    require_services("workspace", settings, livekit=False)
+
     async def create() -> WorkspaceCreated:
-        store = open_store(get_settings())
+        store = open_store(settings)
         try:
             created = await create_workspace(store, args.name)
         finally:
@@ -102,6 +115,12 @@ def _create_workspace(args: argparse.Namespace) -> int:
 
     print(json.dumps(asyncio.run(create()).model_dump(mode="json"), indent=2))
     return 0
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    from api.dev import run_dev
+
+    return run_dev(args.host, args.port, args.json_logs)
 
 
 def _run_agent(agent_args: list[str]) -> int:
@@ -127,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--shutdown-timeout", type=int, default=30, help="seconds to finish work")
     worker.set_defaults(handler=_run_worker)
 
+    dev = commands.add_parser(
+        "dev", help="run the API, the worker and the agent worker (dev) together, one log"
+    )
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--json-logs", action="store_true", help="JSON lines (default: readable)")
+    dev.set_defaults(handler=_run_dev)
+
     workspace = commands.add_parser("workspace", help="manage workspaces")
     workspace_commands = workspace.add_subparsers(dest="workspace_command", required=True)
     create = workspace_commands.add_parser("create", help="create a workspace, print its key once")
@@ -144,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    load_env_file()
     if arguments[:2] == ["agent", "console"]:
         from api.agent_console import main as console_main
 

@@ -1,4 +1,10 @@
-"""Structured logs: one JSON object per line, with call and workspace ids when known."""
+"""Structured logs: one JSON object per line, with call and workspace ids when known.
+
+Invariant: one format per process. `configure_logging` owns the root logger, and every
+library logs through it: `outdial api` starts uvicorn without a logging config of its own,
+so uvicorn's server, error and access lines are JSON lines like the rest (an access line
+also carries `method`, `path`, `status` and `client`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from typing import Any
 
 # Extra attributes worth carrying into every line that has them.
 CONTEXT_FIELDS = ("call_id", "workspace_id", "room", "job_id", "event", "status")
+# uvicorn's access record: its message's arguments, in this order.
+ACCESS_LOGGER = "uvicorn.access"
+ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,6 +34,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
+        if record.name == ACCESS_LOGGER and isinstance(record.args, tuple):
+            line.update(zip(ACCESS_FIELDS, record.args, strict=False))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -3,7 +3,8 @@
 The layers, top to bottom (a module may import its own layer and any layer of a lower
 tier; layers in one tier do not import each other):
 
-0. entry: `api.app`, `api.cli`, `api.worker`: they wire everything together.
+0. entry: `api.app`, `api.cli`, `api.worker` (and the CLI's `api.preflight`, `api.dev`): they
+   wire everything together.
 1. routes (`api.routes` and its HTTP plumbing: `api.deps`, `api.middleware`,
    `api.openapi`) and, beside it, jobs (`api.jobs`: the Dramatiq actors and their worker
    plumbing).
@@ -39,7 +40,16 @@ PACKAGES = ("api", "sip", "agent_runtime")
 
 # Top to bottom; each tier holds layers, each layer the module prefixes it owns.
 TIERS: tuple[dict[str, tuple[str, ...]], ...] = (
-    {"entry": ("api.app", "api.cli", "api.agent_console", "api.worker")},
+    {
+        "entry": (
+            "api.app",
+            "api.cli",
+            "api.agent_console",
+            "api.worker",
+            "api.preflight",
+            "api.dev",
+        )
+    },
     {
         "routes": ("api.routes", "api.deps", "api.middleware", "api.openapi"),
         "jobs": ("api.jobs",),
