@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -145,20 +146,29 @@ async def run(calls: int, window_s: float, processes: int) -> None:
 
         pipe = stack.redis.pipeline(transaction=False)
         for call_id in call_ids:
-            pipe.hmget(f"{stack.prefix}:call:{call_id}", "room_name", "scheduled_at", "ts_queued")
-        records = {room.decode(): (int(due), queued) for room, due, queued in pipe.execute()}
+            pipe.hmget(
+                f"{stack.prefix}:call:{call_id}",
+                "room_name", "scheduled_at", "ts_queued", "ts_dispatching", "ts_dialing",
+            )  # fmt: skip
+        records = {room.decode(): (int(due), *marks) for room, due, *marks in pipe.execute()}
         received: dict[str, list[float]] = {}
         for request in stack.lk.requests("SIP", "CreateSIPParticipant"):
             if request.request is not None and request.request.room_name in records:
                 received.setdefault(request.request.room_name, []).append(request.received_at)
-        late, scheduler, dial, by_due = [], [], [], []
+        late, by_due = [], []
+        parts: dict[str, list[float]] = {
+            k: [] for k in ("scheduler", "dial", "queue", "room", "sent")
+        }
         for room, times in received.items():
-            due, queued = records[room]
+            due, queued, dispatching, dialing = records[room]
             late.append(min(times) * 1000 - due)
             by_due.append((due, late[-1]))
-            if queued is not None:
-                scheduler.append(int(queued) - due)
-                dial.append(min(times) * 1000 - int(queued))
+            if queued and dispatching and dialing:
+                parts["scheduler"].append(int(queued) - due)
+                parts["dial"].append(min(times) * 1000 - int(queued))
+                parts["queue"].append(int(dispatching) - int(queued))
+                parts["room"].append(int(dialing) - int(dispatching))
+                parts["sent"].append(min(times) * 1000 - int(dialing))
         early = sum(1 for value in late if value < 0)
         twice = sum(1 for times in received.values() if len(times) > 1)
         by_due.sort()
@@ -173,8 +183,11 @@ async def run(calls: int, window_s: float, processes: int) -> None:
         print("| ms | p50 | p90 | p99 | max | mean |")
         print("|---|---|---|---|---|---|")
         print(row("**lateness: dial received - due** (target p99 ≤ 250)", late))
-        print(row("scheduler: `ts_queued` - due", scheduler))
-        print(row("dial: received - `ts_queued`", dial))
+        print(row("scheduler: `ts_queued` - due", parts["scheduler"]))
+        print(row("dial: received - `ts_queued`", parts["dial"]))
+        print(row("- in the dial queue: `ts_dispatching` - `ts_queued`", parts["queue"]))
+        print(row("- room: `ts_dialing` - `ts_dispatching`", parts["room"]))
+        print(row("- dial sent: received - `ts_dialing`", parts["sent"]))
         print("\n| measure | value |")
         print("|---|---|")
         print(
@@ -206,7 +219,10 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds the due times span")
     parser.add_argument("--processes", type=int, default=1, help="worker processes")
     args = parser.parse_args()
-    asyncio.run(run(args.calls, args.window, args.processes))
+    try:
+        asyncio.run(run(args.calls, args.window, args.processes))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: closed already
+        sys.exit("interrupted; the stack is stopped and its Redis keys deleted")
 
 
 if __name__ == "__main__":
