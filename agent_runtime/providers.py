@@ -14,6 +14,7 @@ does not hold fails the call (`ModelKeyError`) instead of calling without it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
@@ -23,7 +24,7 @@ from livekit.agents import llm, stt, tts
 
 from .contract import ModelConfig
 from .model_keys import model_key_variable
-from .settings import StageDefaults
+from .settings import StageDefaults, WorkerSettings
 
 Stage = Literal["llm", "stt", "tts"]
 # local OpenAI-compatible servers ignore the key, but the openai client insists on one
@@ -143,6 +144,22 @@ PROVIDERS: dict[tuple[Stage, str], Callable[[StageSpec], Any]] = {
     ("stt", "elevenlabs"): _named("elevenlabs", "STT", api_key="api_key"),
     ("tts", "elevenlabs"): _named("elevenlabs", "TTS", **_MODEL_KEY, voice_id="voice"),
 }
+
+
+def unusable_providers(settings: WorkerSettings) -> list[str]:
+    """What makes the worker's default pipeline fail every call before any key is asked
+    for: a provider its stage does not have, or one whose plugin is not installed."""
+    problems = []
+    for stage in ("llm", "stt", "tts"):
+        provider = getattr(settings, stage).provider
+        variable = f"OUTDIAL_{stage.upper()}_PROVIDER"
+        if (stage, provider) not in PROVIDERS:
+            known = ", ".join(sorted(name for kind, name in PROVIDERS if kind == stage))
+            problems.append(f"{variable}={provider!r}: no such {stage} provider (known: {known})")
+        elif importlib.util.find_spec(f"livekit.plugins.{provider}") is None:
+            install = f"pip install 'livekit-agents[{provider}]'"
+            problems.append(f"{variable}={provider!r} needs its plugin: {install}")
+    return problems
 
 
 def _own_key(

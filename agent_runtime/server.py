@@ -39,6 +39,7 @@ from .builtin import builtin_agent
 from .call import AgentFactory, run_call
 from .logs import configure_logging
 from .model_keys import startup_error
+from .providers import unusable_providers
 from .settings import WorkerSettings, environment_error
 
 logger = logging.getLogger("outdial.agent")
@@ -105,8 +106,12 @@ def run_app(factory: AgentFactory = builtin_agent, argv: Sequence[str] | None = 
     except ValidationError as exc:
         print(environment_error(exc), file=sys.stderr)
         return 2
-    # A worker without a key for its hosted models would take calls and say nothing on
-    # them: refuse to register at all, and say which variable to set.
+    # A worker without a usable model for each stage, or without a key for its hosted
+    # models, would take calls and say nothing on them: refuse to register at all, and say
+    # which variable to set.
+    if problems := unusable_providers(settings):
+        print("outdial agent: refusing to start: " + "; ".join(problems), file=sys.stderr)
+        return 2
     if refusal := startup_error(settings):
         print(refusal, file=sys.stderr)
         return 2

@@ -35,10 +35,12 @@ class StageDefaults:
     api_key: str | None = field(default=None, repr=False)
 
 
-_OPENAI_STAGES = {
-    "llm": StageDefaults(model="gpt-4o-mini"),
-    "stt": StageDefaults(model="whisper-1"),
-    "tts": StageDefaults(model="tts-1", voice="alloy"),
+# The one statement of the default pipeline: .env.example, deploy/k8s/configmap.yaml and
+# docs/agents.md repeat these values, and tests/test_model_defaults.py holds them to it.
+DEFAULT_STAGES = {
+    "llm": StageDefaults(model="gpt-4.1-mini"),
+    "stt": StageDefaults(model="gpt-4o-mini-transcribe"),
+    "tts": StageDefaults(model="gpt-4o-mini-tts", voice="ash"),
 }
 
 
@@ -83,9 +85,9 @@ class WorkerSettings(BaseSettings):
     )
     use_amd: bool = Field(False, alias="OUTDIAL_AGENT_AMD")
     # OUTDIAL_<STAGE>_{PROVIDER,MODEL,VOICE,BASE_URL,LANGUAGE,API_KEY} (see `_stage`)
-    llm: StageDefaults = _OPENAI_STAGES["llm"]
-    stt: StageDefaults = _OPENAI_STAGES["stt"]
-    tts: StageDefaults = _OPENAI_STAGES["tts"]
+    llm: StageDefaults = DEFAULT_STAGES["llm"]
+    stt: StageDefaults = DEFAULT_STAGES["stt"]
+    tts: StageDefaults = DEFAULT_STAGES["tts"]
     # Workspaces' own model keys, `OUTDIAL_MODEL_KEY_*` variable -> key (see model_keys.py):
     # read from this worker's environment only, so no key travels in Redis or a dispatch.
     model_keys: Mapping[str, str] = Field(default_factory=dict, repr=False)
@@ -116,7 +118,7 @@ class WorkerSettings(BaseSettings):
             for field in cls.model_fields.values()
             if field.alias in variables
         }
-        for stage, base in _OPENAI_STAGES.items():
+        for stage, base in DEFAULT_STAGES.items():
             values[stage] = _stage(variables, f"OUTDIAL_{stage.upper()}", base, openai_key)
         values["model_keys"] = {
             name: value for name, value in variables.items() if name.startswith(MODEL_KEY_PREFIX)
