@@ -11,65 +11,45 @@ without polling. Several processes may step at once; each step is atomic.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 
 import dramatiq
-import redis
 from dramatiq.middleware import Middleware
 
+from api.jobs.loops import BackgroundLoop
 from api.settings import Settings
 from api.store.pacing import PacerSteps
 
-logger = logging.getLogger("outdial.pacer")
-
 # The longest sleep without a wake-up: a lease that expires frees a slot silently.
 MAX_SLEEP_SECONDS = 1.0
-_ERROR_PAUSE_SECONDS = 1.0
 # Openings nearer than this are slept to on the thread's own clock, not in a BLPOP.
 PRECISE_SLEEP_SECONDS = 0.25
 
 
-class Pacer:
-    """The pacing loop of one process: a thread with its own Redis client."""
+class Pacer(BackgroundLoop):
+    """The pacing loop of one process, with its own Redis client."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__("pacer")
         self._steps = PacerSteps(settings)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
+        self._woken = True
 
-    def _run(self) -> None:
-        woken = True
-        while not self._stop.is_set():
-            try:
-                _, next_look = self._steps.step(everything=woken)
-                sleep = MAX_SLEEP_SECONDS
-                if next_look is not None:
-                    sleep = min(sleep, max(0.0, next_look - time.time()))
-                if sleep > PRECISE_SLEEP_SECONDS:
-                    woken = self._steps.wait_for_wake(sleep)
-                else:
-                    # A rate opening close by: Redis may time a BLPOP out up to 1/hz late
-                    # (100 ms by default) on a quiet server, more than a turn; a freed slot
-                    # waits this long at most.
-                    self._stop.wait(sleep)
-                    woken = False
-            except redis.RedisError as exc:
-                logger.warning("pacing step failed: %s", exc)
-                self._stop.wait(_ERROR_PAUSE_SECONDS)
-            except Exception:  # never let the thread die silently: waiting calls need it
-                logger.exception("pacing step failed")
-                self._stop.wait(_ERROR_PAUSE_SECONDS)
+    def step(self) -> float:
+        _, next_look = self._steps.step(everything=self._woken)
+        self._woken = False
+        if next_look is None:
+            return MAX_SLEEP_SECONDS
+        return min(MAX_SLEEP_SECONDS, max(0.0, next_look - time.time()))
 
-    def start(self) -> None:
-        self._thread.start()
+    def pause(self, seconds: float) -> None:
+        if seconds > PRECISE_SLEEP_SECONDS:
+            self._woken = self._steps.wait_for_wake(seconds)
+        else:
+            # A rate opening close by: Redis may time a BLPOP out up to 1/hz late (100 ms
+            # by default) on a quiet server, more than a turn; a freed slot waits this long.
+            super().pause(seconds)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            # A blocked BLPOP returns within MAX_SLEEP_SECONDS.
-            self._thread.join(timeout=5)
+    def close(self) -> None:
         self._steps.close()
 
 

@@ -1,0 +1,61 @@
+"""A worker process's background loops (schedule claimers, the pacer): one thread each.
+
+Invariant: a loop's thread never dies while its worker runs: a Redis failure is logged as
+a warning, anything else with its traceback, and the step runs again after a pause, since
+nothing else in the process does its work. Stopping wakes the loop and closes what its
+steps hold once the thread has left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+logger = logging.getLogger("outdial.loops")
+
+_ERROR_PAUSE_SECONDS = 1.0
+
+
+class BackgroundLoop:
+    """Runs `step` on a thread of its own, then `pause` for what it returned, until
+    stopped. Subclasses give `step`, and `pause` when a plain timed wait is not enough."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def step(self) -> float:
+        """One round of work; the seconds to wait before the next (0: at once)."""
+        raise NotImplementedError
+
+    def pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def close(self) -> None:
+        """Release what the steps hold (the thread has left)."""
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.step()
+            except redis.RedisError as exc:
+                logger.warning("%s: step failed: %s", self.name, exc)
+                wait = _ERROR_PAUSE_SECONDS
+            except Exception:
+                logger.exception("%s: step failed", self.name)
+                wait = _ERROR_PAUSE_SECONDS
+            if wait > 0 and not self._stop.is_set():
+                self.pause(wait)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            # A pause returns within its longest wait (a blocked read at most a second).
+            self._thread.join(timeout=5)
+        self.close()
