@@ -27,6 +27,7 @@ from api.routes import (
     numbers,
 )
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
+from api.routes.docs_ui import install_docs
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
 
@@ -58,6 +59,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # served from installed files, not a CDN (api/routes/docs_ui.py)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -75,6 +79,7 @@ def create_app(
         livekit_webhook.router,
     ):
         app.include_router(router)
+    install_docs(app, "Outdial")
     # Added before BodyLimit, so it runs inside it: the accept path has the same body limit.
     app.add_middleware(AcceptCallRoute)
     _document_accept_call(app)
