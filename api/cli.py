@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -13,7 +12,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from api.client.commands import add_client_commands
 from api.logs import configure_logging
 from api.preflight import load_env_file, load_settings, public_url_warning, require_services
 from api.settings import METRICS_DIR_VARIABLE
@@ -96,8 +97,9 @@ def _remove_metric_files(path: Path) -> None:
         db_file.unlink(missing_ok=True)
 
 
-def _create_workspace(args: argparse.Namespace) -> int:
-    """Prints the workspace as `POST /v1/admin/workspaces` answers it."""
+def _create_workspace_in_redis(name: str) -> dict[str, Any]:
+    """The workspace as `POST /v1/admin/workspaces` answers it, written straight into Redis
+    (`outdial workspace create` without an API URL and admin token, see api/client)."""
     from api.schemas.admin import WorkspaceCreated
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
@@ -108,13 +110,12 @@ def _create_workspace(args: argparse.Namespace) -> int:
     async def create() -> WorkspaceCreated:
         store = open_store(settings)
         try:
-            created = await create_workspace(store, args.name)
+            created = await create_workspace(store, name)
         finally:
             await store.aclose()
         return WorkspaceCreated.of_new(created)
 
-    print(json.dumps(asyncio.run(create()).model_dump(mode="json"), indent=2))
-    return 0
+    return asyncio.run(create()).model_dump(mode="json")
 
 
 def _run_dev(args: argparse.Namespace) -> int:
@@ -154,11 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json-logs", action="store_true", help="JSON lines (default: readable)")
     dev.set_defaults(handler=_run_dev)
 
-    workspace = commands.add_parser("workspace", help="manage workspaces")
-    workspace_commands = workspace.add_subparsers(dest="workspace_command", required=True)
-    create = workspace_commands.add_parser("create", help="create a workspace, print its key once")
-    create.add_argument("--name", required=True)
-    create.set_defaults(handler=_create_workspace)
+    # login, workspace, agents, numbers, call, calls: the API over HTTP (api/client)
+    add_client_commands(commands, create_in_redis=_create_workspace_in_redis)
 
     # Listed for --help only: main() hands everything after `agent` to the agent CLI.
     commands.add_parser(

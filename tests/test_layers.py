@@ -48,6 +48,8 @@ TIERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "api.worker",
             "api.preflight",
             "api.dev",
+            # the HTTP commands: they reach the API over HTTP only
+            "api.client",
         )
     },
     {

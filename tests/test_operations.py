@@ -168,7 +168,8 @@ def test_cli_creates_a_workspace(redis_client: redis.Redis, settings: Settings) 
     from tests.support import settings_env
 
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    result = _cli("workspace", "create", "--name", "cli-made", env=env)
+    # no API URL given: written straight into Redis (api/client/commands.py)
+    result = _cli("workspace", "create", "--name", "cli-made", "--json", env=env)
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     assert created["apiKey"].startswith("od_") and created["webhookSecret"].startswith("whsec_")

@@ -96,6 +96,7 @@ WORKSPACE_CELLS = [
 
 ADMIN_ROUTES = (
     "POST /v1/admin/workspaces",
+    "GET /v1/admin/workspaces",
     "GET /v1/admin/workspaces/{workspace_id}",
     "PATCH /v1/admin/workspaces/{workspace_id}",
     "POST /v1/admin/workspaces/{workspace_id}/rotate-key",

@@ -20,6 +20,7 @@ from api.schemas.admin import (
     TrunkAssignments,
     WorkspaceCreate,
     WorkspaceCreated,
+    WorkspaceList,
     WorkspaceOut,
     WorkspaceUpdate,
 )
@@ -42,6 +43,12 @@ _BY_ID_WITH_BODY = error_responses(NOT_FOUND, BODY)
 async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> WorkspaceCreated:
     created = await workspaces.create_workspace(store, body.name)
     return WorkspaceCreated.of_new(created)
+
+
+@router.get("/workspaces")
+async def list_workspaces(store: StoreDep) -> WorkspaceList:
+    found = await workspaces.list_workspaces(store)
+    return WorkspaceList(workspaces=[WorkspaceOut.of(workspace) for workspace in found])
 
 
 @router.get("/workspaces/{workspace_id}", responses=_BY_ID)

@@ -80,6 +80,12 @@ class WorkspaceOut(ResponseModel):
         return cls(**_shown(workspace))
 
 
+class WorkspaceList(ResponseModel):
+    """Oldest first."""
+
+    workspaces: list[WorkspaceOut]
+
+
 class WorkspaceCreated(WorkspaceOut):
     api_key: str
     webhook_secret: str

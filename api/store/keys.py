@@ -4,6 +4,7 @@
 |---|---|---|---|
 | `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled | workspaces | forever |
 | `{p}:apikey:{sha256}` | string -> workspace id of that key | workspaces | until rotated |
+| `{p}:workspaces` | zset workspace id -> created ms (the operator's list) | workspaces | forever |
 | `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
 | `{p}:ws:{ws}:agent:{id}` | string: agent JSON | agents | until deleted |
 | `{p}:ws:{ws}:numbers` | hash E.164 -> number JSON | numbers | until deleted |
@@ -62,6 +63,9 @@ class Keys:
 
     def workspace(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}"
+
+    def workspace_index(self) -> str:
+        return f"{self.prefix}:workspaces"
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"

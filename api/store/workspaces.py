@@ -103,8 +103,20 @@ async def create_workspace(store: Store, name: str) -> NewWorkspace:
     # (redis-py types a mapping's keys as any field type: dict[str, str] does not fit)
     fields: dict[FieldT, EncodableT] = {k: v for k, v in workspace.to_hash().items()}
     pipe.hset(store.keys.workspace(workspace.id), mapping=fields)
+    pipe.zadd(store.keys.workspace_index(), {workspace.id: workspace.created_at})
     await pipe.execute()
     return NewWorkspace(workspace, api_key)
+
+
+async def list_workspaces(store: Store) -> list[Workspace]:
+    """Every workspace in the index, oldest first (one that is unreadable is left out)."""
+    ids = cast(list[str], await store.redis.zrange(store.keys.workspace_index(), 0, -1))
+    pipe = store.redis.pipeline(transaction=False)
+    for workspace_id in ids:
+        pipe.hgetall(store.keys.workspace(workspace_id))
+    rows = await pipe.execute() if ids else []
+    found = (read_workspace(raw, ws) for ws, raw in zip(ids, rows, strict=True))
+    return [workspace for workspace in found if workspace is not None]
 
 
 async def get_workspace(store: Store, workspace_id: str) -> Workspace | None:

@@ -1,0 +1,234 @@
+"""The `outdial` HTTP commands (api/client) as a user runs them: real processes against a
+live API on loopback (real Redis, the LiveKit test server), their output, exit codes and
+error lines; `call --wait` follows a call to its end through the event stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.security import event_token
+from api.settings import Settings
+from tests.conftest import Tenant
+from tests.support import ADMIN_TOKEN, ROOT, ApiServer, free_port
+
+CALLEE = "+15105550123"
+
+
+@pytest.fixture
+def cli_env(api_server: ApiServer, tmp_path: Path) -> dict[str, str]:
+    """A user's shell: the API's URL, a config directory of its own, no credentials."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "OUTDIAL_API_URL": api_server.url,
+    }
+
+
+def _as(tenant: Tenant, env: dict[str, str]) -> dict[str, str]:
+    return env | {"OUTDIAL_WORKSPACE_ID": tenant.id, "OUTDIAL_API_KEY": tenant.api_key}
+
+
+def outdial(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    # cwd: no `.env` of the repository's is read
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env, cwd=env["HOME"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    result = outdial(env, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _exports(line: str) -> dict[str, str]:
+    words = shlex.split(line)
+    assert words[0] == "export", line
+    return dict(word.split("=", 1) for word in words[1:])
+
+
+def test_workspaces_through_the_admin_api(cli_env: dict[str, str]) -> None:
+    admin = cli_env | {"OUTDIAL_ADMIN_TOKEN": ADMIN_TOKEN}
+    created = _exports(ok(admin, "workspace", "create", "--name", "demo", "--exports"))
+    assert created["WS"].startswith("ws_") and created["KEY"].startswith("od_")
+    assert created["WS"] in ok(admin, "workspace", "list")
+    listed = json.loads(ok(admin, "workspace", "list", "--json"))["workspaces"]
+    assert [w["name"] for w in listed if w["workspaceId"] == created["WS"]] == ["demo"]
+    as_demo = cli_env | {"OUTDIAL_WORKSPACE_ID": created["WS"], "OUTDIAL_API_KEY": created["KEY"]}
+    assert ok(as_demo, "agents", "list").split() == ["AGENT", "NAME", "WORKER", "CREATED"]
+
+    disabled = json.loads(ok(admin, "workspace", "disable", created["WS"], "--json"))
+    assert disabled["disabled"] is True
+    refused = outdial(as_demo, "agents", "list")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("outdial: 403 WORKSPACE_DISABLED: ")
+    assert refused.stderr.count("\n") == 1 and refused.stdout == ""
+    # without the token, the admin API is not even asked
+    missing = outdial(cli_env, "workspace", "list")
+    assert missing.returncode == 2 and "OUTDIAL_ADMIN_TOKEN" in missing.stderr
+
+
+def test_agents_numbers_and_calls(
+    cli_env: dict[str, str], tenant: Tenant, lk: Any, tmp_path: Path
+) -> None:
+    env = _as(tenant, cli_env)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You remind {{firstName}} of the appointment.")
+    agent = _exports(
+        ok(env, "agents", "create", "--name", "reminder", "--instructions", f"@{prompt}",
+           "--body", '{"ring_timeout_seconds": 20}', "--exports")
+    )["AGENT"]  # fmt: skip
+    shown = json.loads(ok(env, "agents", "show", agent, "--json"))
+    assert shown["instructions"] == prompt.read_text() and shown["ringTimeoutSeconds"] == 20
+    assert agent in ok(env, "agents", "list")
+
+    added = ok(env, "numbers", "add", "+15105550100", "--trunk-address", "sip.example.net")
+    assert "+15105550100" in added and "yes" in added  # the first number is the default
+    numbers = json.loads(ok(env, "numbers", "list", "--json"))["numbers"]
+    assert [n["number"] for n in numbers] == ["+15105550100"]
+
+    placed = ok(
+        env, "call", CALLEE, "--agent", agent, "--var", "firstName=Ada", "--meta", "crm=42",
+        "--json",
+    )  # fmt: skip
+    call_id = json.loads(placed)["callId"]
+    call = json.loads(ok(env, "calls", "show", call_id, "--json"))
+    assert call["call"]["dynamicVariables"] == {"firstName": "Ada"}
+    assert call["call"]["metadata"] == {"crm": "42"}
+    assert [e["type"] for e in call["events"]] == ["call.queued"]
+    readable = ok(env, "calls", "show", call_id)
+    assert "call.queued" in readable and call_id in readable
+    assert call_id in ok(env, "calls", "list", "--status", "queued")
+    assert call_id not in ok(env, "calls", "list", "--status", "completed")
+    page = json.loads(ok(env, "calls", "list", "--json"))
+    assert [c["callId"] for c in page["calls"]] == [call_id]
+
+    # the workspace's events so far, then the stream ends (--max-seconds)
+    tail = ok(env, "calls", "tail", "--after", "0", "--max-seconds", "1", "--json")
+    assert [(e["callId"], e["type"]) for e in map(json.loads, tail.splitlines())] == [
+        (call_id, "call.queued")
+    ]
+
+    bad = outdial(env, "call", CALLEE, "--agent", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("outdial: 404 INVALID_AGENT: ")
+
+
+def test_a_wrong_key_or_no_api_is_one_line(cli_env: dict[str, str], tenant: Tenant) -> None:
+    wrong = outdial(_as(tenant, cli_env), "calls", "list", "--key", "od_wrong")
+    assert wrong.returncode == 2, wrong.stderr
+    assert wrong.stderr.startswith("outdial: 401 UNAUTHORIZED: ")
+    assert wrong.stderr.count("\n") == 1
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    gone = outdial(_as(tenant, cli_env), "agents", "list", "--api-url", nowhere)
+    assert gone.returncode == 3
+    assert gone.stderr.startswith(f"outdial: cannot reach the Outdial API at {nowhere}: ")
+    assert "connection refused" in gone.stderr and gone.stderr.count("\n") == 1
+
+
+def test_login_saves_the_credentials_for_the_owner_only(
+    cli_env: dict[str, str], tenant: Tenant
+) -> None:
+    config = Path(cli_env["XDG_CONFIG_HOME"]) / "outdial" / "config.json"
+    refused = outdial(cli_env, "login", "--workspace", tenant.id, "--key", "od_wrong")
+    assert refused.returncode == 2 and not config.exists()
+
+    ok(cli_env, "login", "--workspace", tenant.id, "--key", tenant.api_key)
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    saved = json.loads(config.read_text())
+    assert saved == {
+        "api_url": cli_env["OUTDIAL_API_URL"],
+        "workspace_id": tenant.id,
+        "api_key": tenant.api_key,
+    }
+    # no URL and no credentials in the environment: the saved ones are used
+    bare = {name: value for name, value in cli_env.items() if name != "OUTDIAL_API_URL"}
+    assert ok(bare, "agents", "list").startswith("AGENT")
+
+
+async def _agent_event(
+    http: httpx.AsyncClient, settings: Settings, call_id: str, kind: str, data: dict[str, Any]
+) -> None:
+    token = event_token(call_id, settings.event_signing_key)
+    response = await http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"type": kind, "data": data},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args], env=env, cwd=env["HOME"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("end", ["completed", "canceled"])
+async def test_call_wait_follows_the_call_to_its_end(
+    cli_env: dict[str, str], tenant: Tenant, settings: Settings, lk: Any, end: str
+) -> None:
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    waiting = _start(_as(tenant, cli_env), "call", CALLEE, "--agent", agent["id"], "--wait")
+    try:
+        assert waiting.stdout is not None
+        accepted = waiting.stdout.readline()  # blocking: the API runs in its own thread
+        assert accepted.startswith("call "), waiting.stderr.read() if waiting.stderr else ""
+        call_id = accepted.split()[1]
+        assert "call.queued" in waiting.stdout.readline()  # following the call now
+        if end == "completed":
+            await _agent_event(tenant.http, settings, call_id, "call.answered", {})
+            await _agent_event(
+                tenant.http, settings, call_id, "call.ended",
+                {"status": "completed", "reason": "hangup_by_callee"},
+            )  # fmt: skip
+        else:
+            canceled = await tenant.request("POST", f"/v1/api/call/{call_id}/cancel")
+            assert canceled.status_code == 200, canceled.text
+        rest, errors = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    expected = ["call.answered", "call.ended"] if end == "completed" else ["call.canceled"]
+    assert [line.split()[3] for line in rest.splitlines()] == expected, rest + errors
+    assert waiting.returncode == (0 if end == "completed" else 1), errors
+
+
+async def test_calls_tail_follows_a_call_live_until_interrupted(
+    cli_env: dict[str, str], tenant: Tenant, lk: Any
+) -> None:
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    placed = await tenant.place_call(to=CALLEE, call_agent_id=agent["id"])
+    call_id = placed.json()["callId"]
+    tail = _start(_as(tenant, cli_env), "calls", "tail", "--call", call_id, "--json")
+    try:
+        assert tail.stdout is not None
+        assert json.loads(tail.stdout.readline())["type"] == "call.queued"
+        await tenant.request("POST", f"/v1/api/call/{call_id}/cancel")
+        live = json.loads(tail.stdout.readline())
+        assert (live["callId"], live["type"], live["status"]) == (
+            call_id,
+            "call.canceled",
+            "canceled",
+        )
+        tail.send_signal(signal.SIGINT)
+        _, errors = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+    assert tail.returncode == 130 and errors == ""
