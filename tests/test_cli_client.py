@@ -125,6 +125,11 @@ def test_agents_numbers_and_calls(
 
     bad = outdial(env, "call", CALLEE, "--agent", "nope")
     assert bad.returncode == 2 and bad.stderr.startswith("outdial: 404 INVALID_AGENT: ")
+    unusable = outdial(env, "call", CALLEE, "--agent", agent, "--var", "firstName")
+    assert unusable.returncode == 2
+    assert unusable.stderr == "outdial: --var takes name=value, not 'firstName'\n"
+    missing = outdial(env, "agents", "create", "--name", "x", "--instructions", "@nowhere.txt")
+    assert missing.returncode == 2 and missing.stderr.startswith("outdial: --instructions: ")
 
 
 def test_a_wrong_key_or_no_api_is_one_line(cli_env: dict[str, str], tenant: Tenant) -> None:

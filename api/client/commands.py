@@ -13,18 +13,19 @@ import argparse
 import json
 import shlex
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from api.client import calls
 from api.client.config import config_path, resolve, write_config
 from api.client.http import Api
 from api.client.runner import (
+    UsageError,
     command,
     common_options,
     print_fields,
     print_json,
     print_table,
+    read_argument,
     run_safely,
 )
 
@@ -36,13 +37,12 @@ def _body(args: argparse.Namespace, fields: dict[str, Any]) -> dict[str, Any]:
     """`--body` (JSON text or @file), then the flags that were given."""
     given: dict[str, Any] = {}
     if args.body:
-        text = Path(args.body[1:]).read_text() if args.body.startswith("@") else args.body
         try:
-            given = json.loads(text)
+            given = json.loads(read_argument(args.body, "--body"))
         except ValueError as exc:
-            raise SystemExit(f"outdial: --body is not JSON: {exc}") from exc
+            raise UsageError(f"--body is not JSON: {exc}") from exc
         if not isinstance(given, dict):
-            raise SystemExit("outdial: --body must be a JSON object")
+            raise UsageError("--body must be a JSON object")
     return given | {name: value for name, value in fields.items() if value is not None}
 
 
@@ -165,9 +165,7 @@ async def _agents_show(api: Api, args: argparse.Namespace) -> int:
 
 
 async def _agents_create(api: Api, args: argparse.Namespace) -> int:
-    instructions = args.instructions
-    if instructions and instructions.startswith("@"):
-        instructions = Path(instructions[1:]).read_text()
+    instructions = args.instructions and read_argument(args.instructions, "--instructions")
     body = _body(
         args,
         {

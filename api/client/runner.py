@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 `call --wait` saw the call end other than `completed`; 2 the API
 refused (its error as one line `outdial: <status> <CODE>: <message>` on stderr), or
-credentials are missing; 3 no API answered at the URL; 130 interrupted (Ctrl-C).
+credentials are missing, or an argument is not usable; 3 no API answered at the URL; 130
+interrupted (Ctrl-C).
 Output: readable tables by default; `--json` prints the API's JSON as it answered (one
 object per line for followed events), for scripts.
 """
@@ -14,6 +15,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from api.client.config import resolve
@@ -24,6 +26,10 @@ UNREACHABLE = 3
 INTERRUPTED = 130
 
 Handler = Callable[[Api, argparse.Namespace], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """An argument the command cannot use (exit 2, like argparse's own)."""
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -64,7 +70,7 @@ def run_safely(action: Callable[[], int]) -> int:
     except Refused as exc:
         fail(str(exc))
         return REFUSED
-    except MissingCredentials as exc:
+    except (MissingCredentials, UsageError) as exc:
         fail(str(exc))
         return REFUSED
     except Unreachable as exc:
@@ -72,6 +78,16 @@ def run_safely(action: Callable[[], int]) -> int:
         return UNREACHABLE
     except KeyboardInterrupt:
         return INTERRUPTED
+
+
+def read_argument(value: str, flag: str) -> str:
+    """The argument, or the text of the file it names as `@path`."""
+    if not value.startswith("@"):
+        return value
+    try:
+        return Path(value[1:]).read_text()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {value[1:]}: {exc.strerror}") from exc
 
 
 def print_json(value: Any) -> None:
@@ -114,11 +130,11 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 def pairs(values: list[str], flag: str) -> dict[str, str]:
-    """`name=value` arguments as a map; a malformed one stops the command (usage error)."""
+    """`name=value` arguments as a map."""
     found: dict[str, str] = {}
     for value in values:
         name, sep, text = value.partition("=")
         if not sep or not name:
-            raise SystemExit(f"outdial: {flag} takes name=value, not {value!r}")
+            raise UsageError(f"{flag} takes name=value, not {value!r}")
         found[name] = text
     return found
