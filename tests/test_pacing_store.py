@@ -150,6 +150,8 @@ async def test_a_trunk_rate_spaces_admissions(store: Store) -> None:
     # The next admission is one turn later: (1000 + 20 guard) / 2 = 510 ms.
     look = await store.redis.zscore(store.keys.pacing_trunks(), TRUNK)
     assert look is not None and look <= time.time() * 1000 + 510
+    # The trunk became due sooner than any pacer knew: one is woken to sleep to it.
+    assert await store.redis.lrange(store.keys.pacing_wake(), 0, -1) == ["1"]
 
 
 async def test_the_end_releases_the_slots_once_and_wakes_the_pacer(
@@ -244,30 +246,28 @@ def dialing(token: str) -> EventSpec:
     )
 
 
-async def test_a_dial_reserves_its_turn_and_keeps_it(store: Store) -> None:
+async def test_dials_reserve_turns_in_order_and_keep_them(store: Store) -> None:
     await limit_trunk(store, max_calls_per_second=20)
     first, second, third = [await queued_call(store) for _ in range(3)]
     before = int(time.time() * 1000)
     assert (await mark_dialing(store, first, dialing("a"))).result is not None
-    # (1000 + 20 guard) / 20 = 51 ms later: within reach, so the second dial reserves it.
+    # (1000 + 20 guard) / 20 = 51 ms apart: the next two dials reserve the next two turns.
     held = await mark_dialing(store, second, dialing("b"))
+    later = await mark_dialing(store, third, dialing("c"))
     after = int(time.time() * 1000)
-    assert held.result is None and held.turn_ms is not None
+    assert held.result is None and later.result is None
     assert before + 51 <= held.turn_ms <= after + 51
+    assert later.turn_ms == held.turn_ms + 51
     record = await get_call(store, second)
     assert record is not None and record.status == "queued" and record.dial_owner is None
-    # The turn after it is 102 ms off: out of reach, nothing reserved, come back later.
-    later = await mark_dialing(store, third, dialing("c"))
-    assert later.result is None and later.turn_ms is None and 0 < later.wait_ms <= 102
-    assert (await mark_dialing(store, third, dialing("c"))).wait_ms > 0  # still nothing taken
 
     # Back at its turn with its reservation, the second dial goes; a reservation is not a
-    # second turn: the third's next ask reserves the turn after it.
+    # second turn: a fourth dial's turn comes after the third's.
     time.sleep(max(0, held.turn_ms - time.time() * 1000) / 1000)
     done = await mark_dialing(store, second, dialing("b"), held.turn_ms)
     assert done.result is not None and done.result.applied
-    third_turn = (await mark_dialing(store, third, dialing("c"))).turn_ms
-    assert third_turn is not None and third_turn >= held.turn_ms + 51
+    fourth = await mark_dialing(store, await queued_call(store), dialing("d"))
+    assert fourth.turn_ms == later.turn_ms + 51
 
 
 async def test_the_window_holds_a_dial_even_at_its_turn(store: Store) -> None:
@@ -284,8 +284,7 @@ async def test_the_window_holds_a_dial_even_at_its_turn(store: Store) -> None:
                 assert paced.result.applied
                 break
             reserved = paced.turn_ms
-            pause = (paced.turn_ms or 0) - time.time() * 1000 if reserved else paced.wait_ms
-            time.sleep(max(0.0, pause) / 1000)
+            time.sleep(max(0.0, reserved - time.time() * 1000) / 1000)
     for call_id in calls:  # the `dialing` marks, on the script's clock
         record = await get_call(store, call_id)
         assert record is not None

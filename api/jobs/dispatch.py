@@ -81,8 +81,12 @@ from sip import (
 logger = logging.getLogger("outdial.dispatch")
 
 _UNCERTAIN_ERRORS = (aiohttp.ClientError, TimeoutError)
-# A reserved dial turn may still be held by the trunk's window a few times (dials ahead of
-# it that ran late); past this the run hands the dial to a later one.
+# A run sleeps to a reserved dial turn this close; a later turn is left to a run sent to
+# arrive `_SENT_AHEAD_MS` before it (a delayed message may come a few ms late).
+_SLEEP_TO_TURN_MS = 100
+_SENT_AHEAD_MS = 30
+# A reserved turn may still be held by the trunk's window a few times (dials ahead of it
+# that ran late); past this the run hands the dial to a later one.
 _MAX_TURN_WAITS = 8
 
 
@@ -168,24 +172,29 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
 
 
 async def _mark_dialing_in_turn(
-    call: CallRecord, event: EventSpec, token: str
+    call: CallRecord, event: EventSpec, token: str, reserved: int | None
 ) -> ApplyResult | None:
-    """`event` applied at the trunk's next dial turn: this run sleeps to a turn it reserved
-    (a few tens of ms at most); None when the turn is further off and a later run was sent."""
-    reserved: int | None = None
+    """`event` applied at the trunk's dial turn this run holds (`reserved`) or reserves:
+    a turn close by is slept to; one further off is left to a run sent for just before it,
+    with the turn (None: that run dials)."""
     for _ in range(_MAX_TURN_WAITS):
         paced = await mark_dialing(worker_store(), call.id, event, reserved)
         if paced.result is not None:
             return paced.result
-        if paced.turn_ms is None:
-            break
         reserved = paced.turn_ms
-        await asyncio.sleep(max(0, reserved - now_ms()) / 1000)
-    dial_call.send_with_options(args=(call.id, token), delay=max(paced.wait_ms, 1))
+        wait_ms = reserved - now_ms()
+        if wait_ms > _SLEEP_TO_TURN_MS:
+            delay = wait_ms - _SENT_AHEAD_MS
+            dial_call.send_with_options(args=(call.id, token, reserved), delay=delay)
+            return None
+        await asyncio.sleep(max(0, wait_ms) / 1000)
+    dial_call.send_with_options(args=(call.id, token, reserved), delay=_SENT_AHEAD_MS)
     return None
 
 
-async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None:
+async def _dial_once(
+    call: CallRecord, expected_status: str, token: str, reserved_turn_ms: int | None = None
+) -> None:
     store = worker_store()
     event = EventSpec(
         "call.dialing",
@@ -193,7 +202,7 @@ async def _dial_once(call: CallRecord, expected_status: str, token: str) -> None
         expected_status=expected_status,
         call_update=CallUpdate(dial_owner=token),
     )
-    marked = await _mark_dialing_in_turn(call, event, token)
+    marked = await _mark_dialing_in_turn(call, event, token, reserved_turn_ms)
     if marked is None:
         return
     if not marked.applied:
@@ -353,9 +362,9 @@ async def dispatch(call_id: str) -> None:
         await _wait_for_agent(call, token)
 
 
-async def dial_ready_call(call_id: str, token: str) -> None:
-    """The agent reported ready while the call waited for it: dial (unless the workspace
-    was disabled meanwhile)."""
+async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None = None) -> None:
+    """The agent reported ready while the call waited for it, or the dial's trunk turn
+    (`reserved_turn_ms`) is near: dial (unless the workspace was disabled meanwhile)."""
     found = await read_call_with_workspace(worker_store(), call_id)
     call = found.call
     if call is None:
@@ -369,7 +378,7 @@ async def dial_ready_call(call_id: str, token: str) -> None:
     if before_dial and found.workspace_disabled:
         await _cancel_disabled(call, status)
     elif before_dial:
-        await _dial_once(call, status, token)
+        await _dial_once(call, status, token, reserved_turn_ms)
     elif status == "dialing":
         await _resume_dialing(call, token)
 
@@ -396,9 +405,9 @@ async def dispatch_call(call_id: str) -> None:
     max_backoff=10_000,
     time_limit=60_000,
 )
-async def dial_call(call_id: str, token: str) -> None:
+async def dial_call(call_id: str, token: str, reserved_turn_ms: int | None = None) -> None:
     with DISPATCH_DURATION.time():
-        await dial_ready_call(call_id, token)
+        await dial_ready_call(call_id, token, reserved_turn_ms)
 
 
 @dramatiq.actor(queue_name=DIAL_QUEUE, max_retries=10)

@@ -175,7 +175,11 @@ redis.call('ZADD', kwait, 'NX', string.format('%.0f', order), call_id)
 redis.call('ZADD', trunk_key(p, trunk, 'turns'), 'NX', now, ws)
 local look = now + CONCURRENCY_LOOK
 if wait > 0 then look = now + wait end
-redis.call('ZADD', p .. ':pacing:trunks', 'LT', look, trunk)
+if redis.call('ZADD', p .. ':pacing:trunks', 'LT', 'CH', look, trunk) == 1 then
+  -- The trunk is due sooner than any pacer knew: wake one (it may sleep up to a second).
+  redis.call('LPUSH', p .. ':pacing:wake', '1')
+  redis.call('LTRIM', p .. ':pacing:wake', 0, 0)
+end
 redis.call('HSET', kcall, 'waiting_for', reason)
 redis.call('HSETNX', kcall, 'waiting_since', now)
 redis.call('ZADD', KEYS[8], deadline_of(kcall, 'queued', now), call_id)
@@ -264,24 +268,20 @@ return {admitted, look}
 """.replace("CONCURRENCY_LOOK", str(CONCURRENCY_LOOK_MS))
 )
 
-# A dial may be reserved this far ahead of its turn (its job sleeps to it); a dial further
-# off is told to come back later, so few jobs sleep at once.
-RESERVE_AHEAD_MS = 50
-
 # The `dialing` compare-and-set with the trunk's dial rate, two rules, both on this
-# script's clock: turns (1000 + guard)/rate ms apart, each taken once by reservation, so
-# dials are spaced by their turns rather than by when their jobs come back; and a window:
-# at most floor(rate) (at least 1) dials in any 1000 + guard ms (`dial-log`, the latest
-# dials), which a late dial cannot squeeze, and which fractional rates need.
-# A dial not reserved yet whose turn is within `RESERVE_AHEAD_MS` (or one interval) takes
-# it: {'turn', ms} (now or later), and the job comes back with it (`reserved`) at that time;
-# a turn further off gives {'wait', ms}, nothing reserved. At its turn, a dial the window
-# still holds gets {'turn', ms} again, keeping its reservation. Else `apply_event` runs and,
-# when it applied, the dial is logged. A call not in the expected status, or on a trunk
-# without a rate, goes straight to `apply_event`.
+# script's clock: turns (1000 + guard)/rate ms apart, each taken once, in the order dials
+# ask (a reservation), so dials are spaced by their turns rather than by when their jobs
+# come back; and a window: at most floor(rate) (at least 1) dials in any 1000 + guard ms
+# (`dial-log`, the latest dials), which a late dial cannot squeeze, and which fractional
+# rates need.
+# A dial without a turn takes the next free one: {'turn', ms} when it is later than now
+# (the job comes back then with it as `reserved`); at its turn, a dial the window still
+# holds gets {'turn', ms} again, keeping its reservation. Else `apply_event` runs and, when
+# it applied, the dial is logged. A call not in the expected status, or on a trunk without
+# a rate, goes straight to `apply_event` (a turn it held is left unused).
 # KEYS: apply_event's 8. ARGV: default rate, guard ms, now_ms, reserved turn ms ('' none),
 # then apply_event's arguments.
-# Returns apply_event's reply, {'turn', ms, status} or {'wait', ms, status}.
+# Returns apply_event's reply or {'turn', ms, status}.
 DIAL_PACED = (
     APPLY_EVENT_FN
     + PACING_FN
@@ -299,8 +299,6 @@ if f[1] and f[1] == ARGV[7] and f[3] then
     if not reserved then
       local ktat = trunk_key(p, f[3], 'dial-tat')
       local turn = math.max(tonumber(redis.call('GET', ktat) or '0'), now)
-      local ahead = math.max(interval, RESERVE_AHEAD)
-      if turn - now > ahead then return {'wait', math.ceil(turn - now - ahead / 2), f[1]} end
       redis.call('SET', ktat, string.format('%.3f', turn + interval), 'PX',
                  math.ceil(turn + interval - now) + 60000)
       if turn > now then return {'turn', math.ceil(turn), f[1]} end
@@ -319,5 +317,5 @@ if result[1] == 'applied' and klog then
   redis.call('PEXPIRE', klog, span + 60000)
 end
 return result
-""".replace("RESERVE_AHEAD", str(RESERVE_AHEAD_MS))
+"""
 )

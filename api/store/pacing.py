@@ -88,22 +88,19 @@ async def admit(store: Store, call_id: str) -> Admission:
 
 @dataclass(frozen=True, slots=True)
 class PacedDial:
-    """The `dialing` compare-and-set's result; or (`result` None) the dial's reserved turn
-    (`turn_ms`: come back then with it), or how long to wait before asking for one
-    (`wait_ms`: nothing reserved)."""
+    """The `dialing` compare-and-set's result, or (`result` None) the dial's reserved turn:
+    come back then with it (`turn_ms`)."""
 
     result: ApplyResult | None
-    turn_ms: int | None = None
-    wait_ms: int = 0
+    turn_ms: int = 0
 
 
 async def mark_dialing(
     store: Store, call_id: str, event: EventSpec, reserved_turn_ms: int | None = None
 ) -> PacedDial:
     """Apply `event` (`call.dialing`, a compare-and-set) only when the trunk's dial rate
-    allows a dial now (`lua_pacing.DIAL_PACED`); nothing else changes when it does not,
-    except that a dial close to its turn reserves it. `reserved_turn_ms`: the turn this
-    dial reserved before."""
+    allows a dial now (`lua_pacing.DIAL_PACED`); else the dial reserves its turn and
+    nothing else changes. `reserved_turn_ms`: the turn this dial reserved before."""
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
     args = apply_args(store, event, now, call_id)
@@ -114,8 +111,6 @@ async def mark_dialing(
     )
     if reply[0] == "turn":
         return PacedDial(None, turn_ms=int(reply[1]))
-    if reply[0] == "wait":
-        return PacedDial(None, wait_ms=int(reply[1]))
     outcome, status = reply[0], reply[2]
     ended = False  # `dialing` is never terminal
     return PacedDial(ApplyResult(outcome, int(reply[1]), status, ended=ended))
