@@ -140,7 +140,7 @@ async def main(calls: int) -> None:
         for key in keys:
             pipe.hmget(
                 key, "ts_dialing", "ended_at", "status", "sip_trunk_id", "room_name",
-                "ts_dispatching",
+                "ts_dispatching", "dial_sent_at",
             )  # fmt: skip
         records = pipe.execute()
         statuses = Counter(r[2].decode() if r[2] else "missing" for r in records)
@@ -156,6 +156,11 @@ async def main(calls: int) -> None:
         print("|---|---|---|")
         print(f"| calls posted (all at once) | {len(call_ids)} in {posted_in:.2f} s | - |")
         print(f"| worst one-second window of dials | {most_in_one_second(times)} | ≤ {RATE} |")
+        sent = [int(r[6]) / 1000 for r in records if r[6]]
+        print(
+            f"| the same, by when each dial request left the worker (`dial_sent_at`) | "
+            f"{most_in_one_second(sent)} | ≤ {RATE} |"
+        )
         marks = sorted(start / 1000 for start, _ in intervals)
         gaps = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]
         print(
@@ -173,6 +178,16 @@ async def main(calls: int) -> None:
             for r in records
             if r[0] and r[4] and r[4].decode() in receipt
         ]
+        sent_to_receipt = [
+            (receipt[r[4].decode()] - int(r[6]) / 1000) * 1000
+            for r in records
+            if r[6] and r[4] and r[4].decode() in receipt
+        ]
+        print(
+            f"| request left the worker -> receipt at the test server: p50 / p99 / max | "
+            f"{percentile(sent_to_receipt, 0.5):.1f} / {percentile(sent_to_receipt, 0.99):.1f}"
+            f" / {max(sent_to_receipt):.1f} ms | - |"
+        )
         print(
             f"| `dialing` mark -> receipt at the test server: p50 / p99 / max | "
             f"{percentile(late, 0.5):.1f} / {percentile(late, 0.99):.1f} / {max(late):.1f} ms | "

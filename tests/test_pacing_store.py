@@ -18,7 +18,7 @@ from api.store.base import Store, open_store
 from api.store.call_record import CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.events import EventSpec, apply_event, list_events
-from api.store.pacing import PacerSteps, admit, mark_dialing
+from api.store.pacing import PacerSteps, admit, mark_dialing, note_late_dial
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
 
@@ -291,6 +291,24 @@ async def test_the_window_holds_a_dial_even_at_its_turn(store: Store) -> None:
         marks.append(record.transitions["dialing"])
     assert marks[2] - marks[0] >= 1020
     assert marks[1] - marks[0] >= 408
+
+
+async def test_a_dial_sent_late_is_counted_from_when_it_left(store: Store) -> None:
+    await limit_trunk(store, max_calls_per_second=1)
+    first, second = await queued_call(store), await queued_call(store)
+    marked = await mark_dialing(store, first, dialing("a"))
+    assert marked.result is not None and marked.result.applied
+    # Its worker was busy: the dial left 300 ms after its mark.
+    await note_late_dial(store, first, TRUNK, marked.marked_at_ms + 300)
+    held = await mark_dialing(store, second, dialing("b"))
+    assert held.turn_ms >= marked.marked_at_ms + 1020  # the next turn, (1000 + 20) / 1
+    time.sleep(max(0, held.turn_ms - time.time() * 1000) / 1000)
+    # At its turn the window still holds it: one dial per 1,020 ms from when the first left.
+    again = await mark_dialing(store, second, dialing("b"), held.turn_ms)
+    assert again.result is None and again.turn_ms == marked.marked_at_ms + 300 + 1020
+    # A call that is not in the window (no rate, or never dialed) is not added to it.
+    await note_late_dial(store, second, TRUNK, marked.marked_at_ms + 400)
+    assert await store.redis.zrange(store.keys.trunk_dial_log(TRUNK), 0, -1) == [first]
 
 
 def test_a_rate_is_unlimited_or_at_least_one_call_per_100_seconds() -> None:

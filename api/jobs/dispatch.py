@@ -57,14 +57,13 @@ from api.store.calls import get_call
 from api.store.clock import now_ms
 from api.store.dialing import record_dialed
 from api.store.events import (
-    ApplyResult,
     EventSpec,
     apply_event,
     apply_event_then_read,
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
-from api.store.pacing import admit, mark_dialing
+from api.store.pacing import PacedDial, admit, mark_dialing, note_late_dial
 from api.store.scheduled import call_window_of, reschedule_queued_call
 from sip import (
     CallOutcome,
@@ -83,11 +82,14 @@ logger = logging.getLogger("outdial.dispatch")
 _UNCERTAIN_ERRORS = (aiohttp.ClientError, TimeoutError)
 # A run sleeps to a reserved dial turn this close; a later turn is left to a run sent to
 # arrive `_SENT_AHEAD_MS` before it (a delayed message may come a few ms late).
-_SLEEP_TO_TURN_MS = 100
-_SENT_AHEAD_MS = 30
+_SLEEP_TO_TURN_MS = 150
+_SENT_AHEAD_MS = 80
 # A reserved turn may still be held by the trunk's window a few times (dials ahead of it
 # that ran late); past this the run hands the dial to a later one.
 _MAX_TURN_WAITS = 8
+# A dial leaving this much after its `dialing` mark (a busy loop) is noted with its real
+# time, which the trunk's window counts.
+_LATE_SEND_MS = 3
 
 
 def participant_identity(call_id: str) -> str:
@@ -173,14 +175,14 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
 
 async def _mark_dialing_in_turn(
     call: CallRecord, event: EventSpec, token: str, reserved: int | None
-) -> ApplyResult | None:
+) -> PacedDial | None:
     """`event` applied at the trunk's dial turn this run holds (`reserved`) or reserves:
     a turn close by is slept to; one further off is left to a run sent for just before it,
     with the turn (None: that run dials)."""
     for _ in range(_MAX_TURN_WAITS):
         paced = await mark_dialing(worker_store(), call.id, event, reserved)
         if paced.result is not None:
-            return paced.result
+            return paced
         reserved = paced.turn_ms
         wait_ms = reserved - now_ms()
         if wait_ms > _SLEEP_TO_TURN_MS:
@@ -202,9 +204,10 @@ async def _dial_once(
         expected_status=expected_status,
         call_update=CallUpdate(dial_owner=token),
     )
-    marked = await _mark_dialing_in_turn(call, event, token, reserved_turn_ms)
-    if marked is None:
+    paced = await _mark_dialing_in_turn(call, event, token, reserved_turn_ms)
+    if paced is None or paced.result is None:
         return
+    marked = paced.result
     if not marked.applied:
         # Canceled, failed or moved on since: nothing may ring.
         _log("not dialing, call is %s", call, marked.status)
@@ -223,6 +226,9 @@ async def _dial_once(
         ringing_timeout_seconds=call.ring_timeout_seconds,
         max_call_duration_seconds=call.max_duration_seconds,
     )
+    sent_at = now_ms()
+    if sent_at - paced.marked_at_ms > _LATE_SEND_MS:
+        await note_late_dial(store, call.id, call.sip_trunk_id, sent_at)
     try:
         info = await dial(worker_single_shot_livekit(), plan)
     except lkapi.ServerError as error:
@@ -245,7 +251,7 @@ async def _dial_once(
         return
 
     TIME_TO_DIAL.observe(max(0.0, time.time() - int(call.created_at) / 1000))
-    status = await record_dialed(store, call.id, info.sip_call_id, info.participant_id)
+    status = await record_dialed(store, call.id, info.sip_call_id, info.participant_id, sent_at)
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
     if status in TERMINAL_STATUSES:
         # Canceled while the dial request was in flight: hang the new leg up at once.

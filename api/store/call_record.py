@@ -89,6 +89,7 @@ class CallRecord:
     agent_ready_at: int | None = None
     sip_call_id: str | None = None
     sip_participant_id: str | None = None
+    dial_sent_at: int | None = None  # when the dial request left the worker
     sip_status_code: int | None = None
     sip_status: str | None = None
     end_reason: str | None = None
@@ -151,6 +152,7 @@ class CallRecord:
             agent_ready_at=read.optional_integer("agent_ready_at"),
             sip_call_id=read.optional_text("sip_call_id"),
             sip_participant_id=read.optional_text("sip_participant_id"),
+            dial_sent_at=read.optional_integer("dial_sent_at"),
             sip_status_code=read.optional_integer("sip_status_code"),
             sip_status=read.optional_text("sip_status"),
             end_reason=read.optional_text("end_reason"),
@@ -200,6 +202,7 @@ class CallRecord:
             "agent_ready_at": self.agent_ready_at,
             "sip_call_id": self.sip_call_id,
             "sip_participant_id": self.sip_participant_id,
+            "dial_sent_at": self.dial_sent_at,
             "sip_status_code": self.sip_status_code,
             "sip_status": self.sip_status,
             "end_reason": self.end_reason,

@@ -34,7 +34,7 @@
 | `{p}:pacing:ws:{ws}:slots` | zset call id -> lease expiry ms | pacing | lease |
 | `{p}:pacing:trunk:{t}:admit-tat` | string: GCRA: ms of the next admission | pacing | 60 s |
 | `{p}:pacing:trunk:{t}:dial-tat` | string: ms of the next free dial turn | pacing | 60 s |
-| `{p}:pacing:trunk:{t}:dial-log` | list: ms of the latest dials (rate) | pacing | 61 s |
+| `{p}:pacing:trunk:{t}:dial-log` | zset call id -> ms it was dialed | pacing | 61 s |
 | `{p}:pacing:trunk:{t}:waiting:{ws}` | zset call id -> arrival (ms * 1000 + n) | pacing | waiting |
 | `{p}:pacing:trunk:{t}:turns` | zset workspace -> ms of its last admission | pacing | waiting |
 | `{p}:pacing:leased-trunks` | zset trunk -> latest lease expiry ms of its slots | pacing | lease |
@@ -153,6 +153,9 @@ class Keys:
 
     def trunk_waiting(self, trunk_id: str, ws: str) -> str:
         return f"{self.prefix}:pacing:trunk:{trunk_id}:waiting:{ws}"
+
+    def trunk_dial_log(self, trunk_id: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:dial-log"
 
     def trunk_turns(self, trunk_id: str) -> str:
         return f"{self.prefix}:pacing:trunk:{trunk_id}:turns"

@@ -272,8 +272,9 @@ return {admitted, look}
 # script's clock: turns (1000 + guard)/rate ms apart, each taken once, in the order dials
 # ask (a reservation), so dials are spaced by their turns rather than by when their jobs
 # come back; and a window: at most floor(rate) (at least 1) dials in any 1000 + guard ms
-# (`dial-log`, the latest dials), which a late dial cannot squeeze, and which fractional
-# rates need.
+# (`dial-log`, the trunk's dials of the last window by when they were marked, or sent when
+# the send was late: `pacing.note_late_dial`), which a late dial cannot squeeze, and which
+# fractional rates need.
 # A dial without a turn takes the next free one: {'turn', ms} when it is later than now
 # (the job comes back then with it as `reserved`); at its turn, a dial the window still
 # holds gets {'turn', ms} again, keeping its reservation. Else `apply_event` runs and, when
@@ -305,15 +306,18 @@ if f[1] and f[1] == ARGV[7] and f[3] then
     end
     klog = trunk_key(p, f[3], 'dial-log')
     most = math.max(1, math.floor(rate))
-    local oldest = tonumber(redis.call('LINDEX', klog, most - 1))
-    if oldest and now - oldest < span then return {'turn', oldest + span, f[1]} end
+    redis.call('ZREMRANGEBYSCORE', klog, '-inf', now - span)
+    local counted = redis.call('ZCARD', klog)
+    if counted >= most then
+      local oldest = redis.call('ZRANGE', klog, counted - most, counted - most, 'WITHSCORES')
+      return {'turn', math.ceil(tonumber(oldest[2]) + span), f[1]}
+    end
   end
 end
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
                            KEYS[8], 5)
 if result[1] == 'applied' and klog then
-  redis.call('LPUSH', klog, now)
-  redis.call('LTRIM', klog, 0, most - 1)
+  redis.call('ZADD', klog, now, f[2])
   redis.call('PEXPIRE', klog, span + 60000)
 end
 return result

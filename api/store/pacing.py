@@ -88,11 +88,12 @@ async def admit(store: Store, call_id: str) -> Admission:
 
 @dataclass(frozen=True, slots=True)
 class PacedDial:
-    """The `dialing` compare-and-set's result, or (`result` None) the dial's reserved turn:
-    come back then with it (`turn_ms`)."""
+    """The `dialing` compare-and-set's result, taken at `marked_at_ms`, or (`result` None)
+    the dial's reserved turn: come back then with it (`turn_ms`)."""
 
     result: ApplyResult | None
     turn_ms: int = 0
+    marked_at_ms: int = 0
 
 
 async def mark_dialing(
@@ -113,7 +114,16 @@ async def mark_dialing(
         return PacedDial(None, turn_ms=int(reply[1]))
     outcome, status = reply[0], reply[2]
     ended = False  # `dialing` is never terminal
-    return PacedDial(ApplyResult(outcome, int(reply[1]), status, ended=ended))
+    return PacedDial(ApplyResult(outcome, int(reply[1]), status, ended=ended), marked_at_ms=now)
+
+
+async def note_late_dial(store: Store, call_id: str, sip_trunk_id: str, sent_at_ms: int) -> None:
+    """The dial left later than its `dialing` mark: its trunk's window counts it from when it
+    left, so the dials after it keep their distance at the trunk (a dial not in the window,
+    on a trunk without a rate, is left out)."""
+    await store.redis.zadd(
+        store.keys.trunk_dial_log(sip_trunk_id), {call_id: sent_at_ms}, xx=True, gt=True
+    )
 
 
 class PacerSteps:
