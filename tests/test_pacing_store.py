@@ -13,6 +13,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from api.jobs.dial_turns import SENT_AHEAD_MS, mark_dialing_in_turn
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.call_record import CallUpdate
@@ -131,6 +132,9 @@ async def test_an_expired_lease_follows_a_live_calls_deadline_and_frees_an_ended
     assert await slot_holders(store) == ({live, waiting}, {live, waiting})
     lease = await store.redis.zscore(store.keys.trunk_slots(TRUNK), live)
     assert lease == max(live_deadline, past) + 60_000
+    # /metrics still finds the trunk through its index.
+    indexed = await store.redis.zscore(store.keys.pacing_leased_trunks(), TRUNK)
+    assert indexed is not None and indexed >= lease
 
 
 async def test_the_workspace_limit_holds_its_calls_only(store: Store) -> None:
@@ -261,6 +265,9 @@ async def test_dials_reserve_turns_in_order_and_keep_them(store: Store) -> None:
     record = await get_call(store, second)
     assert record is not None and record.status == "queued" and record.dial_owner is None
 
+    # Back before its turn (its step was sent to arrive early), it keeps waiting for it.
+    early = await mark_dialing(store, second, dialing("b"), held.turn_ms)
+    assert early.result is None and early.turn_ms == held.turn_ms
     # Back at its turn with its reservation, the second dial goes; a reservation is not a
     # second turn: a fourth dial's turn comes after the third's.
     time.sleep(max(0, held.turn_ms - time.time() * 1000) / 1000)
@@ -309,6 +316,33 @@ async def test_a_dial_sent_late_is_counted_from_when_it_left(store: Store) -> No
     # A call that is not in the window (no rate, or never dialed) is not added to it.
     await note_late_dial(store, second, TRUNK, marked.marked_at_ms + 400)
     assert await store.redis.zrange(store.keys.trunk_dial_log(TRUNK), 0, -1) == [first]
+
+
+async def test_a_dial_step_hands_a_far_turn_on_and_dials_at_it(store: Store) -> None:
+    await limit_trunk(store, max_calls_per_second=1)
+    first, second = await queued_call(store), await queued_call(store)
+    started = time.time() * 1000
+    assert (await mark_dialing(store, first, dialing("a"))).result is not None
+    resent: list[tuple[int, int]] = []
+
+    def resend(turn_ms: int, delay_ms: int) -> None:
+        resent.append((turn_ms, delay_ms))
+
+    # Its turn is 1,020 ms off: no thread sleeps that long, a later step gets the turn.
+    before = time.time() * 1000
+    assert await mark_dialing_in_turn(store, second, dialing("b"), None, resend) is None
+    after = time.time() * 1000
+    [(turn, delay)] = resent
+    # sent to arrive SENT_AHEAD_MS before the turn (1000 + 20 guard ms after the first dial)
+    assert before + delay <= turn - SENT_AHEAD_MS <= after + delay
+    assert started + 1020 - 1 <= turn <= after + 1020
+    record = await get_call(store, second)
+    assert record is not None and record.status == "queued"
+    # That step arrives early with the turn: it sleeps to it, then dials, never before.
+    time.sleep(delay / 1000)
+    paced = await mark_dialing_in_turn(store, second, dialing("b"), turn, resend)
+    assert paced is not None and paced.result is not None and paced.result.applied
+    assert paced.marked_at_ms >= turn and len(resent) == 1
 
 
 def test_a_rate_is_unlimited_or_at_least_one_call_per_100_seconds() -> None:

@@ -28,7 +28,6 @@ Every step is safe to run again after a crash or a redelivery:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -39,6 +38,7 @@ import dramatiq
 from livekit import api as lkapi
 
 from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata
+from api.jobs.dial_turns import mark_dialing_in_turn
 from api.jobs.resources import (
     worker_livekit,
     worker_settings,
@@ -63,7 +63,7 @@ from api.store.events import (
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
-from api.store.pacing import PacedDial, admit, mark_dialing, note_late_dial
+from api.store.pacing import admit, note_late_dial
 from api.store.scheduled import call_window_of, reschedule_queued_call
 from sip import (
     CallOutcome,
@@ -80,13 +80,6 @@ from sip import (
 logger = logging.getLogger("outdial.dispatch")
 
 _UNCERTAIN_ERRORS = (aiohttp.ClientError, TimeoutError)
-# A run sleeps to a reserved dial turn this close; a later turn is left to a run sent to
-# arrive `_SENT_AHEAD_MS` before it (a delayed message may come a few ms late).
-_SLEEP_TO_TURN_MS = 150
-_SENT_AHEAD_MS = 80
-# A reserved turn may still be held by the trunk's window a few times (dials ahead of it
-# that ran late); past this the run hands the dial to a later one.
-_MAX_TURN_WAITS = 8
 # A dial leaving this much after its `dialing` mark (a busy loop) is noted with its real
 # time, which the trunk's window counts.
 _LATE_SEND_MS = 3
@@ -173,27 +166,6 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
         _log("dialing under another run, leaving it", call)
 
 
-async def _mark_dialing_in_turn(
-    call: CallRecord, event: EventSpec, token: str, reserved: int | None
-) -> PacedDial | None:
-    """`event` applied at the trunk's dial turn this run holds (`reserved`) or reserves:
-    a turn close by is slept to; one further off is left to a run sent for just before it,
-    with the turn (None: that run dials)."""
-    for _ in range(_MAX_TURN_WAITS):
-        paced = await mark_dialing(worker_store(), call.id, event, reserved)
-        if paced.result is not None:
-            return paced
-        reserved = paced.turn_ms
-        wait_ms = reserved - now_ms()
-        if wait_ms > _SLEEP_TO_TURN_MS:
-            delay = wait_ms - _SENT_AHEAD_MS
-            dial_call.send_with_options(args=(call.id, token, reserved), delay=delay)
-            return None
-        await asyncio.sleep(max(0, wait_ms) / 1000)
-    dial_call.send_with_options(args=(call.id, token, reserved), delay=_SENT_AHEAD_MS)
-    return None
-
-
 async def _dial_once(
     call: CallRecord, expected_status: str, token: str, reserved_turn_ms: int | None = None
 ) -> None:
@@ -204,7 +176,11 @@ async def _dial_once(
         expected_status=expected_status,
         call_update=CallUpdate(dial_owner=token),
     )
-    paced = await _mark_dialing_in_turn(call, event, token, reserved_turn_ms)
+
+    def resend(turn_ms: int, delay_ms: int) -> None:
+        dial_call.send_with_options(args=(call.id, token, turn_ms), delay=delay_ms)
+
+    paced = await mark_dialing_in_turn(store, call.id, event, reserved_turn_ms, resend)
     if paced is None or paced.result is None:
         return
     marked = paced.result

@@ -8,10 +8,13 @@ Invariants kept here, each by one atomic script:
   that runs out while its call still has a deadline (a reconciler that could not settle it
   yet) follows that deadline instead of being pruned, so a live call never loses its slot
   and a slot never outlives its call's deadline by more than `LEASE_RENEWAL_MS`.
-- Admissions of a trunk are spaced by at least 1000/rate ms (GCRA without burst, `admit-tat`),
-  and so are its dials (`dial-tat`), the latter with a guard: (1000 + guard)/rate ms, so
-  `rate` dials sent in a row span more than a second plus the guard, which absorbs the
-  jitter between the script's clock and the dial reaching the trunk. Rate 0: unlimited.
+- A trunk's dials keep its rate (`DIAL_PACED`): turns (1000 + guard)/rate ms apart, taken
+  in order, and at most floor(rate) dials in any 1000 + guard ms, counted from when each
+  request left the worker when it left late; the guard absorbs the jitter between then and
+  the dial reaching the trunk. Admissions are spaced by the same turns (`admit-tat`) but
+  may catch up to `ADMIT_CATCH_UP` turns at once after a late step: the dials' rules, not
+  the admissions', keep the trunk's rate. Rate 0: unlimited. The clock is the callers'
+  (`now` in ARGV): the worker processes of one deployment share the host's NTP time.
 - A call that may not go now waits in its (trunk, workspace) waiting set, in arrival order;
   the trunk's `turns` zset orders its workspaces by their last admission, and a pacer's
   step admits round-robin from the least recently served workspace that is under its limit,
@@ -70,13 +73,15 @@ end
 
 -- Slots in use. A lease that ran out is given back unless its call is still live (it has a
 -- deadline: the reconciler has not settled it yet); then it follows that deadline.
-local function in_use(p, kslots, now)
+local function in_use(p, kslots, now, trunk)
   local expired = redis.call('ZRANGEBYSCORE', kslots, '-inf', '(' .. now)
   for _, call_id in ipairs(expired) do
     local deadline = tonumber(redis.call('ZSCORE', p .. ':deadlines', call_id))
     if deadline then
-      redis.call('ZADD', kslots, string.format('%.0f', math.max(deadline, now) + LEASE_RENEWAL),
-                 call_id)
+      local lease = string.format('%.0f', math.max(deadline, now) + LEASE_RENEWAL)
+      redis.call('ZADD', kslots, lease, call_id)
+      -- /metrics finds a trunk's slots through this index (see `take_slots`).
+      if trunk then redis.call('ZADD', p .. ':pacing:leased-trunks', 'GT', lease, trunk) end
     else
       redis.call('ZREM', kslots, call_id)
     end
@@ -108,7 +113,7 @@ end
 
 -- The limit holding a call of `ws` back now, or nil; with the ms to wait for a rate.
 local function holding(p, trunk, ws, rate, tconc, wconc, now, guard)
-  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now) >= tconc then
+  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now, trunk) >= tconc then
     return 'trunk_concurrency', 0
   end
   if wconc > 0 and in_use(p, ws_slots_key(p, ws), now) >= wconc then
@@ -152,7 +157,11 @@ if redis.call('ZSCORE', trunk_key(p, trunk, 'slots'), call_id)
   return {'pass', f[1]}
 end
 local kwait = trunk_key(p, trunk, 'waiting:' .. ws)
-if redis.call('ZSCORE', kwait, call_id) then return {'waiting', f[5] or ''} end
+if redis.call('ZSCORE', kwait, call_id) then
+  -- A redelivery; a call that started waiting before waiting had a deadline gets its own.
+  redis.call('ZADD', KEYS[8], 'NX', deadline_of(kcall, 'queued', now), call_id)
+  return {'waiting', f[5] or ''}
+end
 
 local rate, tconc, wconc = limits(p, trunk, ws, tonumber(ARGV[1]), tonumber(ARGV[2]),
                                   tonumber(ARGV[3]))
@@ -214,7 +223,7 @@ while admitted < tonumber(ARGV[7]) do
   local turns = redis.call('ZRANGE', kturns, 0, -1)
   if #turns == 0 then break end
   local rate, tconc = limits(p, trunk, nil, d_rate, d_trunk, d_ws)
-  if tconc > 0 and in_use(p, kslots, now) >= tconc then
+  if tconc > 0 and in_use(p, kslots, now, trunk) >= tconc then
     look = now + CONCURRENCY_LOOK
     break
   end
@@ -303,6 +312,9 @@ if f[1] and f[1] == ARGV[7] and f[3] then
       redis.call('SET', ktat, string.format('%.3f', turn + interval), 'PX',
                  math.ceil(turn + interval - now) + 60000)
       if turn > now then return {'turn', math.ceil(turn), f[1]} end
+    elseif reserved > now then
+      -- Back before its turn (a step is sent to arrive early): it waits for it.
+      return {'turn', math.ceil(reserved), f[1]}
     end
     klog = trunk_key(p, f[3], 'dial-log')
     most = math.max(1, math.floor(rate))
