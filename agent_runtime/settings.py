@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .environment import environment_problems
+
 DEFAULT_AGENT_NAME = "outdial-agent"
 # A workspace's own model key named `ref` is OUTDIAL_MODEL_KEY_<WORKSPACE ID>_<REF>.
 MODEL_KEY_PREFIX = "OUTDIAL_MODEL_KEY_"
@@ -144,9 +146,6 @@ def _stage(
 
 
 def environment_error(error: ValidationError) -> str:
-    """One line for the operator: each bad variable, its value and what it must be."""
-    problems = []
-    for detail in error.errors(include_url=False):
-        variable = ".".join(str(part) for part in detail["loc"])
-        problems.append(f"{variable}={detail['input']!r}: {detail['msg']}")
-    return "outdial agent: invalid environment, refusing to start: " + "; ".join(problems)
+    """One line for the operator: each bad variable and what it must be, its value unless
+    it may be a secret (`environment_problems`)."""
+    return "outdial agent: invalid environment, refusing to start: " + environment_problems(error)

@@ -1,10 +1,10 @@
 """What `outdial api`, `outdial worker` and `outdial dev` check before they start.
 
 Invariant: a process that cannot work refuses to start with one line on stderr naming what
-failed, the variable to fix and its URL without a password, and a non-zero exit; never a
-traceback, never a process that runs on and logs the same connection error forever. The
-checks run once, in the command line, before any server or worker starts: nothing here is
-on a request's or a job's path.
+failed, the variable to fix and its URL without a password (never a secret's value), and a
+non-zero exit; never a traceback, never a process that runs on and logs the same connection
+error forever. The checks run once, in the command line, before any server or worker
+starts: nothing here is on a request's or a job's path.
 
 Outside docker compose the host names of `.env.example` (`redis`, `livekit`, `api`) mean
 nothing: a failure on such a name says so, with the value that works on a laptop.
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 from pydantic import ValidationError
 
+from agent_runtime.environment import environment_problems
 from api.settings import Settings, get_settings
 from api.store.reachability import redis_unreachable
 from sip.reachability import livekit_unreachable, redacted_url
@@ -49,15 +50,12 @@ def load_env_file(path: str = ENV_FILE) -> None:
 
 
 def load_settings(program: str) -> Settings:
-    """The settings, or exit 2 with one line naming each variable that does not parse."""
+    """The settings, or exit 2 with one line naming each variable that does not parse
+    (never a secret's value: `environment_problems`)."""
     try:
         return get_settings()
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc'])}={error['input']!r}: {error['msg']}"
-            for error in exc.errors(include_url=False)
-        ]
-        _refuse(program, "invalid environment: " + "; ".join(problems))
+        _refuse(program, "invalid environment: " + environment_problems(exc))
 
 
 def require_services(program: str, settings: Settings, *, livekit: bool = True) -> None:

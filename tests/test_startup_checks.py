@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
+from agent_runtime.environment import environment_problems
 from api.preflight import compose_hint, public_url_warning
 from api.settings import Settings
 from tests.support import ROOT, TEST_API_KEY, TEST_API_SECRET, free_port, wait_until
@@ -112,6 +114,41 @@ def test_a_bad_variable_is_one_line(tmp_path: Path, livekit_server: Any) -> None
     result = run(["worker"], env, tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "OUTDIAL_WORKER_THREADS='many'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_refusal_never_shows_a_secret(tmp_path: Path) -> None:
+    # a rule across variables: pydantic hands it every setting as its input
+    token = "admin-token-never-shown"
+    env = base_env(
+        tmp_path, "ws://127.0.0.1:1", OUTDIAL_WORKER_TIMEOUT_MS="5000", OUTDIAL_ADMIN_TOKEN=token
+    )
+    result = run(["worker"], env, tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "OUTDIAL_WORKER_TIMEOUT_MS must be at most a quarter" in result.stderr
+    for secret in (TEST_API_SECRET, token, "sk-never-used"):
+        assert secret not in result.stderr
+
+    class Variables(BaseModel):
+        token: int = Field(alias="OUTDIAL_METRICS_TOKEN")
+        key: int = Field(alias="OUTDIAL_MODEL_KEY_WS1_MAIN")
+        url: int = Field(alias="REDIS_URL")
+        threads: int = Field(alias="OUTDIAL_WORKER_THREADS")
+
+    with pytest.raises(ValidationError) as bad:
+        Variables.model_validate(
+            {
+                "OUTDIAL_METRICS_TOKEN": token,
+                "OUTDIAL_MODEL_KEY_WS1_MAIN": PASSWORD,
+                "REDIS_URL": f"redis://:{PASSWORD}@cache:6379/0",
+                "OUTDIAL_WORKER_THREADS": "many",
+            }
+        )
+    line = environment_problems(bad.value)
+    assert token not in line and PASSWORD not in line and "\n" not in line
+    assert "OUTDIAL_METRICS_TOKEN: Input should be a valid integer" in line
+    assert "OUTDIAL_MODEL_KEY_WS1_MAIN: " in line
+    assert "REDIS_URL='redis://:***@cache:6379/0': " in line
+    assert "OUTDIAL_WORKER_THREADS='many': " in line
 
 
 def _unresolvable(host: str) -> bool:
