@@ -221,6 +221,8 @@ class Settings(BaseSettings):
     event_streams_per_workspace: int = Field(
         10, ge=1, le=1000, alias="OUTDIAL_EVENT_STREAMS_PER_WORKSPACE"
     )
+    # ... and the whole deployment (every API process): each holds a Redis connection.
+    event_streams_max: int = Field(500, ge=1, le=100_000, alias="OUTDIAL_EVENT_STREAMS_MAX")
 
     @property
     def broker_namespace(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.exceptions import ResponseError
 
 from api.services import event_stream
 from api.settings import Settings
@@ -26,7 +27,7 @@ CALLEE = "+15105550123"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"event_streams_per_workspace": 2})
+    return settings.model_copy(update={"event_streams_per_workspace": 2, "event_streams_max": 3})
 
 
 class Sse:
@@ -148,16 +149,20 @@ async def test_a_call_id_gives_that_call_s_events_so_far_then_live(
     async with open_stream(tenant, {"call_id": first}) as stream:
         ((history_id, queued),) = await stream.items(1)
         assert queued["type"] == "call.queued" and queued["callId"] == first
+        assert history_id == "history-1"
         await tenant.request("POST", f"/v1/api/call/{second}/cancel")
         await tenant.request("POST", f"/v1/api/call/{first}/cancel")
         ((live_id, canceled),) = await stream.items(1)
     assert canceled["type"] == "call.canceled" and canceled["callId"] == first
     assert [queued, canceled] == await _shown_events(tenant, first)
-    # The history's id is the feed position it ends at: resuming from it gives the rest.
+    # Resuming after the history gives the rest, as more of the call's history; after the
+    # live event, nothing.
     async with open_stream(
         tenant, {"call_id": first, "after": history_id, "max_seconds": 0}
     ) as stream:
-        assert await stream.rest() == [(live_id, canceled)]
+        assert await stream.rest() == [("history-2", canceled)]
+    async with open_stream(tenant, {"call_id": first, "after": live_id, "max_seconds": 0}) as s:
+        assert await s.rest() == []
 
 
 async def test_another_workspace_sees_nothing_of_this_one(
@@ -210,3 +215,72 @@ async def test_a_quiet_stream_sends_heartbeats_and_max_seconds_ends_it(
         assert await stream.rest() == []
     assert stream.comments[0] == ": stream open"
     assert ": heartbeat" in stream.comments[1:]
+
+
+async def test_a_client_cut_off_in_a_call_s_history_resumes_without_a_gap(
+    tenant: Tenant, settings: Settings, lk: Any
+) -> None:
+    first, _ = await _two_calls(tenant)
+    await report_agent(tenant.http, settings, first)
+    await tenant.request("POST", f"/v1/api/call/{first}/cancel")
+    whole = {"call_id": first, "max_seconds": 0}
+    async with open_stream(tenant, whole) as stream:
+        items = await stream.rest()
+    assert [data["type"] for _, data in items] == ["call.queued", "agent.ready", "call.canceled"]
+    assert [entry_id for entry_id, _ in items] == ["history-1", "history-2", "history-3"]
+    # Cut off after the first: the rest, the terminal event included.
+    async with open_stream(tenant, whole, {"Last-Event-ID": "history-1"}) as stream:
+        assert await stream.rest() == items[1:]
+    async with open_stream(tenant, whole | {"after": "history-3"}) as stream:
+        assert await stream.rest() == []
+    refused = await tenant.request("GET", STREAM, params={"after": "history-1"})
+    assert refused.status_code == 422 and refused.json()["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    "after", ["18446744073709551616-0", "0-18446744073709551616", "99999999999999999999-1"]
+)
+async def test_an_entry_id_beyond_redis_s_range_is_refused_before_the_stream(
+    tenant: Tenant, after: str
+) -> None:
+    refused = await tenant.request("GET", STREAM, params={"after": after})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "VALIDATION_ERROR"
+    headers = {"Last-Event-ID": after}
+    refused = await tenant.request("GET", STREAM, params={"max_seconds": 0}, headers=headers)
+    assert refused.status_code == 422 and refused.json()["code"] == "VALIDATION_ERROR"
+    async with open_stream(tenant, {"after": "18446744073709551615-0", "max_seconds": 0}) as s:
+        assert await s.rest() == []
+
+
+async def test_a_first_read_redis_refuses_is_a_json_error_and_frees_the_place(
+    tenant: Tenant,
+    settings: Settings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def refused_read(*_: Any) -> Any:
+        raise ResponseError("Invalid stream ID specified as stream command argument")
+
+    monkeypatch.setattr(event_stream, "read_feed", refused_read)
+    response = await tenant.request("GET", STREAM)
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert redis_client.zcard(Keys(settings.redis_prefix).event_streams(tenant.id)) == 0
+
+
+async def test_streams_are_capped_across_the_deployment(
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings, redis_client: redis.Redis
+) -> None:
+    everyone = Keys(settings.redis_prefix).all_event_streams()
+    other = await create_tenant(client, "other")
+    third = await create_tenant(client, "third")
+    async with open_stream(tenant), open_stream(tenant), open_stream(other):
+        refused = await third.request("GET", STREAM)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["code"] == "EVENT_STREAMS_FULL"
+        assert refused.json()["details"] == {"limit": 3}
+        assert redis_client.zcard(everyone) == 3  # the refused one left nothing
+    await async_wait_until(lambda: redis_client.zcard(everyone) == 0, what="every lease to go")
+    async with open_stream(third, {"max_seconds": 0}) as theirs:
+        assert await theirs.rest() == []

@@ -25,8 +25,9 @@ class EventStreamResponse(StreamingResponse):
 # returns its response itself, and a `model` would be documented as the whole body.
 _STREAM: dict[str, dict[str, Any]] = {
     "200": {
-        "description": "Server-sent events: each is `id: <feed entry id>` and one `data:` "
-        "line, a StreamedEvent; a comment line (`: heartbeat`) after 15 s without events",
+        "description": "Server-sent events: each is `id: <position>` (a feed entry id, or "
+        "`history-<sequence>` for a call's events so far) and one `data:` line, a "
+        "StreamedEvent; a comment line (`: heartbeat`) after 15 s without events",
         "content": {
             "text/event-stream": {
                 "itemSchema": {
@@ -50,8 +51,10 @@ _ERRORS = raw_error_responses(
     STORAGE,
     {
         404: "NOT_FOUND: no such call (`call_id`)",
-        422: "VALIDATION_ERROR: a parameter is invalid",
-        429: "TOO_MANY_STREAMS: the workspace has OUTDIAL_EVENT_STREAMS_PER_WORKSPACE streams open",
+        422: "VALIDATION_ERROR: a parameter is invalid (`after` beyond a feed entry id's range, "
+        "a `history-` position without `call_id`)",
+        429: "TOO_MANY_STREAMS: the workspace has OUTDIAL_EVENT_STREAMS_PER_WORKSPACE streams "
+        "open; EVENT_STREAMS_FULL: the deployment has OUTDIAL_EVENT_STREAMS_MAX open",
     },
 )
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -78,7 +81,8 @@ async def stream_events(
 ) -> EventStreamResponse:
     """Every event recorded for the workspace's calls from now on, in the order recorded,
     or only `call_id`'s (its events so far first). `Last-Event-ID` (or `after`, the header
-    wins) goes on after that event; `after=0` starts at the oldest event the feed keeps.
+    wins) goes on after the item of that id; `after=0` starts at the oldest event the feed
+    keeps.
     `max_seconds` ends the stream (0: the events there are now)."""
     request = StreamRequest(workspace.id, last_event_id or after, call_id, max_seconds)
     stream = await open_event_stream(store, settings, request)

@@ -1,5 +1,5 @@
 """The workspace's event feed, read live (`GET /v1/api/events/stream`), and the leases that
-bound how many readers a workspace holds.
+bound how many readers a workspace, and the whole deployment, hold.
 
 Invariant: the feed (`keys.feed`) names every event recorded for a call of the workspace,
 in the order recorded, because the step that records an event appends it (`lua.FEED_FN`).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from api.store.base import Store
 
@@ -25,6 +25,8 @@ READ_COUNT = 100
 # An open stream's lease; its reader renews it on every read, so a reader that died without
 # releasing it (a killed API process) frees its place after this long.
 STREAM_LEASE_MS = 60_000
+# Which cap refused a stream: the workspace's or the whole deployment's.
+StreamScope = Literal["workspace", "deployment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +47,12 @@ async def feed_position(store: Store, workspace_id: str) -> str:
 
 
 async def call_history(
-    store: Store, workspace_id: str, call_id: str
+    store: Store, workspace_id: str, call_id: str, seen: int = 0
 ) -> tuple[list[dict[str, Any]], str]:
-    """The call's events so far and the feed position they end at, in one transaction."""
+    """The call's events so far after its first `seen`, and the feed position they end at,
+    in one transaction."""
     pipe = store.redis.pipeline(transaction=True)
-    pipe.lrange(store.keys.events(call_id), 0, -1)
+    pipe.lrange(store.keys.events(call_id), seen, -1)
     pipe.xrevrange(store.keys.feed(workspace_id), count=1)
     raw_events, newest = await pipe.execute()
     position = newest[0][0] if newest else "0-0"
@@ -93,36 +96,44 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def take_stream_lease(store: Store, workspace_id: str, token: str, limit: int) -> bool:
-    """A place among the workspace's `limit` open streams for `token`; False when all are
-    held. Expired leases are dropped first; a refused token leaves nothing behind."""
-    key = store.keys.event_streams(workspace_id)
+async def take_stream_lease(
+    store: Store, workspace_id: str, token: str, per_workspace: int, in_all: int
+) -> StreamScope | None:
+    """A place for `token` among the workspace's `per_workspace` open streams and the
+    deployment's `in_all`, or the scope whose places are all held. Expired leases are
+    dropped first; a refused token leaves nothing behind."""
     now = _now_ms()
     pipe = store.redis.pipeline(transaction=True)
-    pipe.zremrangebyscore(key, "-inf", now)
-    pipe.zadd(key, {token: now + STREAM_LEASE_MS})
-    pipe.zcard(key)
-    pipe.pexpire(key, STREAM_LEASE_MS)
-    held = (await pipe.execute())[2]
-    if held > limit:
-        await store.redis.zrem(key, token)
-        return False
-    return True
+    for key in _lease_keys(store, workspace_id):
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {token: now + STREAM_LEASE_MS})
+        pipe.zcard(key)
+        pipe.pexpire(key, STREAM_LEASE_MS)
+    replies = await pipe.execute()
+    full: StreamScope | None = None
+    if replies[2] > per_workspace:
+        full = "workspace"
+    elif replies[6] > in_all:
+        full = "deployment"
+    if full is not None:
+        await release_stream_lease(store, workspace_id, token)
+    return full
 
 
 async def renew_stream_lease(store: Store, workspace_id: str, token: str) -> None:
-    key = store.keys.event_streams(workspace_id)
     pipe = store.redis.pipeline(transaction=True)
-    pipe.zadd(key, {token: _now_ms() + STREAM_LEASE_MS})
-    pipe.pexpire(key, STREAM_LEASE_MS)
+    for key in _lease_keys(store, workspace_id):
+        pipe.zadd(key, {token: _now_ms() + STREAM_LEASE_MS})
+        pipe.pexpire(key, STREAM_LEASE_MS)
     await pipe.execute()
 
 
 async def release_stream_lease(store: Store, workspace_id: str, token: str) -> None:
-    await store.redis.zrem(store.keys.event_streams(workspace_id), token)
+    pipe = store.redis.pipeline(transaction=True)
+    for key in _lease_keys(store, workspace_id):
+        pipe.zrem(key, token)
+    await pipe.execute()
 
 
-async def open_streams(store: Store, workspace_id: str) -> int:
-    """How many of the workspace's stream leases are live now."""
-    key = store.keys.event_streams(workspace_id)
-    return await store.redis.zcount(key, _now_ms(), "+inf")
+def _lease_keys(store: Store, workspace_id: str) -> tuple[str, str]:
+    return store.keys.event_streams(workspace_id), store.keys.all_event_streams()

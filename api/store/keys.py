@@ -15,6 +15,7 @@
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
 | `{p}:ws:{ws}:feed` | stream: call id, sequence of its events, ~5000 | events | 24 h idle |
 | `{p}:ws:{ws}:streams` | zset open event stream token -> lease expiry ms | feed | lease |
+| `{p}:streams` | zset every open event stream's token -> lease expiry ms | feed | lease |
 | `{p}:call:{id}` | hash: the call record | calls | retention after terminal |
 | `{p}:call:{id}:events` | list of event JSON (index = sequence - 1) | events | as the call |
 | `{p}:call:{id}:eids` | hash event id -> sequence (de-duplication) | events | as the call |
@@ -99,6 +100,9 @@ class Keys:
 
     def event_streams(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:streams"
+
+    def all_event_streams(self) -> str:
+        return f"{self.prefix}:streams"
 
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"
