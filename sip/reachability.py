@@ -3,8 +3,9 @@
 Invariant: a LiveKit URL is only ever shown without its password (`redacted_url`), and the
 check sends one unauthenticated HTTP GET: any HTTP answer means a server is listening there
 (the credentials are the server API's own business); only a failure to connect, resolve
-the name or finish TLS counts as unreachable. Shared by the API's entry points and the
-agent worker, which imports nothing from `api`.
+the name or finish TLS counts as unreachable, and the GET goes straight there, never through
+a proxy. Shared by the API's entry points and the agent worker, which imports nothing from
+`api`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 # LiveKit's server answers its signalling (ws) and server API (http) on one port.
 _HTTP_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+# No proxy (HTTP(S)_PROXY): a proxy's own answer (a 502) would pass for LiveKit's.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def redacted_url(url: str) -> str:
@@ -38,9 +41,10 @@ def livekit_unreachable(url: str, timeout: float = 3.0) -> str | None:
         return "not a ws://, wss://, http:// or https:// URL"
     probe = urlunsplit((scheme, parts.netloc, "/", "", ""))
     try:
-        with urllib.request.urlopen(probe, timeout=timeout):
+        with _DIRECT.open(probe, timeout=timeout):
             return None
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as exc:
+        exc.close()  # the answer's connection
         return None  # an answer, whatever its status: a server listens there
     except urllib.error.URLError as exc:
         return str(exc.reason)

@@ -52,8 +52,10 @@ async def test_a_missing_asset_is_a_json_404(client: httpx.AsyncClient) -> None:
     assert response.json()["status"] == "error"
 
 
-async def test_swagger_keeps_what_was_typed_into_authorize(client: httpx.AsyncClient) -> None:
-    assert '"persistAuthorization": true' in (await client.get("/docs")).text
+async def test_swagger_keeps_no_credentials_in_the_browser(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+    assert '"persistAuthorization": false' in page
+    assert '"persistAuthorization": true' not in page
 
 
 async def test_the_credentials_are_security_schemes(client: httpx.AsyncClient) -> None:

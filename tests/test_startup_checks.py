@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent_runtime.environment import environment_problems
 from api.preflight import compose_hint, public_url_warning
 from api.settings import Settings
+from sip.reachability import livekit_unreachable
 from tests.support import ROOT, TEST_API_KEY, TEST_API_SECRET, free_port, wait_until
 
 PASSWORD = "hunter2-never-shown"
@@ -81,6 +83,28 @@ def test_a_closed_redis_port_is_one_line(
     env = base_env(tmp_path, livekit_server.url, REDIS_URL=redis_url)
     line = assert_one_line_refusal(run(command, env, tmp_path), "REDIS_URL")
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{redis_url.rsplit(':', 1)[1]}" in line
+
+
+class _BadGateway(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(502)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_proxy_s_answer_does_not_pass_for_livekit(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_port}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        assert livekit_unreachable(f"ws://127.0.0.1:{closed_port()}") is not None
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 @pytest.mark.parametrize("command", [["api"], ["worker"], ["agent", "start"], ["agent", "dev"]])

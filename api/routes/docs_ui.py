@@ -9,6 +9,7 @@ out". The pages are left out of the OpenAPI document.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 from fastapi import FastAPI
@@ -25,27 +26,33 @@ ASSETS_DIRECTORY = str(files("fastapi_offline") / "static")
 def install_docs(app: FastAPI, title: str) -> None:
     """Adds the two pages and their assets to `app` (made with docs_url=redoc_url=None)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIRECTORY), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
+    openapi_url, page_title = app.openapi_url or "/openapi.json", f"{title} API"
     favicon = f"{ASSETS_PATH}/favicon.png"
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+    pages = {
+        "/docs": get_swagger_ui_html(
             openapi_url=openapi_url,
-            title=f"{title} API",
+            title=page_title,
             swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
             swagger_favicon_url=favicon,
-            # the credentials given under "Authorize" survive a reload of the page
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
+            # Off: kept, the admin token typed into "Authorize" would stay in the browser's
+            # localStorage after the tab closes; it is typed again after a reload instead.
+            swagger_ui_parameters={"persistAuthorization": False},
+        ),
+        "/redoc": get_redoc_html(
             openapi_url=openapi_url,
-            title=f"{title} API",
+            title=page_title,
             redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
             redoc_favicon_url=favicon,
             with_google_fonts=False,
-        )
+        ),
+    }
+    for path, page in pages.items():
+        app.add_api_route(path, _serve(bytes(page.body)), include_in_schema=False)
+
+
+def _serve(body: bytes) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def page() -> HTMLResponse:
+        return HTMLResponse(body)
+
+    return page

@@ -59,8 +59,9 @@ class Delivery(Attempts):
         )
 
 
-class CallEvent(ResponseModel):
-    """`data` is the event's own payload, as its source reported it (see docs/callbacks.md,
+class RecordedEvent(ResponseModel):
+    """An event as recorded: what `GET .../events` and the live stream both show of it.
+    `data` is the event's own payload, as its source reported it (see docs/callbacks.md,
     Event types)."""
 
     id: str
@@ -69,6 +70,11 @@ class CallEvent(ResponseModel):
     status: str
     timestamp: Timestamp
     data: dict[str, Any]
+
+
+class CallEvent(RecordedEvent):
+    """A recorded event with its callback delivery state."""
+
     delivery: Delivery | NoCallback
 
     @classmethod

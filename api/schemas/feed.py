@@ -6,19 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.schemas.base import ResponseModel, Timestamp
+from api.schemas.events import RecordedEvent
 
 
-class StreamedEvent(ResponseModel):
-    """`data` is the event's own payload, as its source reported it (docs/callbacks.md)."""
+class StreamedEvent(RecordedEvent):
+    """A recorded event with the call it belongs to."""
 
     call_id: str
-    id: str
-    type: str
-    sequence: int
-    status: str
-    timestamp: Timestamp
-    data: dict[str, Any]
 
     @classmethod
     def of(cls, call_id: str, event: dict[str, Any]) -> StreamedEvent:
