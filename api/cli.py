@@ -19,6 +19,9 @@ from api.logs import configure_logging
 from api.preflight import load_env_file, load_settings, public_url_warning, require_services
 from api.settings import METRICS_DIR_VARIABLE
 
+# The commands that read `./.env` (and `workspace create`, when it writes into Redis).
+ENV_COMMANDS = frozenset({"api", "worker", "dev", "agent"})
+
 
 def _run_api(args: argparse.Namespace) -> int:
     import uvicorn
@@ -99,11 +102,12 @@ def _remove_metric_files(path: Path) -> None:
 
 def _create_workspace_in_redis(name: str) -> dict[str, Any]:
     """The workspace as `POST /v1/admin/workspaces` answers it, written straight into Redis
-    (`outdial workspace create` without an API URL and admin token, see api/client)."""
+    (`outdial workspace create` without an API URL, see api/client)."""
     from api.schemas.admin import WorkspaceCreated
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
 
+    load_env_file()  # read only now: it must not choose the API URL (api/client/config.py)
     settings = load_settings("workspace")
     require_services("workspace", settings, livekit=False)
 
@@ -169,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    load_env_file()
+    # `./.env` configures the programs that run Outdial; the HTTP commands do not read it, so
+    # a directory's `.env` cannot send the saved workspace key to its own OUTDIAL_API_URL.
+    if arguments[:1] and arguments[0] in ENV_COMMANDS:
+        load_env_file()
     if arguments[:2] == ["agent", "console"]:
         from api.agent_console import main as console_main
 

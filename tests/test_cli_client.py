@@ -11,6 +11,9 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +166,104 @@ def test_login_saves_the_credentials_for_the_owner_only(
     # no URL and no credentials in the environment: the saved ones are used
     bare = {name: value for name, value in cli_env.items() if name != "OUTDIAL_API_URL"}
     assert ok(bare, "agents", "list").startswith("AGENT")
+
+
+class WebPage:
+    """A plain web server on loopback (not Outdial): every path answers an HTML page, 404
+    under /missing; it keeps the headers of each request it got."""
+
+    def __init__(self) -> None:
+        seen = self.seen = []  # type: list[dict[str, str]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(dict(self.headers))
+                page = b"<html>\n<body>\nIt works!\n</body>\n</html>\n"
+                self.send_response(404 if "/missing" in self.path else 200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def web_page() -> Iterator[WebPage]:
+    page = WebPage()
+    thread = threading.Thread(target=page.server.serve_forever, daemon=True)
+    thread.start()
+    yield page
+    page.server.shutdown()
+    page.server.server_close()
+    thread.join(timeout=10)
+
+
+def test_the_saved_key_goes_only_to_the_saved_api(
+    cli_env: dict[str, str], tenant: Tenant, web_page: WebPage
+) -> None:
+    ok(cli_env, "login", "--workspace", tenant.id, "--key", tenant.api_key)
+    bare = {name: value for name, value in cli_env.items() if name != "OUTDIAL_API_URL"}
+    # a `.env` where the command runs is not read: the saved URL is used
+    (Path(bare["HOME"]) / ".env").write_text(f"OUTDIAL_API_URL={web_page.url}\n")
+    assert ok(bare, "agents", "list").startswith("AGENT")
+    # another URL, from the environment or the flag: the saved key is not sent there
+    by_env = bare | {"OUTDIAL_API_URL": web_page.url}
+    for env, flag in [(by_env, []), (bare, ["--api-url", web_page.url])]:
+        result = outdial(env, "agents", "list", *flag)
+        assert result.returncode == 2 and "no workspace credentials" in result.stderr
+    assert web_page.seen == []
+    # its own key, given with it, is
+    mine = bare | {"OUTDIAL_WORKSPACE_ID": "ws_other", "OUTDIAL_API_KEY": "od_other"}
+    outdial(mine, "agents", "list", "--api-url", web_page.url)
+    assert [seen.get("x-api-key") for seen in web_page.seen] == ["od_other"]
+
+
+def test_a_server_that_is_not_outdial_is_one_line(
+    cli_env: dict[str, str], tenant: Tenant, web_page: WebPage
+) -> None:
+    env = _as(tenant, cli_env) | {"OUTDIAL_API_URL": web_page.url}
+    for args in (["agents", "list"], ["calls", "tail", "--max-seconds", "1"]):
+        result = outdial(env, *args)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.startswith(f"outdial: cannot reach the Outdial API at {web_page.url}")
+        assert "not an Outdial API" in result.stderr and result.stderr.count("\n") == 1
+    missing = outdial(env | {"OUTDIAL_API_URL": web_page.url + "/missing"}, "agents", "list")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+    assert missing.stderr.startswith("outdial: 404 HTTP_ERROR: <html> <body> It works!")
+
+
+def test_a_login_that_cannot_be_saved_is_one_line(cli_env: dict[str, str], tenant: Tenant) -> None:
+    blocked = Path(cli_env["HOME"]) / "not-a-directory"
+    blocked.write_text("")
+    env = cli_env | {"XDG_CONFIG_HOME": str(blocked)}
+    result = outdial(env, "login", "--workspace", tenant.id, "--key", tenant.api_key)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"outdial: cannot save the login in {blocked}/outdial/")
+    assert result.stderr.count("\n") == 1
+
+
+def test_workspace_create_at_a_chosen_url_needs_the_admin_token(
+    cli_env: dict[str, str], tenant: Tenant
+) -> None:
+    # a Redis it could write into: it must not, the URL says where workspaces are made
+    from tests.conftest import REDIS_URL
+
+    redis = {"REDIS_URL": REDIS_URL, "OUTDIAL_REDIS_PREFIX": "odtest-cli-never-written"}
+    result = outdial(cli_env | redis, "workspace", "create", "--name", "x")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr == (
+        f"outdial: workspace create at {cli_env['OUTDIAL_API_URL']} needs --admin-token "
+        "(or OUTDIAL_ADMIN_TOKEN)\n"
+    )
+    ok(cli_env, "login", "--workspace", tenant.id, "--key", tenant.api_key)
+    bare = {name: value for name, value in cli_env.items() if name != "OUTDIAL_API_URL"}
+    saved = outdial(bare | redis, "workspace", "create", "--name", "x")
+    assert saved.returncode == 2 and "needs --admin-token" in saved.stderr
 
 
 async def _agent_event(

@@ -3,8 +3,9 @@
 Request bodies are the API's own (`api/schemas/`): each flag names one body field, and
 `--body JSON` (or `--body @file.json`) gives any other, the flags winning. `workspace
 create` goes through the admin API when an API URL is chosen (`--api-url`,
-`OUTDIAL_API_URL`, login) and an admin token is given; otherwise it writes the workspace
-into Redis directly (`REDIS_URL`), as on the API's own host or container.
+`OUTDIAL_API_URL`, login), and then needs the admin token; with no URL chosen it writes
+the workspace into Redis directly (`REDIS_URL`, `./.env`), as on the API's own host or
+container. A chosen URL never falls back to Redis: that Redis may be another stack's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from api.client import calls
 from api.client.config import config_path, resolve, write_config
 from api.client.http import Api
 from api.client.runner import (
+    REFUSED,
     UsageError,
     command,
     common_options,
+    fail,
     print_fields,
     print_json,
     print_table,
@@ -124,8 +127,13 @@ def _workspace_create(create_in_redis: CreateInRedis) -> Callable[[argparse.Name
 
     def create(args: argparse.Namespace) -> int:
         target = resolve(args)
-        if target.api_url_given and target.admin_token:
-            return over_http(args)
+        if target.api_url_given:
+            if target.admin_token:
+                return over_http(args)
+            fail(
+                f"workspace create at {target.api_url} needs --admin-token (or OUTDIAL_ADMIN_TOKEN)"
+            )
+            return REFUSED
 
         def direct() -> int:
             _show_created(create_in_redis(args.name), args)

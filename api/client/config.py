@@ -5,6 +5,11 @@ Each value comes from its flag, else the environment (`OUTDIAL_API_URL`,
 `outdial login` wrote ($XDG_CONFIG_HOME/outdial/config.json, or ~/.config/outdial/...), which
 holds a workspace's key and so is written readable by its owner only (0600). The admin token
 is never written there: it is the operator's, not a workspace's.
+
+Invariant: the saved key goes only to the API it was saved for. A URL from the flag or the
+environment other than the saved one takes its workspace and key from the flag or the
+environment too, never from the file (a `.env` or a shell naming another host must not
+receive it). These commands do not read `./.env` (api/cli.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_API_URL = "http://localhost:8000"
+
+
+class ConfigError(Exception):
+    """The file cannot be written: one line naming it and why."""
 
 
 def config_path() -> Path:
@@ -36,13 +45,16 @@ def write_config(values: dict[str, str]) -> Path:
     """Replace the file with `values`, created 0600 (never readable by others, not even
     for a moment: the mode is set when the file is created)."""
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_suffix(".tmp")
-    partial.unlink(missing_ok=True)
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(values, handle, indent=2)
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = path.with_suffix(".tmp")
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(values, handle, indent=2)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot save the login in {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -62,10 +74,14 @@ def _first(*values: str | None) -> str | None:
 
 def resolve(args: argparse.Namespace) -> Target:
     saved = read_config()
-    url = _first(args.api_url, os.environ.get("OUTDIAL_API_URL"), saved.get("api_url"))
+    saved_url = saved.get("api_url")
+    chosen = _first(args.api_url, os.environ.get("OUTDIAL_API_URL"))
+    api_url = (chosen or saved_url or DEFAULT_API_URL).rstrip("/")
+    if api_url != (saved_url or DEFAULT_API_URL).rstrip("/"):
+        saved = {}  # the saved key is for the saved API only
     return Target(
-        api_url=(url or DEFAULT_API_URL).rstrip("/"),
-        api_url_given=url is not None,
+        api_url=api_url,
+        api_url_given=bool(chosen or saved_url),
         workspace_id=_first(
             args.workspace, os.environ.get("OUTDIAL_WORKSPACE_ID"), saved.get("workspace_id")
         ),

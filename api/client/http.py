@@ -3,7 +3,8 @@ live event stream read as server-sent events.
 
 Invariant: every failure leaves as one of two exceptions with a one-line message: `Refused`
 (the API answered with an error: its code and message) and `Unreachable` (no API answered
-at the URL). A command never shows a traceback for either.
+at the URL, or what answered there is not Outdial's API: its answer is not JSON, or not
+the event stream). A command never shows a traceback for either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from api.client.config import Target
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 # The stream sends a heartbeat every 15 s: three missed ones mean the connection is dead.
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=45)
+NOT_THE_API = "the server there is not an Outdial API (its answer is not the API's JSON)"
 
 
 class Refused(Exception):
@@ -59,7 +61,8 @@ async def _refusal(response: aiohttp.ClientResponse) -> Refused:
         body = json.loads(text)
         return Refused(response.status, str(body["code"]), str(body["message"]))
     except (ValueError, KeyError, TypeError):
-        return Refused(response.status, "HTTP_ERROR", text.strip()[:200] or response.reason or "")
+        said = " ".join(text.split())[:200]  # an HTML page: one line
+        return Refused(response.status, "HTTP_ERROR", said or response.reason or "")
 
 
 class Api:
@@ -111,6 +114,8 @@ class Api:
                 if response.status == 204:
                     return None
                 return await response.json(content_type=None)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise Unreachable(self.target.api_url, NOT_THE_API) from exc
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(self.target.api_url, _reason(exc)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -131,8 +136,12 @@ class Api:
             ) as response:
                 if response.status >= 400:
                     raise await _refusal(response)
+                if response.content_type != "text/event-stream":
+                    raise Unreachable(self.target.api_url, NOT_THE_API)
                 async for item in _parse(response.content):
                     yield item
+        except ValueError as exc:  # an event that is not JSON, or not text
+            raise Unreachable(self.target.api_url, NOT_THE_API) from exc
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(self.target.api_url, _reason(exc)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -2,8 +2,8 @@
 
 Exit codes: 0 done; 1 `call --wait` saw the call end other than `completed`; 2 the API
 refused (its error as one line `outdial: <status> <CODE>: <message>` on stderr), or
-credentials are missing, or an argument is not usable; 3 no API answered at the URL; 130
-interrupted (Ctrl-C).
+credentials are missing, or an argument is not usable, or the login cannot be saved; 3 no
+API (or not Outdial's) answered at the URL; 130 interrupted (Ctrl-C).
 Output: readable tables by default; `--json` prints the API's JSON as it answered (one
 object per line for followed events), for scripts.
 """
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from api.client.config import resolve
+from api.client.config import ConfigError, resolve
 from api.client.http import Api, MissingCredentials, Refused, Unreachable
 
 REFUSED = 2
@@ -70,7 +70,7 @@ def run_safely(action: Callable[[], int]) -> int:
     except Refused as exc:
         fail(str(exc))
         return REFUSED
-    except (MissingCredentials, UsageError) as exc:
+    except (MissingCredentials, UsageError, ConfigError) as exc:
         fail(str(exc))
         return REFUSED
     except Unreachable as exc:
