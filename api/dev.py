@@ -3,12 +3,15 @@
 Each runs as its own `outdial api`, `outdial worker` and `outdial agent dev` process; their
 lines are interleaved on stdout, each prefixed with the process's name.
 
-Invariants: the three stop together. Ctrl-C (SIGINT) or SIGTERM sends each child one
-SIGTERM (they run in sessions of their own, so the terminal's signal reaches only this
-process and no child sees two) and waits for them; a child that outlives the grace period
-is killed with its process group. A child that exits on its own stops the others and
-`outdial dev` exits non-zero. The children's OUTDIAL_PUBLIC_URL follows the API's port
-unless it is set, so the agent's events reach this API.
+Invariants: the three stop together. Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal
+closed), handled from before the first child starts, sends each child one SIGTERM (they
+run in sessions of their own, so the terminal's signal reaches only this process and no
+child sees two) and waits for them; a child that outlives the grace period is killed with
+its process group; an error of this process's own stops them the same way. A child that
+exits on its own stops the others and `outdial dev` exits non-zero. Every child's output is
+copied however long its lines, so no child blocks on a full pipe. The children's
+OUTDIAL_PUBLIC_URL follows the API's port unless it is set, so the agent's events reach
+this API.
 """
 
 from __future__ import annotations
@@ -65,22 +68,28 @@ def run_dev(host: str, port: int, json_logs: bool) -> int:
 
 async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     width = max(len(name) for name in commands)
-    children = [await _spawn(name, arguments, env) for name, arguments in commands.items()]
-    copies = [asyncio.create_task(_copy_lines(child, width)) for child in children]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for received in (signal.SIGINT, signal.SIGTERM):
+    # Before the first child exists: no signal can end this process with a child left.
+    for received in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(received, stop.set)
-    exits = {asyncio.create_task(child.process.wait()): child for child in children}
-    stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({*exits, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    failed = next((exits[task] for task in exits if task in done), None)
-    if failed is not None:
-        code = failed.process.returncode
-        _say(f"{failed.name} exited with status {code}; stopping the others")
-    await _stop_all(children)
-    stopping.cancel()
-    await asyncio.gather(*copies)
+    children: list[Child] = []
+    copies: list[asyncio.Task[None]] = []
+    try:
+        for name, arguments in commands.items():
+            children.append(await _spawn(name, arguments, env))
+            copies.append(asyncio.create_task(_copy_lines(children[-1], width)))
+        exits = {asyncio.create_task(child.process.wait()): child for child in children}
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({*exits, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        failed = next((exits[task] for task in exits if task in done), None)
+        if failed is not None:
+            code = failed.process.returncode
+            _say(f"{failed.name} exited with status {code}; stopping the others")
+    finally:
+        await _stop_all(children)
+        await asyncio.gather(*copies)
     if failed is not None:
         return failed.process.returncode or 1
     unclean = [c for c in children if c.process.returncode not in _CLEAN_EXITS]
@@ -122,10 +131,21 @@ async def _stop_all(children: list[Child]) -> None:
 async def _copy_lines(child: Child, width: int) -> None:
     assert child.process.stdout is not None  # created with a pipe
     prefix = f"{child.name:<{width}} | ".encode()
-    # readline() on the stream: one child line at a time, so lines never interleave mid-way
-    while line := await child.process.stdout.readline():
+    while line := await _next_line(child.process.stdout):
         sys.stdout.buffer.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
         sys.stdout.buffer.flush()
+
+
+async def _next_line(stream: asyncio.StreamReader) -> bytes:
+    """The child's next line (b"" at its end): one at a time, so lines never interleave
+    mid-way. A line over the stream's limit comes in pieces of the limit, so the copy goes
+    on and the child's pipe never fills."""
+    try:
+        return await stream.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial  # the last line, without its newline
+    except asyncio.LimitOverrunError as exc:
+        return await stream.read(max(exc.consumed, 1))
 
 
 def _say(message: str) -> None:

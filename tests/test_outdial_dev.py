@@ -7,6 +7,7 @@ LiveKit servers; the agent worker registers with LiveKit for real.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -17,7 +18,10 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
+from api import dev as outdial_dev
+from api.dev import Child
 from tests.conftest import REDIS_URL, delete_prefix
 from tests.support import ROOT, TEST_API_KEY, TEST_API_SECRET, free_port, wait_until
 
@@ -68,7 +72,10 @@ def dev_env(tmp_path: Path, livekit_url: str, prefix: str, **extra: str) -> dict
     }
 
 
-def test_ctrl_c_stops_all_three(tmp_path: Path, lk: Any, redis_client: Any) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_or_a_closed_terminal_stops_all_three(
+    tmp_path: Path, lk: Any, redis_client: Any, stop: signal.Signals
+) -> None:
     prefix = f"odtest-dev-{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = dev_env(tmp_path, lk.url, prefix, OPENAI_API_KEY="sk-never-used")
@@ -87,7 +94,7 @@ def test_ctrl_c_stops_all_three(tmp_path: Path, lk: Any, redis_client: Any) -> N
         wait_until(all_up, timeout=90, interval=0.2, what="api, worker and agent")
         children = psutil.Process(dev.process.pid).children(recursive=True)
         assert len(children) >= 3
-        dev.process.send_signal(signal.SIGINT)
+        dev.process.send_signal(stop)
         assert dev.wait(timeout=60) == 0, dev.log()
         _, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, alive
@@ -112,3 +119,17 @@ def test_one_dying_stops_the_others(tmp_path: Path, lk: Any, redis_client: Any) 
         if dev.process.poll() is None:
             dev.process.kill()
         delete_prefix(redis_client, prefix)
+
+
+async def test_a_line_over_the_limit_is_copied_in_pieces(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    script = "print('x' * 5000); print('after')"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, limit=1024
+    )
+    await outdial_dev._copy_lines(Child("api", process), 3)
+    assert await process.wait() == 0
+    lines = capsysbinary.readouterr().out.splitlines()
+    assert all(line.startswith(b"api | ") for line in lines), lines
+    assert b"".join(line.removeprefix(b"api | ") for line in lines) == b"x" * 5000 + b"after"
