@@ -26,7 +26,7 @@ from api.schemas.agents import AgentOut
 from api.store.agents import AgentRecord
 from tests.conftest import Tenant
 from tests.scripted_llm import ScriptedLLM, Step, tool_call
-from tests.support import ROOT, ApiServer
+from tests.support import ROOT, ApiServer, free_port
 
 SECRET_METADATA = {"crm_id": "CRM-7731-SECRET", "note": "vip-do-not-say"}
 SCRIPTED = {"llm": {"provider": "scripted"}}
@@ -47,16 +47,19 @@ atexit.register(lambda: open(os.environ["OUTDIAL_TEST_SEEN"], "w").write(model.s
 
 
 async def run_cli(
-    tmp_path: Path, args: list[str], stdin: str, script: list[Any]
+    tmp_path: Path, args: list[str], stdin: str, script: list[Any], **extra: str
 ) -> tuple[int, str, str, str]:
-    """`python -m api.cli agent console ...` as a user runs it: exit code, stdout, stderr,
-    and what the model was shown."""
+    """`python -m api.cli agent console ...` as a user runs it (with the variables `extra`,
+    and a config directory of its own): exit code, stdout, stderr, and what the model was
+    shown."""
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
     seen = tmp_path / "seen.txt"
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
         "OUTDIAL_TEST_SCRIPT": json.dumps(script),
         "OUTDIAL_TEST_SEEN": str(seen),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        **extra,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", "agent", "console", *args,
@@ -115,11 +118,35 @@ async def test_console_names_what_the_api_refused(
     assert out == ""
     assert code == 2
     [line] = err.splitlines()
-    assert line.startswith("outdial agent console: GET ") and "404 NOT_FOUND" in line
+    assert line.startswith("outdial agent console: 404 NOT_FOUND: ")
 
     args = ["nosuchagent", "--api-url", api_server.url, "--workspace", tenant.id, "--key", "x"]
     code, _, err, _ = await run_cli(tmp_path, args, "", [])
     assert code == 2 and "401" in err
+
+
+async def test_console_finds_the_api_as_the_cli_does(
+    api_server: ApiServer, tenant: Tenant, tmp_path: Path
+) -> None:
+    # what `outdial login` saved: no flag, no variable needed
+    login = {"api_url": api_server.url, "workspace_id": tenant.id, "api_key": tenant.api_key}
+    (tmp_path / "config" / "outdial").mkdir(parents=True)
+    (tmp_path / "config" / "outdial" / "config.json").write_text(json.dumps(login))
+    code, _, err, _ = await run_cli(tmp_path, ["nosuchagent"], "", [])
+    assert code == 2 and err.startswith("outdial agent console: 404 NOT_FOUND: "), err
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    # another URL: the saved key is not sent there (api/client/config.py)
+    code, _, err, _ = await run_cli(tmp_path, ["a", "--api-url", nowhere], "", [])
+    assert code == 2 and "no workspace credentials" in err, err
+    args = ["a", "--api-url", nowhere, "--workspace", "ws_1", "--key", "k"]
+    code, _, err, _ = await run_cli(tmp_path, args, "", [])
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"outdial agent console: cannot reach the Outdial API at {nowhere}: ")
+    assert "connection refused" in err and "Connection" not in err  # no exception's repr
+
+    code, _, err, _ = await run_cli(tmp_path, ["a", "--var", "firstName"], "", [])
+    assert (code, err) == (2, "outdial agent console: --var takes name=value, not 'firstName'\n")
 
 
 def test_the_console_maps_an_agent_as_a_call_does() -> None:
