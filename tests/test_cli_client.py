@@ -4,6 +4,8 @@ error lines; `call --wait` follows a call to its end through the event stream.""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import shlex
@@ -19,11 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from api.client import calls
+from api.client.config import Target
+from api.client.http import Api
 from api.security import event_token
 from api.settings import Settings
+from api.store.keys import Keys
 from tests.conftest import Tenant
-from tests.support import ADMIN_TOKEN, ROOT, ApiServer, free_port
+from tests.support import ADMIN_TOKEN, ROOT, ApiServer, async_wait_until, free_port
 
 CALLEE = "+15105550123"
 
@@ -338,3 +345,35 @@ async def test_calls_tail_follows_a_call_live_until_interrupted(
     finally:
         tail.kill()
     assert tail.returncode == 130 and errors == ""
+
+
+async def test_call_wait_ends_on_the_call_s_status_when_its_end_never_streams(
+    api_server: ApiServer,
+    tenant: Tenant,
+    settings: Settings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In this process, to cut the status check's interval; the API runs in its own thread.
+    monkeypatch.setattr(calls, "STATUS_CHECK_SECONDS", 1)
+    agent = await tenant.create_agent()
+    await tenant.register_number()
+    target = Target(api_server.url, True, tenant.id, tenant.api_key, None)
+    args = argparse.Namespace(
+        to=CALLEE, agent=agent["id"], var=[], meta=[], callback=None,
+        from_number=None, campaign=None, json=True, wait=True,
+    )  # fmt: skip
+    async with Api(target) as api:
+        waiting = asyncio.create_task(calls._call(api, args))
+
+        async def placed() -> list[dict[str, Any]]:
+            return (await tenant.request("GET", "/v1/api/calls")).json()["calls"]
+
+        await async_wait_until(placed, what="the call to be placed")
+        call_id = (await placed())[0]["callId"]
+        # The call ends with no event in the feed (as when the feed's cap trimmed it).
+        redis_client.hset(Keys(settings.redis_prefix).call(call_id), "status", "completed")
+        assert await asyncio.wait_for(waiting, timeout=20) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert shown[0]["callId"] == call_id and shown[1]["type"] == "call.queued"

@@ -4,7 +4,9 @@ show one with its events, and follow the workspace's events live.
 Following reads the API's event stream (`GET /v1/api/events/stream`). `call --wait` exits 0
 when the call ends `completed` and 1 when it ends any other way (failed, no_answer, busy,
 canceled). A stream the network or a restarting API cut is opened again after the last
-event shown (`Last-Event-ID`), so no event is shown twice or missed.
+event shown (`Last-Event-ID`), so no event is shown twice. `call --wait` also asks for the
+call's status at every reconnection, at least every STATUS_CHECK_SECONDS, so an ending
+the stream could not deliver (its feed entry trimmed before it was read) still ends it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime.contract import TERMINAL_STATUSES
@@ -21,6 +23,8 @@ from api.client.runner import command, event_line, pairs, print_fields, print_js
 
 # Consecutive failed reconnections before following gives up (one second apart).
 RECONNECTS = 5
+# `call --wait` reads the call's events in streams this long, its status asked between them.
+STATUS_CHECK_SECONDS = 60
 
 if TYPE_CHECKING:  # argparse's class is subscriptable for type checkers only
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -40,25 +44,35 @@ async def _follow(
     params: dict[str, str],
     show: Callable[[dict[str, Any]], None],
     until: Callable[[dict[str, Any]], bool] = lambda _: False,
+    ended: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
 ) -> dict[str, Any] | None:
     """Shows each event as it arrives; returns the first one `until` accepts, or None when
-    a stream bounded by `max_seconds` ends."""
+    a stream bounded by `max_seconds` ends. With `ended`, a bounded stream is opened again
+    and `ended` asked before each reconnection: what it returns (the events left shown
+    first) ends the following."""
     last_id: str | None = None
     failures = 0
+    reconnecting = False
     while True:
+        cut = False
         try:
-            async for item in api.events(params, last_id):
+            over = await ended() if ended is not None and reconnecting else None
+            bounds = {"max_seconds": "0"} if over is not None else {}
+            async for item in api.events(params | bounds, last_id):
                 last_id, failures = item.id, 0
                 show(item.data)
                 if until(item.data):
                     return item.data
-            if "max_seconds" in params:
-                return None
+            if over is not None or (ended is None and "max_seconds" in params):
+                return over
         except Unreachable:
             failures += 1
             if failures > RECONNECTS:
                 raise
-        await asyncio.sleep(1)
+            cut = True
+        reconnecting = True
+        if cut or ended is None:  # a bounded stream that ended is opened again at once
+            await asyncio.sleep(1)
 
 
 async def _call(api: Api, args: argparse.Namespace) -> int:
@@ -80,10 +94,15 @@ async def _call(api: Api, args: argparse.Namespace) -> int:
         print(f"call {call_id} accepted (room {accepted['roomName']})", flush=True)
     if not args.wait:
         return 0
-    ended = await _follow(
-        api, {"call_id": call_id}, _show_event(args), lambda e: e["status"] in TERMINAL_STATUSES
-    )
-    return 0 if ended is not None and ended["status"] == "completed" else 1
+
+    async def ended() -> dict[str, Any] | None:
+        call: dict[str, Any] = await api.call("GET", f"/v1/api/call/{call_id}")
+        return call if call["status"] in TERMINAL_STATUSES else None
+
+    params = {"call_id": call_id, "max_seconds": str(STATUS_CHECK_SECONDS)}
+    show, terminal = _show_event(args), lambda e: e["status"] in TERMINAL_STATUSES
+    end = await _follow(api, params, show, terminal, ended)
+    return 0 if end is not None and end["status"] == "completed" else 1
 
 
 async def _calls_list(api: Api, args: argparse.Namespace) -> int:
