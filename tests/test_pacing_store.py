@@ -236,7 +236,7 @@ async def test_an_admission_a_little_late_keeps_the_schedule(store: Store) -> No
     )
     # Idle for longer than four turns: the schedule starts again from now.
     await store.redis.set(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat", opening - 2100)
-    before = time.time() * 1000
+    before = int(time.time() * 1000)  # whole ms, as the store's clock reads them
     assert (await admit(store, await queued_call(store))).outcome == "admitted"
     assert (
         float(await store.redis.get(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat"))
@@ -321,7 +321,7 @@ async def test_a_dial_sent_late_is_counted_from_when_it_left(store: Store) -> No
 async def test_a_dial_step_hands_a_far_turn_on_and_dials_at_it(store: Store) -> None:
     await limit_trunk(store, max_calls_per_second=1)
     first, second = await queued_call(store), await queued_call(store)
-    started = time.time() * 1000
+    started = int(time.time() * 1000)
     assert (await mark_dialing(store, first, dialing("a"))).result is not None
     resent: list[tuple[int, int]] = []
 
@@ -329,9 +329,9 @@ async def test_a_dial_step_hands_a_far_turn_on_and_dials_at_it(store: Store) -> 
         resent.append((turn_ms, delay_ms))
 
     # Its turn is 1,020 ms off: no thread sleeps that long, a later step gets the turn.
-    before = time.time() * 1000
+    before = int(time.time() * 1000)  # whole ms, as the store's clock reads them
     assert await mark_dialing_in_turn(store, second, dialing("b"), None, resend) is None
-    after = time.time() * 1000
+    after = int(time.time() * 1000) + 1
     [(turn, delay)] = resent
     # sent to arrive SENT_AHEAD_MS before the turn (1000 + 20 guard ms after the first dial)
     assert before + delay <= turn - SENT_AHEAD_MS <= after + delay
