@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
 import redis
 
@@ -18,22 +19,24 @@ logger = logging.getLogger("outdial.loops")
 _ERROR_PAUSE_SECONDS = 1.0
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     """Runs `step` on a thread of its own, then `pause` for what it returned, until
-    stopped. Subclasses give `step`, and `pause` when a plain timed wait is not enough."""
+    stopped. Subclasses give `step` and `close`, and `pause` when a plain timed wait is not
+    enough."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @abstractmethod
     def step(self) -> float:
         """One round of work; the seconds to wait before the next (0: at once)."""
-        raise NotImplementedError
 
     def pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    @abstractmethod
     def close(self) -> None:
         """Release what the steps hold (the thread has left)."""
 
