@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from bench.call_path import Stack, call_body, percentile, setup_tenant
+from tests.calls import most_at_once, most_in_one_second
 
 CALLS = 1000
 RATE = 20
@@ -37,26 +38,6 @@ CONCURRENT = 50
 # hung up (the webhooks through the API, up to ~0.5 s on shared cores): the rate, not the
 # concurrency, sets the pace, so the total can be compared with the ideal CALLS / RATE.
 CALL_SECONDS = 1.5
-
-
-def most_in_one_second(times: list[float]) -> int:
-    """The largest number of `times` inside any half-open one-second window."""
-    ordered = sorted(times)
-    most, first = 0, 0
-    for last, at in enumerate(ordered):
-        while ordered[first] <= at - 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
-def most_at_once(intervals: list[tuple[int, int]]) -> int:
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:  # an end at the same ms as a start counts first (-1 < 1)
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 async def end_each_call(stack: Stack, stop: asyncio.Event) -> None:

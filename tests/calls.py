@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from api.settings import Settings
@@ -44,3 +45,39 @@ async def place_ready_call(tenant: Tenant, settings: Settings, **body: Any) -> d
     accepted = (await tenant.place_call(**body)).json()
     await report_ready(tenant, settings, accepted["callId"])
     return accepted
+
+
+def ms_from_iso(iso: str) -> int:
+    """An ISO 8601 time of the API's answers, in ms."""
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def dial_times(lk: Any, room_name: str) -> list[float]:
+    """When each CreateSIPParticipant for the room reached the test server (epoch s)."""
+    return [
+        r.received_at
+        for r in lk.requests("SIP", "CreateSIPParticipant")
+        if r.request.room_name == room_name
+    ]
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The largest number of `times` (s) inside any half-open one-second window."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(ordered):
+        while ordered[first] <= at - 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def most_at_once(intervals: list[tuple[int, int]]) -> int:
+    """The most (start, end) intervals open at one moment; an end counts before a start
+    at the same ms."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from api.settings import Settings
-from tests.calls import call_status, wait_dialed, wait_status
+from tests.calls import call_status, dial_times, ms_from_iso, wait_dialed, wait_status
 from tests.conftest import Tenant
 from tests.support import ADMIN_TOKEN, WorkerProcess, async_wait_until, redis_snapshot
 
@@ -32,20 +32,8 @@ async def agent(tenant: Tenant) -> dict[str, Any]:
     return await tenant.create_agent()
 
 
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def _wall(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S")
-
-
-def _dials(lk: Any, room_name: str) -> list[float]:
-    return [
-        r.received_at
-        for r in lk.requests("SIP", "CreateSIPParticipant")
-        if r.request.room_name == room_name
-    ]
 
 
 async def _events(tenant: Tenant, call_id: str) -> list[dict[str, Any]]:
@@ -68,9 +56,9 @@ async def test_a_window_that_opens_in_2_s_holds_the_call_until_then(
     view = await call_status(tenant, accepted["callId"])
     assert view["status"] == "scheduled"
     assert view["scheduledReason"] == "call_window"
-    assert _ms(view["scheduledAt"]) == int(opens.timestamp() * 1000)
+    assert ms_from_iso(view["scheduledAt"]) == int(opens.timestamp() * 1000)
     await wait_dialed(tenant, accepted["callId"])
-    (dialed_at,) = _dials(lk, accepted["roomName"])
+    (dialed_at,) = dial_times(lk, accepted["roomName"])
     assert dialed_at >= opens.timestamp()
     scheduled = (await _events(tenant, accepted["callId"]))[0]
     assert scheduled["type"] == "call.scheduled"
@@ -107,14 +95,14 @@ async def test_a_call_dispatched_after_its_window_closed_waits_for_the_next_open
         worker.stop()
     assert view["scheduledReason"] == "call_window"
     tomorrow = now - timedelta(hours=1) + timedelta(days=1)
-    assert _ms(view["scheduledAt"]) == int(tomorrow.timestamp() * 1000)
+    assert ms_from_iso(view["scheduledAt"]) == int(tomorrow.timestamp() * 1000)
     assert view["jobId"] != accepted["jobId"]  # the claim will write a new message
     events = await _events(tenant, call_id)
     assert [event["type"] for event in events] == ["call.queued", "call.scheduled"]
     assert events[1]["data"]["reason"] == "call_window"
     assert lk.count("RoomService", "CreateRoom") == 0
     due = redis_client.zscore(f"{settings.redis_prefix}:scheduled:due", call_id)
-    assert due == _ms(view["scheduledAt"])
+    assert due == ms_from_iso(view["scheduledAt"])
 
 
 async def test_a_move_lands_on_the_windows_next_opening(
@@ -137,7 +125,7 @@ async def test_a_move_lands_on_the_windows_next_opening(
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["scheduledReason"] == "call_window"
-    assert _ms(moved.json()["scheduledAt"]) == int(opens.timestamp() * 1000)
+    assert ms_from_iso(moved.json()["scheduledAt"]) == int(opens.timestamp() * 1000)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +177,7 @@ async def test_an_agents_window_holds_its_calls_unless_a_call_names_its_own(
     held = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
     view = await call_status(tenant, held["callId"])
     assert (view["status"], view["scheduledReason"]) == ("scheduled", "call_window")
-    assert _ms(view["scheduledAt"]) == int(opens.timestamp() * 1000)
+    assert ms_from_iso(view["scheduledAt"]) == int(opens.timestamp() * 1000)
     now = datetime.now(UTC)
     own = {
         "days": EVERY_DAY,
@@ -218,7 +206,7 @@ async def test_the_workspace_default_window_holds_calls_that_name_none(
     held = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()
     view = await call_status(tenant, held["callId"])
     assert (view["status"], view["scheduledReason"]) == ("scheduled", "call_window")
-    assert _ms(view["scheduledAt"]) == int(opens.timestamp() * 1000)
+    assert ms_from_iso(view["scheduledAt"]) == int(opens.timestamp() * 1000)
     cleared = await tenant.http.put(path, json={"call_window": None}, headers=admin)
     assert cleared.json()["callWindow"] is None
     placed = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()

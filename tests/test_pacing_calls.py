@@ -13,6 +13,7 @@ import redis
 
 from api.settings import Settings
 from api.store.keys import Keys
+from tests.calls import most_at_once, most_in_one_second
 from tests.conftest import Tenant
 from tests.support import WorkerProcess, async_wait_until
 
@@ -42,20 +43,6 @@ async def _end_each_call_after(lk: Any, seconds: float, stop: asyncio.Event) -> 
                 endings.append(asyncio.create_task(end(room)))
         await asyncio.sleep(0.05)
     await asyncio.gather(*endings)
-
-
-def _most_in_one_second(times: list[float]) -> int:
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
-
-
-def _most_at_once(intervals: list[tuple[int, int]]) -> int:
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:  # an end at the same ms as a start counts first (-1 < 1)
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
@@ -110,7 +97,7 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
     dials = lk.requests("SIP", "CreateSIPParticipant")
     assert len(dials) == CALLS
     assert len({d.request.room_name for d in dials}) == CALLS  # each call dialed once
-    assert _most_in_one_second([d.received_at for d in dials]) <= RATE
+    assert most_in_one_second([d.received_at for d in dials]) <= RATE
     intervals, sent = [], []
     for call_id in call_ids:
         dialing, ended, status, sent_at = redis_client.hmget(
@@ -120,12 +107,12 @@ async def test_a_burst_is_dialed_within_the_trunks_rate_and_concurrency(
         intervals.append((int(dialing), int(ended)))
         sent.append(int(sent_at) / 1000)
     # When each request left the worker: the window counts a late one from then.
-    assert _most_in_one_second(sent) <= RATE
+    assert most_in_one_second(sent) <= RATE
     # The turns themselves (taken in one script right before each dial is sent) never
     # exceed the rate, whatever the jitter after them.
-    assert _most_in_one_second(sorted(start / 1000 for start, _ in intervals)) <= RATE
+    assert most_in_one_second(sorted(start / 1000 for start, _ in intervals)) <= RATE
     # The limit held, and it was reached (else this burst would not test it).
-    assert _most_at_once(intervals) <= CONCURRENT
+    assert most_at_once(intervals) <= CONCURRENT
     assert max(slots_held) == CONCURRENT
     # Every slot came back.
     assert redis_client.zcard(keys.trunk_slots(dials[0].request.sip_trunk_id)) == 0

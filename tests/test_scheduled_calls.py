@@ -17,7 +17,7 @@ import redis
 from api.settings import Settings
 from api.store.call_record import CALL_STATUSES
 from api.store.scheduled import MAX_EVENTS_WHEN_MOVED
-from tests.calls import call_status, wait_dialed, wait_status
+from tests.calls import call_status, dial_times, ms_from_iso, wait_dialed, wait_status
 from tests.conftest import Tenant
 from tests.support import WorkerProcess, async_wait_until, redis_snapshot
 
@@ -31,19 +31,6 @@ def settings(settings: Settings) -> Settings:
 async def agent(tenant: Tenant) -> dict[str, Any]:
     await tenant.register_number("+15105550100")
     return await tenant.create_agent()
-
-
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _dials(lk: Any, room_name: str) -> list[float]:
-    """When each CreateSIPParticipant for the room arrived (epoch seconds)."""
-    return [
-        r.received_at
-        for r in lk.requests("SIP", "CreateSIPParticipant")
-        if r.request.room_name == room_name
-    ]
 
 
 def _rooms_created(lk: Any, room_name: str) -> int:
@@ -71,17 +58,17 @@ async def test_a_call_scheduled_ahead_waits_then_is_dialed_never_before_its_time
     view = await call_status(tenant, call_id)
     assert view["status"] == "scheduled"
     assert view["scheduledReason"] == "scheduled_time"
-    due_ms = _ms(view["scheduledAt"])
+    due_ms = ms_from_iso(view["scheduledAt"])
     assert before * 1000 + 2000 <= due_ms + 1 and due_ms <= after * 1000 + 2000
     # listed, and filtered by its status
     listed = (await tenant.request("GET", "/v1/api/calls", params={"status": "scheduled"})).json()
     assert [call["callId"] for call in listed["calls"]] == [call_id]
 
     await wait_dialed(tenant, call_id)
-    (dialed_at,) = _dials(lk, accepted["roomName"])
+    (dialed_at,) = dial_times(lk, accepted["roomName"])
     assert dialed_at * 1000 >= due_ms
     view = await call_status(tenant, call_id)
-    assert _ms(view["transitions"]["queued"]) >= due_ms
+    assert ms_from_iso(view["transitions"]["queued"]) >= due_ms
     assert view["jobId"] == accepted["jobId"]  # the message the claim wrote is the accept's
     assert (await _events(tenant, call_id))[:3] == [
         "call.scheduled",
@@ -139,11 +126,11 @@ async def test_a_call_moved_while_scheduled_is_dialed_at_its_new_time_only(
     before = time.time()
     moved = await tenant.request("PATCH", f"/v1/api/call/{call_id}", json={"delay_seconds": 2})
     assert moved.status_code == 200, moved.text
-    new_due_ms = _ms(moved.json()["scheduledAt"])
+    new_due_ms = ms_from_iso(moved.json()["scheduledAt"])
     assert before * 1000 + 2000 <= new_due_ms + 1 and new_due_ms <= time.time() * 1000 + 2000
     assert moved.json()["status"] == "scheduled"
     await wait_dialed(tenant, call_id)
-    (dialed_at,) = _dials(lk, accepted["roomName"])
+    (dialed_at,) = dial_times(lk, accepted["roomName"])
     assert dialed_at * 1000 >= new_due_ms
     events = await _events(tenant, call_id)
     assert events[:3] == ["call.scheduled", "call.scheduled", "call.queued"]
@@ -263,7 +250,7 @@ async def test_worker_killed_while_claiming_enqueues_each_call_once(
         events = await _events(tenant, accepted["callId"])
         assert events.count("call.queued") == 1, events
         assert events.count("call.dispatching") == 1, events
-        assert len(_dials(lk, accepted["roomName"])) <= 1
+        assert len(dial_times(lk, accepted["roomName"])) <= 1
 
 
 async def test_a_scheduled_accept_replayed_with_its_idempotency_key_stores_one_call(
