@@ -228,7 +228,7 @@ async def converse_audio(call: CallContext, session: AgentSession[Any], agent: A
 def sound_device_error() -> str | None:
     """Why there is no microphone and speaker to talk through, or None."""
     try:
-        import sounddevice  # type: ignore[import-untyped]
+        import sounddevice
 
         sounddevice.query_devices(kind="input")
         sounddevice.query_devices(kind="output")

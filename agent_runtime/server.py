@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # Plugins register themselves on import, which livekit-agents requires on the main thread
 # before the worker starts (job processes inherit them).
@@ -65,7 +66,7 @@ def create_server(
     `settings.agent_name`. `factory` must be importable (module level) so job processes
     can receive it. Run it with `serve(server, dev=dev)`."""
     settings = settings or WorkerSettings.from_env()
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}  # AgentServer's keyword types, checked by it at run time
     if settings.num_idle_processes is not None:
         options["num_idle_processes"] = settings.num_idle_processes
     if settings.health_port is not None:
@@ -79,7 +80,7 @@ def create_server(
         ws_url=settings.livekit_url or None,
         api_key=settings.livekit_api_key or None,
         api_secret=settings.livekit_api_secret or None,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     # a named agent receives explicit dispatches only: the API's, one per call
     server.rtc_session(functools.partial(_entrypoint, factory), agent_name=settings.agent_name)

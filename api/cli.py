@@ -59,7 +59,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     from dramatiq.cli import make_argument_parser
 
     # Dramatiq's CLI is not annotated.
-    parser: argparse.ArgumentParser = make_argument_parser()  # type: ignore[no-untyped-call]
+    parser: argparse.ArgumentParser = make_argument_parser()
     dramatiq_args = parser.parse_args([
         "api.worker",
         "--processes", str(args.processes),
@@ -67,9 +67,9 @@ def _run_worker(args: argparse.Namespace) -> int:
         "--worker-shutdown-timeout", str(args.shutdown_timeout * 1000),
     ])  # fmt: skip
     if not settings.worker_metrics_port:
-        return int(dramatiq_main(dramatiq_args))  # type: ignore[no-untyped-call]
+        return int(dramatiq_main(dramatiq_args))
     with _worker_metrics_dir():
-        return int(dramatiq_main(dramatiq_args))  # type: ignore[no-untyped-call]
+        return int(dramatiq_main(dramatiq_args))
 
 
 @contextmanager

@@ -309,17 +309,35 @@ def test_dockerfile_caches_dependencies_and_runs_as_a_user() -> None:
                 return i
         raise AssertionError(f"no {keyword} ... {needle} in the Dockerfile stage")
 
-    # pyproject alone, the dependency install, then the source.
-    assert index(build, "COPY", "pyproject.toml") < index(build, "RUN", "pip install -r")
+    # The lock alone, the dependency install from it (hashes checked), then the source,
+    # built with the locked backend.
+    lock_install = index(build, "RUN", "pip install --require-hashes -r requirements/server.txt")
+    assert index(build, "COPY", "requirements/server.txt") < lock_install
+    assert lock_install < index(build, "COPY", "pyproject.toml")
     packages = load_pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     for package in packages:
         name = package.rstrip("*")
-        assert index(build, "RUN", "pip install -r") < index(build, "COPY", f"{name} ./{name}")
-        assert index(build, "COPY", f"{name} ./{name}") < index(build, "RUN", "--no-deps .")
+        assert lock_install < index(build, "COPY", f"{name} ./{name}")
+        assert index(build, "COPY", f"{name} ./{name}") < index(
+            build, "RUN", "--no-deps --no-build-isolation ."
+        )
     user = index(runtime, "USER", "")
     assert runtime[user][1] not in ("root", "0")
     assert user < index(runtime, "RUN", "outdial agent download-files")
     assert runtime[-1][0] == "CMD" and "outdial" in runtime[-1][1]
+
+
+def test_dockerfile_base_is_an_exact_python_and_debian_release() -> None:
+    """Both stages start from one exact tag whose Python minor is the one the lock targets."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    (image,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    exact = r"python:(\d+\.\d+)\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?"
+    match = re.fullmatch(exact, image)
+    assert match, f"{image}: not an exact python:X.Y.Z-slim-<debian release> tag"
+    froms = [rest for keyword, rest in dockerfile_instructions() if keyword == "FROM"]
+    assert len(froms) >= 2 and all(rest.startswith("${PYTHON_IMAGE} ") for rest in froms)
+    lock_script = (ROOT / "scripts" / "lock").read_text()
+    assert f"--python-version {match[1]} " in lock_script
 
 
 def test_dockerignore_sends_only_what_is_copied() -> None:

@@ -17,8 +17,10 @@ from api.settings import Settings
 def build_broker(settings: Settings) -> RedisBroker:
     # With wake-ups an idle worker waits for a publish instead of polling Redis every
     # OUTDIAL_WORKER_TIMEOUT_MS (api/jobs/wakeup.py); without, Dramatiq's own poll.
-    broker_class = WakeableRedisBroker if settings.worker_wakeups else RedisBroker
-    broker: RedisBroker = broker_class(  # type: ignore[no-untyped-call]
+    broker_class: type[RedisBroker] = (
+        WakeableRedisBroker if settings.worker_wakeups else RedisBroker
+    )
+    broker: RedisBroker = broker_class(
         url=settings.redis_url,
         namespace=settings.broker_namespace,
         # A SIGKILLed worker's messages come back after ~heartbeat_timeout instead of

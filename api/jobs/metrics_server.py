@@ -45,7 +45,7 @@ def serve_worker_metrics() -> int:
     """A Dramatiq fork process: serves all worker processes' metrics until it is stopped."""
     port = get_settings().worker_metrics_port
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # not annotated
+    MultiProcessCollector(registry)
     try:
         _, server_thread = start_http_server(port, registry=registry)
     except OSError as error:
@@ -73,7 +73,7 @@ class WorkerMetrics(Middleware):
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if multiprocess_dir():
-            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # not annotated
+            mark_process_dead(os.getpid())
 
     def after_process_message(
         self,

@@ -143,7 +143,7 @@ async def rotate_api_key(store: Store, workspace_id: str) -> str | None:
                 old_hash = cast(str | None, await pipe.hget(key, "key_hash"))
                 if old_hash is None:
                     return None
-                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                pipe.multi()
                 pipe.delete(store.keys.api_key(old_hash))
                 pipe.set(store.keys.api_key(new_hash), workspace_id)
                 pipe.hset(key, "key_hash", new_hash)
