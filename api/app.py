@@ -27,6 +27,8 @@ from api.routes import (
     numbers,
 )
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
+from api.routes.compat import BACKSTOP_BODY_LIMITS
+from api.routes.compat import ROUTERS as COMPAT_ROUTERS
 from api.routes.docs_ui import install_docs
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
@@ -77,6 +79,7 @@ def create_app(
         event_stream.router,
         limits.router,
         livekit_webhook.router,
+        *COMPAT_ROUTERS,
     ):
         app.include_router(router)
     install_docs(app, "Outdial")
@@ -84,7 +87,9 @@ def create_app(
     app.add_middleware(AcceptCallRoute)
     _document_accept_call(app)
     app.add_middleware(
-        BodyLimit, default_limit=MAX_BODY_BYTES, limits={"/v1/internal/": INTERNAL_BODY_LIMIT}
+        BodyLimit,
+        default_limit=MAX_BODY_BYTES,
+        limits={"/v1/internal/": INTERNAL_BODY_LIMIT, **BACKSTOP_BODY_LIMITS},
     )
     return app
 

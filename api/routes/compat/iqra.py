@@ -1,0 +1,386 @@
+"""`POST /api/v1/business/{businessId}/call/initiate` and `GET .../call/{callId}`, as Iqra's
+call API takes them (docs/compat.md).
+
+The business is the workspace's numeric alias; a key of another business is refused
+(`PERMISSION_DENIED`) without saying whether that business exists. The body is
+`multipart/form-data` (at most `FORM_BODY_LIMIT`, refused on its Content-Length before a
+byte is read, or at the first chunk past it), urlencoded or JSON, and becomes the native
+call body. Every refusal is `{"Success": false, "Code": "<Operation>:<CODE>", "Message",
+"Data": null}` with the status of Outdial's own refusal; `ERROR_CODES` maps Outdial's codes
+onto Iqra's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+
+from api.auth import Credentials, credentials_workspace
+from api.errors import ApiError
+from api.ids import is_valid_id
+from api.routes.compat.common import (
+    HOOKS_PREFIX,
+    accept,
+    caller,
+    iso_utc,
+    json_object,
+    read_body,
+    resources,
+    storage_error,
+)
+from api.store.calls import get_workspace_call
+
+INITIATE_PATH = "/api/v1/business/{business_id}/call/initiate"
+CALL_PATH = "/api/v1/business/{business_id}/call/{call_id}"
+FORM_BODY_LIMIT = 10 * 1024 * 1024
+# What a form may hold: far more fields than a call needs, each far smaller than the body.
+MAX_FORM_FIELDS = 1000
+
+IqraCode = Literal[
+    "INSUFFICIENT_BALANCE",
+    "INVALID_NUMBER",
+    "INVALID_AGENT",
+    "INVALID_NUMBER_ID",
+    "PERMISSION_DENIED",
+    "BUSINESS_DISABLED",
+    "NOT_FOUND",
+    "EXCEPTION",
+]
+# Outdial's refusal code -> Iqra's (any other: EXCEPTION). A destination the workspace may
+# not dial is PERMISSION_DENIED (the number is valid, the business may not call it); a
+# caller number whose trunk was withdrawn is INVALID_NUMBER_ID (that number cannot be used).
+ERROR_CODES: dict[str, IqraCode] = {
+    "UNAUTHORIZED": "PERMISSION_DENIED",
+    "PERMISSION_DENIED": "PERMISSION_DENIED",
+    "WORKSPACE_DISABLED": "BUSINESS_DISABLED",
+    "INSUFFICIENT_BALANCE": "INSUFFICIENT_BALANCE",
+    "INVALID_NUMBER": "INVALID_NUMBER",
+    "NUMBER_NOT_ALLOWED": "PERMISSION_DENIED",
+    "INVALID_AGENT": "INVALID_AGENT",
+    "WORKER_NAME_NOT_ALLOWED": "INVALID_AGENT",
+    "INVALID_NUMBER_ID": "INVALID_NUMBER_ID",
+    "TRUNK_NOT_ASSIGNED": "INVALID_NUMBER_ID",
+    "NOT_FOUND": "NOT_FOUND",
+}
+# A native VALIDATION_ERROR on one of these body fields is Iqra's code for that field.
+_FIELD_CODES: dict[str, IqraCode] = {
+    "to": "INVALID_NUMBER",
+    "call_agent_id": "INVALID_AGENT",
+    "from_number": "INVALID_NUMBER_ID",
+}
+
+IqraStatus = Literal["Queued", "Processing", "In Progress", "Completed", "Failed"]
+# Iqra's lifecycle over Outdial's statuses (tests/test_compat_iqra.py: every status is here).
+STATUSES: dict[str, IqraStatus] = {  # keys: agent_runtime.contract.CallStatus
+    "scheduled": "Queued",
+    "queued": "Queued",
+    "dispatching": "Processing",
+    "waiting_for_agent": "Processing",
+    "dialing": "Processing",
+    "ringing": "Processing",
+    "in_progress": "In Progress",
+    "completed": "Completed",
+    "no_answer": "Completed",
+    "busy": "Completed",
+    "failed": "Failed",
+    "canceled": "Failed",
+}
+
+
+class InitiateForm(BaseModel):
+    """The body's fields (documentation only: the route reads the form itself)."""
+
+    RecipientNumber: str = Field(description="The number to call, E.164")
+    NumberId: str = Field(description="A registered caller number: its id (num_…) or E.164")
+    AgentId: str
+    CampaignId: str | None = None
+    ScheduledTime: str | None = Field(
+        None, description="ISO 8601; without an offset it is UTC. The call is scheduled."
+    )
+    DynamicVariables: dict[str, str] | None = Field(
+        None, description="Form fields DynamicVariables[Name]=value (an object in JSON)"
+    )
+    Metadata: dict[str, str] | None = Field(
+        None, description="Form fields Metadata[Name]=value (an object in JSON)"
+    )
+
+
+class CallIds(BaseModel):
+    Success: Literal[True]
+    Data: list[str]
+
+
+class IqraCall(BaseModel):
+    Id: str
+    Status: IqraStatus
+    RecipientNumber: str
+    NumberId: str | None
+    AgentId: str
+    CampaignId: str | None
+    CreatedAt: str
+    ScheduledTime: str | None
+    EndedAt: str | None
+    EndReason: str | None
+    DynamicVariables: dict[str, Any]
+    Metadata: dict[str, Any]
+
+
+class CallFound(BaseModel):
+    Success: Literal[True]
+    Data: IqraCall
+
+
+class IqraError(BaseModel):
+    Success: Literal[False]
+    Code: str = Field(description="<Operation>:<CODE>, e.g. InitiateCall:INVALID_NUMBER")
+    Message: str
+    Data: None
+
+
+router = APIRouter(tags=["compatibility"])
+
+
+def _refusal(operation: str, exc: ApiError) -> JSONResponse:
+    code = ERROR_CODES.get(exc.code, "EXCEPTION")
+    if exc.code == "VALIDATION_ERROR":
+        fields = [error.get("field") for error in exc.details.get("errors", [])]
+        code = next((_FIELD_CODES[f] for f in fields if f in _FIELD_CODES), "EXCEPTION")
+    body = {"Success": False, "Code": f"{operation}:{code}", "Message": exc.message, "Data": None}
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def _business_caller(request: Request, hook_token: str | None, business: str) -> Credentials:
+    """The caller's credentials, if they open the business in the path."""
+    creds = await caller(request, hook_token)
+    store, _ = resources(request)
+    try:
+        workspace = await credentials_workspace(store, creds)
+    except RedisError as exc:
+        raise storage_error() from exc
+    if not business.isdigit() or workspace.alias != int(business):
+        raise ApiError(403, "PERMISSION_DENIED", f"this key does not open business {business}")
+    return creds
+
+
+async def _fields(request: Request, raw: bytes) -> dict[str, Any]:
+    """The request's fields, from a multipart or urlencoded form or a JSON object; a form's
+    `Name[Key]` fields are gathered into a `Name` object."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json":
+        body = json_object(raw)
+        if body is None:
+            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
+        return body
+    if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data or JSON")
+    form = await _parse_form(request, raw, media)
+    fields: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            raise ApiError(400, "BAD_REQUEST", f"{name}: a file where a text field belongs")
+        head, bracket, rest = name.partition("[")
+        if bracket and rest.endswith("]") and head in ("DynamicVariables", "Metadata"):
+            fields.setdefault(head, {})[rest[:-1]] = value
+        else:
+            fields[name] = value
+    return fields
+
+
+async def _parse_form(request: Request, raw: bytes, media: str) -> FormData:
+    async def stream() -> Any:
+        yield raw
+
+    try:
+        if media == "multipart/form-data":
+            parser = MultiPartParser(
+                request.headers,
+                stream(),
+                max_files=0,
+                max_fields=MAX_FORM_FIELDS,
+                max_part_size=FORM_BODY_LIMIT,
+            )
+            return await parser.parse()
+        return await FormParser(request.headers, stream()).parse()
+    except (MultiPartException, ValueError) as exc:
+        raise ApiError(400, "BAD_REQUEST", f"the form does not parse: {exc}") from exc
+
+
+def _text(fields: dict[str, Any], name: str, required: bool) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(422, "VALIDATION_ERROR", f"{name} is required", _field(name))
+        return None
+    if not isinstance(value, str):
+        raise ApiError(422, "VALIDATION_ERROR", f"{name} must be a string", _field(name))
+    return value
+
+
+# Iqra's field names -> the native body's, so a native refusal can name the vendor's field.
+_NATIVE_FIELDS = {"RecipientNumber": "to", "AgentId": "call_agent_id", "NumberId": "from_number"}
+
+
+def _field(name: str) -> dict[str, Any]:
+    return {"errors": [{"field": _NATIVE_FIELDS.get(name, name), "message": "invalid"}]}
+
+
+def _map(fields: dict[str, Any], name: str) -> dict[str, Any]:
+    value = fields.get(name) or {}
+    if not isinstance(value, dict):
+        raise ApiError(422, "VALIDATION_ERROR", f"{name} must be an object", _field(name))
+    return value
+
+
+def _scheduled_at(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        message = f"ScheduledTime {text[:40]!r} is not an ISO 8601 time"
+        raise ApiError(422, "VALIDATION_ERROR", message, _field("ScheduledTime")) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def native_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """The native call body of an Iqra request; a bad field is an ApiError naming it."""
+    native: dict[str, Any] = {
+        "to": _text(fields, "RecipientNumber", required=True),
+        "from_number": _text(fields, "NumberId", required=True),
+        "call_agent_id": _text(fields, "AgentId", required=True),
+        "dynamic_variables": _map(fields, "DynamicVariables"),
+        "metadata": _map(fields, "Metadata"),
+    }
+    campaign = _text(fields, "CampaignId", required=False)
+    if campaign is not None:
+        native["campaign_id"] = campaign
+    scheduled = _text(fields, "ScheduledTime", required=False)
+    if scheduled is not None:
+        native["scheduled_at"] = _scheduled_at(scheduled)
+    return native
+
+
+async def _initiate(request: Request, business_id: str, hook_token: str | None) -> JSONResponse:
+    try:
+        creds = await _business_caller(request, hook_token, business_id)
+        fields = await _fields(request, await read_body(request, FORM_BODY_LIMIT))
+        accepted = await accept(request, creds, native_body(fields))
+    except ApiError as exc:
+        return _refusal("InitiateCall", exc)
+    return JSONResponse(CallIds(Success=True, Data=[accepted["callId"]]).model_dump())
+
+
+async def _get_call(
+    request: Request, business_id: str, call_id: str, hook_token: str | None
+) -> JSONResponse:
+    try:
+        creds = await _business_caller(request, hook_token, business_id)
+        call = None
+        if is_valid_id(call_id):
+            store, _ = resources(request)
+            try:
+                call = await get_workspace_call(store, creds.workspace_id, call_id)
+            except RedisError as exc:
+                raise storage_error() from exc
+        if call is None:
+            raise ApiError(404, "NOT_FOUND", f"call {call_id[:64]} not found")
+    except ApiError as exc:
+        return _refusal("GetCall", exc)
+    data = IqraCall(
+        Id=call.id,
+        Status=STATUSES[call.status],
+        RecipientNumber=call.to,
+        NumberId=call.from_number,
+        AgentId=call.agent_id,
+        CampaignId=call.campaign_id,
+        CreatedAt=iso_utc(call.created_at),
+        ScheduledTime=iso_utc(call.scheduled_at) if call.scheduled_at is not None else None,
+        EndedAt=iso_utc(call.ended_at) if call.ended_at is not None else None,
+        EndReason=call.end_reason,
+        DynamicVariables=call.dynamic_variables,
+        Metadata=call.metadata,
+    )
+    return JSONResponse(CallFound(Success=True, Data=data).model_dump())
+
+
+def _errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": IqraError, "description": description}
+        for status, description in descriptions.items()
+    }
+
+
+_AUTH = {
+    401: "PERMISSION_DENIED: the key opens no business",
+    403: "PERMISSION_DENIED (a key of another business, a destination the business may not "
+    "call), BUSINESS_DISABLED",
+    503: "EXCEPTION: storage is unavailable, retry (with the same Idempotency-Key)",
+}
+_FORM_SCHEMA = {"schema": InitiateForm.model_json_schema()}
+
+
+@router.post(
+    INITIATE_PATH,
+    operation_id="iqra_initiate_call",
+    summary="Place a call (Iqra's `call/initiate`)",
+    description="`businessId` is the workspace's numeric alias. Also served under the "
+    "integration base URL (`/hooks/<token>/api/v1/...`, no header). See docs/compat.md.",
+    response_model=CallIds,
+    responses=_errors(
+        _AUTH
+        | {
+            400: "INVALID_NUMBER, INVALID_NUMBER_ID, EXCEPTION (a form that does not parse)",
+            402: "INSUFFICIENT_BALANCE",
+            404: "INVALID_AGENT",
+            409: "EXCEPTION: the Idempotency-Key was used with another body",
+            413: "EXCEPTION: the body is over 10 MB",
+            415: "EXCEPTION: neither a form nor JSON",
+            422: "INVALID_NUMBER, INVALID_AGENT, INVALID_NUMBER_ID, EXCEPTION: a field is "
+            "missing or invalid",
+        }
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": _FORM_SCHEMA,
+                "application/json": _FORM_SCHEMA,
+            },
+        }
+    },
+)
+async def initiate_call(request: Request, business_id: str) -> JSONResponse:
+    return await _initiate(request, business_id, None)
+
+
+@router.post(HOOKS_PREFIX + INITIATE_PATH, include_in_schema=False)
+async def initiate_call_by_hook(
+    request: Request, business_id: str, hook_token: str
+) -> JSONResponse:
+    return await _initiate(request, business_id, hook_token)
+
+
+@router.get(
+    CALL_PATH,
+    operation_id="iqra_get_call",
+    summary="A call's status (Iqra's lifecycle names)",
+    response_model=CallFound,
+    responses=_errors(_AUTH | {404: "NOT_FOUND: no such call in this business"}),
+)
+async def get_call(request: Request, business_id: str, call_id: str) -> JSONResponse:
+    return await _get_call(request, business_id, call_id, None)
+
+
+@router.get(HOOKS_PREFIX + CALL_PATH, include_in_schema=False)
+async def get_call_by_hook(
+    request: Request, business_id: str, call_id: str, hook_token: str
+) -> JSONResponse:
+    return await _get_call(request, business_id, call_id, hook_token)

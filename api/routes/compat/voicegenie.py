@@ -1,0 +1,173 @@
+"""`POST /initiateCall`, as VoiceGenie's call API takes it (docs/compat.md).
+
+Its body (`phone_number` in E.164, `agent_id`, `custom_data`) becomes the native call body
+(`to`, `call_agent_id`, `dynamic_variables`); its answers are VoiceGenie's:
+`{"success": true, "message", "data": {...}}`, and on any refusal
+`{"success": false, "message", "error"}` with the status of Outdial's own refusal (a bad input
+is 400 where Outdial says 422).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.errors import ApiError
+from api.routes.compat.common import (
+    HOOKS_PREFIX,
+    JSON_BODY_LIMIT,
+    accept,
+    caller,
+    is_scalar,
+    iso_utc,
+    json_object,
+    read_body,
+)
+
+PATH = "/initiateCall"
+E164 = re.compile(r"\+[1-9][0-9]{1,14}\Z")
+
+
+class InitiateCall(BaseModel):
+    """The request body (documentation only: the route reads it itself, to answer a bad one
+    in VoiceGenie's shape)."""
+
+    phone_number: str = Field(description="The number to call, in E.164 (+14155550123)")
+    agent_id: str = Field(description="The Outdial agent that talks")
+    custom_data: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="The call's dynamic variables (scalar values)"
+    )
+
+
+class InitiatedCall(BaseModel):
+    call_uuid: str
+    status: Literal["initiated"]
+    phone_number: str
+    agent_id: str
+    initiated_at: str = Field(description="ISO 8601, UTC")
+
+
+class CallInitiated(BaseModel):
+    success: Literal[True]
+    message: str
+    data: InitiatedCall
+
+
+class VoiceGenieError(BaseModel):
+    success: Literal[False]
+    message: str
+    error: str
+
+
+# Outdial's refusal code -> VoiceGenie's message (its `error` is Outdial's own message).
+_MESSAGES = {
+    "UNAUTHORIZED": "Unauthorized",
+    "WORKSPACE_DISABLED": "Account disabled",
+    "PERMISSION_DENIED": "Forbidden",
+    "INVALID_NUMBER": "Invalid phone number",
+    "NUMBER_NOT_ALLOWED": "Phone number not allowed",
+    "INVALID_AGENT": "Agent not found",
+    "INSUFFICIENT_BALANCE": "Insufficient balance",
+    "PAYLOAD_TOO_LARGE": "Request too large",
+    "IDEMPOTENCY_CONFLICT": "Idempotency conflict",
+    "SERVICE_UNAVAILABLE": "Service unavailable",
+}
+
+router = APIRouter(tags=["compatibility"])
+
+
+def _refusal(exc: ApiError) -> JSONResponse:
+    status = 400 if exc.status == 422 else exc.status
+    message = _MESSAGES.get(exc.code, "Invalid request" if status == 400 else "Request refused")
+    headers = {"Retry-After": "1"} if status == 503 else None
+    body = {"success": False, "message": message, "error": exc.message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def native_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The native call body of a VoiceGenie request; a bad input is an ApiError naming it."""
+    phone = body.get("phone_number")
+    if not isinstance(phone, str) or not E164.match(phone):
+        raise ApiError(400, "INVALID_NUMBER", "Phone number must be in E.164 format")
+    agent_id = body.get("agent_id")
+    if not isinstance(agent_id, str) or not agent_id:
+        raise ApiError(400, "VALIDATION_ERROR", "agent_id is required (a string)")
+    custom = body.get("custom_data", {})
+    if custom is None:
+        custom = {}
+    if not isinstance(custom, dict):
+        raise ApiError(400, "VALIDATION_ERROR", "custom_data must be an object")
+    for name, value in custom.items():
+        if not is_scalar(value):
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"custom_data.{name} must be a string, a number or a boolean",
+            )
+    return {"to": phone, "call_agent_id": agent_id, "dynamic_variables": custom}
+
+
+async def _initiate(request: Request, hook_token: str | None) -> JSONResponse:
+    try:
+        creds = await caller(request, hook_token)
+        body = json_object(await read_body(request, JSON_BODY_LIMIT))
+        if body is None:
+            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
+        native = native_body(body)
+        accepted = await accept(request, creds, native)
+    except ApiError as exc:
+        return _refusal(exc)
+    answer = CallInitiated(
+        success=True,
+        message="Call initiated successfully",
+        data=InitiatedCall(
+            call_uuid=accepted["callId"],
+            status="initiated",
+            phone_number=native["to"],
+            agent_id=native["call_agent_id"],
+            initiated_at=iso_utc(),
+        ),
+    )
+    return JSONResponse(answer.model_dump())
+
+
+_DOCS: dict[str, Any] = {
+    "summary": "Place a call (VoiceGenie's `initiateCall`)",
+    "description": "The workspace is found from its key alone (`x-api-key`, `Authorization: "
+    "Bearer` or `Token`), or from the integration base URL (`/hooks/<token>/initiateCall`, "
+    "no header). See docs/compat.md.",
+    "response_model": CallInitiated,
+    "responses": {
+        status: {"model": VoiceGenieError, "description": description}
+        for status, description in {
+            400: "Invalid phone number, a missing agent_id, custom_data not scalar",
+            401: "Unauthorized: the key opens no workspace",
+            402: "Insufficient balance",
+            403: "Account disabled; Forbidden (a destination or trunk the workspace may not use)",
+            404: "Agent not found",
+            409: "Idempotency conflict",
+            413: "Request too large",
+            503: "Service unavailable: retry with the same Idempotency-Key",
+        }.items()
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InitiateCall.model_json_schema()}},
+        }
+    },
+}
+
+
+@router.post(PATH, operation_id="voicegenie_initiate_call", **_DOCS)
+async def initiate_call(request: Request) -> JSONResponse:
+    return await _initiate(request, None)
+
+
+@router.post(HOOKS_PREFIX + PATH, include_in_schema=False)
+async def initiate_call_by_hook(request: Request, hook_token: str) -> JSONResponse:
+    return await _initiate(request, hook_token)
