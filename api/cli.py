@@ -117,7 +117,7 @@ def _create_workspace_in_redis(name: str) -> dict[str, Any]:
             created = await create_workspace(store, name)
         finally:
             await store.aclose()
-        return WorkspaceCreated.of_new(created)
+        return WorkspaceCreated.of_new(created, settings.events_base_url)
 
     return asyncio.run(create()).model_dump(mode="json")
 

@@ -35,6 +35,17 @@ async def app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
+async def public_base_url(request: Request, settings: SettingsDep) -> str:
+    """Where callers reach the API: OUTDIAL_PUBLIC_URL when it is set, else the base URL
+    this request came to (what integration base URLs are built on)."""
+    if "public_url" in settings.model_fields_set:
+        return settings.events_base_url
+    return str(request.base_url).rstrip("/")
+
+
+PublicBaseUrlDep = Annotated[str, Depends(public_base_url)]
+
+
 def app_resources(request: Request) -> Resources:
     """What the app's lifespan holds: store, LiveKit clients (api/resources.py)."""
     resources: Resources = request.app.state.resources
@@ -99,7 +110,8 @@ CredentialsDep = Annotated[Credentials, Depends(credentials)]
 
 async def current_workspace(request: Request, creds: CredentialsDep, store: StoreDep) -> Workspace:
     key_hash = creds.key_hash
-    workspace = authorize(await authenticate(store, creds.workspace_id, key_hash), key_hash)
+    auth = await authenticate(store, creds.workspace_id, key_hash, creds.kind)
+    workspace = authorize(auth, key_hash)
     check_path_ids(request)
     return workspace
 

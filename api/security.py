@@ -1,4 +1,5 @@
-"""Secrets: API keys (stored hashed), per-call event tokens, callback signatures.
+"""Secrets: API keys and integration (hook) tokens (both stored hashed), per-call event
+tokens, callback signatures.
 
 Every secret comparison goes through `secrets_match`: constant-time over UTF-8 bytes, so a
 token with non-ASCII characters is simply a wrong token (`hmac.compare_digest` raises
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -18,6 +20,29 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 def new_api_key() -> str:
     return "od_" + secrets.token_urlsafe(32)
+
+
+# An integration token: `hk_` and 32 URL-safe characters (192 random bits).
+HOOK_TOKEN_PREFIX = "hk_"
+_HOOK_TOKEN = re.compile(r"hk_[A-Za-z0-9_-]{32}\Z")
+
+
+# Where a workspace's integration base URL puts its token: `{base}/hooks/<token>`.
+HOOKS_PREFIX = "/hooks/"
+
+
+def integration_base_url(base_url: str, hook_token: str) -> str:
+    """The workspace's integration base URL: vendor routes under it need no header."""
+    return f"{base_url.rstrip('/')}{HOOKS_PREFIX}{hook_token}"
+
+
+def new_hook_token() -> str:
+    return HOOK_TOKEN_PREFIX + secrets.token_urlsafe(24)
+
+
+def is_hook_token_shape(text: str) -> bool:
+    """Whether `text` could be an integration token (anything else is refused unread)."""
+    return _HOOK_TOKEN.match(text) is not None
 
 
 def new_webhook_secret() -> str:

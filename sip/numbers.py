@@ -1,4 +1,5 @@
-"""Phone numbers: everything Outdial stores or dials is E.164, and what it may dial.
+"""Phone numbers: everything Outdial stores or dials is E.164, and what it may dial. A
+registered number's id (`num_<digits>`) is derived from its E.164 form, here only.
 
 Invariant: a destination is dialed only if `check_destination` accepts it. By default that
 refuses the number types and ranges that toll fraud runs up bills on (see `HIGH_COST_TYPES`
@@ -85,6 +86,23 @@ def parse_number(raw: str) -> Destination:
         number_type=number_type,
         region=phonenumbers.region_code_for_number(parsed),
     )
+
+
+# A registered number's id: `num_` and its E.164 digits (E.164 allows at most 15).
+NUMBER_ID_PREFIX = "num_"
+_NUMBER_ID = re.compile(r"num_([1-9][0-9]{1,14})\Z")
+
+
+def number_id(e164: str) -> str:
+    """The id of a number (E.164: `+14155550123` -> `num_14155550123`): derived, never
+    stored, so every registered number has one."""
+    return NUMBER_ID_PREFIX + e164.removeprefix("+")
+
+
+def number_from_id(text: str) -> str | None:
+    """The E.164 number a `number_id` names; None when `text` is no number id."""
+    match = _NUMBER_ID.match(text)
+    return "+" + match.group(1) if match else None
 
 
 def to_e164(raw: str) -> str:

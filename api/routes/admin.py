@@ -1,5 +1,5 @@
-"""Operator endpoints: workspaces, their keys, trunks and destination countries (Bearer
-OUTDIAL_ADMIN_TOKEN).
+"""Operator endpoints: workspaces, their keys and integration tokens, trunks and destination
+countries (Bearer OUTDIAL_ADMIN_TOKEN).
 
 Only the operator gives a workspace a raw trunk id (its credentials and bill are whoever's
 trunk it is), and only the operator widens or narrows where a workspace may call.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AdminDep, StoreDep
+from api.deps import AdminDep, PublicBaseUrlDep, StoreDep
 from api.errors import ApiError, not_found
 from api.openapi import ADMIN_AUTH, BODY, NOT_FOUND, STORAGE, error_responses
 from api.schemas.admin import (
     CallWindowUpdate,
     CountriesUpdate,
+    HookTokenRotated,
     KeyRotated,
     TrunkAssignment,
     TrunkAssignments,
@@ -24,6 +25,7 @@ from api.schemas.admin import (
     WorkspaceOut,
     WorkspaceUpdate,
 )
+from api.security import integration_base_url
 from api.services.call_windows import window_to_json
 from api.store import numbers, workspaces
 from api.store.base import Store
@@ -40,9 +42,11 @@ _BY_ID_WITH_BODY = error_responses(NOT_FOUND, BODY)
 
 
 @router.post("/workspaces", status_code=201, responses=error_responses(BODY))
-async def create_workspace(body: WorkspaceCreate, store: StoreDep) -> WorkspaceCreated:
+async def create_workspace(
+    body: WorkspaceCreate, store: StoreDep, base_url: PublicBaseUrlDep
+) -> WorkspaceCreated:
     created = await workspaces.create_workspace(store, body.name)
-    return WorkspaceCreated.of_new(created)
+    return WorkspaceCreated.of_new(created, base_url)
 
 
 @router.get("/workspaces")
@@ -75,6 +79,20 @@ async def rotate_key(workspace_id: str, store: StoreDep) -> KeyRotated:
     if api_key is None:
         raise not_found("workspace", workspace_id)
     return KeyRotated(workspace_id=workspace_id, api_key=api_key)
+
+
+@router.post("/workspaces/{workspace_id}/rotate-hook-token", responses=_BY_ID)
+async def rotate_hook_token(
+    workspace_id: str, store: StoreDep, base_url: PublicBaseUrlDep
+) -> HookTokenRotated:
+    """A new integration base URL (a workspace created before them gets its first); the old
+    one stops working at once. Shown only here."""
+    hook_token = await workspaces.rotate_hook_token(store, workspace_id)
+    if hook_token is None:
+        raise not_found("workspace", workspace_id)
+    return HookTokenRotated(
+        workspace_id=workspace_id, integration_base_url=integration_base_url(base_url, hook_token)
+    )
 
 
 @router.put("/workspaces/{workspace_id}/allowed-countries", responses=_BY_ID_WITH_BODY)

@@ -1,5 +1,6 @@
-"""Admin bodies: a workspace as the operator sees it (never its key hash; the key and
-webhook secret only in the answer that created them), and what the operator sends."""
+"""Admin bodies: a workspace as the operator sees it (never its key or token hash; the key,
+the integration base URL and the webhook secret only in the answer that created them, the
+key and the URL again only in a rotation's), and what the operator sends."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
 from api.schemas.call_windows import CallWindowOut, CallWindowSpec
 from api.schemas.numbers import TRUNK_ID_PATTERN
+from api.security import integration_base_url
 from api.store.workspaces import NewWorkspace, Workspace
 from sip.numbers import parse_countries
 
@@ -57,6 +59,7 @@ def _shown(workspace: Workspace) -> dict[str, Any]:
     countries = workspace.allowed_countries
     return {
         "workspace_id": workspace.id,
+        "alias": workspace.alias,
         "name": workspace.name,
         "disabled": workspace.disabled,
         "allowed_countries": None if countries is None else sorted(parse_countries(countries)),
@@ -67,6 +70,8 @@ def _shown(workspace: Workspace) -> dict[str, Any]:
 
 class WorkspaceOut(ResponseModel):
     workspace_id: str
+    # the numeric id vendor-compatible routes name the workspace by (their businessId)
+    alias: int | None
     name: str
     disabled: bool
     # ISO 3166 alpha-2 codes ([] = every country); null: the deployment's default list
@@ -88,13 +93,17 @@ class WorkspaceList(ResponseModel):
 
 class WorkspaceCreated(WorkspaceOut):
     api_key: str
+    # `{base}/hooks/<token>`: vendor-compatible routes under it answer without a header
+    integration_base_url: str
     webhook_secret: str
 
     @classmethod
-    def of_new(cls, created: NewWorkspace) -> WorkspaceCreated:
+    def of_new(cls, created: NewWorkspace, base_url: str) -> WorkspaceCreated:
+        """`base_url`: where callers reach the API (`api.deps.public_base_url`)."""
         return cls(
             **_shown(created.workspace),
             api_key=created.api_key,
+            integration_base_url=integration_base_url(base_url, created.hook_token),
             webhook_secret=created.workspace.webhook_secret,
         )
 
@@ -102,6 +111,12 @@ class WorkspaceCreated(WorkspaceOut):
 class KeyRotated(ResponseModel):
     workspace_id: str
     api_key: str
+
+
+class HookTokenRotated(ResponseModel):
+    workspace_id: str
+    # the new integration base URL (the old one stopped working)
+    integration_base_url: str
 
 
 class TrunkAssignments(ResponseModel):

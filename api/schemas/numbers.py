@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
 from api.store.numbers import CallerNumber
+from sip.numbers import number_id
 from sip.trunks import check_trunk_host
 
 TRUNK_ID_PATTERN = r"^ST_[A-Za-z0-9]{1,64}$"
@@ -50,6 +51,8 @@ class NumberCreate(BaseModel):
 
 
 class NumberOut(ResponseModel):
+    # `num_` and the E.164 digits: accepted wherever the number is (`from_number`)
+    id: str
     number: str
     sip_trunk_id: str
     default: bool
@@ -59,6 +62,7 @@ class NumberOut(ResponseModel):
     @classmethod
     def of(cls, number: CallerNumber) -> NumberOut:
         return cls(
+            id=number_id(number.number),
             number=number.number,
             sip_trunk_id=number.sip_trunk_id,
             default=number.default,

@@ -43,6 +43,7 @@ from sip.numbers import (
     Destination,
     NumberNotAllowedError,
     check_destination,
+    number_from_id,
     parse_countries,
     parse_number,
 )
@@ -154,7 +155,7 @@ async def place_call(
         body, invalid_body = None, exc
     agent_id = body.call_agent_id if body is not None else None
     reads = await read_for_accept(
-        store, creds.workspace_id, creds.key_hash, agent_id, idempotency_key
+        store, creds.workspace_id, creds.key_hash, agent_id, idempotency_key, creds.kind
     )
     workspace = authorize(reads.authentication, creds.key_hash)
     if body is None:
@@ -191,7 +192,8 @@ async def place_call(
     wanted = None
     if body.from_number is not None:
         try:
-            wanted = to_e164(body.from_number)
+            # A registered number's id (`num_<digits>`) names it as its E.164 form does.
+            wanted = number_from_id(body.from_number) or to_e164(body.from_number)
         except InvalidNumberError as exc:
             raise ApiError(
                 400, "INVALID_NUMBER_ID", str(exc), {"fromNumber": body.from_number}

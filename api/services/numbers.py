@@ -26,6 +26,7 @@ from api.schemas.numbers import NumberCreate, TrunkSpec
 from api.store import numbers
 from api.store.base import Store
 from sip import InvalidNumberError, TrunkSettings, create_outbound_trunk, delete_trunk, to_e164
+from sip.numbers import number_from_id
 
 logger = logging.getLogger("outdial.api")
 
@@ -119,9 +120,9 @@ async def register_number(
 async def remove_number(
     store: Store, livekit: lkapi.LiveKitAPI, workspace_id: str, raw: str
 ) -> None:
-    """Deletes the workspace's number (NOT_FOUND if it has none such), and the trunk Outdial
-    created for it."""
-    removed = await numbers.delete_number(store, workspace_id, _e164(raw))
+    """Deletes the workspace's number, named as a number or by its id (NOT_FOUND if it has
+    none such), and the trunk Outdial created for it."""
+    removed = await numbers.delete_number(store, workspace_id, number_from_id(raw) or _e164(raw))
     if removed is None:
         raise not_found("number", raw)
     if removed.trunk_managed:

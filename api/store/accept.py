@@ -1,10 +1,11 @@
 """What the accept path (`POST /v1/api/call`) reads, in one round trip.
 
 Invariant: one pipelined batch on the lean client (see lean_redis) whatever the request
-holds: the presented key's owner and the named workspace always, and, once the body
-names an agent, the agent, the workspace's numbers, the trunks the operator assigned to it
-and the earlier answer stored under the idempotency key. The accept path's speed rests on
-this being its only read; its only write is `calls.accept_call`.
+holds: the presented secret's owner (API key or integration token) and the named workspace
+always, and, once the body names an agent, the agent, the workspace's numbers, the trunks
+the operator assigned to it and the earlier answer stored under the idempotency key. The
+accept path's speed rests on this being its only read; its only write is
+`calls.accept_call`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from api.store.agents import AgentRecord, read_agent
 from api.store.base import Store
 from api.store.lean_redis import hash_reply
-from api.store.workspaces import Authentication, authentication_reads
+from api.store.workspaces import Authentication, CredentialKind, authentication_reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,12 @@ async def read_for_accept(
     key_hash: str,
     agent_id: str | None,
     idempotency_key: str | None,
+    kind: CredentialKind = "api_key",
 ) -> AcceptReads:
     """Everything the checks before an accept need (`agent_id` None: the body did not
-    parse, so only the credentials are read)."""
+    parse, so only the credentials are read); `kind`: which secret `key_hash` is of."""
     keys = store.keys
-    reads = authentication_reads(store, workspace_id, key_hash)
+    reads = authentication_reads(store, workspace_id, key_hash, kind)
     if agent_id is not None:
         reads.append(["GET", keys.agent(workspace_id, agent_id)])
         reads.append(["HGETALL", keys.numbers(workspace_id)])
@@ -49,7 +51,7 @@ async def read_for_accept(
         if idempotency_key:
             reads.append(["GET", keys.idempotency(workspace_id, idempotency_key)])
     owner, raw_workspace, *replies = await store.lean.execute(*reads)
-    authentication = Authentication.from_replies(workspace_id, owner, raw_workspace)
+    authentication = Authentication.from_replies(workspace_id, owner, raw_workspace, kind)
     if agent_id is None:
         return AcceptReads(authentication)
     raw_agent, raw_numbers, assigned, *previous = replies

@@ -2,8 +2,11 @@
 
 | key | type | owner | retention |
 |---|---|---|---|
-| `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled | workspaces | forever |
+| `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled, ... | workspaces | forever |
 | `{p}:apikey:{sha256}` | string -> workspace id of that key | workspaces | until rotated |
+| `{p}:hooktoken:{sha256}` | string -> workspace id of that token | workspaces | until rotated |
+| `{p}:alias:{n}` | string -> workspace id of the numeric alias n | aliases | forever |
+| `{p}:aliases:last` | counter: the last alias given | aliases | forever |
 | `{p}:workspaces` | zset workspace id -> created ms (the operator's list) | workspaces | forever |
 | `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
 | `{p}:ws:{ws}:agent:{id}` | string: agent JSON | agents | until deleted |
@@ -44,10 +47,12 @@
 | `{p}:lkhook:{id}` | string flag: LiveKit webhook id seen | webhooks | 24 h |
 | `{p}:lkhook:health` | hash: last_received_ms, last_missed_ms | webhooks, reconciler | forever |
 
-The delivery hash's `cursor` is the last sequence delivered or given up; `redelivery:{seq}`
-records one-off resends requested through the API. The workspace hash's `allowed_countries`
-is the operator's country allowlist for its calls (absent: the deployment's), and its
-`max_concurrent_calls` the operator's concurrency limit for it (absent: the deployment's).
+The workspace hash's `hook_token_hash` is its integration token's (absent: none yet),
+`alias` its numeric alias (`api.store.aliases`), `allowed_countries` the operator's country
+allowlist for its calls (absent: the deployment's), and `max_concurrent_calls` the
+operator's concurrency limit for it (absent: the deployment's). The delivery hash's
+`cursor` is the last sequence delivered or given up; `redelivery:{seq}` records one-off
+resends requested through the API.
 The `pacing:*` keys are also built inside Lua from the prefix (`api.store.lua_pacing`): a
 call names its trunk and workspace only in its record. So is the workspace's event `feed`
 (`lua.FEED_FN`, appended in the step that records each event; read by `api.store.feed`).
@@ -70,6 +75,15 @@ class Keys:
 
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"
+
+    def hook_token(self, token_hash: str) -> str:
+        return f"{self.prefix}:hooktoken:{token_hash}"
+
+    def alias(self, alias: int | str) -> str:
+        return f"{self.prefix}:alias:{alias}"
+
+    def last_alias(self) -> str:
+        return f"{self.prefix}:aliases:last"
 
     def agents(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:agents"
