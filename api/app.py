@@ -27,8 +27,8 @@ from api.routes import (
     numbers,
 )
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
-from api.routes.compat import BACKSTOP_BODY_LIMITS
 from api.routes.compat import ROUTERS as COMPAT_ROUTERS
+from api.routes.compat import SELF_BOUNDED_PATHS
 from api.routes.docs_ui import install_docs
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
@@ -89,7 +89,8 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default_limit=MAX_BODY_BYTES,
-        limits={"/v1/internal/": INTERNAL_BODY_LIMIT, **BACKSTOP_BODY_LIMITS},
+        limits={"/v1/internal/": INTERNAL_BODY_LIMIT},
+        self_bounded=SELF_BOUNDED_PATHS,
     )
     return app
 

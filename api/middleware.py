@@ -27,13 +27,24 @@ _TOO_LARGE = {
 class BodyLimit:
     """Refuses bodies over `limit` bytes (per path prefix) with 413, streaming or not."""
 
-    def __init__(self, app: ASGIApp, default_limit: int, limits: dict[str, int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        default_limit: int,
+        limits: dict[str, int],
+        self_bounded: tuple[str, ...] = (),
+    ) -> None:
+        """`self_bounded`: path prefixes whose routes bound their bodies themselves (to
+        refuse in a vendor's own shape, api/routes/compat/common.py's `read_body`)."""
         self.app = app
         self.default_limit = default_limit
         merged = BUILT_IN_LIMITS | limits
         self.limits = sorted(merged.items(), key=lambda item: -len(item[0]))
+        self.self_bounded = self_bounded
 
-    def _limit_for(self, path: str) -> int:
+    def _limit_for(self, path: str) -> int | None:
+        if path.startswith(self.self_bounded):
+            return None
         for prefix, limit in self.limits:
             if path.startswith(prefix):
                 return limit
@@ -44,6 +55,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self._limit_for(scope["path"])
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await self._refuse(send, limit)

@@ -2,18 +2,17 @@
 (api/routes/compat/common.py keeps that invariant). docs/compat.md documents each."""
 
 from api.routes.compat import contactship, iqra, voicegenie
-from api.routes.compat.common import JSON_BODY_LIMIT
+from api.routes.compat.common import HOOKS_PREFIX
 
 ROUTERS = (voicegenie.router, iqra.router, contactship.router)
 
-# Each route refuses a body over its own limit in its vendor's shape; the app's BodyLimit
-# stays behind it as a backstop, a little above (it answers in Outdial's shape).
-_SLACK = 64 * 1024
-BACKSTOP_BODY_LIMITS = {
-    voicegenie.PATH: JSON_BODY_LIMIT + _SLACK,
-    contactship.PATH: JSON_BODY_LIMIT + _SLACK,
-    "/api/v1/business/": iqra.FORM_BODY_LIMIT + _SLACK,
-    "/hooks/": iqra.FORM_BODY_LIMIT + _SLACK,
-}
+# The path prefixes of these routes: each reads its body through `common.read_body`, which
+# refuses one over its limit in the vendor's shape, so the app's BodyLimit leaves them be.
+SELF_BOUNDED_PATHS = (
+    voicegenie.PATH,
+    contactship.PATH,
+    iqra.INITIATE_PATH.split("{")[0],
+    HOOKS_PREFIX.split("{")[0],
+)
 
-__all__ = ["BACKSTOP_BODY_LIMITS", "ROUTERS"]
+__all__ = ["ROUTERS", "SELF_BOUNDED_PATHS"]

@@ -128,7 +128,7 @@ def _when(body: dict[str, Any], problems: _Problems) -> dict[str, Any]:
     if schedule is None:
         return {"delay_seconds": delay * 60} if delay else {}
     if not isinstance(schedule, dict):
-        problems.add("schedule must be an object: {\"date\": \"<ISO 8601>\"}")
+        problems.add('schedule must be an object: {"date": "<ISO 8601>"}')
         return {}
     unknown = sorted(schedule.keys() - set(SCHEDULE_KEYS))
     given = [key for key in SCHEDULE_KEYS if schedule.get(key) is not None]
