@@ -127,6 +127,18 @@ EXCLUDED_ROUTES = {
     "GET /redoc",
     # The documentation pages' assets, served from the installed package (test_docs_ui.py).
     "MOUNT /docs-assets",
+    # The vendor-compatible routes, by key and by integration base URL, answer in their
+    # vendors' shapes: their own matrix is tests/test_tenancy_compat.py.
+    *(
+        f"{method} {prefix}{path}"
+        for method, path in (
+            ("POST", "/initiateCall"),
+            ("POST", "/v1/calls/single-phone-call"),
+            ("POST", "/api/v1/business/{business_id}/call/initiate"),
+            ("GET", "/api/v1/business/{business_id}/call/{call_id}"),
+        )
+        for prefix in ("", "/hooks/{hook_token}")
+    ),
 }
 
 
