@@ -81,6 +81,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "scheme": "bearer",
         "description": "The workspace API key as a Bearer token",
     },
+    "WorkspaceToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Token <API key>` (the vendor-compatible routes, which need no "
+        "x-workspace-id: the key alone names its workspace)",
+    },
     "AdminToken": {"type": "http", "scheme": "bearer", "description": "OUTDIAL_ADMIN_TOKEN"},
     "MetricsToken": {"type": "http", "scheme": "bearer", "description": "OUTDIAL_METRICS_TOKEN"},
     "EventToken": {
@@ -100,6 +107,12 @@ _WORKSPACE: list[dict[str, list[str]]] = [
     {"WorkspaceId": [], "WorkspaceKey": []},
     {"WorkspaceId": [], "WorkspaceBearer": []},
 ]
+# The vendor-compatible routes: the key alone (docs/compat.md).
+_KEY_ONLY: list[dict[str, list[str]]] = [
+    {"WorkspaceKey": []},
+    {"WorkspaceBearer": []},
+    {"WorkspaceToken": []},
+]
 # Longest prefix first; `{}` makes the credentials optional (readiness details only).
 _SECURITY: list[tuple[str, list[dict[str, list[str]]]]] = [
     ("/v1/livekit/webhook", [{"LiveKitWebhook": []}]),
@@ -107,6 +120,9 @@ _SECURITY: list[tuple[str, list[dict[str, list[str]]]]] = [
     ("/v1/admin/", [{"AdminToken": []}]),
     ("/v1/api/", _WORKSPACE),
     ("/readyz", [{}, {"MetricsToken": []}, {"AdminToken": []}]),
+    ("/initiateCall", _KEY_ONLY),
+    ("/v1/calls/", _KEY_ONLY),
+    ("/api/v1/business/", _KEY_ONLY),
 ]
 _CREDENTIAL_HEADERS = {"authorization", "x-workspace-id", "x-api-key"}
 _DEFAULT_422 = "#/components/schemas/HTTPValidationError"

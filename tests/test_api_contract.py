@@ -33,8 +33,13 @@ from api.settings import Settings
 from tests.conftest import Tenant, create_tenant
 from tests.support import ADMIN_TOKEN, ApiServer
 
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 EXAMPLES_PER_MODE = 25
 EVENT_STREAM = "/v1/api/events/stream"
+# The vendor-compatible routes: their errors are their vendors' shapes (docs/compat.md).
+COMPAT_PATHS = ("/initiateCall", "/v1/calls/", "/api/v1/business/")
+COMPAT_ERRORS = ("VoiceGenieError", "ContactshipError", "IqraError")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -52,6 +57,8 @@ def _credentials(path: str, case: Any, tenant: Tenant, settings: Settings) -> di
         return {"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"}
     if path.startswith("/v1/api/"):
         return tenant.headers
+    if path.startswith(COMPAT_PATHS):  # the key alone names the workspace
+        return {"x-api-key": tenant.api_key}
     # `/v1/livekit/webhook` is fuzzed unsigned (its 401s and their shape): schemathesis
     # cannot sign the body it serialises; signed webhooks are tests/test_webhook_api.py's.
     return {}
@@ -96,7 +103,9 @@ async def _existing_ids(http: httpx.AsyncClient, tenant: Tenant) -> dict[str, st
     assert placed.status_code == 200, placed.text
     call_id = placed.json()["callId"]
     events = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()["events"]
+    shown = await http.get(f"/v1/admin/workspaces/{tenant.id}", headers=ADMIN_HEADERS)
     return {
+        "business_id": str(shown.json()["alias"]),
         "workspace_id": target.id,
         "sip_trunk_id": number["sipTrunkId"],
         "agent_id": agent["id"],
@@ -141,7 +150,7 @@ async def test_every_operation_keeps_the_published_contract(
         except Unsatisfiable:
             # nothing to make invalid: no parameters and no body (`/healthz`)
             assert not operation.body and not list(operation.iter_parameters()), operation.label
-    assert operations == 33, "an operation is missing from /openapi.json"
+    assert operations == 38, "an operation is missing from /openapi.json"
     assert not failures, "\n\n".join(failures[:20])
 
 
@@ -165,7 +174,11 @@ async def test_the_schema_documents_credentials_and_the_one_error_shape(
             if path != "/healthz":
                 assert operation.get("security"), f"{where} has no security requirement"
             for status, response in operation["responses"].items():
-                if status.startswith(("4", "5")) and path != "/readyz":
+                if status.startswith(("4", "5")) and path.startswith(COMPAT_PATHS):
+                    body = response["content"]["application/json"]["schema"]
+                    vendor = body["$ref"].rsplit("/", 1)[1]
+                    assert vendor in COMPAT_ERRORS, f"{where} {status} is not its vendor's"
+                elif status.startswith(("4", "5")) and path != "/readyz":
                     body = response["content"]["application/json"]["schema"]
                     assert body == {"$ref": error_ref}, f"{where} {status} is not an Error"
             success = next(s for s in operation["responses"] if s.startswith("2"))

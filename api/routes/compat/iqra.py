@@ -325,6 +325,21 @@ _AUTH = {
     503: "EXCEPTION: storage is unavailable, retry (with the same Idempotency-Key)",
 }
 _FORM_SCHEMA = {"schema": InitiateForm.model_json_schema()}
+# The path's ids as Iqra documents them; the routes read them as text themselves, so that a
+# malformed one is refused in Iqra's shape (a business that is not this key's, a call that
+# is not found) rather than by FastAPI's validation.
+_BUSINESS = {
+    "name": "business_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "description": "The workspace's alias"},
+}
+_CALL = {
+    "name": "call_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
 
 
 @router.post(
@@ -348,13 +363,14 @@ _FORM_SCHEMA = {"schema": InitiateForm.model_json_schema()}
         }
     ),
     openapi_extra={
+        "parameters": [_BUSINESS],
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": _FORM_SCHEMA,
                 "application/json": _FORM_SCHEMA,
             },
-        }
+        },
     },
 )
 async def initiate_call(request: Request, business_id: str) -> JSONResponse:
@@ -374,6 +390,7 @@ async def initiate_call_by_hook(
     summary="A call's status (Iqra's lifecycle names)",
     response_model=CallFound,
     responses=_errors(_AUTH | {404: "NOT_FOUND: no such call in this business"}),
+    openapi_extra={"parameters": [_BUSINESS, _CALL]},
 )
 async def get_call(request: Request, business_id: str, call_id: str) -> JSONResponse:
     return await _get_call(request, business_id, call_id, None)
