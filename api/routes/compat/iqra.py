@@ -36,6 +36,7 @@ from api.routes.compat.common import (
     storage_error,
 )
 from api.store.calls import get_workspace_call
+from sip.numbers import number_id
 
 INITIATE_PATH = "/api/v1/business/{business_id}/call/initiate"
 CALL_PATH = "/api/v1/business/{business_id}/call/{call_id}"
@@ -298,7 +299,7 @@ async def _get_call(
         Id=call.id,
         Status=STATUSES[call.status],
         RecipientNumber=call.to,
-        NumberId=call.from_number,
+        NumberId=number_id(call.from_number) if call.from_number else None,
         AgentId=call.agent_id,
         CampaignId=call.campaign_id,
         CreatedAt=iso_utc(call.created_at),
