@@ -4,21 +4,62 @@ Invariant: one format per process. `configure_logging` owns the root logger, and
 library logs through it: `outdial api` starts uvicorn without a logging config of its own,
 so uvicorn's server, error and access lines are JSON lines like the rest (an access line
 also carries `method`, `path`, `status` and `client`).
+
+Invariant: no line carries an integration token. `HookTokenRedaction` rewrites every
+`/hooks/<token>` in a record's message and arguments to `/hooks/<redacted>` before any
+handler sees it: on uvicorn's access logger (whatever handlers a uvicorn log config gives
+it) and on the root handler (every line that propagates there).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
+
+from api.security import HOOKS_PREFIX
 
 # Extra attributes worth carrying into every line that has them.
 CONTEXT_FIELDS = ("call_id", "workspace_id", "room", "job_id", "event", "status")
 # uvicorn's access record: its message's arguments, in this order.
 ACCESS_LOGGER = "uvicorn.access"
 ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
+
+
+# The path segment after /hooks/ (up to the next /, ?, # or space): the token, or text
+# where a token would be.
+_HOOK_SEGMENT = re.compile(re.escape(HOOKS_PREFIX) + r"[^/?#\s\"]+")
+REDACTED_HOOK = HOOKS_PREFIX + "<redacted>"
+
+
+def redact_hook_tokens(text: str) -> str:
+    return _HOOK_SEGMENT.sub(REDACTED_HOOK, text)
+
+
+def _redacted(value: object) -> object:
+    return redact_hook_tokens(value) if isinstance(value, str) else value
+
+
+class HookTokenRedaction(logging.Filter):
+    """Redacts integration tokens in a record (message and arguments); drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_hook_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {name: _redacted(arg) for name, arg in record.args.items()}
+        return True
+
+
+def install_hook_token_redaction(logger: logging.Logger | logging.Handler) -> None:
+    """Adds the redaction filter to `logger` once."""
+    if not any(isinstance(known, HookTokenRedaction) for known in logger.filters):
+        logger.addFilter(HookTokenRedaction())
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,6 +88,10 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install_hook_token_redaction(handler)
+    # A filter on a logger sees only its own records: uvicorn's access lines are logged
+    # there, and may go to a handler of their own (uvicorn's default log config).
+    install_hook_token_redaction(logging.getLogger(ACCESS_LOGGER))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

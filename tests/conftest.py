@@ -127,6 +127,7 @@ class Tenant:
         self.id: str = created["workspaceId"]
         self.api_key: str = created["apiKey"]
         self.webhook_secret: str = created["webhookSecret"]
+        self.integration_url: str = created["integrationBaseUrl"]
 
     @property
     def headers(self) -> dict[str, str]:

@@ -75,9 +75,14 @@ def test_workspaces_through_the_admin_api(cli_env: dict[str, str]) -> None:
     admin = cli_env | {"OUTDIAL_ADMIN_TOKEN": ADMIN_TOKEN}
     created = _exports(ok(admin, "workspace", "create", "--name", "demo", "--exports"))
     assert created["WS"].startswith("ws_") and created["KEY"].startswith("od_")
-    assert created["WS"] in ok(admin, "workspace", "list")
     listed = json.loads(ok(admin, "workspace", "list", "--json"))["workspaces"]
     assert [w["name"] for w in listed if w["workspaceId"] == created["WS"]] == ["demo"]
+    alias = next(w["alias"] for w in listed if w["workspaceId"] == created["WS"])
+    table = ok(admin, "workspace", "list").splitlines()
+    assert table[0].split()[:2] == ["WORKSPACE", "ALIAS"]
+    assert [created["WS"], str(alias), "demo"] in [row.split()[:3] for row in table]
+    shown = ok(admin, "workspace", "create", "--name", "shown")
+    assert "/hooks/hk_" in shown and "integration url" in shown
     as_demo = cli_env | {"OUTDIAL_WORKSPACE_ID": created["WS"], "OUTDIAL_API_KEY": created["KEY"]}
     assert ok(as_demo, "agents", "list").split() == ["AGENT", "NAME", "WORKER", "CREATED"]
 
@@ -110,6 +115,10 @@ def test_agents_numbers_and_calls(
     assert "+15105550100" in added and "yes" in added  # the first number is the default
     numbers = json.loads(ok(env, "numbers", "list", "--json"))["numbers"]
     assert [n["number"] for n in numbers] == ["+15105550100"]
+    assert ok(env, "numbers", "list").splitlines()[1].split()[:2] == [
+        "num_15105550100",
+        "+15105550100",
+    ]
 
     placed = ok(
         env, "call", CALLEE, "--agent", agent, "--var", "firstName=Ada", "--meta", "crm=42",

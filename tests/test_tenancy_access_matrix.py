@@ -101,6 +101,7 @@ ADMIN_ROUTES = (
     "GET /v1/admin/workspaces/{workspace_id}",
     "PATCH /v1/admin/workspaces/{workspace_id}",
     "POST /v1/admin/workspaces/{workspace_id}/rotate-key",
+    "POST /v1/admin/workspaces/{workspace_id}/rotate-hook-token",
     "PUT /v1/admin/workspaces/{workspace_id}/allowed-countries",
     "PUT /v1/admin/workspaces/{workspace_id}/call-window",
     "GET /v1/admin/workspaces/{workspace_id}/trunks",

@@ -76,8 +76,11 @@ async def _login(api: Api, args: argparse.Namespace) -> int:
 
 def _workspace_rows(workspaces: list[dict[str, Any]]) -> None:
     print_table(
-        ["WORKSPACE", "NAME", "DISABLED", "CREATED"],
-        [[w["workspaceId"], w["name"], w["disabled"], w["createdAt"]] for w in workspaces],
+        ["WORKSPACE", "ALIAS", "NAME", "DISABLED", "CREATED"],
+        [
+            [w["workspaceId"], w["alias"], w["name"], w["disabled"], w["createdAt"]]
+            for w in workspaces
+        ],
     )
 
 
@@ -90,8 +93,10 @@ def _show_created(created: dict[str, Any], args: argparse.Namespace) -> None:
         print_fields(
             [
                 ("workspace", created["workspaceId"]),
+                ("alias", created["alias"]),
                 ("name", created["name"]),
                 ("api key", created["apiKey"] + "   (shown once: keep it)"),
+                ("integration url", created["integrationBaseUrl"] + "   (shown once: keep it)"),
                 ("webhook secret", created["webhookSecret"]),
             ]
         )
@@ -203,9 +208,9 @@ async def _agents_create(api: Api, args: argparse.Namespace) -> int:
 
 def _number_rows(numbers: list[dict[str, Any]]) -> None:
     print_table(
-        ["NUMBER", "TRUNK", "DEFAULT", "MANAGED", "CREATED"],
+        ["ID", "NUMBER", "TRUNK", "DEFAULT", "MANAGED", "CREATED"],
         [
-            [n["number"], n["sipTrunkId"], n["default"], n["trunkManaged"], n["createdAt"]]
+            [n["id"], n["number"], n["sipTrunkId"], n["default"], n["trunkManaged"], n["createdAt"]]
             for n in numbers
         ],
     )
