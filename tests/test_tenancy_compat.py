@@ -22,7 +22,7 @@ import redis
 
 from api.app import create_app
 from api.routes.compat import contactship, iqra, voicegenie
-from api.routes.compat.common import HOOKS_PREFIX
+from api.routes.compat.common import HOOK_ROUTE_PREFIX
 from api.settings import Settings
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.support import (
@@ -246,4 +246,4 @@ def test_every_compat_route_is_in_the_matrix(compat_settings: Settings) -> None:
     compat = {route for route in served if route.split(" ", 1)[1] in ROUTES}
     hooks = {route for route in served if route.split(" ", 1)[1].startswith("/hooks/")}
     assert {route.split(" ", 1)[1] for route in compat} == set(ROUTES)
-    assert {route.replace(HOOKS_PREFIX, "", 1) for route in hooks} == compat
+    assert {route.replace(HOOK_ROUTE_PREFIX, "", 1) for route in hooks} == compat

@@ -2,7 +2,7 @@
 (api/routes/compat/common.py keeps that invariant). docs/compat.md documents each."""
 
 from api.routes.compat import contactship, iqra, voicegenie
-from api.routes.compat.common import HOOKS_PREFIX
+from api.security import HOOKS_PREFIX
 
 ROUTERS = (voicegenie.router, iqra.router, contactship.router)
 
@@ -12,7 +12,7 @@ SELF_BOUNDED_PATHS = (
     voicegenie.PATH,
     contactship.PATH,
     iqra.INITIATE_PATH.split("{")[0],
-    HOOKS_PREFIX.split("{")[0],
+    HOOKS_PREFIX,
 )
 
 __all__ = ["ROUTERS", "SELF_BOUNDED_PATHS"]

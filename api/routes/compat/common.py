@@ -21,13 +21,14 @@ from redis.exceptions import RedisError
 
 from api.auth import Credentials, hook_credentials, key_only_credentials
 from api.errors import ApiError
+from api.security import HOOKS_PREFIX
 from api.services.calls import place_call
 from api.settings import Settings
 from api.store.base import Store
 
 # Every compatibility route also answers under its workspace's integration base URL, which
 # holds the secret instead of a header (`/hooks/<token>/initiateCall`).
-HOOKS_PREFIX = "/hooks/{hook_token}"
+HOOK_ROUTE_PREFIX = HOOKS_PREFIX + "{hook_token}"
 # The JSON bodies of the compatibility routes are bounded like the native accept's.
 JSON_BODY_LIMIT = 64 * 1024
 

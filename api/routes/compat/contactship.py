@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from agent_runtime.contract import VARIABLE_NAME
 from api.errors import ApiError
 from api.routes.compat.common import (
-    HOOKS_PREFIX,
+    HOOK_ROUTE_PREFIX,
     JSON_BODY_LIMIT,
     accept,
     caller,
@@ -266,6 +266,6 @@ async def single_phone_call(request: Request) -> JSONResponse:
     return await _single_call(request, None)
 
 
-@router.post(HOOKS_PREFIX + PATH, include_in_schema=False)
+@router.post(HOOK_ROUTE_PREFIX + PATH, include_in_schema=False)
 async def single_phone_call_by_hook(request: Request, hook_token: str) -> JSONResponse:
     return await _single_call(request, hook_token)

@@ -26,7 +26,7 @@ from api.auth import Credentials, credentials_workspace
 from api.errors import ApiError
 from api.ids import is_valid_id
 from api.routes.compat.common import (
-    HOOKS_PREFIX,
+    HOOK_ROUTE_PREFIX,
     accept,
     caller,
     iso_utc,
@@ -378,7 +378,7 @@ async def initiate_call(request: Request, business_id: str) -> JSONResponse:
     return await _initiate(request, business_id, None)
 
 
-@router.post(HOOKS_PREFIX + INITIATE_PATH, include_in_schema=False)
+@router.post(HOOK_ROUTE_PREFIX + INITIATE_PATH, include_in_schema=False)
 async def initiate_call_by_hook(
     request: Request, business_id: str, hook_token: str
 ) -> JSONResponse:
@@ -397,7 +397,7 @@ async def get_call(request: Request, business_id: str, call_id: str) -> JSONResp
     return await _get_call(request, business_id, call_id, None)
 
 
-@router.get(HOOKS_PREFIX + CALL_PATH, include_in_schema=False)
+@router.get(HOOK_ROUTE_PREFIX + CALL_PATH, include_in_schema=False)
 async def get_call_by_hook(
     request: Request, business_id: str, call_id: str, hook_token: str
 ) -> JSONResponse:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.errors import ApiError
 from api.routes.compat.common import (
-    HOOKS_PREFIX,
+    HOOK_ROUTE_PREFIX,
     JSON_BODY_LIMIT,
     accept,
     caller,
@@ -168,6 +168,6 @@ async def initiate_call(request: Request) -> JSONResponse:
     return await _initiate(request, None)
 
 
-@router.post(HOOKS_PREFIX + PATH, include_in_schema=False)
+@router.post(HOOK_ROUTE_PREFIX + PATH, include_in_schema=False)
 async def initiate_call_by_hook(request: Request, hook_token: str) -> JSONResponse:
     return await _initiate(request, hook_token)
