@@ -17,6 +17,7 @@ from api.resources import Resources
 from api.routes import (
     admin,
     agents,
+    billing,
     calls,
     event_stream,
     events,
@@ -69,6 +70,7 @@ def create_app(
         health.router,
         admin.router,
         limits.admin_router,
+        billing.admin_router,
         agents.router,
         numbers.router,
         calls.router,
@@ -76,6 +78,7 @@ def create_app(
         events.router,
         event_stream.router,
         limits.router,
+        billing.router,
         livekit_webhook.router,
     ):
         app.include_router(router)
