@@ -13,8 +13,9 @@ import redis
 
 from api.security import event_token
 from api.settings import Settings
+from tests.calls import call_status, report_ready
 from tests.conftest import Tenant, create_tenant
-from tests.support import ADMIN_TOKEN, redis_snapshot
+from tests.support import ADMIN_TOKEN, WorkerProcess, async_wait_until, redis_snapshot
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -144,3 +145,67 @@ async def test_the_reservation_endpoint_takes_the_calls_token_only(
         headers={"Authorization": f"Bearer {event_token('nope', settings.event_signing_key)}"},
     )
     assert missing.status_code == 404
+
+
+async def test_a_worker_killed_mid_call_leaves_the_call_billed_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    agent: dict[str, Any],
+    lk: Any,
+    settings: Settings,
+    redis_client: redis.Redis,
+) -> None:
+    """The worker dies (SIGKILL) with the dial sent and its answer not yet back; a second
+    one takes the job over. The call keeps the minute its accept reserved, is answered and
+    ended, its end is reported again by another path: billed once, the rest given back."""
+    await add_minutes(client, tenant.id, 10)
+    # Faster redelivery than production (10 s) keeps the test short; same mechanism.
+    fast = settings.model_copy(update={"heartbeat_timeout_ms": 2_000, "worker_timeout_ms": 500})
+    lk.inject("SIP", "CreateSIPParticipant", delay_after=60)
+    first = WorkerProcess(fast).start()
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    await report_ready(tenant, settings, call_id)
+    await async_wait_until(lambda: lk.count("SIP", "CreateSIPParticipant") >= 1, timeout=20)
+    first.kill()
+    looks_before = lk.count("RoomService", "ListParticipants")
+    second = WorkerProcess(fast).start()
+    try:
+        await async_wait_until(
+            lambda: lk.count("RoomService", "ListParticipants") > looks_before,
+            timeout=60,
+            what="the redelivered run's look at the room",
+        )
+        # The leg is in the room: the call stays dialing, and the callee answers.
+        assert (await call_status(tenant, call_id))["status"] == "dialing"
+        await _agent_event(client, settings, call_id, "call.answered")
+        await _agent_event(client, settings, call_id, "call.ended", {"status": "completed"})
+        again = await _agent_event(client, settings, call_id, "call.ended", {"status": "completed"})
+        assert again["outcome"] == "stale"
+    finally:
+        second.stop()
+    assert lk.count("SIP", "CreateSIPParticipant") == 1
+    view = await call_status(tenant, call_id)
+    billed = int(redis_client.hget(f"{settings.redis_prefix}:call:{call_id}", "billed_s") or -1)
+    assert view["status"] == "completed" and 0 <= billed <= 60
+    shown = (await client.get(f"/v1/admin/workspaces/{tenant.id}", headers=ADMIN)).json()
+    assert shown["balance"]["seconds"] == 600 - billed
+    report = (await tenant.request("GET", "/v1/api/usage")).json()
+    assert report["total"]["calls"] == 1 and report["total"]["billedSeconds"] == billed
+
+
+async def _agent_event(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    call_id: str,
+    event_type: str,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    response = await http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"type": event_type, "data": data or {}},
+        headers={"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
