@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
+from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.billing import add_credits, extend_reservation, usage_by_day
@@ -110,15 +112,23 @@ async def test_an_idempotent_replay_reserves_nothing_more(store: Store) -> None:
     assert await balance(store) == 2 * RESERVE_SECONDS
 
 
+def billed_total() -> float:
+    return REGISTRY.get_sample_value("outdial_billed_seconds_total") or 0
+
+
 async def test_unlimited_workspace_has_no_reservation_but_its_usage_counts(store: Store) -> None:
     call = draft()
     await accept_call(store, call, {}, None)
     t = now_ms()
     await apply_at(store, call.id, EventSpec("call.answered"), t)
+    before = billed_total()
     ended = await apply_at(
         store, call.id, EventSpec("call.ended", {"status": "completed"}), t + 30_000
     )
     assert ended.billed_seconds == 30
+    # Whoever ended the call counts its seconds (the store counts nothing).
+    count_call_end(ended)
+    assert billed_total() == before + 30
     record = await get_call(store, call.id)
     assert record is not None and record.reserved_s is None and record.billed_s == 30
     assert await balance(store) is None  # still unlimited
