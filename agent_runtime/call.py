@@ -3,9 +3,9 @@
 parse -> agent.started -> join the room (the SIP leg is watched from here on) -> build the
 agent and start its session bound to the room, saying nothing -> agent.ready (the API
 dials only now) -> wait for the SIP participant, then for `sip.callStatus == active`
-(nothing is said before) -> call.answered -> first message -> run under the limits ->
-call.transcript + the end event (`call.failed` for a failed outcome, else `call.ended`)
--> drop the leg, once -> shut the job down.
+(nothing is said before) -> call.answered -> first message -> run under the limits (and,
+metered, the minutes the API grants: `metering`) -> call.transcript + the end event
+(`call.failed` for a failed outcome, else `call.ended`) -> drop the leg, once -> shut the job down.
 
 Invariant: every wait races the call's end. A leg that leaves, a session that fails or the
 agent hanging up ends the call at once, whatever step it is in; the first of them decides
@@ -30,6 +30,7 @@ from .contract import AgentEvent, AgentEventType, EndReason
 from .dispatch import DispatchFailure, parse_dispatch
 from .events import EventReporter
 from .leg import SipLeg
+from .metering import keep_reserved
 from .outcome import CallOutcome, answered_outcome, ended_event, not_joined_outcome
 from .pipeline import SessionPlan
 from .settings import WorkerSettings
@@ -141,6 +142,7 @@ class _CallRun:
         self._session: AgentSession[Any] | None = None
         self._limit: asyncio.TimerHandle | None = None
         self._amd: asyncio.Task[None] | None = None
+        self._minutes: asyncio.Task[None] | None = None
         # watched from before the room is joined: nothing the leg does can be missed
         self._ended = asyncio.ensure_future(call.wait_ended())
         self._leg = SipLeg(ctx.room, self._identity, on_left=self._on_leg_left)
@@ -230,6 +232,20 @@ class _CallRun:
             "max_duration",
             call.settings.max_duration_message,
         )
+        metering = call.dispatch.metering
+        if metering is not None:
+            self._minutes = asyncio.create_task(
+                keep_reserved(
+                    metering,
+                    call.dispatch.event_token,
+                    time.monotonic(),
+                    call.settings.reservation_lead_seconds,
+                    lambda: call.end_call(
+                        "balance_exhausted", call.settings.balance_exhausted_message
+                    ),
+                ),
+                name="outdial-minutes",
+            )
 
     async def _make_agent(self) -> Agent:
         agent = self._factory(self._call)
@@ -328,6 +344,8 @@ class _CallRun:
             self._limit.cancel()
         if self._amd is not None:
             self._amd.cancel()
+        if self._minutes is not None:
+            self._minutes.cancel()
         if self._session is not None:
             self._session.off("close", self._on_session_close)
             self._session.off("user_state_changed", self._on_user_state)

@@ -70,6 +70,16 @@ class AgentConfig(_Model):
     transfer_to: str | None = None
 
 
+class Metering(_Model):
+    """A call whose workspace has a minute balance: from its answer on it holds
+    `reserved_seconds`; before they run out the agent POSTs to `reservation_url` (with the
+    event token) for one more minute, answered `{"granted", "reservedSeconds"}`, and ends
+    the call (`balance_exhausted`) when it is not granted."""
+
+    reserved_seconds: int = Field(ge=0)
+    reservation_url: str
+
+
 class DispatchMetadata(_Model):
     """What the agent worker receives as `job.metadata` (JSON)."""
 
@@ -90,6 +100,8 @@ class DispatchMetadata(_Model):
     max_duration_seconds: int
     events_url: str
     event_token: str
+    # None: not metered (the agent never asks for minutes).
+    metering: Metering | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -139,6 +151,8 @@ EndReason = Literal[
     "max_duration",
     "silence_timeout",
     "transferred",
+    # the workspace's minute balance ran out (the agent said goodbye)
+    "balance_exhausted",
     "connection_lost",
     "room_closed",
     # never answered

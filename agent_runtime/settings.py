@@ -85,6 +85,14 @@ class WorkerSettings(BaseSettings):
         "I haven't heard from you, so I'll end the call now. Goodbye.",
         alias="OUTDIAL_AGENT_SILENCE_MESSAGE",
     )
+    # A metered call asks for its next minute this long before its minutes run out.
+    reservation_lead_seconds: float = Field(
+        15.0, ge=0, alias="OUTDIAL_AGENT_RESERVATION_LEAD_SECONDS"
+    )
+    balance_exhausted_message: str = Field(
+        "I'm sorry, there are no more minutes available for this call. Goodbye.",
+        alias="OUTDIAL_AGENT_BALANCE_EXHAUSTED_MESSAGE",
+    )
     use_amd: bool = Field(False, alias="OUTDIAL_AGENT_AMD")
     # OUTDIAL_<STAGE>_{PROVIDER,MODEL,VOICE,BASE_URL,LANGUAGE,API_KEY} (see `_stage`)
     llm: StageDefaults = DEFAULT_STAGES["llm"]

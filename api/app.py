@@ -17,6 +17,7 @@ from api.resources import Resources
 from api.routes import (
     admin,
     agents,
+    billing,
     calls,
     event_stream,
     events,
@@ -71,6 +72,7 @@ def create_app(
         health.router,
         admin.router,
         limits.admin_router,
+        billing.admin_router,
         agents.router,
         numbers.router,
         calls.router,
@@ -78,6 +80,7 @@ def create_app(
         events.router,
         event_stream.router,
         limits.router,
+        billing.router,
         livekit_webhook.router,
         *COMPAT_ROUTERS,
     ):

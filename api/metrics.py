@@ -17,6 +17,11 @@ CALLS_REFUSED = Counter(
 CALLS_ENDED = Counter(
     "outdial_calls_ended_total", "Calls that reached a terminal state", ["status"]
 )
+BILLED_SECONDS = Counter(
+    "outdial_billed_seconds_total",
+    "Seconds billed for ended calls (from the answer, rounded as OUTDIAL_BILLING_ROUNDING), "
+    "metered workspaces or not",
+)
 DISPATCH_DURATION = Histogram(
     "outdial_dispatch_duration_seconds",
     "Dial job run time, from message pick-up to the dial request answered",

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     agent_ready_timeout_seconds: int = Field(
         15, ge=1, le=300, alias="OUTDIAL_AGENT_READY_TIMEOUT_SECONDS"
     )
+    # Minute balances (docs/operations.md, "Minute balances"): an answered call is billed
+    # from its answer, per started second or per started minute; fixed on the call at its
+    # accept. Only workspaces the operator gave credits are metered.
+    billing_rounding: Literal["second", "minute"] = Field(
+        "second", alias="OUTDIAL_BILLING_ROUNDING"
+    )
     # Once answered, an agent must be in the room within this long (else the room goes).
     agent_answer_grace_seconds: int = Field(
         10, ge=1, le=300, alias="OUTDIAL_AGENT_ANSWER_GRACE_SECONDS"

@@ -8,6 +8,9 @@ runs, so only the accept path is measured.
 
     git worktree add /tmp/before <commit>
     PYTHONPATH=. python -m bench.accept_ab --before /tmp/before [--rounds 3 --seconds 15]
+
+With `--quota` both APIs are this tree: "before" is a workspace without a balance
+(unlimited), "after" one with credits, so every accept reserves its minute (issue 22).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench.call_path import Stack, setup_tenant, wrk
+import aiohttp
+
+from bench.call_path import ADMIN, Stack, setup_tenant, wrk
 from tests.support import ROOT, free_port
 
 
@@ -38,13 +43,19 @@ def _api_of(stack: Stack, root: Path) -> subprocess.Popen[bytes]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="the earlier tree's root")
+    parser.add_argument("--before", type=Path, help="the earlier tree's root")
+    parser.add_argument(
+        "--quota", action="store_true", help="this tree, unlimited (before) vs metered (after)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=15)
     args = parser.parse_args()
+    if (args.before is None) == (not args.quota):
+        parser.error("give --before <tree> or --quota")
 
     stacks = {"before": Stack(), "after": Stack()}
-    stacks["before"].api = _api_of(stacks["before"], args.before.resolve())
+    if args.before is not None:
+        stacks["before"].api = _api_of(stacks["before"], args.before.resolve())
     reference_port = free_port()
     reference = stacks["after"]._spawn(
         [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--port",
@@ -53,6 +64,8 @@ async def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {"reference": [], "before": [], "after": []}
     try:
         tenants = {name: await setup_tenant(stack) for name, stack in stacks.items()}
+        if args.quota:
+            await _give_credits(stacks["after"], tenants["after"]["x-workspace-id"])
         for stack in stacks.values():
             stack.lk.record_requests = False
         time.sleep(2)
@@ -89,7 +102,19 @@ async def main() -> None:
             f"{name}: median ratio {statistics.median(ratios):.0%}, median p50 {p50:.1f} ms, "
             f"non-2xx {errors:.0f}"
         )
-    print(f"(trees: before = {args.before}, after = {ROOT})")
+    if args.quota:
+        print(f"(tree {ROOT}: before = no balance, after = a balance, every accept reserving)")
+    else:
+        print(f"(trees: before = {args.before}, after = {ROOT})")
+
+
+async def _give_credits(stack: Stack, workspace_id: str) -> None:
+    """Enough minutes that no accept of the run is refused."""
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http, http.post(
+        f"/v1/admin/workspaces/{workspace_id}/credits", json={"minutes": 1_000_000},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ) as response:  # fmt: skip
+        assert response.status == 200, await response.text()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from agent_runtime import CallContext, WorkerSettings, builtin_agent
 from agent_runtime.call import AgentFactory, run_call
-from agent_runtime.contract import AgentConfig, DispatchMetadata
+from agent_runtime.contract import AgentConfig, DispatchMetadata, Metering
 from agent_runtime.pipeline import SessionPlan, silence_timeout_seconds
 from tests.fake_room import SIP_IDENTITY, FakeRoom
 from tests.scripted_llm import ScriptedLLM, Step
@@ -72,12 +72,17 @@ class EventSink:
     def __init__(self) -> None:
         self.events: Record[dict[str, Any]] = Record()
         self.arrived_at: list[float] = []  # wall-clock arrival of each event, same order
+        # The reservation endpoint's answers, in order (reserved seconds; 0 = refused), and
+        # the monotonic time of each ask.
+        self.grants: list[int] = []
+        self.asked_at: list[float] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self) -> EventSink:
         app = web.Application()
         app.router.add_post("/v1/internal/calls/{call_id}/events", self._handle)
+        app.router.add_post("/v1/internal/calls/{call_id}/reservation", self._reserve)
         self._runner = web.AppRunner(app, shutdown_timeout=0.2)
         await self._runner.setup()
         sock = socket.socket()
@@ -85,6 +90,7 @@ class EventSink:
         await web.SockSite(self._runner, sock).start()
         port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/v1/internal/calls/{CALL_ID}/events"
+        self.reservation_url = self.url.replace("/events", "/reservation")
         return self
 
     async def stop(self) -> None:
@@ -99,9 +105,21 @@ class EventSink:
         self.events.append(body)
         return web.Response(status=202)
 
+    async def _reserve(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.Response(status=401)
+        self.asked_at.append(time.monotonic())
+        reserved = self.grants.pop(0) if self.grants else 0
+        return web.json_response({"granted": reserved > 0, "reservedSeconds": reserved})
+
 
 def call_dispatch(
-    events_url: str, *, ring_timeout: int = 5, max_duration: int = 600, **agent: Any
+    events_url: str,
+    *,
+    ring_timeout: int = 5,
+    max_duration: int = 600,
+    metering: Metering | None = None,
+    **agent: Any,
 ) -> DispatchMetadata:
     config = {"instructions": "You remind {{name}} of an appointment.", **agent}
     config.setdefault("first_message", "Hi {{name}}!")
@@ -117,6 +135,7 @@ def call_dispatch(
         max_duration_seconds=max_duration,
         events_url=events_url,
         event_token=TOKEN,
+        metering=metering,
     )
 
 

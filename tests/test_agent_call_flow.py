@@ -17,7 +17,7 @@ from livekit.agents import Agent, APIConnectionError
 from livekit.protocol.models import DisconnectReason
 
 from agent_runtime import CallContext, WorkerSettings, builtin_agent
-from agent_runtime.contract import VoicemailConfig
+from agent_runtime.contract import Metering, VoicemailConfig
 from tests.call_harness import ROOM_NAME, CallHarness, EventSink, call_dispatch
 from tests.fake_room import SIP_IDENTITY, FakeRoom
 from tests.scripted_llm import Step, tool_call
@@ -199,13 +199,36 @@ async def test_transfer(make_call: MakeCall, lk: Any) -> None:
     assert deletes(lk) == 1
 
 
-async def test_max_duration_says_goodbye_then_hangs_up(make_call: MakeCall, lk: Any) -> None:
+async def test_max_duration_says_goodbye_then_hangs_up(
+    make_call: MakeCall, sink: EventSink, lk: Any
+) -> None:
     call = await answered(make_call, max_duration=1)
     events = await call.finished()
     assert types(events) == ANSWERED_CALL
     assert end_of(events) == (ENDED, "completed", "max_duration")
     assert call.assistant_lines() == ["Hi Ada!", SETTINGS.max_duration_message]
     assert 1.0 <= events[-1]["data"]["duration_seconds"] < 5.0
+    assert deletes(lk) == 1
+    assert sink.asked_at == []  # not metered: never asks for minutes
+
+
+async def test_balance_exhausted_says_goodbye_then_hangs_up(
+    make_call: MakeCall, sink: EventSink, lk: Any
+) -> None:
+    """A metered call asks for a minute `reservation_lead_seconds` before its reservation
+    runs out (here 2 s reserved, asked 1.5 s before): granted once (4 s in all), refused the
+    second time, it says goodbye and ends `balance_exhausted`."""
+    settings = SETTINGS.model_copy(update={"reservation_lead_seconds": 1.5})
+    sink.grants = [4]
+    metering = Metering(reserved_seconds=2, reservation_url=sink.reservation_url)
+    call = await answered(make_call, settings=settings, metering=metering)
+    events = await call.finished()
+    assert types(events) == ANSWERED_CALL
+    assert end_of(events) == (ENDED, "completed", "balance_exhausted")
+    assert call.assistant_lines() == ["Hi Ada!", settings.balance_exhausted_message]
+    assert len(sink.asked_at) == 2
+    # The second ask waited for the granted reservation: 4 - 1.5 s from the answer.
+    assert 2.5 <= events[-1]["data"]["duration_seconds"] < 8.0
     assert deletes(lk) == 1
 
 

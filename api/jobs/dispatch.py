@@ -37,7 +37,7 @@ import aiohttp
 import dramatiq
 from livekit import api as lkapi
 
-from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata
+from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata, Metering
 from api.jobs.dial_turns import mark_dialing_in_turn
 from api.jobs.resources import (
     worker_livekit,
@@ -91,6 +91,7 @@ def participant_identity(call_id: str) -> str:
 
 def dispatch_metadata(call: CallRecord, agent: AgentConfig) -> DispatchMetadata:
     settings = worker_settings()
+    calls_url = f"{settings.events_base_url}/v1/internal/calls/{call.id}"
     return DispatchMetadata(
         call_id=call.id,
         workspace_id=call.workspace_id,
@@ -103,8 +104,11 @@ def dispatch_metadata(call: CallRecord, agent: AgentConfig) -> DispatchMetadata:
         sip_participant_identity=participant_identity(call.id),
         ring_timeout_seconds=call.ring_timeout_seconds,
         max_duration_seconds=call.max_duration_seconds,
-        events_url=f"{settings.events_base_url}/v1/internal/calls/{call.id}/events",
+        events_url=f"{calls_url}/events",
         event_token=event_token(call.id, settings.event_signing_key),
+        metering=None
+        if call.reserved_s is None
+        else Metering(reserved_seconds=call.reserved_s, reservation_url=f"{calls_url}/reservation"),
     )
 
 

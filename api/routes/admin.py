@@ -27,8 +27,9 @@ from api.schemas.admin import (
 )
 from api.security import integration_base_url
 from api.services.call_windows import window_to_json
-from api.store import numbers, workspaces
+from api.store import billing, numbers, workspaces
 from api.store.base import Store
+from api.store.workspaces import Workspace
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -39,6 +40,14 @@ router = APIRouter(
 # Errors of the routes that name a workspace, and of those that also take a body.
 _BY_ID = error_responses(NOT_FOUND)
 _BY_ID_WITH_BODY = error_responses(NOT_FOUND, BODY)
+
+
+async def _shown(store: Store, workspace: Workspace | None, workspace_id: str) -> WorkspaceOut:
+    """The workspace with its balance (NOT_FOUND when there is none)."""
+    if workspace is None:
+        raise not_found("workspace", workspace_id)
+    found = await billing.balances(store, [workspace.id])
+    return WorkspaceOut.of(workspace, found[workspace.id])
 
 
 @router.post("/workspaces", status_code=201, responses=error_responses(BODY))
@@ -52,15 +61,16 @@ async def create_workspace(
 @router.get("/workspaces")
 async def list_workspaces(store: StoreDep) -> WorkspaceList:
     found = await workspaces.list_workspaces(store)
-    return WorkspaceList(workspaces=[WorkspaceOut.of(workspace) for workspace in found])
+    balances = await billing.balances(store, [workspace.id for workspace in found])
+    return WorkspaceList(
+        workspaces=[WorkspaceOut.of(workspace, balances[workspace.id]) for workspace in found]
+    )
 
 
 @router.get("/workspaces/{workspace_id}", responses=_BY_ID)
 async def get_workspace(workspace_id: str, store: StoreDep) -> WorkspaceOut:
     workspace = await workspaces.get_workspace(store, workspace_id)
-    if workspace is None:
-        raise not_found("workspace", workspace_id)
-    return WorkspaceOut.of(workspace)
+    return await _shown(store, workspace, workspace_id)
 
 
 @router.patch("/workspaces/{workspace_id}", responses=_BY_ID_WITH_BODY)
@@ -68,9 +78,7 @@ async def update_workspace(
     workspace_id: str, body: WorkspaceUpdate, store: StoreDep
 ) -> WorkspaceOut:
     workspace = await workspaces.set_disabled(store, workspace_id, body.disabled)
-    if workspace is None:
-        raise not_found("workspace", workspace_id)
-    return WorkspaceOut.of(workspace)
+    return await _shown(store, workspace, workspace_id)
 
 
 @router.post("/workspaces/{workspace_id}/rotate-key", responses=_BY_ID)
@@ -101,9 +109,7 @@ async def set_allowed_countries(
 ) -> WorkspaceOut:
     countries = None if body.countries is None else ",".join(body.countries)
     workspace = await workspaces.set_allowed_countries(store, workspace_id, countries)
-    if workspace is None:
-        raise not_found("workspace", workspace_id)
-    return WorkspaceOut.of(workspace)
+    return await _shown(store, workspace, workspace_id)
 
 
 @router.put("/workspaces/{workspace_id}/call-window", responses=_BY_ID_WITH_BODY)
@@ -114,9 +120,7 @@ async def set_call_window(
     spec = body.call_window
     window = None if spec is None else window_to_json(spec.window())
     workspace = await workspaces.set_call_window(store, workspace_id, window)
-    if workspace is None:
-        raise not_found("workspace", workspace_id)
-    return WorkspaceOut.of(workspace)
+    return await _shown(store, workspace, workspace_id)
 
 
 async def _trunks(store: Store, workspace_id: str) -> TrunkAssignments:

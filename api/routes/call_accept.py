@@ -84,6 +84,7 @@ _ERRORS = (
     STORAGE,
     {
         400: "INVALID_NUMBER, INVALID_NUMBER_ID, INVALID_CALLBACK_URL",
+        402: "INSUFFICIENT_BALANCE (the workspace's minutes cannot cover the call's first one)",
         403: f"{WORKSPACE_AUTH[403]}, NUMBER_NOT_ALLOWED, TRUNK_NOT_ASSIGNED, "
         "WORKER_NAME_NOT_ALLOWED",
         404: "INVALID_AGENT",

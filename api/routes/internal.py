@@ -1,4 +1,5 @@
-"""Events from agent workers, authenticated by the per-call token in the dispatch contract.
+"""Events from agent workers, and their calls' minute extensions, authenticated by the
+per-call token in the dispatch contract.
 
 A token holder must not be able to fill Redis: the token is checked before the body is
 read, the body and its `timestamp` are bounded, and the apply step holds the call's
@@ -17,13 +18,15 @@ from pydantic import ValidationError
 from agent_runtime.contract import AgentEvent
 from api.auth import bearer_token
 from api.deps import LiveKitDep, SettingsDep, StoreDep
-from api.errors import ApiError, unauthorized, validation_error
+from api.errors import ApiError, not_found, unauthorized, validation_error
 from api.openapi import BODY, STORAGE, error_responses
+from api.schemas.billing import ReservationAnswer
 from api.schemas.events import AgentEventApplied
 from api.security import event_token_matches
 from api.services.agent_events import record_agent_event
 from api.services.call_end import drop_room
 from api.settings import Settings
+from api.store.billing import extend_reservation
 
 router = APIRouter(prefix="/v1/internal", tags=["internal"])
 
@@ -71,6 +74,12 @@ def parse_event(raw: bytes, settings: Settings) -> AgentEvent:
     return event
 
 
+def _check_token(call_id: str, authorization: str | None, settings: Settings) -> None:
+    token = bearer_token(authorization)
+    if token is None or not event_token_matches(call_id, token, settings.event_signing_key):
+        raise unauthorized("event token missing or not valid for this call")
+
+
 @router.post(
     "/calls/{call_id}/events",
     responses=error_responses(
@@ -99,9 +108,7 @@ async def agent_event(
     authorization: Annotated[str | None, Header()] = None,
 ) -> AgentEventApplied:
     # The token first: nobody without it gets the body parsed.
-    token = bearer_token(authorization)
-    if token is None or not event_token_matches(call_id, token, settings.event_signing_key):
-        raise unauthorized("event token missing or not valid for this call")
+    _check_token(call_id, authorization, settings)
     event = parse_event(await _read_body(request, _max_body(settings)), settings)
     recorded = await record_agent_event(store, settings, call_id, event)
     if recorded.ended_room is not None:
@@ -112,4 +119,32 @@ async def agent_event(
         outcome=result.outcome,
         sequence=result.sequence or None,
         status=result.status,
+    )
+
+
+@router.post(
+    "/calls/{call_id}/reservation",
+    responses=error_responses(
+        STORAGE,
+        {
+            401: "UNAUTHORIZED: event token missing or not valid for this call",
+            404: "NOT_FOUND: no such call",
+        },
+    ),
+)
+async def extend_call_reservation(
+    call_id: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ReservationAnswer:
+    """One more minute for a metered call still going, from its workspace's balance:
+    `granted: false` when the balance has no whole minute left (the agent ends the call,
+    `balance_exhausted`) or the call ended. An unmetered call is always granted."""
+    _check_token(call_id, authorization, settings)
+    extension = await extend_reservation(store, call_id)
+    if extension.outcome == "missing":
+        raise not_found("call", call_id)
+    return ReservationAnswer(
+        granted=extension.outcome == "granted", reserved_seconds=extension.reserved_seconds
     )

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
+from api.schemas.billing import Balance
 from api.schemas.call_windows import CallWindowOut, CallWindowSpec
 from api.schemas.numbers import TRUNK_ID_PATTERN
 from api.security import integration_base_url
@@ -79,10 +80,12 @@ class WorkspaceOut(ResponseModel):
     # the default window of the workspace's calls; null: none
     call_window: CallWindowOut | None = None
     created_at: Timestamp
+    # minutes left; null: unlimited (no credits ever given, the default)
+    balance: Balance | None = None
 
     @classmethod
-    def of(cls, workspace: Workspace) -> WorkspaceOut:
-        return cls(**_shown(workspace))
+    def of(cls, workspace: Workspace, balance_s: int | None = None) -> WorkspaceOut:
+        return cls(**_shown(workspace), balance=Balance.of(balance_s))
 
 
 class WorkspaceList(ResponseModel):

@@ -17,7 +17,7 @@ from typing import Any
 from livekit import api as lkapi
 
 from agent_runtime.contract import outcome_event_type
-from api.metrics import CALLS_ENDED
+from api.metrics import BILLED_SECONDS, CALLS_ENDED
 from api.store.call_record import CallUpdate
 from api.store.events import ApplyResult, EventSpec
 from sip import CallOutcome, delete_room
@@ -63,9 +63,11 @@ def end_event(
 
 
 def count_call_end(result: ApplyResult) -> None:
-    """Count the call in `outdial_calls_ended_total` when `result`'s event ended it."""
+    """Count the call in `outdial_calls_ended_total` when `result`'s event ended it, and
+    the seconds its end billed in `outdial_billed_seconds_total`."""
     if result.ended:
         CALLS_ENDED.labels(result.status).inc()
+        BILLED_SECONDS.inc(result.billed_seconds)
 
 
 async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:

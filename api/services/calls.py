@@ -35,6 +35,7 @@ from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
 from api.store.events import EventSpec
+from api.store.lua_billing import RESERVE_SECONDS
 from api.store.numbers import pick_caller, trunk_allowed
 from api.store.scheduled import Due, accept_scheduled_call, cancel_call_event, move_scheduled_call
 from api.store.workspaces import Workspace
@@ -144,7 +145,8 @@ async def place_call(
 ) -> dict[str, Any]:
     """Accept a call. The hot path: one pipelined read (credentials, agent, numbers, the
     trunks the operator assigned, earlier answer for the idempotency key), the checks, then
-    one atomic write.
+    one atomic write, which also reserves the call's first minute from a metered
+    workspace's balance (INSUFFICIENT_BALANCE, 402, when it cannot: nothing is stored).
 
     The body is parsed first (its agent id names a key to read) but a bad body is reported
     only after the credentials were checked: a wrong key always hears 401 first.
@@ -265,6 +267,8 @@ async def place_call(
     else:
         response["message"] = f"Outbound call scheduled for agent {agent.id} to number {to}"
         outcome = await accept_scheduled_call(store, draft, response, fingerprint, due)
+    if outcome.balance_short is not None:
+        raise insufficient_balance(outcome.balance_short)
     assert outcome.previous is not None
     if not outcome.created:
         return _replay(outcome.previous, fingerprint)
@@ -273,6 +277,17 @@ async def place_call(
         extra={"call_id": call_id, "workspace_id": workspace.id, "room": room_name},
     )
     return cast(dict[str, Any], outcome.previous["response"])
+
+
+def insufficient_balance(balance_s: int) -> ApiError:
+    """INSUFFICIENT_BALANCE (402): the workspace's minutes cannot cover a call's first one."""
+    return ApiError(
+        402,
+        "INSUFFICIENT_BALANCE",
+        f"the workspace has {balance_s} s of calls left; a call needs {RESERVE_SECONDS} s "
+        "to start (ask the operator for credits)",
+        {"balanceSeconds": balance_s, "requiredSeconds": RESERVE_SECONDS},
+    )
 
 
 def due_time(body: CallCreate | CallReschedule, now: int) -> Due | None:

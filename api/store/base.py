@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store import lua, lua_pacing, lua_relay, lua_schedule
+from api.store import lua, lua_billing, lua_pacing, lua_relay, lua_schedule
 from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis, LeanScript
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
@@ -43,6 +43,7 @@ class Store:
     move_scheduled_script: AsyncScript = field(init=False)
     cancel_call_script: AsyncScript = field(init=False)
     reschedule_queued_script: AsyncScript = field(init=False)
+    extend_reservation_script: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
@@ -70,6 +71,7 @@ class Store:
         self.move_scheduled_script = self.redis.register_script(lua_schedule.MOVE_SCHEDULED)
         self.cancel_call_script = self.redis.register_script(lua_schedule.CANCEL_CALL)
         self.reschedule_queued_script = self.redis.register_script(lua_schedule.RESCHEDULE_QUEUED)
+        self.extend_reservation_script = self.redis.register_script(lua_billing.EXTEND_RESERVATION)
 
     @property
     def retention_seconds(self) -> int:

@@ -34,6 +34,8 @@ class CallBudgets:
     deadline_margin_s: int
     # How long the call may wait for its trunk's or workspace's limits (api.store.pacing).
     max_waiting_s: int
+    # Its answered time is billed in steps of this many seconds (`lua_billing.settle_call`).
+    billing_increment_s: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallBudgets:
@@ -44,6 +46,7 @@ class CallBudgets:
             answer_grace_s=settings.agent_answer_grace_seconds,
             deadline_margin_s=settings.deadline_margin_seconds,
             max_waiting_s=settings.max_waiting_seconds,
+            billing_increment_s=60 if settings.billing_rounding == "minute" else 1,
         )
 
 
@@ -106,6 +109,11 @@ class CallRecord:
     # and cleared by the admission scripts (api.store.lua_pacing).
     waiting_for: str | None = None
     waiting_since: int | None = None
+    # Minutes (`api.store.lua_billing`): the billing step, the seconds a metered call holds
+    # from its workspace's balance, and what it was billed when it ended.
+    billing_increment_s: int | None = None
+    reserved_s: int | None = None
+    billed_s: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -165,6 +173,9 @@ class CallRecord:
             call_window=read.optional_text("call_window"),
             waiting_for=read.optional_text("waiting_for"),
             waiting_since=read.optional_integer("waiting_since"),
+            billing_increment_s=read.optional_integer("billing_increment_s"),
+            reserved_s=read.optional_integer("reserved_s"),
+            billed_s=read.optional_integer("billed_s"),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -215,6 +226,9 @@ class CallRecord:
             "call_window": self.call_window,
             "waiting_for": self.waiting_for,
             "waiting_since": self.waiting_since,
+            "billing_increment_s": self.billing_increment_s,
+            "reserved_s": self.reserved_s,
+            "billed_s": self.billed_s,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 
@@ -333,6 +347,7 @@ class CallDraft:
             answer_grace_s=budgets.answer_grace_s,
             deadline_margin_s=budgets.deadline_margin_s,
             max_waiting_s=budgets.max_waiting_s,
+            billing_increment_s=budgets.billing_increment_s,
             transitions={"queued": now_ms},
             call_window=self.call_window,
         )

@@ -12,6 +12,7 @@ from pydantic_core import to_json
 from api.store.base import Store
 from api.store.call_record import CallDraft, CallRecord, read_call
 from api.store.events import EventSpec, apply_args, event_keys
+from api.store.lua_billing import RESERVE_SECONDS
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
@@ -22,6 +23,17 @@ class AcceptOutcome:
     created: bool
     # The first answer for this idempotency key (when not created), as stored.
     previous: dict[str, Any] | None = None
+    # Refused: the workspace's balance (seconds) cannot cover the call's reservation.
+    balance_short: int | None = None
+
+
+def accept_refusal(result: list[Any], call_id: str) -> AcceptOutcome:
+    """What an accept script's reply other than `created` means (`lua.ACCEPT_RECORD_FN`)."""
+    if result[0] == "existing":
+        return AcceptOutcome(created=False, previous=json.loads(result[1]))
+    if result[0] == "insufficient":
+        return AcceptOutcome(created=False, balance_short=int(result[1]))
+    raise RuntimeError(f"call id collision for {call_id}")
 
 
 async def accept_call(
@@ -33,7 +45,9 @@ async def accept_call(
     """Store the call, its dispatch message, its idempotency record and `call.queued`.
 
     One script: either everything exists afterwards or nothing does. With an idempotency
-    key already used, nothing is written and the first answer comes back.
+    key already used, nothing is written and the first answer comes back; a workspace whose
+    balance cannot cover `RESERVE_SECONDS` gets nothing written (`balance_short`), else the
+    call holds them from its balance in the same step.
     """
     keys = store.keys
     now_ms = int(time.time() * 1000)
@@ -53,6 +67,7 @@ async def accept_call(
             idem_key if draft.idempotency_key else "",
             store.dial_queue.messages,
             store.dial_queue.ids,
+            keys.balance(draft.workspace_id),
         ],
         args=[
             idem_value,
@@ -62,14 +77,13 @@ async def accept_call(
             dial.message_id,
             dial.body,
             to_json(record.to_hash()),
+            RESERVE_SECONDS,
             # A call without callback URL never needs a relay message.
             *apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
         ],
     )
-    if result[0] == "existing":
-        return AcceptOutcome(created=False, previous=json.loads(result[1]))
     if result[0] != "created":
-        raise RuntimeError(f"call id collision for {draft.id}")
+        return accept_refusal(result, draft.id)
     return AcceptOutcome(created=True, previous={"response": response})
 
 

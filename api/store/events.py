@@ -109,6 +109,8 @@ class ApplyResult:
     dial: bool = False
     # This event moved the call to its terminal `status` (its callers count the end).
     ended: bool = False
+    # The seconds the call was billed, when this event ended it (`lua_billing.settle_call`).
+    billed_seconds: int = 0
 
     @property
     def applied(self) -> bool:
@@ -165,16 +167,21 @@ def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -
     ]
 
 
-def _result(reply: list[Any], new_status: str) -> ApplyResult:
+def apply_result(reply: list[Any], new_status: str) -> ApplyResult:
+    """The result of an apply script's reply (`lua.APPLY_EVENT_FN`: outcome, sequence,
+    status and, applied, the seconds billed)."""
     outcome, status = reply[0], reply[2]
     ended = outcome == "applied" and bool(new_status) and status in TERMINAL_STATUSES
-    return ApplyResult(outcome=outcome, sequence=int(reply[1]), status=status, ended=ended)
+    billed = int(reply[3]) if len(reply) > 3 else 0
+    return ApplyResult(
+        outcome=outcome, sequence=int(reply[1]), status=status, ended=ended, billed_seconds=billed
+    )
 
 
 async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     args = apply_args(store, event, now_ms(), call_id)
     reply = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
-    return _result(reply, args[1])
+    return apply_result(reply, args[1])
 
 
 async def apply_event_then_read(
@@ -187,7 +194,7 @@ async def apply_event_then_read(
     await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
     pipe.hgetall(store.keys.call(call_id))
     reply, raw_call = await pipe.execute()
-    return _result(reply, args[1]), read_call(raw_call, call_id)
+    return apply_result(reply, args[1]), read_call(raw_call, call_id)
 
 
 async def apply_event_then_read_workspace(
@@ -201,7 +208,7 @@ async def apply_event_then_read_workspace(
     await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
     await queue_call_with_workspace(store, pipe, call_id)
     reply, found = await pipe.execute()
-    return _result(reply, args[1]), call_with_workspace(found, call_id)
+    return apply_result(reply, args[1]), call_with_workspace(found, call_id)
 
 
 async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> ApplyResult:

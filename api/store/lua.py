@@ -7,11 +7,13 @@ enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RP
 the queue's wake-up PUBLISH, see `api.store.messages`).
 The callback relay's scripts are in `api.store.lua_relay`. The terminal branch also gives
 back the call's pacing slots (`PACING_KEYS_FN`, `api.store.lua_pacing`), so no path that
-ends a call can keep them. Every event it records is announced on its workspace's feed
+ends a call can keep them, and settles the call's minutes (`lua_billing.settle_call`):
+its fourth reply is the seconds billed. Every event it records is announced on its workspace's feed
 (`FEED_FN`) in the same step, so the live stream misses none and shows none unrecorded.
 """
 
 from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK
+from api.store.lua_billing import BILLING_FN
 
 # Arguments of apply_event, in ARGV order starting at `base`:
 #   event_id, new_status ('' = informational), expected_status ('' = any),
@@ -112,6 +114,7 @@ end
 APPLY_EVENT_FN = (
     DEADLINE_FN
     + PACING_KEYS_FN
+    + BILLING_FN
     + FEED_FN
     + """
 local RANK = @RANK@
@@ -172,11 +175,13 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
   redis.call('HINCRBY', kcall, 'event_bytes', size)
   feed_append(kcall, seq)
 
+  local billed = 0
   if new_status ~= '' then
     local call_id = redis.call('HGET', kcall, 'id')
     if RANK[status] == TERMINAL then
       redis.call('ZREM', kdeadlines, call_id)
       release_slots(kcall, call_id, now)
+      billed = settle_call(kcall, call_id, status, tonumber(now))
       redis.call('HSET', kcall, 'ended_at', now)
       for _, key in ipairs({kcall, kevents, keids, kdelivery}) do
         redis.call('EXPIRE', key, retention)
@@ -192,7 +197,7 @@ local function apply_event(kcall, kevents, keids, kdelivery, kactive, kmsgs, kqu
     redis.call('RPUSH', kqueue, msg_id)
     redis.call('PUBLISH', kqueue, '')
   end
-  return {'applied', seq, status}
+  return {'applied', seq, status, billed}
 end
 """.replace("@RANK@", _RANK_TABLE).replace("@TERMINAL@", str(TERMINAL_RANK))
 )
@@ -234,20 +239,26 @@ return result
 # first, or why nothing: the idempotency key's earlier answer ({'existing', answer}), a
 # call id already taken ({'collision', ''}); else the record (one JSON object of string
 # fields), the idempotency answer, the workspace's index and the room's name, and the
-# call id is returned second. Both scripts share KEYS 1 (call), 9 (ws_calls), 10 (room),
+# call id is returned second. A workspace with a balance (`kbalance`) that cannot cover
+# `reserve` seconds is refused ({'insufficient', balance}) before anything is written;
+# else the call holds them (`lua_billing.reserve_take`). An idempotent replay returns
+# first: it reserves nothing. Both scripts share KEYS 1 (call), 9 (ws_calls), 10 (room),
 # 11 (idempotency, '' when none) and ARGV 1-4 (idem_value, idem_ttl_s, created_ms,
 # room_ttl_s).
 ACCEPT_RECORD_FN = """
-local function accept_record(record_json)
+local function accept_record(record_json, kbalance, reserve)
   if KEYS[11] ~= '' then
     local previous = redis.call('GET', KEYS[11])
     if previous then return {'existing', previous} end
   end
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision', ''} end
+  local refused = reserve_check(kbalance, reserve)
+  if refused then return refused end
   local record = cjson.decode(record_json)
   for field, value in pairs(record) do
     redis.call('HSET', KEYS[1], field, value)
   end
+  reserve_take(kbalance, KEYS[1], reserve)
   local call_id = record['id']
   if KEYS[11] ~= '' then redis.call('SET', KEYS[11], ARGV[1], 'EX', ARGV[2]) end
   -- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip one.
@@ -260,22 +271,22 @@ end
 """
 
 # KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue, deadlines,
-#       ws_calls, room, idempotency ('' when none), dial_msgs, dial_queue
+#       ws_calls, room, idempotency ('' when none), dial_msgs, dial_queue, balance
 # ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, dial_msg_id, dial_msg_body,
 #       record (one JSON object of string fields: fewer arguments is faster to send),
-#       then apply_event's arguments.
+#       reserve_s, then apply_event's arguments.
 ACCEPT_CALL = (
     APPLY_EVENT_FN
     + ACCEPT_RECORD_FN
     + """
-local refused, call_id = accept_record(ARGV[7])
+local refused, call_id = accept_record(ARGV[7], KEYS[14], tonumber(ARGV[8]))
 if refused then return refused end
 redis.call('HSET', KEYS[12], ARGV[5], ARGV[6])
 redis.call('RPUSH', KEYS[13], ARGV[5])
 redis.call('PUBLISH', KEYS[13], '')
 redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'queued', tonumber(ARGV[3])), call_id)
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-                           KEYS[8], 8)
+                           KEYS[8], 9)
 return {'created', result[2]}
 """
 )

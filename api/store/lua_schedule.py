@@ -18,19 +18,19 @@ from api.store.lua import ACCEPT_RECORD_FN, APPLY_EVENT_FN
 # written `scheduled` (`scheduled_at`, `scheduled_reason`), so `call.scheduled` is applied
 # as an informational event, like `call.queued` at the accept.
 # KEYS: call, events, eids, delivery, relay_active, relay_msgs, relay_queue, deadlines,
-#       ws_calls, room, idempotency ('' when none), due
-# ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, record JSON, due_ms,
+#       ws_calls, room, idempotency ('' when none), due, balance
+# ARGV: idem_value, idem_ttl_s, created_ms, room_ttl_s, record JSON, due_ms, reserve_s,
 #       then apply_event's arguments.
 ACCEPT_SCHEDULED = (
     APPLY_EVENT_FN
     + ACCEPT_RECORD_FN
     + """
-local refused, call_id = accept_record(ARGV[5])
+local refused, call_id = accept_record(ARGV[5], KEYS[13], tonumber(ARGV[7]))
 if refused then return refused end
 redis.call('ZADD', KEYS[12], ARGV[6], call_id)
 redis.call('ZADD', KEYS[8], deadline_of(KEYS[1], 'scheduled', tonumber(ARGV[3])), call_id)
 local result = apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-                           KEYS[8], 7)
+                           KEYS[8], 8)
 return {'created', result[2]}
 """
 )

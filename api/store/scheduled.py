@@ -6,7 +6,6 @@ a call is `scheduled` exactly while it is in the due set, without a dispatch mes
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -16,17 +15,19 @@ from pydantic_core import to_json
 from agent_runtime.contract import ScheduledReason
 from api.store.base import Store
 from api.store.call_record import CallDraft
-from api.store.calls import IDEMPOTENCY_TTL_SECONDS, AcceptOutcome
+from api.store.calls import IDEMPOTENCY_TTL_SECONDS, AcceptOutcome, accept_refusal
 from api.store.clock import now_ms
 from api.store.events import (
     ApplyResult,
     EventQuota,
     EventSpec,
     apply_args,
+    apply_result,
     event_keys,
     iso_timestamp,
 )
 from api.store.keys import Keys
+from api.store.lua_billing import RESERVE_SECONDS
 from api.store.messages import (
     DIAL_QUEUE,
     DISPATCH_ACTOR,
@@ -70,7 +71,8 @@ async def accept_scheduled_call(
     due: Due,
 ) -> AcceptOutcome:
     """Store the call `scheduled` until `due`, its idempotency record and `call.scheduled`,
-    in one script (`lua_schedule.ACCEPT_SCHEDULED`). Its dispatch message is not written
+    in one script (`lua_schedule.ACCEPT_SCHEDULED`), which reserves its first minute like
+    `calls.accept_call` (refused: `balance_short`). Its dispatch message is not written
     now: its id is (`job_id`), so the claim writes exactly that message later."""
     keys = store.keys
     now = int(time.time() * 1000)
@@ -94,6 +96,7 @@ async def accept_scheduled_call(
             keys.room(draft.room_name),
             idem_key if draft.idempotency_key else "",
             keys.scheduled_due(),
+            keys.balance(draft.workspace_id),
         ],
         args=[
             idem_value,
@@ -102,13 +105,12 @@ async def accept_scheduled_call(
             store.retention_seconds,
             to_json(record.to_hash()).decode(),
             due.at_ms,
+            RESERVE_SECONDS,
             *_informational(apply_args(store, event, now, draft.id if draft.callback_url else "")),
         ],
     )
-    if result[0] == "existing":
-        return AcceptOutcome(created=False, previous=json.loads(result[1]))
     if result[0] != "created":
-        raise RuntimeError(f"call id collision for {draft.id}")
+        return accept_refusal(result, draft.id)
     return AcceptOutcome(created=True, previous={"response": response})
 
 
@@ -157,8 +159,7 @@ async def cancel_call_event(store: Store, call_id: str, event: EventSpec) -> App
     reply = await store.cancel_call_script(
         keys=[*event_keys(store, call_id), store.keys.scheduled_due()], args=args
     )
-    applied = reply[0] == "applied"
-    return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2], ended=applied)
+    return apply_result(reply, args[1])
 
 
 def claim_arguments(keys: Keys) -> tuple[str, ...]:

@@ -1,0 +1,74 @@
+"""Keeping a metered call's minutes: the agent asks the API for one more minute a little
+before the ones its call holds run out, and ends the call politely when it gets none.
+
+Invariant: the call never runs past its reservation on the agent's say-so alone: either
+the API granted more (`granted`, the new total from the answer on), or the agent ends the
+call (`balance_exhausted`). An API it cannot reach is asked again every few seconds; the
+balance stays safe meanwhile, since the API never bills past what the workspace has
+(`api.store.lua_billing.settle_call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from .contract import Metering
+
+logger = logging.getLogger("outdial.agent.metering")
+
+RETRY_SECONDS = 3.0
+REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    granted: bool
+    reserved_seconds: int
+
+
+async def ask_for_minute(session: aiohttp.ClientSession, url: str, token: str) -> Grant | None:
+    """One ask (`POST /v1/internal/calls/{id}/reservation`); None when there is no answer
+    to act on (unreachable, 5xx)."""
+    try:
+        async with session.post(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            if resp.status != 200:
+                logger.warning("reservation refused by the API: %d", resp.status)
+                return None
+            body = await resp.json()
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        logger.warning("reservation request failed: %s", exc)
+        return None
+    return Grant(bool(body["granted"]), int(body["reservedSeconds"]))
+
+
+async def keep_reserved(
+    metering: Metering,
+    token: str,
+    answered_at: float,
+    lead_seconds: float,
+    on_exhausted: Callable[[], object],
+) -> None:
+    """From the answer (`answered_at`, monotonic) until cancelled: ask `lead_seconds`
+    before the reservation runs out; call `on_exhausted` once the API grants no more. A
+    call that is not metered any more (0 reserved) stops asking."""
+    reserved = metering.reserved_seconds
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            await asyncio.sleep(max(answered_at + reserved - lead_seconds - time.monotonic(), 0))
+            grant = await ask_for_minute(session, metering.reservation_url, token)
+            while grant is None:
+                await asyncio.sleep(RETRY_SECONDS)
+                grant = await ask_for_minute(session, metering.reservation_url, token)
+            if not grant.granted:
+                on_exhausted()
+                return
+            if grant.reserved_seconds == 0:
+                return
+            reserved = grant.reserved_seconds

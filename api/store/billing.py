@@ -1,0 +1,107 @@
+"""Minute balances and usage in the store: the operator's credits, a call's extension, the
+usage report's reads.
+
+Invariant: a balance changes only in one step with what it pays for — credits by one
+INCRBY, a call's minutes inside its accept, its extension or its end
+(`api.store.lua_billing`) — so no balance goes below zero and no call is billed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from api.store.base import Store
+from api.store.lua_billing import RESERVE_SECONDS
+from api.store.workspaces import get_workspace
+
+OUTCOME_FIELD = "outcome:"
+
+
+async def add_credits(store: Store, workspace_id: str, seconds: int) -> int | None:
+    """Add `seconds` to the workspace's balance (creating it: the workspace is metered from
+    now on); the balance afterwards, or None when there is no such workspace."""
+    if await get_workspace(store, workspace_id) is None:
+        return None
+    return await store.redis.incrby(store.keys.balance(workspace_id), seconds)
+
+
+async def remove_balance(store: Store, workspace_id: str) -> bool:
+    """Make the workspace unlimited again (its calls in progress keep what they reserved and
+    are billed without a cap); False when there is no such workspace."""
+    if await get_workspace(store, workspace_id) is None:
+        return False
+    await store.redis.delete(store.keys.balance(workspace_id))
+    return True
+
+
+async def balances(store: Store, workspace_ids: Sequence[str]) -> dict[str, int | None]:
+    """Each workspace's balance in seconds (None: unlimited), in one round trip."""
+    if not workspace_ids:
+        return {}
+    found = await store.redis.mget([store.keys.balance(ws) for ws in workspace_ids])
+    return {
+        ws: None if raw is None else int(raw) for ws, raw in zip(workspace_ids, found, strict=True)
+    }
+
+
+ExtendOutcome = Literal["granted", "exhausted", "ended", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    outcome: ExtendOutcome
+    # What the call holds now (0: not metered).
+    reserved_seconds: int
+
+
+async def extend_reservation(store: Store, call_id: str) -> Extension:
+    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`)."""
+    reply = await store.extend_reservation_script(
+        keys=[store.keys.call(call_id)], args=[RESERVE_SECONDS]
+    )
+    return Extension(outcome=reply[0], reserved_seconds=int(reply[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    day: int  # days since 1970-01-01 (UTC)
+    calls: int
+    billed_seconds: int
+    outcomes: dict[str, int]
+
+
+async def usage_by_day(
+    store: Store, workspace_ids: Sequence[str], first_day: int, last_day: int
+) -> dict[str, list[DayUsage]]:
+    """Each workspace's days with calls in [first_day, last_day], in one round trip."""
+    days = range(first_day, last_day + 1)
+    pipe = store.redis.pipeline(transaction=False)
+    for ws in workspace_ids:
+        for day in days:
+            pipe.hgetall(store.keys.usage(ws, day))
+    replies = iter(await pipe.execute())
+    found: dict[str, list[DayUsage]] = {}
+    for ws in workspace_ids:
+        rows = []
+        for day in days:
+            raw = cast(dict[str, str], next(replies))
+            if raw:
+                rows.append(_day_usage(day, raw))
+        found[ws] = rows
+    return found
+
+
+def _day_usage(day: int, raw: dict[str, str]) -> DayUsage:
+    outcomes = {
+        name[len(OUTCOME_FIELD) :]: int(count)
+        for name, count in raw.items()
+        if name.startswith(OUTCOME_FIELD)
+    }
+    return DayUsage(
+        day=day,
+        calls=int(raw.get("calls", 0)),
+        billed_seconds=int(raw.get("billed_s", 0)),
+        outcomes=outcomes,
+    )
