@@ -68,6 +68,7 @@ WORKSPACE_ROUTES = (
     "POST /v1/api/call/{call_id}/events/{event_id}/redeliver",
     "GET /v1/api/limits",
     "GET /v1/api/events/stream",
+    "GET /v1/api/usage",
 )
 WORKSPACE_COLUMNS = (
     "other_key",  # A's workspace id with B's (valid) key
@@ -87,6 +88,7 @@ NOT_APPLICABLE = {
     ("GET /v1/api/agents", "malformed_id_path"),
     ("GET /v1/api/numbers", "malformed_id_path"),
     ("GET /v1/api/limits", "malformed_id_path"),
+    ("GET /v1/api/usage", "malformed_id_path"),
 }
 WORKSPACE_CELLS = [
     (route, column)
@@ -109,10 +111,17 @@ ADMIN_ROUTES = (
     "DELETE /v1/admin/workspaces/{workspace_id}/trunks/{sip_trunk_id}",
     "PUT /v1/admin/workspaces/{workspace_id}/limits",
     "PUT /v1/admin/trunks/{sip_trunk_id}/limits",
+    "POST /v1/admin/workspaces/{workspace_id}/credits",
+    "DELETE /v1/admin/workspaces/{workspace_id}/credits",
+    "GET /v1/admin/usage",
 )
 ADMIN_COLUMNS = ("no_token", "wrong_token", "non_ascii_token", "workspace_key")
 
-INTERNAL_ROUTE = "POST /v1/internal/calls/{call_id}/events"
+# The agent worker's routes, each opened by the call's own event token.
+INTERNAL_ROUTES = {
+    "POST /v1/internal/calls/{call_id}/events": {"type": "agent.started", "data": {}},
+    "POST /v1/internal/calls/{call_id}/reservation": None,
+}
 
 # Routes outside the matrix, each with its own authentication and its own tests.
 EXCLUDED_ROUTES = {
@@ -349,6 +358,7 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
     return {
         ("GET /v1/api/agents", "other_id"): listed("/v1/api/agents"),
         ("GET /v1/api/limits", "other_id"): listed("/v1/api/limits"),
+        ("GET /v1/api/usage", "other_id"): listed("/v1/api/usage"),
         # B's stream, from the feed's start, names none of A's calls; A's call is no
         # call of B's; a call id that would name another key is refused as a parameter.
         ("GET /v1/api/events/stream", "other_id"): [
@@ -492,6 +502,7 @@ def admin_matrix(world: World) -> dict[tuple[str, str], list[Probe]]:
         "POST /v1/admin/workspaces/{workspace_id}/trunks": {"sip_trunk_id": world.b.trunk},
         "PUT /v1/admin/workspaces/{workspace_id}/limits": {"max_concurrent_calls": 1},
         "PUT /v1/admin/trunks/{sip_trunk_id}/limits": {"max_concurrent_calls": 1},
+        "POST /v1/admin/workspaces/{workspace_id}/credits": {"minutes": 5},
     }
     cells: dict[tuple[str, str], list[Probe]] = {}
     for route in ADMIN_ROUTES:
@@ -554,7 +565,9 @@ def test_admin_route(
 
 
 @pytest.mark.parametrize("token_of", ["other_call", "no_token", "non_ascii"])
-def test_agent_events_need_the_calls_own_token(
+@pytest.mark.parametrize("route", INTERNAL_ROUTES)
+def test_agent_routes_need_the_calls_own_token(
+    route: str,
     token_of: str,
     world: World,
     http: httpx.Client,
@@ -569,8 +582,8 @@ def test_agent_events_need_the_calls_own_token(
         "non_ascii": f"Bearer {event_token(world.a.call, signing_key)}\u00e9",
     }[token_of]
     headers = {} if authorization is None else {"Authorization": authorization.encode()}
-    path = INTERNAL_ROUTE.split(" ", 1)[1].format(call_id=world.a.call)
-    probe = Probe("POST", path, headers, 401, "UNAUTHORIZED", {"type": "agent.started", "data": {}})
+    path = route.split(" ", 1)[1].format(call_id=world.a.call)
+    probe = Probe("POST", path, headers, 401, "UNAUTHORIZED", INTERNAL_ROUTES[route])
     _run(http, redis_client, matrix_settings.redis_prefix, livekit_server, [probe])
 
 
@@ -597,7 +610,7 @@ def _walk(routes: list[BaseRoute]) -> Iterator[str]:
 def test_every_route_is_in_the_matrix(world: World, matrix_settings: Settings) -> None:
     app = create_app(matrix_settings)
     served = set(_walk(app.routes)) | {f"POST {ACCEPT_CALL_PATH}"}
-    known = set(WORKSPACE_ROUTES) | set(ADMIN_ROUTES) | {INTERNAL_ROUTE} | EXCLUDED_ROUTES
+    known = set(WORKSPACE_ROUTES) | set(ADMIN_ROUTES) | set(INTERNAL_ROUTES) | EXCLUDED_ROUTES
     assert served - known == set(), "routes missing from the access matrix"
     assert known - served == set(), "the matrix lists routes the app does not serve"
     # Every cell is decided: probes, or listed as not applicable.
