@@ -32,11 +32,16 @@ class Grant:
     reserved_seconds: int
 
 
-async def ask_for_minute(session: aiohttp.ClientSession, url: str, token: str) -> Grant | None:
-    """One ask (`POST /v1/internal/calls/{id}/reservation`); None when there is no answer
+async def ask_for_minute(
+    session: aiohttp.ClientSession, url: str, token: str, held_seconds: int
+) -> Grant | None:
+    """One ask (`POST /v1/internal/calls/{id}/reservation`), naming what the call holds so
+    that asking again after a lost answer takes nothing twice; None when there is no answer
     to act on (unreachable, 5xx)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    params = {"held_seconds": str(held_seconds)}
     try:
-        async with session.post(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+        async with session.post(url, headers=headers, params=params) as resp:
             if resp.status != 200:
                 logger.warning("reservation refused by the API: %d", resp.status)
                 return None
@@ -56,19 +61,20 @@ async def keep_reserved(
 ) -> None:
     """From the answer (`answered_at`, monotonic) until cancelled: ask `lead_seconds`
     before the reservation runs out; call `on_exhausted` once the API grants no more. A
-    call that is not metered any more (0 reserved) stops asking."""
+    call that is not metered any more (0 reserved), or that holds its whole max duration
+    (granted, nothing added), stops asking."""
     reserved = metering.reserved_seconds
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
             await asyncio.sleep(max(answered_at + reserved - lead_seconds - time.monotonic(), 0))
-            grant = await ask_for_minute(session, metering.reservation_url, token)
+            grant = await ask_for_minute(session, metering.reservation_url, token, reserved)
             while grant is None:
                 await asyncio.sleep(RETRY_SECONDS)
-                grant = await ask_for_minute(session, metering.reservation_url, token)
+                grant = await ask_for_minute(session, metering.reservation_url, token, reserved)
             if not grant.granted:
                 on_exhausted()
                 return
-            if grant.reserved_seconds == 0:
+            if grant.reserved_seconds <= reserved:
                 return
             reserved = grant.reserved_seconds

@@ -76,6 +76,8 @@ class EventSink:
         # the monotonic time of each ask.
         self.grants: list[int] = []
         self.asked_at: list[float] = []
+        # what the call held at each ask (the query's held_seconds)
+        self.asked_holding: list[int] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -109,6 +111,7 @@ class EventSink:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.Response(status=401)
         self.asked_at.append(time.monotonic())
+        self.asked_holding.append(int(request.query["held_seconds"]))
         reserved = self.grants.pop(0) if self.grants else 0
         return web.json_response({"granted": reserved > 0, "reservedSeconds": reserved})
 

@@ -227,6 +227,7 @@ async def test_balance_exhausted_says_goodbye_then_hangs_up(
     assert end_of(events) == (ENDED, "completed", "balance_exhausted")
     assert call.assistant_lines() == ["Hi Ada!", settings.balance_exhausted_message]
     assert len(sink.asked_at) == 2
+    assert sink.asked_holding == [2, 4]  # each ask names what the call held then
     # The second ask waited for the granted reservation: 4 - 1.5 s from the answer.
     assert 2.5 <= events[-1]["data"]["duration_seconds"] < 8.0
     assert deletes(lk) == 1

@@ -214,6 +214,26 @@ async def test_extensions_are_granted_while_the_balance_lasts(store: Store) -> N
     assert (await extend_reservation(store, metered.id)).outcome == "ended"
 
 
+async def test_a_retried_ask_takes_nothing_twice_and_max_duration_bounds_the_asks(
+    store: Store,
+) -> None:
+    await add_credits_raw(store, 10 * RESERVE_SECONDS)
+    call = draft(max_duration_seconds=150)
+    await accept_call(store, call, {}, None)
+    await apply_at(store, call.id, EventSpec("call.answered"), now_ms())
+    first = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS)
+    assert (first.outcome, first.reserved_seconds) == ("granted", 2 * RESERVE_SECONDS)
+    # the same ask again (its answer was lost): granted, nothing more taken
+    again = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS)
+    assert (again.outcome, again.reserved_seconds) == ("granted", 2 * RESERVE_SECONDS)
+    assert await balance(store) == 8 * RESERVE_SECONDS
+    third = await extend_reservation(store, call.id, held_seconds=2 * RESERVE_SECONDS)
+    assert third.reserved_seconds == 3 * RESERVE_SECONDS  # 180 s now cover the 150 s
+    covered = await extend_reservation(store, call.id, held_seconds=3 * RESERVE_SECONDS)
+    assert (covered.outcome, covered.reserved_seconds) == ("granted", 3 * RESERVE_SECONDS)
+    assert await balance(store) == 7 * RESERVE_SECONDS
+
+
 async def test_credits_need_a_workspace(store: Store) -> None:
     assert await add_credits(store, "ws_missing", 60) is None
     assert await store.redis.exists(store.keys.balance("ws_missing")) == 0

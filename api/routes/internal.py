@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from pydantic import ValidationError
 
 from agent_runtime.contract import AgentEvent
@@ -129,6 +129,7 @@ async def agent_event(
         {
             401: "UNAUTHORIZED: event token missing or not valid for this call",
             404: "NOT_FOUND: no such call",
+            422: "VALIDATION_ERROR: held_seconds is not a whole number of seconds",
         },
     ),
 )
@@ -137,12 +138,15 @@ async def extend_call_reservation(
     store: StoreDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
+    held_seconds: Annotated[int | None, Query(ge=0, le=10_000_000)] = None,
 ) -> ReservationAnswer:
     """One more minute for a metered call still going, from its workspace's balance:
     `granted: false` when the balance has no whole minute left (the agent ends the call,
-    `balance_exhausted`) or the call ended. An unmetered call is always granted."""
+    `balance_exhausted`) or the call ended. An unmetered call is always granted.
+    `held_seconds`, what the agent holds, makes a retried ask take nothing twice; a call
+    that holds its whole max duration is granted without taking more."""
     _check_token(call_id, authorization, settings)
-    extension = await extend_reservation(store, call_id)
+    extension = await extend_reservation(store, call_id, held_seconds)
     if extension.outcome == "missing":
         raise not_found("call", call_id)
     return ReservationAnswer(

@@ -56,10 +56,15 @@ class Extension:
     reserved_seconds: int
 
 
-async def extend_reservation(store: Store, call_id: str) -> Extension:
-    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`)."""
+async def extend_reservation(
+    store: Store, call_id: str, held_seconds: int | None = None
+) -> Extension:
+    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`), unless
+    it already holds more than `held_seconds` (what the asking agent knows it holds: a
+    retried ask takes nothing twice) or its whole max duration."""
+    held = "" if held_seconds is None else held_seconds
     reply = await store.extend_reservation_script(
-        keys=[store.keys.call(call_id)], args=[RESERVE_SECONDS]
+        keys=[store.keys.call(call_id)], args=[RESERVE_SECONDS, held]
     )
     return Extension(outcome=reply[0], reserved_seconds=int(reply[1]))
 

@@ -82,16 +82,22 @@ end
 # whole one (or always, unmetered: nothing changes); refused ('exhausted') when it does not,
 # and ('ended') once the call is terminal. Any non-terminal status may ask: an agent whose
 # answer event is still on its way is not refused for it, and a reservation of a call that
-# was never answered is all given back at its end.
-# KEYS: call. ARGV: seconds to add.
+# was never answered is all given back at its end. The ask names what the agent holds: a
+# retry of an ask that was granted (its answer lost) finds more than that and takes nothing
+# again; a call holding its whole max duration takes nothing more either.
+# KEYS: call. ARGV: seconds to add, seconds the agent holds ('' when it does not say).
 # Returns {'granted'|'exhausted'|'ended'|'missing', reserved seconds (0: unmetered)}.
 EXTEND_RESERVATION = """
 local TERMINAL = @TERMINAL@
-local f = redis.call('HMGET', KEYS[1], 'status', 'reserved_s', 'workspace_id', 'id')
+local f = redis.call('HMGET', KEYS[1], 'status', 'reserved_s', 'workspace_id', 'id',
+                     'max_duration_seconds')
 if not f[1] then return {'missing', 0} end
 local reserved = tonumber(f[2]) or 0
 if TERMINAL[f[1]] then return {'ended', reserved} end
 if not f[2] then return {'granted', 0} end
+local held = tonumber(ARGV[2])
+if held and reserved > held then return {'granted', reserved} end
+if reserved >= (tonumber(f[5]) or math.huge) then return {'granted', reserved} end
 local kbalance = string.sub(KEYS[1], 1, #KEYS[1] - #f[4] - 6) .. ':ws:' .. f[3] .. ':balance'
 local balance = redis.call('GET', kbalance)
 if not balance then return {'granted', reserved} end
