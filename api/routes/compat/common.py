@@ -18,9 +18,11 @@ from typing import Any
 from fastapi import Request
 from pydantic_core import to_json
 from redis.exceptions import RedisError
+from starlette.requests import ClientDisconnect
 
 from api.auth import Credentials, hook_credentials, key_only_credentials
 from api.errors import ApiError
+from api.metrics import CALLS_ACCEPTED, CALLS_REFUSED
 from api.security import HOOKS_PREFIX
 from api.services.calls import place_call
 from api.settings import Settings
@@ -58,12 +60,23 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ApiError(400, "BAD_REQUEST", "client disconnected before sending the body") from exc
     return b"".join(chunks)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, within `JSON_BODY_LIMIT`; BAD_REQUEST (400) otherwise."""
+    body = json_object(await read_body(request, JSON_BODY_LIMIT))
+    if body is None:
+        raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
+    return body
 
 
 def too_large(limit: int) -> ApiError:
@@ -78,12 +91,18 @@ async def accept(request: Request, creds: Credentials, native: dict[str, Any]) -
     """`POST /v1/api/call` with `native` as its body (and the request's Idempotency-Key):
     the native answer, or the native refusal as an ApiError."""
     store, settings = resources(request)
+    key = request.headers.get("idempotency-key")
+    # Counted as the native route counts its accepts and refusals (api/routes/call_accept.py).
     try:
-        return await place_call(
-            store, settings, creds, to_json(native), request.headers.get("idempotency-key")
-        )
+        accepted = await place_call(store, settings, creds, to_json(native), key)
+    except ApiError as exc:
+        CALLS_REFUSED.labels(exc.code).inc()
+        raise
     except RedisError as exc:
+        CALLS_REFUSED.labels("SERVICE_UNAVAILABLE").inc()
         raise storage_error() from exc
+    CALLS_ACCEPTED.inc()
+    return accepted
 
 
 def iso_utc(ms: int | None = None) -> str:
@@ -93,10 +112,11 @@ def iso_utc(ms: int | None = None) -> str:
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None when it is not one (NaN and Infinity are not JSON)."""
+    """The body as a JSON object, or None when it is not one (NaN and Infinity are not JSON;
+    nesting too deep to parse is not one either)."""
     try:
         value = json.loads(raw, parse_constant=_not_json)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -22,13 +22,11 @@ from agent_runtime.contract import VARIABLE_NAME
 from api.errors import ApiError
 from api.routes.compat.common import (
     HOOK_ROUTE_PREFIX,
-    JSON_BODY_LIMIT,
     accept,
     caller,
     is_scalar,
     iso_utc,
-    json_object,
-    read_body,
+    json_body,
 )
 from api.schemas.calls import MAX_DELAY_SECONDS
 
@@ -104,11 +102,50 @@ class _Problems:
         return value
 
 
+# The native body's fields by the names Contactship's clients sent, and the field a native
+# code is about: a refusal names what the client sent, not what Outdial made of it.
+_VENDOR_FIELDS = {
+    "to": "to_number",
+    "call_agent_id": "agent_id",
+    "callback_url": "webhook_url",
+    "dynamic_variables": "additional_data",
+    "scheduled_at": "schedule",
+    "delay_seconds": "delay",
+}
+_CODE_FIELDS = {
+    "INVALID_NUMBER": "to_number",
+    "INVALID_NUMBER_ID": "from_number",
+    "INVALID_CALLBACK_URL": "webhook_url",
+    "INVALID_AGENT": "agent_id",
+}
+
+
+def _vendor_field(native: str) -> str:
+    head, dot, rest = native.partition(".")
+    if head == "dynamic_variables" and rest in CONTACT_VARIABLES:
+        return rest
+    return _VENDOR_FIELDS.get(head, head) + dot + rest
+
+
+def _message(exc: ApiError) -> str | list[str]:
+    """Our own checks' list of messages; a native refusal's, with the vendor's field names."""
+    problems = exc.details.get("messages")
+    if isinstance(problems, list):
+        return problems
+    errors = exc.details.get("errors") if exc.code == "VALIDATION_ERROR" else None
+    if isinstance(errors, list) and errors:
+        return [f"{_vendor_field(str(e.get('field', '')))}: {e.get('message')}" for e in errors]
+    text = exc.message
+    for native, vendor in _VENDOR_FIELDS.items():
+        if len(native) > 2:  # `to` is too common a word to rename in a sentence
+            text = text.replace(native, vendor)
+    field = _CODE_FIELDS.get(exc.code)
+    return f"{field}: {text}" if field else text
+
+
 def _refusal(exc: ApiError) -> JSONResponse:
     status = 400 if exc.status == 422 else exc.status
-    problems = exc.details.get("messages")
-    message: str | list[str] = problems if isinstance(problems, list) else exc.message
-    body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message}
+    body = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": _message(exc)}
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -169,7 +206,9 @@ def _variables(body: dict[str, Any], problems: _Problems) -> dict[str, Any]:
     country = problems.text(body, "country", required=False)
     if country is not None:
         variables["country"] = country
-    pairs = body.get("additional_data") or []
+    pairs = body.get("additional_data")
+    if pairs is None:
+        pairs = []
     if not isinstance(pairs, list):
         problems.add("additional_data must be a list of {key, value}")
         return variables
@@ -217,10 +256,7 @@ def native_body(body: dict[str, Any]) -> dict[str, Any]:
 async def _single_call(request: Request, hook_token: str | None) -> JSONResponse:
     try:
         creds = await caller(request, hook_token)
-        body = json_object(await read_body(request, JSON_BODY_LIMIT))
-        if body is None:
-            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
-        native = native_body(body)
+        native = native_body(await json_body(request))
         accepted = await accept(request, creds, native)
     except ApiError as exc:
         return _refusal(exc)

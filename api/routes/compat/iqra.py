@@ -12,6 +12,7 @@ onto Iqra's.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ from sip.numbers import number_id
 INITIATE_PATH = "/api/v1/business/{business_id}/call/initiate"
 CALL_PATH = "/api/v1/business/{business_id}/call/{call_id}"
 FORM_BODY_LIMIT = 10 * 1024 * 1024
+_ALIAS = re.compile(r"[1-9][0-9]{0,17}")
 # What a form may hold: far more fields than a call needs, each far smaller than the body.
 MAX_FORM_FIELDS = 1000
 
@@ -166,7 +168,7 @@ async def _business_caller(request: Request, hook_token: str | None, business: s
         workspace = await credentials_workspace(store, creds)
     except RedisError as exc:
         raise storage_error() from exc
-    if not business.isdigit() or workspace.alias != int(business):
+    if not _ALIAS.fullmatch(business) or workspace.alias != int(business):
         raise ApiError(403, "PERMISSION_DENIED", f"this key does not open business {business}")
     return creds
 
@@ -189,7 +191,12 @@ async def _fields(request: Request, raw: bytes) -> dict[str, Any]:
             raise ApiError(400, "BAD_REQUEST", f"{name}: a file where a text field belongs")
         head, bracket, rest = name.partition("[")
         if bracket and rest.endswith("]") and head in ("DynamicVariables", "Metadata"):
-            fields.setdefault(head, {})[rest[:-1]] = value
+            gathered = fields.setdefault(head, {})
+            if not isinstance(gathered, dict):
+                raise ApiError(422, "VALIDATION_ERROR", f"{head} must be an object", _field(head))
+            gathered[rest[:-1]] = value
+        elif name in ("DynamicVariables", "Metadata") and name in fields:
+            raise ApiError(422, "VALIDATION_ERROR", f"{name} must be an object", _field(name))
         else:
             fields[name] = value
     return fields

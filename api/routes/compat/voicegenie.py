@@ -19,13 +19,11 @@ from pydantic import BaseModel, Field
 from api.errors import ApiError
 from api.routes.compat.common import (
     HOOK_ROUTE_PREFIX,
-    JSON_BODY_LIMIT,
     accept,
     caller,
     is_scalar,
     iso_utc,
-    json_object,
-    read_body,
+    json_body,
 )
 
 PATH = "/initiateCall"
@@ -68,6 +66,8 @@ _MESSAGES = {
     "UNAUTHORIZED": "Unauthorized",
     "WORKSPACE_DISABLED": "Account disabled",
     "PERMISSION_DENIED": "Forbidden",
+    "TRUNK_NOT_ASSIGNED": "Forbidden",
+    "WORKER_NAME_NOT_ALLOWED": "Forbidden",
     "INVALID_NUMBER": "Invalid phone number",
     "NUMBER_NOT_ALLOWED": "Phone number not allowed",
     "INVALID_AGENT": "Agent not found",
@@ -114,10 +114,7 @@ def native_body(body: dict[str, Any]) -> dict[str, Any]:
 async def _initiate(request: Request, hook_token: str | None) -> JSONResponse:
     try:
         creds = await caller(request, hook_token)
-        body = json_object(await read_body(request, JSON_BODY_LIMIT))
-        if body is None:
-            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
-        native = native_body(body)
+        native = native_body(await json_body(request))
         accepted = await accept(request, creds, native)
     except ApiError as exc:
         return _refusal(exc)
