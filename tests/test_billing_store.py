@@ -19,13 +19,20 @@ from prometheus_client import REGISTRY
 from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store, open_store
-from api.store.billing import add_credits, extend_reservation, usage_by_day
+from api.store.billing import (
+    add_credits,
+    balances,
+    extend_reservation,
+    remove_balance,
+    usage_by_day,
+)
 from api.store.call_record import CallBudgets, CallDraft
 from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
 from api.store.events import ApplyResult, EventSpec, apply_args, apply_result, event_keys
 from api.store.lua_billing import DAY_MS, RESERVE_SECONDS
 from api.store.scheduled import Due, accept_scheduled_call
+from api.store.workspaces import create_workspace
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.support import redis_snapshot
 from tests.test_store import draft
@@ -179,7 +186,22 @@ async def test_a_call_answered_at_t_and_ended_at_t_plus_75_s_bills_from_the_answ
     assert await balance(store) == 10 * RESERVE_SECONDS - billed
 
 
-async def test_a_call_past_what_it_could_reserve_is_billed_what_was_left_never_below_zero(
+async def test_a_call_ended_late_is_billed_what_it_reserved_never_more(store: Store) -> None:
+    """The reconciler records the end of a call whose agent died long after the real
+    hang-up: the call is billed its reservation, not the time until then."""
+    await add_credits_raw(store, 10 * RESERVE_SECONDS)
+    call = draft()
+    await accept_call(store, call, {}, None)
+    t = now_ms()
+    await apply_at(store, call.id, EventSpec("call.answered"), t)
+    ended = await apply_at(
+        store, call.id, EventSpec("call.ended", {"status": "completed"}), t + 600_000
+    )
+    assert ended.billed_seconds == RESERVE_SECONDS
+    assert await balance(store) == 9 * RESERVE_SECONDS
+
+
+async def test_the_last_partial_minute_is_granted_and_billed_never_below_zero(
     store: Store,
 ) -> None:
     await add_credits_raw(store, RESERVE_SECONDS + 30)
@@ -187,9 +209,13 @@ async def test_a_call_past_what_it_could_reserve_is_billed_what_was_left_never_b
     await accept_call(store, call, {}, None)
     t = now_ms()
     await apply_at(store, call.id, EventSpec("call.answered"), t)
-    refused = await extend_reservation(store, call.id)
-    assert (refused.outcome, refused.reserved_seconds) == ("exhausted", RESERVE_SECONDS)
-    # The agent did not end it in time: 200 s are owed, 90 s were there.
+    # 30 s are left: under per-second billing they are granted, not stranded.
+    partial = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS)
+    assert (partial.outcome, partial.reserved_seconds) == ("granted", RESERVE_SECONDS + 30)
+    assert await balance(store) == 0
+    refused = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS + 30)
+    assert (refused.outcome, refused.reserved_seconds) == ("exhausted", RESERVE_SECONDS + 30)
+    # The agent did not end it in time: 200 s went by, 90 s were reserved.
     ended = await apply_at(
         store, call.id, EventSpec("call.ended", {"status": "completed"}), t + 200_000
     )
@@ -205,13 +231,77 @@ async def test_extensions_are_granted_while_the_balance_lasts(store: Store) -> N
         await apply_at(store, call.id, EventSpec("call.answered"), now_ms())
     granted = await extend_reservation(store, metered.id)
     assert (granted.outcome, granted.reserved_seconds) == ("granted", 2 * RESERVE_SECONDS)
+    last = await extend_reservation(store, metered.id)
+    assert (last.outcome, last.reserved_seconds) == ("granted", 2 * RESERVE_SECONDS + 59)
     assert (await extend_reservation(store, metered.id)).outcome == "exhausted"
-    assert await balance(store) == 59
+    assert await balance(store) == 0
     unmetered = await extend_reservation(store, other.id)
     assert (unmetered.outcome, unmetered.reserved_seconds) == ("granted", 0)
     assert (await extend_reservation(store, "nope")).outcome == "missing"
     await apply_at(store, metered.id, EventSpec("call.ended", {"status": "completed"}), now_ms())
     assert (await extend_reservation(store, metered.id)).outcome == "ended"
+
+
+async def test_a_call_record_without_an_id_is_missing_to_an_extension(store: Store) -> None:
+    await add_credits_raw(store, 10 * RESERVE_SECONDS)
+    kcall = store.keys.call("no-id")
+    fields = {"status": "in_progress", "reserved_s": "60", "workspace_id": WS}
+    await store.redis.hset(kcall, mapping=fields)
+    assert (await extend_reservation(store, "no-id")).outcome == "missing"
+    assert await balance(store) == 10 * RESERVE_SECONDS
+
+
+async def metered_workspace(store: Store, seconds: int) -> str:
+    workspace = (await create_workspace(store, "metered")).workspace
+    assert await add_credits(store, workspace.id, seconds) == seconds
+    return workspace.id
+
+
+async def test_a_workspace_made_unlimited_mid_call_stops_its_extensions(store: Store) -> None:
+    ws = await metered_workspace(store, 10 * RESERVE_SECONDS)
+    call = draft(workspace_id=ws)
+    await accept_call(store, call, {}, None)
+    t = now_ms()
+    await apply_at(store, call.id, EventSpec("call.answered"), t)
+    assert await remove_balance(store, ws)
+    # Unmetered now: granted, and a total that does not grow tells the agent to stop asking.
+    now_unmetered = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS)
+    assert (now_unmetered.outcome, now_unmetered.reserved_seconds) == ("granted", 0)
+    ended = await apply_at(
+        store, call.id, EventSpec("call.ended", {"status": "completed"}), t + 150_000
+    )
+    assert ended.billed_seconds == 150  # usage of an unlimited workspace: the whole call
+    assert await store.redis.exists(store.keys.balance(ws)) == 0
+
+
+async def test_a_reservation_from_a_removed_balance_is_not_given_back_to_a_new_one(
+    store: Store,
+) -> None:
+    """Credits removed then added again make a new balance: a call that reserved from the
+    old one gives nothing back to it, and is not extended from it."""
+    ws = await metered_workspace(store, 10 * RESERVE_SECONDS)
+    call = draft(workspace_id=ws)
+    await accept_call(store, call, {}, None)
+    t = now_ms()
+    await apply_at(store, call.id, EventSpec("call.answered"), t)
+    assert await remove_balance(store, ws)
+    assert await add_credits(store, ws, 2 * RESERVE_SECONDS) == 2 * RESERVE_SECONDS
+    stale = await extend_reservation(store, call.id, held_seconds=RESERVE_SECONDS)
+    assert (stale.outcome, stale.reserved_seconds) == ("granted", 0)
+    ended = await apply_at(
+        store, call.id, EventSpec("call.ended", {"status": "completed"}), t + 30_000
+    )
+    assert ended.billed_seconds == 30
+    assert (await balances(store, [ws]))[ws] == 2 * RESERVE_SECONDS
+    day = (t + 30_000) // DAY_MS
+    usage = (await usage_by_day(store, [ws], day, day))[ws]
+    assert [(u.calls, u.billed_seconds) for u in usage] == [(1, 30)]
+    # A call accepted from the new balance is settled against it as usual.
+    fresh = draft(workspace_id=ws)
+    await accept_call(store, fresh, {}, None)
+    await apply_at(store, fresh.id, EventSpec("call.answered"), t)
+    await apply_at(store, fresh.id, EventSpec("call.ended", {"status": "completed"}), t + 20_000)
+    assert (await balances(store, [ws]))[ws] == 2 * RESERVE_SECONDS - 20
 
 
 async def test_a_retried_ask_takes_nothing_twice_and_max_duration_bounds_the_asks(

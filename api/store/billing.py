@@ -2,8 +2,9 @@
 usage report's reads.
 
 Invariant: a balance changes only in one step with what it pays for — credits by one
-INCRBY, a call's minutes inside its accept, its extension or its end
-(`api.store.lua_billing`) — so no balance goes below zero and no call is billed twice.
+INCRBY, its removal with its generation, a call's minutes inside its accept, its extension
+or its end (`api.store.lua_billing`) — so no balance goes below zero, no call is billed
+twice, and no reservation is given back to a balance that did not pay it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ async def add_credits(store: Store, workspace_id: str, seconds: int) -> int | No
 
 
 async def remove_balance(store: Store, workspace_id: str) -> bool:
-    """Make the workspace unlimited again (its calls in progress keep what they reserved and
-    are billed without a cap); False when there is no such workspace."""
+    """Make the workspace unlimited again; False when there is no such workspace.
+
+    The balance goes and its generation moves on in one transaction: a call that reserved
+    from it is unmetered from now on (its extensions are granted without taking anything,
+    its end gives nothing back), even once credits create a new balance."""
     if await get_workspace(store, workspace_id) is None:
         return False
-    await store.redis.delete(store.keys.balance(workspace_id))
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.delete(store.keys.balance(workspace_id))
+    pipe.incr(store.keys.balance_generation(workspace_id))
+    await pipe.execute()
     return True
 
 
@@ -59,9 +66,11 @@ class Extension:
 async def extend_reservation(
     store: Store, call_id: str, held_seconds: int | None = None
 ) -> Extension:
-    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`), unless
-    it already holds more than `held_seconds` (what the asking agent knows it holds: a
-    retried ask takes nothing twice) or its whole max duration."""
+    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`; the
+    balance's last seconds when less is left), unless it already holds more than
+    `held_seconds` (what the asking agent knows it holds: a retried ask takes nothing
+    twice) or its whole max duration. A call whose balance was removed since it reserved
+    is granted 0 (unmetered)."""
     held = "" if held_seconds is None else held_seconds
     reply = await store.extend_reservation_script(
         keys=[store.keys.call(call_id)], args=[RESERVE_SECONDS, held]

@@ -17,6 +17,7 @@
 | `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
 | `{p}:ws:{ws}:balance` | string: seconds of calls left (absent: unlimited) | billing | forever |
+| `{p}:ws:{ws}:balance:gen` | counter: removals of the balance (absent: none) | billing | forever |
 | `{p}:ws:{ws}:usage:{day}` | hash: calls, billed_s, outcome:{status} that day | billing | 400 d |
 | `{p}:ws:{ws}:feed` | stream: call id, sequence of its events, ~5000 | events | 24 h idle |
 | `{p}:ws:{ws}:streams` | zset open event stream token -> lease expiry ms | feed | lease |
@@ -58,9 +59,10 @@ resends requested through the API.
 The `pacing:*` keys are also built inside Lua from the prefix (`api.store.lua_pacing`): a
 call names its trunk and workspace only in its record. So is the workspace's event `feed`
 (`lua.FEED_FN`, appended in the step that records each event; read by `api.store.feed`),
-and the workspace's `balance` and `usage:{day}` when a call ends or extends its
-reservation (`api.store.lua_billing`; the accept gets the balance key in KEYS). A usage
-`{day}` is a UTC day counted from 1970-01-01.
+and the workspace's `balance`, `balance:gen` and `usage:{day}` when a call ends or extends
+its reservation (`api.store.lua_billing`; the accept gets the balance key in KEYS and
+builds `balance:gen` from it). A call keeps the generation it reserved from in its record
+(`reserved_gen`). A usage `{day}` is a UTC day counted from 1970-01-01.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ class Keys:
 
     def balance(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:balance"
+
+    def balance_generation(self, ws: str) -> str:
+        # `lua_billing.GENERATION_SUFFIX` builds the same name inside Lua
+        return f"{self.prefix}:ws:{ws}:balance:gen"
 
     def usage(self, ws: str, day: int) -> str:
         return f"{self.prefix}:ws:{ws}:usage:{day}"

@@ -7,8 +7,15 @@ inside the script that also changes the call: the accept's (`reserve_check` then
 and `EXTEND_RESERVATION`. So concurrent accepts cannot overdraw it, and a crash either
 happened before the script (nothing done) or after it (everything done): never billed
 twice, never a reservation lost. Settlement bills `billed_s` (0 unless answered; else the
-seconds from `ts_in_progress`, rounded up to the call's `billing_increment_s`, at most what
-is reserved plus what is left) and gives back the rest of `reserved_s`.
+seconds from `ts_in_progress`, rounded up to the call's `billing_increment_s`, at most
+`reserved_s`: a call is never billed past what it reserved, however late its end is
+recorded) and gives back `reserved_s - billed_s`, the balance's only change at the end.
+
+A reservation belongs to the balance it was taken from: the call keeps that balance's
+generation (`reserved_gen`, `keys.balance_generation`, which `billing.remove_balance` moves
+on). A balance removed since (unlimited now), or removed and created again, neither pays
+the call's extensions (`{'granted', 0}`: unmetered) nor takes its reservation back; its
+`billed_s` is then what an unlimited workspace's call bills, the whole answered time.
 
 Every call that ends is counted in its workspace's usage of the day it ended
 (`keys.usage`: calls, billed_s, outcome:<status>), metered or not.
@@ -24,9 +31,22 @@ RESERVE_SECONDS = 60
 USAGE_TTL_SECONDS = 400 * 86_400
 DAY_MS = 86_400_000
 
+# The generation key of a balance is the balance's key with this suffix (`keys.py`).
+GENERATION_SUFFIX = ":gen"
+
 _TERMINAL_TABLE = "{" + ", ".join(f"{status}=true" for status in sorted(TERMINAL_STATUSES)) + "}"
 
-BILLING_FN = """
+_RESERVATION_LIVE_FN = """
+-- Whether the balance a call reserved from (generation `gen`) is still there: neither
+-- removed (unlimited now) nor removed and created again.
+local function reservation_live(kbalance, gen)
+  return redis.call('EXISTS', kbalance) == 1
+    and (redis.call('GET', kbalance .. '@GEN@') or '0') == (gen or '0')
+end
+""".replace("@GEN@", GENERATION_SUFFIX)
+
+BILLING_FN = _RESERVATION_LIVE_FN + (
+    """
 local function workspace_prefix(kcall, call_id, ws)
   return pacing_prefix(kcall, call_id) .. ':ws:' .. ws
 end
@@ -38,11 +58,13 @@ local function reserve_check(kbalance, reserve)
   return nil
 end
 
--- After the record is written: a metered workspace's call holds `reserve` seconds.
+-- After the record is written: a metered workspace's call holds `reserve` seconds of its
+-- balance as it is now (its generation: '0' before any removal).
 local function reserve_take(kbalance, kcall, reserve)
   if redis.call('EXISTS', kbalance) == 1 then
     redis.call('DECRBY', kbalance, reserve)
-    redis.call('HSET', kcall, 'reserved_s', reserve)
+    local gen = redis.call('GET', kbalance .. '@GEN@') or '0'
+    redis.call('HSET', kcall, 'reserved_s', reserve, 'reserved_gen', gen)
   end
 end
 
@@ -50,7 +72,7 @@ end
 -- reservation and count it in its workspace's usage of the day. Returns the billed seconds.
 local function settle_call(kcall, call_id, status, now)
   local f = redis.call('HMGET', kcall, 'workspace_id', 'reserved_s', 'billed_s',
-                       'ts_in_progress', 'billing_increment_s')
+                       'ts_in_progress', 'billing_increment_s', 'reserved_gen')
   if f[3] or not f[1] then return 0 end
   local billed = 0
   if f[4] then
@@ -61,10 +83,10 @@ local function settle_call(kcall, call_id, status, now)
   local p = workspace_prefix(kcall, call_id, f[1])
   if f[2] then
     local reserved = tonumber(f[2])
-    local balance = redis.call('GET', p .. ':balance')
-    -- absent: the operator made the workspace unlimited since the accept
-    if balance then
-      billed = math.min(billed, reserved + math.max(tonumber(balance), 0))
+    -- else the balance that paid the reservation is gone: nothing moves, and the call
+    -- (unmetered since) is billed as an unlimited workspace's
+    if reservation_live(p .. ':balance', f[6]) then
+      billed = math.min(billed, reserved)
       redis.call('INCRBY', p .. ':balance', reserved - billed)
     end
   end
@@ -76,33 +98,43 @@ local function settle_call(kcall, call_id, status, now)
   redis.call('EXPIRE', kusage, @USAGE_TTL@)
   return billed
 end
-""".replace("@DAY_MS@", str(DAY_MS)).replace("@USAGE_TTL@", str(USAGE_TTL_SECONDS))
+""".replace("@DAY_MS@", str(DAY_MS))
+    .replace("@USAGE_TTL@", str(USAGE_TTL_SECONDS))
+    .replace("@GEN@", GENERATION_SUFFIX)
+)
 
-# A call still going asks for one more minute: granted from the balance when it holds a
-# whole one (or always, unmetered: nothing changes); refused ('exhausted') when it does not,
-# and ('ended') once the call is terminal. Any non-terminal status may ask: an agent whose
-# answer event is still on its way is not refused for it, and a reservation of a call that
-# was never answered is all given back at its end. The ask names what the agent holds: a
-# retry of an ask that was granted (its answer lost) finds more than that and takes nothing
-# again; a call holding its whole max duration takes nothing more either.
+# A call still going asks for one more minute: granted from the balance while it holds
+# any (the last seconds too: `min(step, balance)`), refused ('exhausted') at 0, and
+# ('ended') once the call is terminal. A call not metered any more (its balance removed,
+# or removed and created again since it reserved) is answered as an unmetered one,
+# {'granted', 0}, and its agent stops asking. Any non-terminal status may ask: an agent
+# whose answer event is still on its way is not refused for it, and a reservation of a
+# call that was never answered is all given back at its end. The ask names what the agent
+# holds: a retry of an ask that was granted (its answer lost) finds more than that and
+# takes nothing again; a call holding its whole max duration takes nothing more either.
 # KEYS: call. ARGV: seconds to add, seconds the agent holds ('' when it does not say).
 # Returns {'granted'|'exhausted'|'ended'|'missing', reserved seconds (0: unmetered)}.
-EXTEND_RESERVATION = """
+EXTEND_RESERVATION = (
+    _RESERVATION_LIVE_FN
+    + """
 local TERMINAL = @TERMINAL@
 local f = redis.call('HMGET', KEYS[1], 'status', 'reserved_s', 'workspace_id', 'id',
-                     'max_duration_seconds')
-if not f[1] then return {'missing', 0} end
+                     'max_duration_seconds', 'reserved_gen')
+-- no call, or a record without what names its balance
+if not (f[1] and f[3] and f[4]) then return {'missing', 0} end
 local reserved = tonumber(f[2]) or 0
 if TERMINAL[f[1]] then return {'ended', reserved} end
 if not f[2] then return {'granted', 0} end
+-- the call key is {p}:call:{id}: its prefix names the workspace's keys
+local kbalance = string.sub(KEYS[1], 1, #KEYS[1] - #f[4] - 6) .. ':ws:' .. f[3] .. ':balance'
+if not reservation_live(kbalance, f[6]) then return {'granted', 0} end
 local held = tonumber(ARGV[2])
 if held and reserved > held then return {'granted', reserved} end
 if reserved >= (tonumber(f[5]) or math.huge) then return {'granted', reserved} end
-local kbalance = string.sub(KEYS[1], 1, #KEYS[1] - #f[4] - 6) .. ':ws:' .. f[3] .. ':balance'
-local balance = redis.call('GET', kbalance)
-if not balance then return {'granted', reserved} end
-local step = tonumber(ARGV[1])
-if tonumber(balance) < step then return {'exhausted', reserved} end
+local balance = tonumber(redis.call('GET', kbalance))
+if balance <= 0 then return {'exhausted', reserved} end
+local step = math.min(tonumber(ARGV[1]), balance)
 redis.call('DECRBY', kbalance, step)
 return {'granted', redis.call('HINCRBY', KEYS[1], 'reserved_s', step)}
 """.replace("@TERMINAL@", _TERMINAL_TABLE)
+)
