@@ -224,6 +224,32 @@ async def test_a_body_that_does_not_parse_is_refused(
     assert status in (400, 415, 422) and code.startswith("InitiateCall:")
 
 
+async def test_a_map_sent_as_a_plain_field_too_is_refused(
+    client: httpx.AsyncClient, ws: CompatTenant
+) -> None:
+    for pairs in (
+        [("DynamicVariables", "x"), ("DynamicVariables[a]", "b")],
+        [("Metadata[a]", "b"), ("Metadata", "x")],
+    ):
+        fields = list(form(ws).items()) + pairs
+        response = await client.post(
+            initiate_path(ws),
+            content="&".join(f"{k}={v}" for k, v in fields).replace("+", "%2B"),
+            headers={"x-api-key": ws.key, "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert error(response) == (422, "InitiateCall:EXCEPTION"), pairs
+
+
+@pytest.mark.parametrize("business", ["%C2%B2", "9" * 5000, "0", "-1", "1.0", "%201"])
+async def test_a_business_id_that_is_no_alias_is_permission_denied(
+    client: httpx.AsyncClient, ws: CompatTenant, business: str
+) -> None:
+    response = await client.post(
+        f"/api/v1/business/{business}/call/initiate", data=form(ws), headers={"x-api-key": ws.key}
+    )
+    assert error(response) == (403, "InitiateCall:PERMISSION_DENIED")
+
+
 async def test_a_file_part_is_refused(client: httpx.AsyncClient, ws: CompatTenant) -> None:
     response = await client.post(
         initiate_path(ws),

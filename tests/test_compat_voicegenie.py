@@ -175,7 +175,9 @@ async def test_each_bad_input_is_voicegenies_error_and_stores_nothing(
     assert redis_snapshot(redis_client, settings.redis_prefix) == before
 
 
-@pytest.mark.parametrize("raw", [b"", b"[]", b"{", b'{"phone_number": NaN}', b"\xff"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"[]", b"{", b'{"phone_number": NaN}', b"\xff", b"[" * 40_000, b'{"a":' * 10_000]
+)
 async def test_a_body_that_is_no_json_object_is_a_400(
     client: httpx.AsyncClient, ws: CompatTenant, raw: bytes
 ) -> None:
