@@ -311,7 +311,9 @@ def test_dockerfile_caches_dependencies_and_runs_as_a_user() -> None:
 
     # The lock alone, the dependency install from it (hashes checked), then the source,
     # built with the locked backend.
-    lock_install = index(build, "RUN", "pip install --require-hashes -r requirements/server.txt")
+    lock_install = index(
+        build, "RUN", "pip install --require-hashes --only-binary :all: -r requirements/server.txt"
+    )
     assert index(build, "COPY", "requirements/server.txt") < lock_install
     assert lock_install < index(build, "COPY", "pyproject.toml")
     packages = load_pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
