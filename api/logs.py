@@ -7,8 +7,9 @@ also carries `method`, `path`, `status` and `client`).
 
 Invariant: no line carries an integration token. `HookTokenRedaction` rewrites every
 `/hooks/<token>` in a record's message and arguments to `/hooks/<redacted>` before any
-handler sees it: on uvicorn's access logger (whatever handlers a uvicorn log config gives
-it) and on the root handler (every line that propagates there).
+handler sees it: on uvicorn's access and error loggers (whatever handlers a uvicorn log
+config gives them) and on the root handler (every line that propagates there); the root
+handler's formatters redact their whole output too, tracebacks included.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from api.security import HOOKS_PREFIX
 CONTEXT_FIELDS = ("call_id", "workspace_id", "room", "job_id", "event", "status")
 # uvicorn's access record: its message's arguments, in this order.
 ACCESS_LOGGER = "uvicorn.access"
+ERROR_LOGGER = "uvicorn.error"
 ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
@@ -79,7 +81,14 @@ class JsonFormatter(logging.Formatter):
             line.update(zip(ACCESS_FIELDS, record.args, strict=False))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return redact_hook_tokens(json.dumps(line, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines, integration tokens redacted (a traceback's text included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_hook_tokens(super().format(record))
 
 
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
@@ -87,11 +96,12 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     install_hook_token_redaction(handler)
     # A filter on a logger sees only its own records: uvicorn's access lines are logged
     # there, and may go to a handler of their own (uvicorn's default log config).
-    install_hook_token_redaction(logging.getLogger(ACCESS_LOGGER))
+    for name in (ACCESS_LOGGER, ERROR_LOGGER):
+        install_hook_token_redaction(logging.getLogger(name))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -13,10 +13,11 @@ import sys
 import threading
 
 import httpx
+import pytest
 import uvicorn
 
 from api.app import create_app
-from api.logs import ACCESS_LOGGER, HookTokenRedaction
+from api.logs import ACCESS_LOGGER, HookTokenRedaction, configure_logging
 from api.settings import Settings
 from tests.conftest import Tenant
 from tests.support import ROOT, free_port, settings_env, wait_until
@@ -141,3 +142,25 @@ def test_any_line_naming_a_hook_path_is_redacted() -> None:
         assert redaction.filter(record)
         message = record.getMessage()
         assert secret not in message and "/hooks/<redacted>" in message
+
+
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_a_traceback_naming_a_token_is_redacted(json_lines: bool) -> None:
+    """An exception whose text names a hooks path (logged with its traceback) shows none of
+    the token, in either line format."""
+    token = "hk_" + "T" * 32
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    written = io.StringIO()
+    try:
+        configure_logging("INFO", json_lines)
+        root.handlers[0].setStream(written)
+        try:
+            raise ValueError(f"cannot route /hooks/{token}/initiateCall")
+        except ValueError:
+            logging.getLogger("outdial.api").exception("unhandled error")
+    finally:
+        root.handlers[:], level = kept
+        root.setLevel(level)
+    assert "cannot route /hooks/<redacted>/initiateCall" in written.getvalue()
+    assert token not in written.getvalue()
