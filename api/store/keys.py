@@ -5,7 +5,6 @@
 | `{p}:ws:{ws}` | hash: name, key_hash, webhook_secret, disabled, ... | workspaces | forever |
 | `{p}:apikey:{sha256}` | string -> workspace id of that key | workspaces | until rotated |
 | `{p}:hooktoken:{sha256}` | string -> workspace id of that token | workspaces | until rotated |
-| `{p}:alias:{n}` | string -> workspace id of the numeric alias n | aliases | forever |
 | `{p}:aliases:last` | counter: the last alias given | aliases | forever |
 | `{p}:workspaces` | zset workspace id -> created ms (the operator's list) | workspaces | forever |
 | `{p}:ws:{ws}:agents` | zset agent id -> created ms | agents | forever |
@@ -85,9 +84,6 @@ class Keys:
 
     def hook_token(self, token_hash: str) -> str:
         return f"{self.prefix}:hooktoken:{token_hash}"
-
-    def alias(self, alias: int | str) -> str:
-        return f"{self.prefix}:alias:{alias}"
 
     def last_alias(self) -> str:
         return f"{self.prefix}:aliases:last"
