@@ -65,6 +65,15 @@ class Record(Generic[T]):
         return await asyncio.wait_for(scan(), timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class ReservationReply:
+    """An answer of the reservation endpoint other than a grant or a refusal: any status,
+    any JSON body."""
+
+    status: int = 200
+    body: Any = None
+
+
 class EventSink:
     """The API's agent events endpoint: records each body in arrival order (Bearer token
     checked)."""
@@ -72,9 +81,11 @@ class EventSink:
     def __init__(self) -> None:
         self.events: Record[dict[str, Any]] = Record()
         self.arrived_at: list[float] = []  # wall-clock arrival of each event, same order
-        # The reservation endpoint's answers, in order (reserved seconds; 0 = refused), and
-        # the monotonic time of each ask.
-        self.grants: list[int] = []
+        # The reservation endpoint's answers, in order (reserved seconds; 0 = refused; or a
+        # reply of its own), then `after_grants` to every later ask; and the monotonic time
+        # of each ask.
+        self.grants: list[int | ReservationReply] = []
+        self.after_grants: int | ReservationReply = 0
         self.asked_at: list[float] = []
         # what the call held at each ask (the query's held_seconds)
         self.asked_holding: list[int] = []
@@ -112,8 +123,10 @@ class EventSink:
             return web.Response(status=401)
         self.asked_at.append(time.monotonic())
         self.asked_holding.append(int(request.query["held_seconds"]))
-        reserved = self.grants.pop(0) if self.grants else 0
-        return web.json_response({"granted": reserved > 0, "reservedSeconds": reserved})
+        reply = self.grants.pop(0) if self.grants else self.after_grants
+        if isinstance(reply, ReservationReply):
+            return web.json_response(reply.body, status=reply.status)
+        return web.json_response({"granted": reply > 0, "reservedSeconds": reply})
 
 
 def call_dispatch(

@@ -17,8 +17,15 @@ from livekit.agents import Agent, APIConnectionError
 from livekit.protocol.models import DisconnectReason
 
 from agent_runtime import CallContext, WorkerSettings, builtin_agent
+from agent_runtime import metering as metering_module
 from agent_runtime.contract import Metering, VoicemailConfig
-from tests.call_harness import ROOM_NAME, CallHarness, EventSink, call_dispatch
+from tests.call_harness import (
+    ROOM_NAME,
+    CallHarness,
+    EventSink,
+    ReservationReply,
+    call_dispatch,
+)
 from tests.fake_room import SIP_IDENTITY, FakeRoom
 from tests.scripted_llm import Step, tool_call
 
@@ -231,6 +238,69 @@ async def test_balance_exhausted_says_goodbye_then_hangs_up(
     # The second ask waited for the granted reservation: 4 - 1.5 s from the answer.
     assert 2.5 <= events[-1]["data"]["duration_seconds"] < 8.0
     assert deletes(lk) == 1
+
+
+UNMETERED_NOW = ReservationReply(body={"granted": True, "reservedSeconds": 0})
+
+
+@pytest.mark.parametrize(
+    ("grants", "holding"),
+    [([UNMETERED_NOW], [1]), ([2, 2], [1, 2])],
+    ids=["unmetered-now", "whole-max-duration"],
+)
+async def test_a_grant_that_does_not_grow_the_reservation_stops_the_asks(
+    make_call: MakeCall, sink: EventSink, grants: list[int | ReservationReply], holding: list[int]
+) -> None:
+    """The API answers `granted` without adding anything (the workspace is unlimited now,
+    or the call holds its whole max duration): the agent asks no more, and the call goes
+    on to its max duration."""
+    settings = SETTINGS.model_copy(update={"reservation_lead_seconds": 0.5})
+    sink.grants = list(grants)
+    metering = Metering(reserved_seconds=1, reservation_url=sink.reservation_url)
+    call = await answered(make_call, settings=settings, metering=metering, max_duration=3)
+    events = await call.finished()
+    assert end_of(events) == (ENDED, "completed", "max_duration")
+    # the call ran 3 s after the last ask: a busy loop would have asked again and again
+    assert sink.asked_holding == holding
+
+
+async def test_an_answer_the_agent_cannot_read_is_asked_again(
+    make_call: MakeCall, sink: EventSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metering_module, "RETRY_SECONDS", 0.05)
+    settings = SETTINGS.model_copy(update={"reservation_lead_seconds": 0.5})
+    sink.grants = [
+        ReservationReply(body={"unexpected": 1}),
+        ReservationReply(body=["granted"]),
+        ReservationReply(body={"granted": "yes", "reservedSeconds": 4}),
+        ReservationReply(body={"granted": True, "reservedSeconds": "4"}),
+        0,
+    ]
+    metering = Metering(reserved_seconds=1, reservation_url=sink.reservation_url)
+    call = await answered(make_call, settings=settings, metering=metering, max_duration=30)
+    events = await call.finished()
+    assert end_of(events) == (ENDED, "completed", "balance_exhausted")
+    assert sink.asked_holding == [1] * 5
+
+
+async def test_an_unreachable_api_ends_the_call_a_grace_past_its_reservation(
+    make_call: MakeCall, sink: EventSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation endpoint answers 500 to every ask: the agent keeps asking, and once
+    the reservation ran out by the grace, the minutes cannot be confirmed: it says goodbye
+    and ends the call `balance_exhausted`."""
+    monkeypatch.setattr(metering_module, "RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(metering_module, "UNCONFIRMED_GRACE_SECONDS", 1.0)
+    settings = SETTINGS.model_copy(update={"reservation_lead_seconds": 0.5})
+    sink.after_grants = ReservationReply(status=500, body={"code": "STORAGE_UNAVAILABLE"})
+    metering = Metering(reserved_seconds=1, reservation_url=sink.reservation_url)
+    call = await answered(make_call, settings=settings, metering=metering, max_duration=30)
+    events = await call.finished()
+    assert end_of(events) == (ENDED, "completed", "balance_exhausted")
+    assert call.assistant_lines() == ["Hi Ada!", settings.balance_exhausted_message]
+    # asked from 0.5 s on, every 0.1 s, until 1 s reserved + 1 s of grace
+    assert len(sink.asked_at) >= 5 and set(sink.asked_holding) == {1}
+    assert 2.0 <= events[-1]["data"]["duration_seconds"] < 8.0
 
 
 async def test_silence_timeout(make_call: MakeCall, lk: Any) -> None:

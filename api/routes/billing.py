@@ -1,5 +1,11 @@
 """Minute balances and usage: the operator's credits and everyone's usage, a workspace's own
-usage. The balance itself only changes in the store's scripts (`api.store.billing`)."""
+usage.
+
+Invariant: no route here reads a balance in one step and writes it in another: credits
+are one INCRBY, a removal one transaction with the balance's generation, and a call's
+minutes only change in the store's scripts (`api.store.billing`, `api.store.lua_billing`).
+The reports only read, and read a bounded number of days and workspaces
+(`api.services.usage`)."""
 
 from __future__ import annotations
 
@@ -11,11 +17,21 @@ from api.deps import AdminDep, StoreDep, WorkspaceDep
 from api.errors import not_found
 from api.openapi import ADMIN_AUTH, BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.schemas.billing import AllUsage, Balance, CreditsAdd, UsageReport, WorkspaceBalance
-from api.services.usage import day_range, usage_report, workspace_usage
+from api.services.usage import (
+    MAX_WORKSPACE_DAYS,
+    check_all_usage,
+    day_range,
+    usage_report,
+    workspace_usage,
+)
 from api.store import billing
 from api.store.workspaces import list_workspaces
 
 _RANGE = {422: "INVALID_DATE_RANGE: a date that is not YYYY-MM-DD, from after to, over 366 days"}
+_ALL_RANGE = {
+    422: "INVALID_DATE_RANGE: as GET /v1/api/usage, or workspaces x days over "
+    f"{MAX_WORKSPACE_DAYS:,} (details.maxDays: the longest range for this many workspaces)"
+}
 From = Annotated[
     str | None, Query(alias="from", description="First day, YYYY-MM-DD (UTC); default: to - 29")
 ]
@@ -42,11 +58,14 @@ async def get_usage(
     return usage_report(days, found[workspace.id])
 
 
-@admin_router.get("/usage", responses=error_responses(_RANGE))
+@admin_router.get("/usage", responses=error_responses(_ALL_RANGE))
 async def get_all_usage(store: StoreDep, from_: From = None, to: To = None) -> AllUsage:
-    """Every workspace's usage (as `GET /v1/api/usage`), oldest workspace first."""
+    """Every workspace's usage (as `GET /v1/api/usage`), oldest workspace first. One
+    request reads at most 100,000 workspace-days (`MAX_WORKSPACE_DAYS`): with many
+    workspaces, ask for fewer days at a time."""
     days = day_range(from_, to)
     ids = [workspace.id for workspace in await list_workspaces(store)]
+    check_all_usage(len(ids), days)
     found = await billing.usage_by_day(store, ids, days.first_day, days.last_day)
     return AllUsage(
         from_=days.first.isoformat(),
@@ -67,7 +86,9 @@ async def add_credits(workspace_id: str, body: CreditsAdd, store: StoreDep) -> W
 
 @admin_router.delete("/workspaces/{workspace_id}/credits", responses=error_responses(NOT_FOUND))
 async def remove_credits(workspace_id: str, store: StoreDep) -> WorkspaceBalance:
-    """Makes the workspace unlimited again (its balance is dropped, `balance: null`)."""
+    """Makes the workspace unlimited again (its balance is dropped, `balance: null`). Its
+    calls in progress are unmetered from now on: what they reserved is not given back,
+    even to credits added later."""
     if not await billing.remove_balance(store, workspace_id):
         raise not_found("workspace", workspace_id)
     return WorkspaceBalance(workspace_id=workspace_id, balance=None)

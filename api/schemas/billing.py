@@ -78,7 +78,8 @@ class AllUsage(ResponseModel):
 
 class ReservationAnswer(ResponseModel):
     """`granted`: the call may go on; `reservedSeconds`: what it holds from the answer on
-    (0: not metered)."""
+    (0: not metered, or not any more). A grant that does not add to what the agent holds
+    tells it to stop asking."""
 
     granted: bool
     reserved_seconds: int

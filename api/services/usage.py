@@ -3,6 +3,11 @@
 The store keeps one hash per workspace and day (`keys.usage`, written when each call ends,
 `api.store.lua_billing`); this turns a `from`/`to` query into those days and back into
 dates, minutes and totals.
+
+Invariant: a report reads only what it shows, and at most `MAX_WORKSPACE_DAYS` of those
+hashes in one request: a range is checked (`day_range`, `check_all_usage`) before anything
+is read, so no query, however many workspaces there are, makes one unbounded read. It
+never writes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from api.store.billing import DayUsage
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+# Usage hashes one request may read (workspaces x days): a year of 273 workspaces.
+MAX_WORKSPACE_DAYS = 100_000
 _EPOCH = date(1970, 1, 1)
 
 
@@ -32,6 +39,10 @@ class DayRange:
     @property
     def last_day(self) -> int:
         return (self.last - _EPOCH).days
+
+    @property
+    def count(self) -> int:
+        return self.last_day - self.first_day + 1
 
 
 def _parse(name: str, value: str) -> date:
@@ -64,6 +75,24 @@ def day_range(first: str | None, last: str | None, today: date | None = None) ->
             {"from": start.isoformat(), "to": end.isoformat()},
         )
     return DayRange(start, end)
+
+
+def check_all_usage(workspaces: int, days: DayRange) -> None:
+    """INVALID_DATE_RANGE (422) when every workspace's report over `days` would read more
+    than `MAX_WORKSPACE_DAYS` usage hashes: the operator asks for fewer days at a time."""
+    if workspaces * days.count > MAX_WORKSPACE_DAYS:
+        raise ApiError(
+            422,
+            "INVALID_DATE_RANGE",
+            f"{workspaces} workspaces x {days.count} days is over {MAX_WORKSPACE_DAYS:,} "
+            "workspace-days: ask for fewer days at a time",
+            {
+                "from": days.first.isoformat(),
+                "to": days.last.isoformat(),
+                "workspaces": workspaces,
+                "maxDays": MAX_WORKSPACE_DAYS // workspaces,
+            },
+        )
 
 
 def _minutes(seconds: int) -> float:
