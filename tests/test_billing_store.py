@@ -201,9 +201,11 @@ async def test_a_call_ended_late_is_billed_what_it_reserved_never_more(store: St
     assert await balance(store) == 9 * RESERVE_SECONDS
 
 
-async def test_the_last_partial_minute_is_granted_and_billed_never_below_zero(
+async def test_a_call_past_what_it_could_reserve_is_billed_what_was_left_never_below_zero(
     store: Store,
 ) -> None:
+    """The balance's last 30 s are granted (not stranded under a minute) and billed, and
+    nothing more, however long the call went on."""
     await add_credits_raw(store, RESERVE_SECONDS + 30)
     call = draft()
     await accept_call(store, call, {}, None)
