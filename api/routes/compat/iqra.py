@@ -20,8 +20,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
-from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from api.auth import Credentials, credentials_workspace
 from api.errors import ApiError
@@ -31,11 +29,10 @@ from api.routes.compat.common import (
     accept,
     caller,
     iso_utc,
-    json_object,
-    read_body,
     resources,
     storage_error,
 )
+from api.routes.compat.forms import read_fields
 from api.store.calls import get_workspace_call
 from sip.numbers import number_id
 
@@ -43,8 +40,8 @@ INITIATE_PATH = "/api/v1/business/{business_id}/call/initiate"
 CALL_PATH = "/api/v1/business/{business_id}/call/{call_id}"
 FORM_BODY_LIMIT = 10 * 1024 * 1024
 _ALIAS = re.compile(r"[1-9][0-9]{0,17}")
-# What a form may hold: far more fields than a call needs, each far smaller than the body.
-MAX_FORM_FIELDS = 1000
+# The fields sent as `Name[Key]=value` in a form (objects in JSON).
+MAPS = ("DynamicVariables", "Metadata")
 
 IqraCode = Literal[
     "INSUFFICIENT_BALANCE",
@@ -173,54 +170,6 @@ async def _business_caller(request: Request, hook_token: str | None, business: s
     return creds
 
 
-async def _fields(request: Request, raw: bytes) -> dict[str, Any]:
-    """The request's fields, from a multipart or urlencoded form or a JSON object; a form's
-    `Name[Key]` fields are gathered into a `Name` object."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "application/json":
-        body = json_object(raw)
-        if body is None:
-            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
-        return body
-    if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data or JSON")
-    form = await _parse_form(request, raw, media)
-    fields: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            raise ApiError(400, "BAD_REQUEST", f"{name}: a file where a text field belongs")
-        head, bracket, rest = name.partition("[")
-        if bracket and rest.endswith("]") and head in ("DynamicVariables", "Metadata"):
-            gathered = fields.setdefault(head, {})
-            if not isinstance(gathered, dict):
-                raise ApiError(422, "VALIDATION_ERROR", f"{head} must be an object", _field(head))
-            gathered[rest[:-1]] = value
-        elif name in ("DynamicVariables", "Metadata") and name in fields:
-            raise ApiError(422, "VALIDATION_ERROR", f"{name} must be an object", _field(name))
-        else:
-            fields[name] = value
-    return fields
-
-
-async def _parse_form(request: Request, raw: bytes, media: str) -> FormData:
-    async def stream() -> Any:
-        yield raw
-
-    try:
-        if media == "multipart/form-data":
-            parser = MultiPartParser(
-                request.headers,
-                stream(),
-                max_files=0,
-                max_fields=MAX_FORM_FIELDS,
-                max_part_size=FORM_BODY_LIMIT,
-            )
-            return await parser.parse()
-        return await FormParser(request.headers, stream()).parse()
-    except (MultiPartException, ValueError) as exc:
-        raise ApiError(400, "BAD_REQUEST", f"the form does not parse: {exc}") from exc
-
-
 def _text(fields: dict[str, Any], name: str, required: bool) -> str | None:
     value = fields.get(name)
     if value is None or value == "":
@@ -279,7 +228,7 @@ def native_body(fields: dict[str, Any]) -> dict[str, Any]:
 async def _initiate(request: Request, business_id: str, hook_token: str | None) -> JSONResponse:
     try:
         creds = await _business_caller(request, hook_token, business_id)
-        fields = await _fields(request, await read_body(request, FORM_BODY_LIMIT))
+        fields = await read_fields(request, FORM_BODY_LIMIT, MAPS)
         accepted = await accept(request, creds, native_body(fields))
     except ApiError as exc:
         return _refusal("InitiateCall", exc)
