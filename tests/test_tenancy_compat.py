@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,16 +23,16 @@ from api.app import create_app
 from api.routes.compat import contactship, iqra, voicegenie
 from api.routes.compat.common import HOOK_ROUTE_PREFIX
 from api.settings import Settings
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests import test_tenancy_access_matrix as matrix
 from tests.support import (
     ADMIN_TOKEN,
-    TEST_API_KEY,
-    TEST_API_SECRET,
-    ApiServer,
-    free_port,
     redis_snapshot,
 )
-from tests.test_tenancy_access_matrix import _walk
+
+# The access matrix's module-scoped settings (a prefix of its own) and API server, as
+# fixtures of this module too.
+matrix_settings = matrix.matrix_settings
+http = matrix.http
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MARKER = f"compat-secret-{uuid.uuid4().hex[:8]}"
@@ -86,37 +85,6 @@ class World:
     b: Actor  # another workspace
     c: Actor  # disabled by the operator
     d: Actor  # its key and token rotated: `d.key` and `d.hook` are the retired ones
-
-
-@pytest.fixture(scope="module")
-def compat_settings(redis_client: redis.Redis, livekit_server: Any) -> Iterator[Settings]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    yield Settings(
-        REDIS_URL=REDIS_URL,
-        LIVEKIT_URL=livekit_server.url,
-        LIVEKIT_API_KEY=TEST_API_KEY,
-        LIVEKIT_API_SECRET=TEST_API_SECRET,
-        OUTDIAL_ADMIN_TOKEN=ADMIN_TOKEN,
-        OUTDIAL_PUBLIC_URL="http://127.0.0.1:9",
-        OUTDIAL_REDIS_PREFIX=prefix,
-        OUTDIAL_SECRET_KEY="test-event-token-key",
-        OUTDIAL_LOG_JSON=False,
-        OUTDIAL_LOG_LEVEL="WARNING",
-        OUTDIAL_WORKER_METRICS_PORT=0,
-    )
-    delete_prefix(redis_client, prefix)
-
-
-@pytest.fixture(scope="module")
-def http(compat_settings: Settings, livekit_server: Any) -> Iterator[httpx.Client]:
-    livekit_server.reset()
-    server = ApiServer(compat_settings, free_port()).start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=15) as client:
-            yield client
-    finally:
-        server.stop()
-        livekit_server.reset()
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +188,7 @@ def test_compat_route(
     world: World,
     http: httpx.Client,
     redis_client: redis.Redis,
-    compat_settings: Settings,
+    matrix_settings: Settings,
     livekit_server: Any,
 ) -> None:
     method, path, body, secret, (status, code) = _cell(route, column, by, world)
@@ -228,7 +196,7 @@ def test_compat_route(
     if by == "url":
         path = f"/hooks/{secret}{path}"
     before, requests_before = (
-        redis_snapshot(redis_client, compat_settings.redis_prefix),
+        redis_snapshot(redis_client, matrix_settings.redis_prefix),
         (livekit_server.count()),
     )
     response = http.request(method, path, headers=headers, json=body)
@@ -237,12 +205,12 @@ def test_compat_route(
     # none of the victim's ids but those the request itself sent (an answer may echo them)
     sent = path + json.dumps(body)
     assert not any(i in response.text for i in world.a.ids if i not in sent), response.text
-    assert redis_snapshot(redis_client, compat_settings.redis_prefix) == before
+    assert redis_snapshot(redis_client, matrix_settings.redis_prefix) == before
     assert livekit_server.count() == requests_before
 
 
-def test_every_compat_route_is_in_the_matrix(compat_settings: Settings) -> None:
-    served = set(_walk(create_app(compat_settings).routes))
+def test_every_compat_route_is_in_the_matrix(matrix_settings: Settings) -> None:
+    served = set(matrix._walk(create_app(matrix_settings).routes))
     compat = {route for route in served if route.split(" ", 1)[1] in ROUTES}
     hooks = {route for route in served if route.split(" ", 1)[1].startswith("/hooks/")}
     assert {route.split(" ", 1)[1] for route in compat} == set(ROUTES)
