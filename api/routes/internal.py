@@ -140,9 +140,10 @@ async def extend_call_reservation(
     authorization: Annotated[str | None, Header()] = None,
     held_seconds: Annotated[int | None, Query(ge=0, le=10_000_000)] = None,
 ) -> ReservationAnswer:
-    """One more minute for a metered call still going, from its workspace's balance:
-    `granted: false` when the balance has no whole minute left (the agent ends the call,
-    `balance_exhausted`) or the call ended. An unmetered call is always granted.
+    """One more minute for a metered call still going, from its workspace's balance (what
+    is left of it when less than a minute): `granted: false` when nothing is left (the agent
+    ends the call, `balance_exhausted`) or the call ended. An unmetered call, one unmetered
+    since its accept included, is granted 0 (the agent stops asking).
     `held_seconds`, what the agent holds, makes a retried ask take nothing twice; a call
     that holds its whole max duration is granted without taking more."""
     _check_token(call_id, authorization, settings)
