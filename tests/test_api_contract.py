@@ -28,6 +28,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api.routes.compat import PATH_PREFIXES as COMPAT_PATHS
 from api.security import event_token
 from api.settings import Settings
 from tests.conftest import Tenant, create_tenant
@@ -38,7 +39,6 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EXAMPLES_PER_MODE = 25
 EVENT_STREAM = "/v1/api/events/stream"
 # The vendor-compatible routes: their errors are their vendors' shapes (docs/compat.md).
-COMPAT_PATHS = ("/initiateCall", "/v1/calls/", "/api/v1/business/")
 COMPAT_ERRORS = ("VoiceGenieError", "ContactshipError", "IqraError")
 CHECKS = [
     not_a_server_error,

@@ -6,13 +6,10 @@ from api.security import HOOKS_PREFIX
 
 ROUTERS = (voicegenie.router, iqra.router, contactship.router)
 
-# The path prefixes of these routes: each reads its body through `common.read_body`, which
-# refuses one over its limit in the vendor's shape, so the app's BodyLimit leaves them be.
-SELF_BOUNDED_PATHS = (
-    voicegenie.PATH,
-    contactship.PATH,
-    iqra.INITIATE_PATH.split("{")[0],
-    HOOKS_PREFIX,
-)
+# The path prefixes of these routes (their answers are their vendors' shapes, not Outdial's).
+PATH_PREFIXES = (voicegenie.PATH, contactship.PATH, iqra.INITIATE_PATH.split("{")[0])
+# Each reads its body through `common.read_body`, which refuses one over its limit in the
+# vendor's shape, so the app's BodyLimit leaves these paths be (the hooks URLs too).
+SELF_BOUNDED_PATHS = (*PATH_PREFIXES, HOOKS_PREFIX)
 
-__all__ = ["ROUTERS", "SELF_BOUNDED_PATHS"]
+__all__ = ["PATH_PREFIXES", "ROUTERS", "SELF_BOUNDED_PATHS"]

@@ -16,7 +16,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from agent_runtime.contract import VARIABLE_NAME
 from api.errors import ApiError
@@ -29,6 +28,7 @@ from api.routes.compat.common import (
     json_body,
 )
 from api.schemas.calls import MAX_DELAY_SECONDS
+from api.schemas.compat import CallCreated, ContactshipError, SinglePhoneCall
 
 PATH = "/v1/calls/single-phone-call"
 SCHEDULE_KEYS = ("date", "datetime")
@@ -36,46 +36,6 @@ SCHEDULE_KEYS = ("date", "datetime")
 CONTACT_VARIABLES = ("full_name", "email", "country")
 _VARIABLE = re.compile(VARIABLE_NAME + r"\Z")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\Z")
-
-
-class KeyValue(BaseModel):
-    key: str
-    value: str | int | float | bool | None
-
-
-class Schedule(BaseModel):
-    date: str | None = Field(None, description="ISO 8601 date or time (no offset: UTC)")
-    datetime: str | None = Field(None, description="the same, by its other name")
-
-
-class SinglePhoneCall(BaseModel):
-    """The request body (documentation only: the route reads it itself, to name every wrong
-    field in Contactship's shape)."""
-
-    from_number: str = Field(description="A registered caller number (E.164 or num_…)")
-    to_number: str = Field(description="The number to call, E.164")
-    full_name: str
-    agent_id: str
-    email: str | None = None
-    country: str | None = None
-    delay: int = Field(0, ge=0, description="Minutes from now")
-    schedule: Schedule | None = None
-    additional_data: list[KeyValue] = Field(default_factory=list)
-    webhook_url: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class CallCreated(BaseModel):
-    call_id: str
-    agent_id: str
-    contact_id: None
-    created_at: str = Field(description="ISO 8601, UTC")
-
-
-class ContactshipError(BaseModel):
-    statusCode: int
-    error: str
-    message: str | list[str]
 
 
 router = APIRouter(tags=["compatibility"])

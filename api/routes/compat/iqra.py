@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from api.auth import Credentials, credentials_workspace
@@ -33,6 +32,14 @@ from api.routes.compat.common import (
     storage_error,
 )
 from api.routes.compat.forms import read_fields
+from api.schemas.compat import (
+    CallFound,
+    CallIds,
+    InitiateForm,
+    IqraCall,
+    IqraError,
+    IqraStatus,
+)
 from api.store.calls import get_workspace_call
 from sip.numbers import number_id
 
@@ -76,7 +83,6 @@ _FIELD_CODES: dict[str, IqraCode] = {
     "from_number": "INVALID_NUMBER_ID",
 }
 
-IqraStatus = Literal["Queued", "Processing", "In Progress", "Completed", "Failed"]
 # Iqra's lifecycle over Outdial's statuses (tests/test_compat_iqra.py: every status is here).
 STATUSES: dict[str, IqraStatus] = {  # keys: agent_runtime.contract.CallStatus
     "scheduled": "Queued",
@@ -92,56 +98,6 @@ STATUSES: dict[str, IqraStatus] = {  # keys: agent_runtime.contract.CallStatus
     "failed": "Failed",
     "canceled": "Failed",
 }
-
-
-class InitiateForm(BaseModel):
-    """The body's fields (documentation only: the route reads the form itself)."""
-
-    RecipientNumber: str = Field(description="The number to call, E.164")
-    NumberId: str = Field(description="A registered caller number: its id (num_…) or E.164")
-    AgentId: str
-    CampaignId: str | None = None
-    ScheduledTime: str | None = Field(
-        None, description="ISO 8601; without an offset it is UTC. The call is scheduled."
-    )
-    DynamicVariables: dict[str, str] | None = Field(
-        None, description="Form fields DynamicVariables[Name]=value (an object in JSON)"
-    )
-    Metadata: dict[str, str] | None = Field(
-        None, description="Form fields Metadata[Name]=value (an object in JSON)"
-    )
-
-
-class CallIds(BaseModel):
-    Success: Literal[True]
-    Data: list[str]
-
-
-class IqraCall(BaseModel):
-    Id: str
-    Status: IqraStatus
-    RecipientNumber: str
-    NumberId: str | None
-    AgentId: str
-    CampaignId: str | None
-    CreatedAt: str
-    ScheduledTime: str | None
-    EndedAt: str | None
-    EndReason: str | None
-    DynamicVariables: dict[str, Any]
-    Metadata: dict[str, Any]
-
-
-class CallFound(BaseModel):
-    Success: Literal[True]
-    Data: IqraCall
-
-
-class IqraError(BaseModel):
-    Success: Literal[False]
-    Code: str = Field(description="<Operation>:<CODE>, e.g. InitiateCall:INVALID_NUMBER")
-    Message: str
-    Data: None
 
 
 router = APIRouter(tags=["compatibility"])

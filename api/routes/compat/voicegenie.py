@@ -10,11 +10,10 @@ is 400 where Outdial says 422).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from api.errors import ApiError
 from api.routes.compat.common import (
@@ -25,40 +24,10 @@ from api.routes.compat.common import (
     iso_utc,
     json_body,
 )
+from api.schemas.compat import CallInitiated, InitiateCall, InitiatedCall, VoiceGenieError
 
 PATH = "/initiateCall"
 E164 = re.compile(r"\+[1-9][0-9]{1,14}\Z")
-
-
-class InitiateCall(BaseModel):
-    """The request body (documentation only: the route reads it itself, to answer a bad one
-    in VoiceGenie's shape)."""
-
-    phone_number: str = Field(description="The number to call, in E.164 (+14155550123)")
-    agent_id: str = Field(description="The Outdial agent that talks")
-    custom_data: dict[str, str | int | float | bool | None] = Field(
-        default_factory=dict, description="The call's dynamic variables (scalar values)"
-    )
-
-
-class InitiatedCall(BaseModel):
-    call_uuid: str
-    status: Literal["initiated"]
-    phone_number: str
-    agent_id: str
-    initiated_at: str = Field(description="ISO 8601, UTC")
-
-
-class CallInitiated(BaseModel):
-    success: Literal[True]
-    message: str
-    data: InitiatedCall
-
-
-class VoiceGenieError(BaseModel):
-    success: Literal[False]
-    message: str
-    error: str
 
 
 # Outdial's refusal code -> VoiceGenie's message (its `error` is Outdial's own message).
