@@ -338,7 +338,9 @@ async def test_calls_tail_follows_a_call_live_until_interrupted(
     await tenant.register_number()
     placed = await tenant.place_call(to=CALLEE, call_agent_id=agent["id"])
     call_id = placed.json()["callId"]
-    tail = _start(_as(tenant, cli_env), "calls", "tail", "--call", call_id, "--json")
+    # PYTHONFAULTHANDLER: should Ctrl-C not end it, SIGABRT makes it print where it waits.
+    env = _as(tenant, cli_env) | {"PYTHONFAULTHANDLER": "1"}
+    tail = _start(env, "calls", "tail", "--call", call_id, "--json")
     try:
         assert tail.stdout is not None
         assert json.loads(tail.stdout.readline())["type"] == "call.queued"
@@ -350,7 +352,12 @@ async def test_calls_tail_follows_a_call_live_until_interrupted(
             "canceled",
         )
         tail.send_signal(signal.SIGINT)
-        _, errors = tail.communicate(timeout=30)
+        try:
+            _, errors = tail.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            tail.send_signal(signal.SIGABRT)
+            _, stacks = tail.communicate(timeout=10)
+            raise AssertionError(f"Ctrl-C did not end `calls tail`; it waited in:\n{stacks}")
     finally:
         tail.kill()
     assert tail.returncode == 130 and errors == ""
