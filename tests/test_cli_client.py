@@ -357,7 +357,8 @@ async def test_calls_tail_follows_a_call_live_until_interrupted(
         except subprocess.TimeoutExpired:
             tail.send_signal(signal.SIGABRT)
             _, stacks = tail.communicate(timeout=10)
-            raise AssertionError(f"Ctrl-C did not end `calls tail`; it waited in:\n{stacks}")
+            message = f"Ctrl-C did not end `calls tail`; it waited in:\n{stacks}"
+            raise AssertionError(message) from None
     finally:
         tail.kill()
     assert tail.returncode == 130 and errors == ""
