@@ -294,9 +294,18 @@ async def _agent_event(
     assert response.status_code == 200, response.text
 
 
+# `outdial` as a terminal's foreground process runs it: Ctrl-C (SIGINT) at its default. A
+# test run started in the background (`.ci/run &` from a script) ignores SIGINT, and a child
+# inherits an ignored signal, so the command puts the default back before it starts.
+_AS_IN_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'outdial'; runpy.run_module('api.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args], env=env, cwd=env["HOME"],
+        [sys.executable, "-c", _AS_IN_A_TERMINAL, *args], env=env, cwd=env["HOME"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
