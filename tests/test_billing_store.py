@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -18,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from api.services.call_end import count_call_end
 from api.settings import Settings
-from api.store.base import Store, open_store
+from api.store.base import Store
 from api.store.billing import (
     add_credits,
     balances,
@@ -33,20 +31,13 @@ from api.store.events import ApplyResult, EventSpec, apply_args, apply_result, e
 from api.store.lua_billing import DAY_MS, RESERVE_SECONDS
 from api.store.scheduled import Due, accept_scheduled_call
 from api.store.workspaces import create_workspace
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests import test_store
 from tests.support import redis_snapshot
-from tests.test_store import draft
 
+# test_store's: a store on a prefix of its own, and a call draft of workspace WS
+store = test_store.store
+draft = test_store.draft
 WS = "ws_1"  # the workspace of `draft()`
-
-
-@pytest.fixture
-async def store(redis_client: redis.Redis) -> AsyncIterator[Store]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    opened = open_store(Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix))
-    yield opened
-    await opened.aclose()
-    delete_prefix(redis_client, prefix)
 
 
 async def balance(store: Store) -> int | None:

@@ -12,6 +12,7 @@ so each route has one place that writes its errors.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +104,18 @@ async def accept(request: Request, creds: Credentials, native: dict[str, Any]) -
         raise storage_error() from exc
     CALLS_ACCEPTED.inc()
     return accepted
+
+
+async def accept_json(
+    request: Request,
+    hook_token: str | None,
+    translate: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JSON-bodied vendor route's whole path: its caller, its body translated into the
+    native one, the accept. The native body and answer, or the refusal as an ApiError."""
+    creds = await caller(request, hook_token)
+    native = translate(await json_body(request))
+    return native, await accept(request, creds, native)
 
 
 def iso_utc(ms: int | None = None) -> str:

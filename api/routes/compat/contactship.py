@@ -21,11 +21,9 @@ from agent_runtime.contract import VARIABLE_NAME
 from api.errors import ApiError
 from api.routes.compat.common import (
     HOOK_ROUTE_PREFIX,
-    accept,
-    caller,
+    accept_json,
     is_scalar,
     iso_utc,
-    json_body,
 )
 from api.schemas.calls import MAX_DELAY_SECONDS
 from api.schemas.compat import CallCreated, ContactshipError, SinglePhoneCall
@@ -215,9 +213,7 @@ def native_body(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _single_call(request: Request, hook_token: str | None) -> JSONResponse:
     try:
-        creds = await caller(request, hook_token)
-        native = native_body(await json_body(request))
-        accepted = await accept(request, creds, native)
+        native, accepted = await accept_json(request, hook_token, native_body)
     except ApiError as exc:
         return _refusal(exc)
     answer = CallCreated(

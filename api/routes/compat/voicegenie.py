@@ -18,11 +18,9 @@ from fastapi.responses import JSONResponse
 from api.errors import ApiError
 from api.routes.compat.common import (
     HOOK_ROUTE_PREFIX,
-    accept,
-    caller,
+    accept_json,
     is_scalar,
     iso_utc,
-    json_body,
 )
 from api.schemas.compat import CallInitiated, InitiateCall, InitiatedCall, VoiceGenieError
 
@@ -82,9 +80,7 @@ def native_body(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _initiate(request: Request, hook_token: str | None) -> JSONResponse:
     try:
-        creds = await caller(request, hook_token)
-        native = native_body(await json_body(request))
-        accepted = await accept(request, creds, native)
+        native, accepted = await accept_json(request, hook_token, native_body)
     except ApiError as exc:
         return _refusal(exc)
     answer = CallInitiated(
