@@ -24,7 +24,21 @@ from tests.support import (
 )
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# One per pytest process: each xdist worker imports this module, so each has its own.
 RUN_ID = uuid.uuid4().hex[:8]
+# Processes the whole suite runs on (`-n auto` in pyproject.toml): most of a test's time is
+# spent waiting on a subprocess, a server or a deadline, so more processes than cores pay.
+SUITE_PROCESSES = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """The suite (or a folder of it) runs on SUITE_PROCESSES processes; named modules or
+    tests run in this one, which starts at once. PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    here = config.invocation_params.dir
+    folders = all((here / arg.split("::")[0]).is_dir() for arg in config.args)
+    return SUITE_PROCESSES if folders else 0
 
 
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
