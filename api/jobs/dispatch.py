@@ -17,7 +17,7 @@ Every step is safe to run again after a crash or a redelivery:
 - Call windows (`api.services.scheduling`): before anything else, a `queued` call whose
   window is closed now, or closes before the agent-ready timeout (the dial goes out within
   it or never), goes back to `scheduled` until the next opening, in one script that allows
-  exactly `queued -> scheduled` (`lua_schedule.RESCHEDULE_QUEUED`); the scheduler queues
+  exactly `queued -> scheduled` (`api/store/lua/reschedule_queued.lua`); the scheduler queues
   it again then.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again

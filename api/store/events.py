@@ -111,7 +111,7 @@ class ApplyResult:
     dial: bool = False
     # This event moved the call to its terminal `status` (its callers count the end).
     ended: bool = False
-    # The seconds the call was billed, when this event ended it (`lua_billing.settle_call`).
+    # The seconds the call was billed, when this event ended it (`settle_call`, lib/settle.lua).
     billed_seconds: int = 0
 
     @property
