@@ -168,7 +168,7 @@ def test_cli_creates_a_workspace(redis_client: redis.Redis, settings: Settings) 
     from tests.support import settings_env
 
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    # no API URL given: written straight into Redis (api/client/commands.py)
+    # no API URL given: written straight into Redis (api/cli/client/commands.py)
     result = _cli("workspace", "create", "--name", "cli-made", "--json", env=env)
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
