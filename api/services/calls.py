@@ -29,7 +29,7 @@ from api.services.call_end import count_call_end, drop_room
 from api.services.call_windows import window_from_json, window_to_json
 from api.services.due_time import chosen_window, due_in_window
 from api.settings import Settings
-from api.store.accept import read_for_accept
+from api.store.accept_reads import read_for_accept
 from api.store.base import Store
 from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
 from api.store.calls import accept_call, get_call
