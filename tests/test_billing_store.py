@@ -36,7 +36,7 @@ from api.store.events import (
     apply_result,
     event_keys,
 )
-from api.store.scheduled import Due, accept_scheduled_call
+from api.store.scheduled_calls import Due, accept_scheduled_call
 from api.store.scripts import DAY_MS
 from api.store.workspaces import create_workspace
 from tests import test_store

@@ -31,7 +31,7 @@ from api.store.messages import (
     QueueKeys,
     message_template,
 )
-from api.store.scheduled import ClaimScheduled, ScheduledCallKeys
+from api.store.scheduled_calls import ClaimScheduled, ScheduledCallKeys
 from api.store.scripts import SCRIPTS, Key, ScriptCall
 
 # A scheduled call is queued at most this long after its due time (plus the claim itself).
