@@ -110,7 +110,9 @@ MAX_SCAN_PER_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class CallPage:
+class CallRecordPage:
+    """One page of `list_calls`, as stored (the API answers `schemas.calls.CallPage`)."""
+
     calls: list[CallRecord]
     next_cursor: str | None
 
@@ -135,7 +137,7 @@ async def list_calls(
     agent_id: str | None = None,
     campaign_id: str | None = None,
     max_scan: int = MAX_SCAN_PER_PAGE,
-) -> CallPage:
+) -> CallRecordPage:
     """Newest first. The cursor is the (unique) index score of the last call examined:
     with a filter, a page may hold fewer than `limit` calls (even none) and still have a
     cursor, when `max_scan` entries were examined; `None` once the index is exhausted."""
@@ -175,4 +177,4 @@ async def list_calls(
             break
     if expired:
         await store.redis.zrem(index, *expired)
-    return CallPage(found, None if exhausted or examined == 0 else upper[1:])
+    return CallRecordPage(found, None if exhausted or examined == 0 else upper[1:])
