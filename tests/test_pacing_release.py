@@ -29,7 +29,7 @@ from api.store.events import (
     apply_event_then_read_workspace,
 )
 from api.store.pacing import admit
-from api.store.scheduled import cancel_call_event
+from api.store.scheduled_calls import cancel_call_event
 from sip import CallOutcome
 from tests import test_pacing_store
 from tests.test_pacing_store import TRUNK, limit_trunk, queued_call, slot_holders
