@@ -20,10 +20,10 @@ import aiohttp
 import dramatiq
 from livekit import api as lkapi
 
-from api.jobs.dispatch import drop_room, participant_identity
+from api.jobs.dispatch import participant_identity
 from api.jobs.resources import worker_livekit, worker_store
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
-from api.services.call_end import count_call_end
+from api.services.call_end import count_call_end, drop_room
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
 from api.store.call_record import CallRecord
 from api.store.calls import get_call
@@ -61,7 +61,7 @@ async def _carry_out(call: CallRecord, plan: Settlement) -> str:
         if not result.applied:
             return "moved_on"  # a webhook or the agent got there first
     if plan.drop_room:
-        await drop_room(call)
+        await drop_room(worker_livekit(), call.room_name, call.id)
     if plan.next_deadline_ms is not None:
         await push_deadline(store, call.id, plan.next_deadline_ms)
     if plan.unreported:

@@ -133,7 +133,9 @@ MAX_SCAN_PER_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class CallPage:
+class CallRecordPage:
+    """One page of `list_calls`, as stored (the API answers `schemas.calls.CallPage`)."""
+
     calls: list[CallRecord]
     next_cursor: str | None
 
@@ -158,7 +160,7 @@ async def list_calls(
     agent_id: str | None = None,
     campaign_id: str | None = None,
     max_scan: int = MAX_SCAN_PER_PAGE,
-) -> CallPage:
+) -> CallRecordPage:
     """Newest first. The cursor is the (unique) index score of the last call examined:
     with a filter, a page may hold fewer than `limit` calls (even none) and still have a
     cursor, when `max_scan` entries were examined; `None` once the index is exhausted."""
@@ -198,4 +200,4 @@ async def list_calls(
             break
     if expired:
         await store.redis.zrem(index, *expired)
-    return CallPage(found, None if exhausted or examined == 0 else upper[1:])
+    return CallRecordPage(found, None if exhausted or examined == 0 else upper[1:])
