@@ -16,12 +16,11 @@ from __future__ import annotations
 import logging
 import time
 
-import aiohttp
 import dramatiq
-from livekit import api as lkapi
 
 from api.jobs.dispatch import participant_identity
 from api.jobs.resources import worker_livekit, worker_store
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
 from api.services.call_end import count_call_end, drop_room
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
@@ -38,7 +37,6 @@ logger = logging.getLogger("outdial.reconcile")
 
 # Short: the lease brings a failed look back; a long retry would outlive the lease.
 _LOOK_POLICY = RetryPolicy(attempts=2)
-_LIVEKIT_ERRORS = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
 
 
 async def _look_at_room(call: CallRecord) -> RoomSnapshot:
@@ -93,7 +91,7 @@ async def reconcile(call_id: str, claim: int | None = None) -> None:
     if status in ROOM_STATUSES:
         try:
             room = await _look_at_room(call)
-        except _LIVEKIT_ERRORS as error:
+        except LIVEKIT_ERRORS as error:
             RECONCILE_ERRORS.inc()
             if status != "waiting_for_agent":
                 logger.warning(

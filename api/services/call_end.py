@@ -14,10 +14,10 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 from livekit import api as lkapi
 
 from agent_runtime.contract import outcome_event_type
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import BILLED_SECONDS, CALLS_ENDED
 from api.store.call_record import CallUpdate
 from api.store.events import ApplyResult, EventSpec
@@ -73,7 +73,6 @@ def count_call_end(result: ApplyResult) -> None:
 
 # What a LiveKit request can raise (livekit-api's Twirp client): an error reply, a
 # transport error (refused, reset, a connection dropped mid-answer), a timeout.
-_LIVEKIT_ERRORS = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
 
 
 async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
@@ -84,5 +83,5 @@ async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> 
     must not fail with the room, and an empty room closes by itself."""
     try:
         await delete_room(livekit, room_name)
-    except _LIVEKIT_ERRORS as exc:
+    except LIVEKIT_ERRORS as exc:
         logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
