@@ -28,8 +28,15 @@ from livekit import api as lkapi
 
 from api.settings import Settings
 
-# What a LiveKit request may raise: LiveKit's error answer, a transport error, or the timeout.
-LIVEKIT_ERRORS: tuple[type[Exception], ...] = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
+# What a LiveKit request may raise (livekit-api's Twirp client): an error answer, a transport
+# error (refused, reset, a connection dropped mid-answer; a socket error aiohttp did not wrap),
+# or the timeout.
+LIVEKIT_ERRORS: tuple[type[Exception], ...] = (
+    lkapi.ServerError,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class _TimedSession:

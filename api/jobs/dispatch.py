@@ -45,6 +45,7 @@ from api.jobs.resources import (
     worker_single_shot_livekit,
     worker_store,
 )
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.services.call_end import count_call_end, drop_room, end_event
@@ -328,7 +329,7 @@ async def dispatch(call_id: str) -> None:
     )
     try:
         await ensure_room(worker_livekit(), room)
-    except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
+    except LIVEKIT_ERRORS as error:
         code = error.code if isinstance(error, lkapi.ServerError) else "unavailable"
         message = f"could not create the room: {error}"
         await fail_call(call, f"LIVEKIT_{code.upper()}", message, "livekit_error", "dispatching")

@@ -71,10 +71,6 @@ def count_call_end(result: ApplyResult) -> None:
         BILLED_SECONDS.inc(result.billed_seconds)
 
 
-# What a LiveKit request can raise (livekit-api's Twirp client): an error reply, a
-# transport error (refused, reset, a connection dropped mid-answer), a timeout.
-
-
 async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
     """Delete the room of a call that ended (hangs up any leg left in it), whoever ended
     it. A room already gone is fine, and a DeleteRoom that timed out or failed after it
@@ -84,4 +80,9 @@ async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> 
     try:
         await delete_room(livekit, room_name)
     except LIVEKIT_ERRORS as exc:
-        logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
+        logger.warning(
+            "could not delete room %s: %s",
+            room_name,
+            exc,
+            extra={"call_id": call_id, "room": room_name},
+        )
