@@ -86,12 +86,11 @@ def _arguments(text: str, start: int) -> list[str]:
             depth += 1
         elif char in ")]}" and depth > 0:
             depth -= 1
-        elif char in "),":
-            if depth == 0:
-                args.append("".join([*current, text[begin:i]]).strip())
-                current, begin = [], i + 1
-                if char == ")":
-                    return args
+        elif char in ")," and depth == 0:
+            args.append("".join([*current, text[begin:i]]).strip())
+            current, begin = [], i + 1
+            if char == ")":
+                return args
         i += 1
     raise ValueError(f"unclosed redis.call at offset {start}")
 
