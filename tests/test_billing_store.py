@@ -29,7 +29,7 @@ from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
 from api.store.events import ApplyResult, EventSpec, apply_args, apply_result, event_keys
 from api.store.lua_billing import DAY_MS, RESERVE_SECONDS
-from api.store.scheduled import Due, accept_scheduled_call
+from api.store.scheduled_calls import Due, accept_scheduled_call
 from api.store.workspaces import create_workspace
 from tests import test_store
 from tests.support import redis_snapshot

@@ -23,9 +23,9 @@ import httpx
 import pytest
 import redis
 
-from api.client import calls
-from api.client.config import Target
-from api.client.http import Api
+from api.cli.client import calls
+from api.cli.client.config import Target
+from api.cli.client.http import Api
 from api.security import event_token
 from api.settings import Settings
 from api.store.keys import Keys

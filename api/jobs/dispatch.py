@@ -14,7 +14,7 @@ Every step is safe to run again after a crash or a redelivery:
   reconciler, at the call's deadline).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
-- Call windows (`api.services.scheduling`): before anything else, a `queued` call whose
+- Call windows (`api.services.due_time`): before anything else, a `queued` call whose
   window is closed now, or closes before the agent-ready timeout (the dial goes out within
   it or never), goes back to `scheduled` until the next opening, in one script that allows
   exactly `queued -> scheduled` (`lua_schedule.RESCHEDULE_QUEUED`); the scheduler queues
@@ -49,7 +49,7 @@ from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
 from api.services.call_end import count_call_end, end_event
 from api.services.call_windows import window_from_json
-from api.services.scheduling import reopening
+from api.services.due_time import reopening
 from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
 from api.store.call_workspace import read_call_with_workspace
@@ -64,7 +64,7 @@ from api.store.events import (
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from api.store.pacing import admit, note_late_dial
-from api.store.scheduled import call_window_of, reschedule_queued_call
+from api.store.scheduled_calls import call_window_of, reschedule_queued_call
 from sip import (
     CallOutcome,
     RoomPlan,

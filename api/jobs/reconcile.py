@@ -1,6 +1,6 @@
 """The reconciler: a call whose deadline passed is checked against LiveKit and settled.
 
-`reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.schedules`),
+`reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.due_claimer`),
 which keeps each claimed deadline one lease later: if this job dies, the call comes back.
 The message carries that lease's score: when the call's entry moved since (it changed state
 and got a new deadline, or another claim took it), the claim is stale and nothing is done.

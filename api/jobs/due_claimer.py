@@ -1,6 +1,6 @@
 """Moves due work out of Redis schedules into Dramatiq queues, in every worker process.
 
-Relay retries and call deadlines wait in sorted sets (`api.store.schedules`) rather than
+Relay retries and call deadlines wait in sorted sets (`api.store.due_claims`) rather than
 as Dramatiq delayed messages (which a worker would pin in memory for hours, see
 DRAMATIQ.md). A small thread per schedule and process claims due members into the queue;
 several processes may claim at once, each claim is one atomic step in the store.
@@ -13,7 +13,7 @@ from dramatiq.middleware import Middleware
 
 from api.jobs.loops import BackgroundLoop
 from api.settings import Settings
-from api.store.schedules import DueClaims, Schedule
+from api.store.due_claims import DueClaims, Schedule
 
 CLAIM_BATCH = 500
 

@@ -32,7 +32,7 @@ from api.store.messages import (
     QueueKeys,
     message_template,
 )
-from api.store.scheduled import claim_arguments
+from api.store.scheduled_calls import claim_arguments
 
 # A scheduled call is queued at most this long after its due time (plus the claim itself).
 SCHEDULED_CALLS_INTERVAL_SECONDS = 0.05

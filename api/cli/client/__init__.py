@@ -2,5 +2,5 @@
 
 Invariant: these commands reach Outdial only through its public HTTP API, as any client
 would: they import nothing of the API's own layers, so what they show is what the API
-answers. Registered on the `outdial` parser by `api.cli` (`commands.add_client_commands`).
+answers. Registered on the `outdial` parser by `api.cli.main` (`commands.add_client_commands`).
 """

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from api.client.commands import add_client_commands
+from api.cli.client.commands import add_client_commands
+from api.cli.preflight import load_env_file, load_settings, public_url_warning, require_services
 from api.logs import configure_logging
-from api.preflight import load_env_file, load_settings, public_url_warning, require_services
 from api.settings import METRICS_DIR_VARIABLE
 
 # The commands that read `./.env` (and `workspace create`, when it writes into Redis).
@@ -107,7 +107,7 @@ def _create_workspace_in_redis(name: str) -> dict[str, Any]:
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
 
-    load_env_file()  # read only now: it must not choose the API URL (api/client/config.py)
+    load_env_file()  # read only now: it must not choose the API URL (api/cli/client/config.py)
     settings = load_settings("workspace")
     require_services("workspace", settings, livekit=False)
 
@@ -123,7 +123,7 @@ def _create_workspace_in_redis(name: str) -> dict[str, Any]:
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    from api.dev import run_dev
+    from api.cli.dev import run_dev
 
     return run_dev(args.host, args.port, args.json_logs)
 
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] and arguments[0] in ENV_COMMANDS:
         load_env_file()
     if arguments[:2] == ["agent", "console"]:
-        from api.agent_console import main as console_main
+        from api.cli.agent_console import main as console_main
 
         return console_main(arguments[2:])
     if arguments[:1] == ["agent"]:
@@ -186,7 +186,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime.contract import TERMINAL_STATUSES
-from api.client.http import Api, Unreachable
-from api.client.runner import command, event_line, pairs, print_fields, print_json, print_table
+from api.cli.client.http import Api, Unreachable
+from api.cli.client.runner import command, event_line, pairs, print_fields, print_json, print_table
 
 # Consecutive failed reconnections before following gives up (one second apart).
 RECONNECTS = 5

@@ -25,7 +25,7 @@ from api.services.call_windows import (
     window_zones,
 )
 from api.store.agents import AgentCallWindow
-from api.store.scheduled import Due
+from api.store.scheduled_calls import Due
 
 logger = logging.getLogger("outdial.api")
 

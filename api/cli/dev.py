@@ -23,7 +23,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from api.preflight import load_settings, public_url_warning, require_services
+from api.cli.preflight import load_settings, public_url_warning, require_services
 
 # Beyond the worker's own shutdown timeout (`outdial worker`, 30 s by default).
 STOP_GRACE_SECONDS = 40.0
@@ -40,7 +40,7 @@ class Child:
 
 
 def child_environment(port: int, json_logs: bool) -> dict[str, str]:
-    """This environment (`.env` included, see api/preflight.py) with the children's own
+    """This environment (`.env` included, see api/cli/preflight.py) with the children's own
     values: the public URL on the API's port unless set, readable logs unless asked."""
     env = dict(os.environ)
     if not env.get("OUTDIAL_PUBLIC_URL"):

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from api.client.config import ConfigError, resolve
-from api.client.http import Api, MissingCredentials, Refused, Unreachable
+from api.cli.client.config import ConfigError, resolve
+from api.cli.client.http import Api, MissingCredentials, Refused, Unreachable
 
 REFUSED = 2
 UNREACHABLE = 3

@@ -16,10 +16,10 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from api.client import calls
-from api.client.config import config_path, resolve, write_config
-from api.client.http import Api
-from api.client.runner import (
+from api.cli.client import calls
+from api.cli.client.config import config_path, resolve, write_config
+from api.cli.client.http import Api
+from api.cli.client.runner import (
     REFUSED,
     UsageError,
     command,

@@ -4,7 +4,7 @@ Reads the agent from a running API (`GET /v1/api/agents/{id}`, as the workspace)
 the answer into the snapshot a call placed now would carry, and hands it to
 `agent_runtime.console`, which talks to it in the terminal. The API, the workspace and its
 key are found as the HTTP commands find them (flag, environment, `outdial login`: see
-api/client/config.py), and asked through their client, with their one-line errors.
+api/cli/client/config.py), and asked through their client, with their one-line errors.
 
 Invariant: the console's agent is mapped by the one mapping calls use
 (`AgentRecord.config`): the API's answer is read back into its record first, so a field
@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from agent_runtime.console import run_console
 from agent_runtime.contract import VARIABLE_NAME, AgentConfig, Scalar
-from api.client.config import DEFAULT_API_URL, Target, resolve
-from api.client.http import Api, MissingCredentials, Refused, Unreachable
-from api.client.runner import UsageError, pairs
+from api.cli.client.config import DEFAULT_API_URL, Target, resolve
+from api.cli.client.http import Api, MissingCredentials, Refused, Unreachable
+from api.cli.client.runner import UsageError, pairs
 from api.schemas.agents import AgentOut
 from api.store.agents import AgentRecord
 

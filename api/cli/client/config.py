@@ -9,7 +9,7 @@ is never written there: it is the operator's, not a workspace's.
 Invariant: the saved key goes only to the API it was saved for. A URL from the flag or the
 environment other than the saved one takes its workspace and key from the flag or the
 environment too, never from the file (a `.env` or a shell naming another host must not
-receive it). These commands do not read `./.env` (api/cli.py).
+receive it). These commands do not read `./.env` (api/cli/main.py).
 """
 
 from __future__ import annotations

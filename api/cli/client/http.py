@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from api.client.config import Target
+from api.cli.client.config import Target
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 # The stream sends a heartbeat every 15 s: three missed ones mean the connection is dead.
