@@ -9,9 +9,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.schemas.calls import CallView
 from api.settings import Settings
-from api.store.call_record import CALL_FIELDS, CallBudgets, CallDraft, CallUpdate
+from api.store.call_fields import NUMBER, TEXT, describe, stored
+from api.store.call_record import CALL_FIELD, CALL_FIELDS, CallBudgets, CallDraft, CallUpdate
 from tests.lua_fields import FieldUse, call_field_uses, lua_sources, store_field_uses
 from tests.records import AGENT
 
@@ -101,7 +104,8 @@ def _accepted_fields() -> set[str]:
 def _updated_fields() -> set[str]:
     """The hash fields an event's update can write (`CallUpdate.to_fields`)."""
     every: dict[str, Any] = {
-        f.name: "x" if f.type == "str | None" else 1 for f in dataclasses.fields(CallUpdate)
+        f.name: "x" if CALL_FIELD[f.name].codec is TEXT else 1
+        for f in dataclasses.fields(CallUpdate)
     }
     return set(CallUpdate(**every).to_fields())
 
@@ -131,3 +135,18 @@ def test_what_python_writes_on_a_call_is_described() -> None:
 def test_the_view_shows_exactly_the_fields_described_shown() -> None:
     shown = {f.shown_as for f in CALL_FIELDS if f.shown_as is not None}
     assert shown == set(CallView.model_fields)
+
+
+def test_a_field_without_a_description_or_a_reader_is_refused() -> None:
+    @dataclasses.dataclass
+    class Undescribed:
+        name: str
+
+    @dataclasses.dataclass
+    class RequiredNumber:
+        seconds: float = dataclasses.field(metadata=stored(NUMBER))
+
+    with pytest.raises(TypeError, match=r"Undescribed\.name is not described"):
+        describe(Undescribed)
+    with pytest.raises(TypeError, match=r"RequiredNumber\.seconds: no required form"):
+        describe(RequiredNumber)
