@@ -133,7 +133,8 @@ class CallAccepted(ResponseModel):
 
 class CallView(ResponseModel):
     """A call as `GET /v1/api/call/{call_id}` shows it: `transitions` the time each status
-    was reached."""
+    was reached. Each field is a `CallRecord` field its description marks shown, under
+    that name (`call_fields.stored`); declared here for the OpenAPI document."""
 
     call_id: str
     status: str
@@ -178,7 +179,8 @@ _SHOWN_FIELDS = tuple((f.shown_as, f) for f in CALL_FIELDS if f.shown_as is not 
 
 
 def _shown(field: RecordField, value: Any) -> Any:
-    """A record value as the view shows it: a time (epoch ms) as a timestamp."""
+    """A record value as the view shows it: a time (epoch ms) as a timestamp, an empty
+    text described `blank_shown_as_null` as null."""
     if field.blank_shown_as_null:
         return value or None
     if not field.codec.time:
