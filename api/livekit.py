@@ -28,6 +28,9 @@ from livekit import api as lkapi
 
 from api.settings import Settings
 
+# What a LiveKit request may raise: LiveKit's error answer, a transport error, or the timeout.
+LIVEKIT_ERRORS: tuple[type[Exception], ...] = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
+
 
 class _TimedSession:
     """The session a client sends through, with a timeout that applies.

@@ -31,11 +31,11 @@ from api.services.due_time import chosen_window, due_in_window
 from api.settings import Settings
 from api.store.accept_reads import read_for_accept
 from api.store.base import Store
+from api.store.billing import RESERVE_SECONDS
 from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
 from api.store.events import EventSpec
-from api.store.lua_billing import RESERVE_SECONDS
 from api.store.numbers import pick_caller, trunk_allowed
 from api.store.scheduled_calls import (
     Due,

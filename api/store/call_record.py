@@ -4,7 +4,7 @@ Invariant: this module is the one conversion between the hash and typed values, 
 from the description of each field on `CallRecord` (`api.store.call_fields`):
 `CallRecord.from_hash` and `to_hash` for the record, `CallUpdate.to_fields` for what an
 event writes on a call after its accept, `CallDraft.record` for the accept. Hash field
-names are the ones the Lua scripts read and write (`lua.DEADLINE_FN`, `APPLY_EVENT_FN`):
+names are the ones the Lua scripts read and write (lib/deadline.lua, lib/apply_event.lua):
 they do not change, so no stored call needs a migration. Values that do not parse follow
 `api.store.records` (`read_call`).
 """
@@ -35,7 +35,7 @@ from api.store.records import HashFields, readable
 @dataclass(frozen=True, slots=True)
 class CallBudgets:
     """How long each state of the call may last, fixed at accept time so a call keeps its
-    deadlines when the settings change (`lua.DEADLINE_FN` reads them from the record)."""
+    deadlines when the settings change (lib/deadline.lua reads them from the record)."""
 
     dial_mode: str
     dispatch_timeout_s: int
@@ -44,7 +44,7 @@ class CallBudgets:
     deadline_margin_s: int
     # How long the call may wait for its trunk's or workspace's limits (api.store.pacing).
     max_waiting_s: int
-    # Its answered time is billed in steps of this many seconds (`lua_billing.settle_call`).
+    # Its answered time is billed in steps of this many seconds (`settle_call`, lib/settle.lua).
     billing_increment_s: int = 1
 
     @classmethod
@@ -126,10 +126,10 @@ class CallRecord:
     # The call's window, as `api.services.call_windows.window_to_json` writes it.
     call_window: str | None = field(default=None, metadata=stored(TEXT))
     # A `queued` call held by a limit: which (WaitingReason) and since when (ms); written
-    # and cleared by the admission scripts (api.store.lua_pacing).
+    # and cleared by the admission scripts (admit.lua, pace.lua).
     waiting_for: str | None = field(default=None, metadata=stored(TEXT, shown=True))
     waiting_since: int | None = field(default=None, metadata=stored(MS, shown=True))
-    # Minutes (`api.store.lua_billing`): the billing step, the seconds a metered call holds
+    # Minutes (lib/reservation.lua): the billing step, the seconds a metered call holds
     # from its workspace's balance and that balance's generation then (`reserved_gen`,
     # `keys.balance_generation`), and what it was billed when it ended.
     billing_increment_s: int | None = field(default=None, metadata=stored(INTEGER))

@@ -2,9 +2,9 @@
 
 Three schedules: relay retries (`relay:due`, a call whose callbacks are due again), call
 deadlines (`deadlines`, a call whose state must be checked against LiveKit) and scheduled
-calls (`scheduled:due`, a call placed for later: its own script,
-`lua_schedule.CLAIM_SCHEDULED`, also moves the call to `queued`). Invariant: a
-claim is one atomic script (`lua.CLAIM_DUE`) that moves due members into the queue, so
+calls (`scheduled:due`, a call placed for later: its own script, claim_scheduled.lua,
+also moves the call to `queued`). Invariant: a claim is one atomic script (claim_due.lua)
+that moves due members into the queue, so
 several processes may claim at once and each due member goes to exactly one of them; a
 claimed deadline stays in its schedule one lease later, so it comes back if the job that
 handles it dies.
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import redis
 
 from api.settings import Settings
-from api.store import lua, lua_schedule
 from api.store.events import iso_timestamp
 from api.store.keys import Keys
 from api.store.messages import (
@@ -32,10 +31,24 @@ from api.store.messages import (
     QueueKeys,
     message_template,
 )
-from api.store.scheduled_calls import claim_arguments
+from api.store.scheduled_calls import ClaimScheduled, ScheduledCallKeys
+from api.store.scripts import SCRIPTS, Key, ScriptCall
 
 # A scheduled call is queued at most this long after its due time (plus the claim itself).
 SCHEDULED_CALLS_INTERVAL_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimDue(ScriptCall):
+    NAME = "claim_due"
+    schedule: Key
+    queue_msgs: Key
+    queue: Key
+    now_ms: int
+    limit: int
+    body_template: str  # @@CALL@@, @@MSG@@, @@CLAIM@@
+    msg_id_prefix: str
+    lease_ms: int  # 0: a claimed member leaves the schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +60,43 @@ class Schedule:
     interval_seconds: float
     # 0: a claimed member leaves the schedule; else it is due again this much later.
     lease_ms: int = 0
-    # The claim script: ARGV now_ms, limit, template, id prefix, lease_ms, the claim's
-    # ISO time, then `extra_args`.
-    script: str = lua.CLAIM_DUE
-    extra_args: tuple[str | int, ...] = ()
-    extra_keys: tuple[str, ...] = ()
+    # Scheduled calls: the claim also moves each call to `queued` (claim_scheduled.lua).
+    calls: ScheduledCallKeys | None = None
+
+    def claim_call(self, now_ms: int, limit: int, msg_id_prefix: str) -> ClaimDue | ClaimScheduled:
+        """The claim script's call for the members due at `now_ms`."""
+        if self.calls is None:
+            return ClaimDue(
+                schedule=self.key,
+                queue_msgs=self.queue.messages,
+                queue=self.queue.ids,
+                now_ms=now_ms,
+                limit=limit,
+                body_template=self.message_template,
+                msg_id_prefix=msg_id_prefix,
+                lease_ms=self.lease_ms,
+            )
+        calls = self.calls
+        return ClaimScheduled(
+            due=self.key,
+            dial_msgs=self.queue.messages,
+            dial_queue=self.queue.ids,
+            deadlines=calls.deadlines,
+            relay_msgs=calls.relay_msgs,
+            relay_queue=calls.relay_queue,
+            now_ms=now_ms,
+            limit=limit,
+            body_template=self.message_template,
+            msg_id_prefix=msg_id_prefix,
+            timestamp=iso_timestamp(now_ms / 1000),
+            retention_s=calls.retention_s,
+            relay_template=calls.relay_template,
+            call_template=calls.call_template,
+            events_template=calls.events_template,
+            eids_template=calls.eids_template,
+            delivery_template=calls.delivery_template,
+            relay_active_template=calls.relay_active_template,
+        )
 
     @classmethod
     def relay_retries(cls, settings: Settings) -> Schedule:
@@ -85,9 +130,7 @@ class Schedule:
             message_template=message_template(DIAL_QUEUE, DISPATCH_ACTOR),
             # how late past its time a scheduled call is queued, at most (plus the claim)
             interval_seconds=SCHEDULED_CALLS_INTERVAL_SECONDS,
-            script=lua_schedule.CLAIM_SCHEDULED,
-            extra_args=(settings.call_retention_days * 86_400, *claim_arguments(keys)),
-            extra_keys=(keys.deadlines(), relay.messages, relay.ids),
+            calls=ScheduledCallKeys.of(keys, relay, settings.call_retention_days * 86_400),
         )
 
 
@@ -100,19 +143,15 @@ class DueClaims:
         self._client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
-        self._script = self._client.register_script(schedule.script)
-        queue = schedule.queue
-        self._keys = [schedule.key, queue.messages, queue.ids, *schedule.extra_keys]
+        name = ClaimDue.NAME if schedule.calls is None else ClaimScheduled.NAME
+        self._script = self._client.register_script(SCRIPTS[name])
 
     def claim(self, limit: int) -> int:
         """Queue up to `limit` due members; how many were queued."""
         # A fresh id prefix per claim keeps message ids unique across processes.
         prefix = f"{self.schedule.name}-{uuid.uuid4().hex[:12]}-"
-        now_ms = int(time.time() * 1000)
-        template, lease_ms = self.schedule.message_template, self.schedule.lease_ms
-        at = iso_timestamp(now_ms / 1000)
-        args = [now_ms, limit, template, prefix, lease_ms, at, *self.schedule.extra_args]
-        return int(self._script(keys=self._keys, args=args))
+        call = self.schedule.claim_call(int(time.time() * 1000), limit, prefix)
+        return int(self._script(keys=call.keys(), args=call.args()))
 
     def close(self) -> None:
         self._client.close()

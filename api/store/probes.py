@@ -122,7 +122,7 @@ async def read_pacing_backlog(store: Store) -> PacingBacklog:
     return PacingBacklog(
         waiting=await _waiting_by_reason(store, [trunk for trunk, _ in paced]),
         slots=await _slots_by_trunk(store, now),
-        # A trunk's score is when a pacer must look at it next (`lua_pacing.PACE`).
+        # A trunk's score is when a pacer must look at it next (pace.lua).
         pacer_lag_s=_lag_s(sorted(paced, key=lambda member: member[1]), now),
         scheduled_due=int(due),
         scheduled_later=int(later),
