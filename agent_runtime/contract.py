@@ -116,7 +116,7 @@ class DispatchMetadata(_Model):
 # Call statuses in the order a call moves through them; terminal ones share the last rank.
 # `scheduled`: accepted for later (a time, or the next opening of its call window); the
 # one step back, `queued -> scheduled` for a call claimed after its window closed, is its
-# own script (`api.store.lua_schedule`), never an event.
+# own script (`api/store/lua/reschedule_queued.lua`), never an event.
 CallStatus = Literal[
     "scheduled",
     "queued",

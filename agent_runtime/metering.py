@@ -5,7 +5,7 @@ Invariant: the call never runs past its reservation on the agent's say-so alone:
 the API granted more (`granted`, the new total from the answer on), or the agent ends the
 call (`balance_exhausted`). An API it cannot reach, or whose answer it cannot read, is
 asked again every `RETRY_SECONDS`; the balance stays safe meanwhile, since the API never
-bills a call past what it reserved (`api.store.lua_billing.settle_call`). Once the
+bills a call past what it reserved (`settle_call`, `api/store/lua/lib/settle.lua`). Once the
 reservation has run out by `UNCONFIRMED_GRACE_SECONDS` with still no answer, the call's
 minutes cannot be confirmed and the agent ends it (`balance_exhausted`) rather than let it
 run on unpaid.

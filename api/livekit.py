@@ -28,6 +28,16 @@ from livekit import api as lkapi
 
 from api.settings import Settings
 
+# What a LiveKit request may raise (livekit-api's Twirp client): an error answer, a transport
+# error (refused, reset, a connection dropped mid-answer; a socket error aiohttp did not wrap),
+# or the timeout.
+LIVEKIT_ERRORS: tuple[type[Exception], ...] = (
+    lkapi.ServerError,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
+
 
 class _TimedSession:
     """The session a client sends through, with a timeout that applies.

@@ -54,7 +54,7 @@ WEBHOOKS_MISSED = Counter(
 )
 # Sampled from Redis by the API process that serves the scrape (`/metrics`), at the scrape.
 QUEUE_DEPTH = Gauge("outdial_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"])
-# The dialer's backlog, sampled the same way (`api.store.pacing_probes`).
+# The dialer's backlog, sampled the same way (`api.store.probes`).
 CALLS_WAITING = Gauge(
     "outdial_calls_waiting",
     "Queued calls waiting for room on their trunk or workspace, by reason (waitingFor)",

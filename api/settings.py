@@ -24,7 +24,7 @@ def checked_rate(value: float) -> float:
 
 
 # prometheus_client's multiprocess directory, read by prometheus_client when it is imported:
-# `outdial worker` sets it before any worker process starts (api/cli.py), and the worker's
+# `outdial worker` sets it before any worker process starts (api/cli/main.py), and the worker's
 # metrics server serves what its processes write there (api/jobs/metrics_server.py).
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -23,12 +23,12 @@ import uuid
 import redis
 
 from agent_runtime.contract import AgentConfig
-from api.jobs.schedules import DueClaimer
+from api.jobs.due_claimer import DueClaimer
 from api.settings import Settings
 from api.store.base import open_store
 from api.store.call_record import CallBudgets, CallDraft
-from api.store.scheduled import Due, accept_scheduled_call
-from api.store.schedules import Schedule
+from api.store.due_claims import Schedule
+from api.store.scheduled_calls import Due, accept_scheduled_call
 
 AGENT = AgentConfig(id="a" * 24, name="Bench", instructions="Hi", worker_name="w")
 

@@ -21,7 +21,7 @@ from agent_runtime import CallContext, builtin_agent
 from agent_runtime.console import run_console
 from agent_runtime.contract import AgentConfig, ModelConfig, PipelineConfig, VoicemailConfig
 from agent_runtime.providers import PROVIDERS
-from api.agent_console import agent_config
+from api.cli.agent_console import agent_config
 from api.schemas.agents import AgentOut
 from api.store.agents import AgentRecord
 from tests.conftest import Tenant
@@ -136,7 +136,7 @@ async def test_console_finds_the_api_as_the_cli_does(
     assert code == 2 and err.startswith("outdial agent console: 404 NOT_FOUND: "), err
 
     nowhere = f"http://127.0.0.1:{free_port()}"
-    # another URL: the saved key is not sent there (api/client/config.py)
+    # another URL: the saved key is not sent there (api/cli/client/config.py)
     code, _, err, _ = await run_cli(tmp_path, ["a", "--api-url", nowhere], "", [])
     assert code == 2 and "no workspace credentials" in err, err
     args = ["a", "--api-url", nowhere, "--workspace", "ws_1", "--key", "k"]

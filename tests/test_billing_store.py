@@ -1,5 +1,5 @@
-"""Minute balances in the store (`api.store.lua_billing`), against real Redis: the accept's
-reservation, the end's settlement, extensions and the day's usage.
+"""Minute balances in the store (`api/store/lua/lib/reservation.lua`), against real Redis:
+the accept's reservation, the end's settlement, extensions and the day's usage.
 
 Times of an answer and an end are given to the apply script itself (its `now` argument),
 so "answered at T, ended at T + 75 s" is exact without waiting 75 s.
@@ -18,6 +18,7 @@ from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store
 from api.store.billing import (
+    RESERVE_SECONDS,
     add_credits,
     balances,
     extend_reservation,
@@ -27,9 +28,16 @@ from api.store.billing import (
 from api.store.call_record import CallBudgets, CallDraft
 from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
-from api.store.events import ApplyResult, EventSpec, apply_args, apply_result, event_keys
-from api.store.lua_billing import DAY_MS, RESERVE_SECONDS
-from api.store.scheduled import Due, accept_scheduled_call
+from api.store.events import (
+    ApplyEvent,
+    ApplyResult,
+    EventSpec,
+    apply_args,
+    apply_result,
+    event_keys,
+)
+from api.store.scheduled_calls import Due, accept_scheduled_call
+from api.store.scripts import DAY_MS
 from api.store.workspaces import create_workspace
 from tests import test_store
 from tests.support import redis_snapshot
@@ -53,8 +61,8 @@ async def add_credits_raw(store: Store, seconds: int) -> None:
 async def apply_at(store: Store, call_id: str, event: EventSpec, at_ms: int) -> ApplyResult:
     """The real apply script, with `at_ms` as its clock."""
     args = apply_args(store, event, at_ms, call_id)
-    reply = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
-    return apply_result(reply, args[1])
+    reply = await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args))
+    return apply_result(reply, args.new_status)
 
 
 def per_minute(call: CallDraft) -> CallDraft:

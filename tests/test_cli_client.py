@@ -1,4 +1,4 @@
-"""The `outdial` HTTP commands (api/client) as a user runs them: real processes against a
+"""The `outdial` HTTP commands (api/cli/client) as a user runs them: real processes against a
 live API on loopback (real Redis, the LiveKit test server), their output, exit codes and
 error lines; `call --wait` follows a call to its end through the event stream."""
 
@@ -23,9 +23,9 @@ import httpx
 import pytest
 import redis
 
-from api.client import calls
-from api.client.config import Target
-from api.client.http import Api
+from api.cli.client import calls
+from api.cli.client.config import Target
+from api.cli.client.http import Api
 from api.security import event_token
 from api.settings import Settings
 from api.store.keys import Keys

@@ -329,6 +329,16 @@ def test_dockerfile_caches_dependencies_and_runs_as_a_user() -> None:
     assert runtime[-1][0] == "CMD" and "outdial" in runtime[-1][1]
 
 
+def test_the_package_ships_the_store_lua_scripts() -> None:
+    """The image installs the package (`pip install .`): files that are not Python reach it
+    only through package-data, and the store reads its scripts from the package."""
+    package_data = load_pyproject()["tool"]["setuptools"]["package-data"]["api.store"]
+    store = ROOT / "api" / "store"
+    shipped = {path for pattern in package_data for path in store.glob(pattern)}
+    lua = set(store.rglob("*.lua"))
+    assert lua and lua <= shipped
+
+
 def test_dockerfile_base_is_an_exact_python_and_debian_release() -> None:
     """Both stages start from one exact tag whose Python minor is the one the lock targets."""
     text = (DEPLOY / "Dockerfile").read_text()

@@ -3,8 +3,8 @@
 The layers, top to bottom (a module may import its own layer and any layer of a lower
 tier; layers in one tier do not import each other):
 
-0. entry: `api.app`, `api.cli`, `api.worker` (and the CLI's `api.preflight`, `api.dev`): they
-   wire everything together.
+0. entry: `api.app`, `api.worker` and the command line `api.cli` (its `preflight`, `dev`,
+   `agent_console` and HTTP `client` included): they wire everything together.
 1. routes (`api.routes` and its HTTP plumbing: `api.deps`, `api.middleware`,
    `api.openapi`) and, beside it, jobs (`api.jobs`: the Dramatiq actors and their worker
    plumbing).
@@ -43,13 +43,9 @@ TIERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {
         "entry": (
             "api.app",
-            "api.cli",
-            "api.agent_console",
             "api.worker",
-            "api.preflight",
-            "api.dev",
-            # the HTTP commands: they reach the API over HTTP only
-            "api.client",
+            # the command line, its HTTP commands (`api.cli.client`) included
+            "api.cli",
         )
     },
     {
@@ -155,7 +151,7 @@ def wrong_arrows(module: str, imports: set[str]) -> list[Arrow]:
     return wrong
 
 
-def _project_modules() -> dict[str, Path]:
+def project_modules() -> dict[str, Path]:
     modules = {}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
@@ -167,18 +163,39 @@ def _project_modules() -> dict[str, Path]:
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = sorted(name for name in _project_modules() if layer_of(name) is None)
+    unplaced = sorted(name for name in project_modules() if layer_of(name) is None)
     assert not unplaced, f"give these modules a layer in tests/test_layers.py: {unplaced}"
 
 
 def test_no_import_points_up() -> None:
-    modules = _project_modules()
+    modules = project_modules()
     known = frozenset(modules)
     wrong = []
     for name, path in sorted(modules.items()):
         imports = imported_modules(path.read_text(), name, path.name == "__init__.py", known)
         wrong += wrong_arrows(name, imports)
     assert not wrong, "imports against the layers:\n" + "\n".join(map(str, wrong))
+
+
+# The HTTP commands reach Outdial as any client would: through the API, never its layers.
+HTTP_CLIENT = "api.cli.client"
+HTTP_CLIENT_IMPORTS = ("api.cli.client", "agent_runtime.contract")
+
+
+def test_the_http_commands_import_only_themselves_and_the_contract() -> None:
+    modules = project_modules()
+    known = frozenset(modules)
+    wrong = []
+    for name, path in sorted(modules.items()):
+        if name != HTTP_CLIENT and not name.startswith(HTTP_CLIENT + "."):
+            continue
+        imports = imported_modules(path.read_text(), name, path.name == "__init__.py", known)
+        wrong += [
+            f"{name} imports {target}"
+            for target in sorted(imports)
+            if not any(target == p or target.startswith(p + ".") for p in HTTP_CLIENT_IMPORTS)
+        ]
+    assert not wrong, "the HTTP commands reach past the API:\n" + "\n".join(wrong)
 
 
 # The check itself, on synthetic modules: each bad arrow is caught, each good one passes.

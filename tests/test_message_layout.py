@@ -33,6 +33,7 @@ from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.calls import accept_call
 from api.store.deadlines import queue_dial
+from api.store.due_claims import DueClaims, Schedule
 from api.store.events import EventSpec, apply_event, mark_agent_ready
 from api.store.messages import (
     DIAL_ACTOR,
@@ -46,7 +47,6 @@ from api.store.messages import (
     QueueKeys,
 )
 from api.store.redelivery import enqueue_redelivery
-from api.store.schedules import DueClaims, Schedule
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.support import async_wait_until
 from tests.test_store import draft

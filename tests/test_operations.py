@@ -168,7 +168,7 @@ def test_cli_creates_a_workspace(redis_client: redis.Redis, settings: Settings) 
     from tests.support import settings_env
 
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    # no API URL given: written straight into Redis (api/client/commands.py)
+    # no API URL given: written straight into Redis (api/cli/client/commands.py)
     result = _cli("workspace", "create", "--name", "cli-made", "--json", env=env)
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
@@ -217,7 +217,7 @@ async def test_metrics_show_the_dialers_backlog(
 ) -> None:
     """No worker runs: the admissions are made here, on limits the operator set, and nobody
     paces or claims, so the waiting calls, held slots and overdue looks stay put."""
-    from api.store import pacing_probes
+    from api.store import probes
     from api.store.base import open_store
     from api.store.pacing import admit
 
@@ -252,8 +252,8 @@ async def test_metrics_show_the_dialers_backlog(
         # The series cap: with room for one trunk, the other's slot is counted as "other"
         # (the API serves from this process: the cap is back before it is scraped).
         with monkeypatch.context() as patched:
-            patched.setattr(pacing_probes, "SLOT_TRUNKS_SHOWN", 1)
-            capped = await pacing_probes.read_pacing_backlog(store)
+            patched.setattr(probes, "SLOT_TRUNKS_SHOWN", 1)
+            capped = await probes.read_pacing_backlog(store)
     finally:
         await store.aclose()
     assert capped.slots == {"ST_metricsbusy": 1, "other": 1}

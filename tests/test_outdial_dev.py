@@ -20,8 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from api import dev as outdial_dev
-from api.dev import Child
+from api.cli import dev as outdial_dev
+from api.cli.dev import Child
 from tests.conftest import REDIS_URL, delete_prefix
 from tests.support import ROOT, TEST_API_KEY, TEST_API_SECRET, free_port, wait_until
 

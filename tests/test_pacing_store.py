@@ -1,5 +1,5 @@
-"""Pacing in the store (api.store.pacing, lua_pacing): admission, waiting, release, the
-pacer's step and the paced dial, against real Redis."""
+"""Pacing in the store (api.store.pacing; the scripts admit.lua, pace.lua): admission,
+waiting, release, the pacer's step and the paced dial, against real Redis."""
 
 from __future__ import annotations
 

@@ -381,7 +381,7 @@ async def test_unreadable_records_are_absent_to_readers_and_left_in_place(store:
     assert await redis_.zscore(keys.calls("ws_1"), "damaged") == 2
     assert await redis_.hgetall(keys.call("damaged")) == {"sip_call_id": "SCL_late"}
 
-    good = await agents.create_agent(
+    good = await agents.insert_agent(
         store, "ws_1", {"name": "A", "instructions": "x", "worker_name": "w"}
     )
     await redis_.set(keys.agent("ws_1", "damaged"), '{"id": "damaged"}')

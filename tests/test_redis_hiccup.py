@@ -22,8 +22,8 @@ import redis
 
 from api.security import event_token
 from api.settings import Settings
-from api.store import lua_relay
 from api.store.keys import Keys
+from api.store.scripts import SCRIPTS
 from tests.callback_receiver import Receiver
 from tests.conftest import Tenant, create_tenant
 from tests.redis_proxy import RedisProxy, script_sha
@@ -144,8 +144,10 @@ async def test_dropped_redis_connections_mid_dispatch_lose_nothing_and_dial_once
 TRANSCRIPTS = 5
 # The relay scripts whose replies get lost, and the path of the call that loses one.
 LOST_STEPS = {
-    "/record": lua_relay.RELAY_RECORD,  # an attempt recorded (the cursor moved), the drain not told
-    "/begin": lua_relay.RELAY_BEGIN,  # the lease taken and the first event read, the drain not told
+    # an attempt recorded (the cursor moved), the drain not told
+    "/record": SCRIPTS["relay_record"],
+    # the lease taken and the first event read, the drain not told
+    "/begin": SCRIPTS["relay_begin"],
 }
 
 

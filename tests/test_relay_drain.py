@@ -12,7 +12,7 @@ import dramatiq
 import pytest
 from aiohttp import web
 
-from api.jobs.schedules import DueClaimer
+from api.jobs.due_claimer import DueClaimer
 from api.relay import drain as drain_module
 from api.relay.drain import drain_call
 from api.relay.http import open_delivery_session
@@ -20,9 +20,9 @@ from api.relay.steps import LOCKED_RETRY_MS
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.clock import now_ms
+from api.store.due_claims import Schedule
 from api.store.events import EventSpec, apply_event
 from api.store.messages import RELAY_ACTOR
-from api.store.schedules import Schedule
 from tests.test_relay_e2e import Receiver
 
 WORKSPACE = "ws_drain"

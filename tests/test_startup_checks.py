@@ -24,8 +24,8 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from agent_runtime.environment import environment_problems
-from api import preflight
-from api.preflight import compose_hint, public_url_warning
+from api.cli import preflight
+from api.cli.preflight import compose_hint, public_url_warning
 from api.settings import Settings
 from sip.reachability import livekit_unreachable
 from tests.support import ROOT, TEST_API_KEY, TEST_API_SECRET, free_port, wait_until

@@ -27,10 +27,10 @@ from agent_runtime.contract import (
 )
 from agent_runtime.outcome import answered_outcome, ended_event, not_joined_outcome
 from api.services.call_end import end_event
-from api.store import lua
-from api.store.call_record import CALL_STATUSES
+from api.store.call_fields import CALL_STATUSES
 from api.store.event_fields import agent_update
 from api.store.events import EVENT_STATUS
+from api.store.scripts import SCRIPTS
 from sip import dial_error_outcome, left_after_answer_outcome, left_before_answer_outcome
 from tests.records import stored_call
 
@@ -101,10 +101,10 @@ def test_an_end_records_the_same_on_the_call_whoever_reports_it(code: int | None
 
 
 def test_lua_rank_table_is_the_contracts() -> None:
-    table = re.search(r"local RANK = \{([^}]*)\}", lua.APPLY_EVENT).group(1)  # type: ignore[union-attr]
+    table = re.search(r"local RANK = \{([^}]*)\}", SCRIPTS["apply_event"]).group(1)  # type: ignore[union-attr]
     parsed = {name: int(rank) for name, rank in re.findall(r"(\w+)=(\d+)", table)}
     assert parsed == STATUS_RANK
-    assert f"local TERMINAL = {TERMINAL_RANK}" in lua.APPLY_EVENT
+    assert f"local TERMINAL = {TERMINAL_RANK}" in SCRIPTS["apply_event"]
     # ranks grow along the contract's order, terminal statuses last and equal
     ordered = [STATUS_RANK[s] for s in get_args(CallStatus)]
     assert ordered == sorted(ordered)

@@ -1,17 +1,15 @@
 """Every message the store writes wakes the workers: a PUBLISH on its queue's channel.
 
-Two checks. Text: every Lua script of the store that writes a message (HSET of an id and
-its body, then RPUSH of that id) publishes on that queue in the lines after it, so a new
-script without the wake-up fails here even before a test runs it. Behaviour: with a
-subscription on the namespace, each store function that queues a message (the scenario of
-`tests/test_message_layout.py`) sends exactly as many wake-ups per queue as it wrote
-messages there.
+Two checks. Text: every Lua script of the store (`api.store.scripts`) that writes a message
+(HSET of an id and its body, then RPUSH of that id) publishes on that queue in the lines
+after it, so a new script without the wake-up fails here even before a test runs it.
+Behaviour: with a subscription on the namespace, each store function that queues a message
+(the scenario of `tests/test_message_layout.py`) sends exactly as many wake-ups per queue as
+it wrote messages there.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 import uuid
 from collections import Counter
@@ -20,15 +18,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-import api.store
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.calls import accept_call
 from api.store.deadlines import queue_dial
+from api.store.due_claims import DueClaims, Schedule
 from api.store.events import EventSpec, apply_event, mark_agent_ready
 from api.store.messages import DIAL_QUEUE, RECONCILE_QUEUE, RELAY_QUEUE, QueueKeys
 from api.store.redelivery import enqueue_redelivery
-from api.store.schedules import DueClaims, Schedule
+from api.store.scripts import SCRIPTS
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.support import wait_until
 from tests.test_store import draft
@@ -41,20 +39,10 @@ _MESSAGE_WRITE = re.compile(
 _LINES_AFTER = 3
 
 
-def _store_scripts() -> dict[str, str]:
-    scripts: dict[str, str] = {}
-    for module_info in pkgutil.iter_modules(api.store.__path__):
-        module = importlib.import_module(f"api.store.{module_info.name}")
-        for name, value in vars(module).items():
-            if isinstance(value, str) and "redis.call(" in value:
-                scripts[f"{module.__name__}.{name}"] = value
-    return scripts
-
-
 def test_every_store_script_that_writes_a_message_publishes_its_wake_up() -> None:
     writers = 0
     missing: list[str] = []
-    for name, script in _store_scripts().items():
+    for name, script in SCRIPTS.items():
         for write in _MESSAGE_WRITE.finditer(script):
             writers += 1
             after = script[write.end() :].splitlines()[1 : _LINES_AFTER + 1]

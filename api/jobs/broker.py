@@ -5,10 +5,10 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from api.jobs.due_claimer import ScheduledWork
 from api.jobs.metrics_server import WorkerMetrics
 from api.jobs.pacer import Pacing
 from api.jobs.resources import WorkerResources
-from api.jobs.schedules import ScheduledWork
 from api.jobs.thread_share import SizeRelayShare
 from api.jobs.wakeup import WakeableRedisBroker
 from api.settings import Settings

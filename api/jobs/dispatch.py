@@ -14,10 +14,10 @@ Every step is safe to run again after a crash or a redelivery:
   reconciler, at the call's deadline).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
-- Call windows (`api.services.scheduling`): before anything else, a `queued` call whose
+- Call windows (`api.services.due_time`): before anything else, a `queued` call whose
   window is closed now, or closes before the agent-ready timeout (the dial goes out within
   it or never), goes back to `scheduled` until the next opening, in one script that allows
-  exactly `queued -> scheduled` (`lua_schedule.RESCHEDULE_QUEUED`); the scheduler queues
+  exactly `queued -> scheduled` (`api/store/lua/reschedule_queued.lua`); the scheduler queues
   it again then.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
@@ -45,11 +45,12 @@ from api.jobs.resources import (
     worker_single_shot_livekit,
     worker_store,
 )
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
 from api.security import event_token
-from api.services.call_end import count_call_end, end_event
+from api.services.call_end import count_call_end, drop_room, end_event
 from api.services.call_windows import window_from_json
-from api.services.scheduling import reopening
+from api.services.due_time import reopening
 from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
 from api.store.call_workspace import read_call_with_workspace
@@ -64,12 +65,11 @@ from api.store.events import (
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
 from api.store.pacing import admit, note_late_dial
-from api.store.scheduled import call_window_of, reschedule_queued_call
+from api.store.scheduled_calls import call_window_of, reschedule_queued_call
 from sip import (
     CallOutcome,
     RoomPlan,
     SipLegPlan,
-    delete_room,
     dial,
     dial_error_outcome,
     ensure_room,
@@ -117,15 +117,6 @@ def _log(message: str, call: CallRecord, *args: Any, level: int = logging.INFO) 
     logger.log(level, message, *args, extra=extra)
 
 
-async def drop_room(call: CallRecord) -> None:
-    """Delete the call's room (hangs up any leg in it); a failure is logged, not raised:
-    an empty room closes by itself."""
-    try:
-        await delete_room(worker_livekit(), call.room_name)
-    except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
-        _log("room not deleted: %s", call, error, level=logging.WARNING)
-
-
 async def end_call(call: CallRecord, event: EventSpec) -> None:
     """Apply the event that ends the call; drop its room when it applied (a call that moved
     on meanwhile is left to whoever moved it)."""
@@ -133,10 +124,10 @@ async def end_call(call: CallRecord, event: EventSpec) -> None:
     count_call_end(result)
     _log("call ended: %s %s (%s)", call, event.type, event.data.get("reason"), result.outcome)
     if result.applied or result.status in TERMINAL_STATUSES:
-        await drop_room(call)
+        await drop_room(worker_livekit(), call.room_name, call.id)
 
 
-async def fail(
+async def fail_call(
     call: CallRecord, code: str, message: str, reason: str = "error", expected: str | None = None
 ) -> None:
     """End the call as failed with an error code and drop its room."""
@@ -154,7 +145,8 @@ async def _check_dial(call: CallRecord) -> None:
     )
     current = await get_call(worker_store(), call.id)
     if current is not None and current.is_terminal:
-        await drop_room(call)  # canceled meanwhile: whatever joined must go
+        # canceled meanwhile: whatever joined must go
+        await drop_room(worker_livekit(), call.room_name, call.id)
         return
     if participant is not None:
         _log("already dialed (participant %s present)", call, participant.sid)
@@ -192,7 +184,7 @@ async def _dial_once(
         # Canceled, failed or moved on since: nothing may ring.
         _log("not dialing, call is %s", call, marked.status)
         if marked.status in TERMINAL_STATUSES:
-            await drop_room(call)
+            await drop_room(worker_livekit(), call.room_name, call.id)
         return
 
     plan = SipLegPlan(
@@ -235,7 +227,7 @@ async def _dial_once(
     _log("dialed %s (sip call %s)", call, call.to, info.sip_call_id)
     if status in TERMINAL_STATUSES:
         # Canceled while the dial request was in flight: hang the new leg up at once.
-        await drop_room(call)
+        await drop_room(worker_livekit(), call.room_name, call.id)
 
 
 async def _wait_for_agent(call: CallRecord, token: str) -> None:
@@ -249,7 +241,7 @@ async def _wait_for_agent(call: CallRecord, token: str) -> None:
     if not marked.applied:
         _log("not waiting for the agent, call is %s", call, marked.status)
         if marked.status in TERMINAL_STATUSES:
-            await drop_room(call)
+            await drop_room(worker_livekit(), call.room_name, call.id)
         return
     if marked_call is not None and marked_call.agent_ready_at is not None:
         await _dial_once(call, "waiting_for_agent", token)
@@ -326,7 +318,7 @@ async def dispatch(call_id: str) -> None:
     if call.agent is None:
         # Its snapshot does not parse (api.store.records): no agent can take the call.
         message = "the call's agent snapshot is unreadable"
-        await fail(call, "INVALID_AGENT", message, "invalid_metadata", "dispatching")
+        await fail_call(call, "INVALID_AGENT", message, "invalid_metadata", "dispatching")
         return
     metadata = dispatch_metadata(call, call.agent)
     room = RoomPlan(
@@ -337,10 +329,10 @@ async def dispatch(call_id: str) -> None:
     )
     try:
         await ensure_room(worker_livekit(), room)
-    except (lkapi.ServerError, *_UNCERTAIN_ERRORS) as error:
+    except LIVEKIT_ERRORS as error:
         code = error.code if isinstance(error, lkapi.ServerError) else "unavailable"
         message = f"could not create the room: {error}"
-        await fail(call, f"LIVEKIT_{code.upper()}", message, "livekit_error", "dispatching")
+        await fail_call(call, f"LIVEKIT_{code.upper()}", message, "livekit_error", "dispatching")
         return
     if call.dial_mode == "immediate":
         await _dial_once(call, "dispatching", token)
@@ -406,4 +398,4 @@ async def dispatch_exhausted(message: dict[str, Any], retry_info: dict[str, Any]
     status = call.status
     if status in ("queued", "dispatching"):
         message_text = f"dispatch failed {retry_info.get('retries')} times"
-        await fail(call, "DISPATCH_FAILED", message_text, expected=status)
+        await fail_call(call, "DISPATCH_FAILED", message_text, expected=status)

@@ -2,7 +2,7 @@
 
 Invariant: a scrape of the worker's port counts the work of all of its processes.
 `outdial worker --processes N` runs prometheus_client's multiprocess mode: the CLI points
-`PROMETHEUS_MULTIPROC_DIR` at a directory of its own before any process starts (api/cli.py),
+`PROMETHEUS_MULTIPROC_DIR` at a directory of its own before any process starts (api/cli/main.py),
 each process writes its values there, and one Dramatiq fork process (`forks` below, started
 by Dramatiq's CLI once the workers are up) serves them through a `MultiProcessCollector`. A
 process that stops marks itself dead, so live gauges drop its values; counters keep its

@@ -1,6 +1,6 @@
 """The reconciler: a call whose deadline passed is checked against LiveKit and settled.
 
-`reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.schedules`),
+`reconcile_call` messages come from the `call-deadlines` schedule (`api.jobs.due_claimer`),
 which keeps each claimed deadline one lease later: if this job dies, the call comes back.
 The message carries that lease's score: when the call's entry moved since (it changed state
 and got a new deadline, or another claim took it), the claim is stale and nothing is done.
@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import time
 
-import aiohttp
 import dramatiq
-from livekit import api as lkapi
 
-from api.jobs.dispatch import drop_room, participant_identity
+from api.jobs.dispatch import participant_identity
 from api.jobs.resources import worker_livekit, worker_store
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
-from api.services.call_end import count_call_end
+from api.services.call_end import count_call_end, drop_room
 from api.services.reconcile import ROOM_STATUSES, RoomSnapshot, Settlement, settle
 from api.store.call_record import CallRecord
 from api.store.calls import get_call
@@ -38,7 +37,6 @@ logger = logging.getLogger("outdial.reconcile")
 
 # Short: the lease brings a failed look back; a long retry would outlive the lease.
 _LOOK_POLICY = RetryPolicy(attempts=2)
-_LIVEKIT_ERRORS = (lkapi.ServerError, aiohttp.ClientError, TimeoutError)
 
 
 async def _look_at_room(call: CallRecord) -> RoomSnapshot:
@@ -61,7 +59,7 @@ async def _carry_out(call: CallRecord, plan: Settlement) -> str:
         if not result.applied:
             return "moved_on"  # a webhook or the agent got there first
     if plan.drop_room:
-        await drop_room(call)
+        await drop_room(worker_livekit(), call.room_name, call.id)
     if plan.next_deadline_ms is not None:
         await push_deadline(store, call.id, plan.next_deadline_ms)
     if plan.unreported:
@@ -93,7 +91,7 @@ async def reconcile(call_id: str, claim: int | None = None) -> None:
     if status in ROOM_STATUSES:
         try:
             room = await _look_at_room(call)
-        except _LIVEKIT_ERRORS as error:
+        except LIVEKIT_ERRORS as error:
             RECONCILE_ERRORS.inc()
             if status != "waiting_for_agent":
                 logger.warning(

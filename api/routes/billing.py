@@ -3,9 +3,9 @@ usage.
 
 Invariant: no route here reads a balance in one step and writes it in another: credits
 are one INCRBY, a removal one transaction with the balance's generation, and a call's
-minutes only change in the store's scripts (`api.store.billing`, `api.store.lua_billing`).
-The reports only read, and read a bounded number of days and workspaces
-(`api.services.usage`)."""
+minutes only change in the store's scripts (`api.store.billing`,
+`api/store/lua/lib/reservation.lua`). The reports only read, and read a bounded number of
+days and workspaces (`api.services.usage`)."""
 
 from __future__ import annotations
 

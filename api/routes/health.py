@@ -32,8 +32,7 @@ from api.schemas.health import Liveness, Readiness, ReadinessChecks
 from api.security import secrets_match
 from api.settings import Settings
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE
-from api.store.pacing_probes import read_pacing_backlog
-from api.store.probes import ping, read_backlog
+from api.store.probes import ping, read_backlog, read_pacing_backlog
 from api.store.webhooks import WebhookHealth, read_webhook_health
 
 router = APIRouter(tags=["health"])

@@ -10,7 +10,7 @@ from api.deps import LiveKitDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.openapi import STORAGE, error_responses
 from api.schemas.webhooks import WebhookApplied
-from api.services.webhooks import WebhookRefused, handle_webhook, verify_webhook
+from api.services.webhook_intake import WebhookRefused, handle_webhook, verify_webhook
 
 router = APIRouter(prefix="/v1/livekit", tags=["livekit"])
 

@@ -33,7 +33,7 @@ async def create_agent(
     worker_name = body.worker_name or settings.agent_name
     check_agent_policy(body, worker_name, settings)
     fields = body.model_dump() | {"worker_name": worker_name}
-    return await agents.create_agent(store, workspace_id, fields)
+    return await agents.insert_agent(store, workspace_id, fields)
 
 
 async def update_agent(

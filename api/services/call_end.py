@@ -17,6 +17,7 @@ from typing import Any
 from livekit import api as lkapi
 
 from agent_runtime.contract import outcome_event_type
+from api.livekit import LIVEKIT_ERRORS
 from api.metrics import BILLED_SECONDS, CALLS_ENDED
 from api.store.call_record import CallUpdate
 from api.store.events import ApplyResult, EventSpec
@@ -71,10 +72,17 @@ def count_call_end(result: ApplyResult) -> None:
 
 
 async def drop_room(livekit: lkapi.LiveKitAPI, room_name: str, call_id: str) -> None:
-    """Delete the room of a call that ended (hangs up any leg left in it); a failure is
-    logged, not raised: the call is ended in the store either way, and an empty room closes
-    by itself."""
+    """Delete the room of a call that ended (hangs up any leg left in it), whoever ended
+    it. A room already gone is fine, and a DeleteRoom that timed out or failed after it
+    took effect is retried into that (`sip.delete_room`). Whatever still fails (LiveKit
+    unreachable) is logged, not raised: the call is ended in the store either way, its end
+    must not fail with the room, and an empty room closes by itself."""
     try:
         await delete_room(livekit, room_name)
-    except (lkapi.ServerError, OSError, TimeoutError) as exc:
-        logger.warning("could not delete room %s: %s", room_name, exc, extra={"call_id": call_id})
+    except LIVEKIT_ERRORS as exc:
+        logger.warning(
+            "could not delete room %s: %s",
+            room_name,
+            exc,
+            extra={"call_id": call_id, "room": room_name},
+        )

@@ -1,7 +1,7 @@
 """Placing, moving and canceling calls: the checks before a call is accepted, and the answer.
 
 A call with a due time later than now (`scheduled_at`, `delay_seconds`) is accepted
-`scheduled` (`api.store.scheduled`): nothing is dialed and no dispatch message exists
+`scheduled` (`api.store.scheduled_calls`): nothing is dialed and no dispatch message exists
 until the scheduler claims it at its time. A time in the past, or no time, queues it now.
 """
 
@@ -27,17 +27,22 @@ from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate, Call
 from api.services.agents import check_worker_name
 from api.services.call_end import count_call_end, drop_room
 from api.services.call_windows import window_from_json, window_to_json
-from api.services.scheduling import chosen_window, due_in_window
+from api.services.due_time import chosen_window, due_in_window
 from api.settings import Settings
-from api.store.accept import read_for_accept
+from api.store.accept_reads import read_for_accept
 from api.store.base import Store
+from api.store.billing import RESERVE_SECONDS
 from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.clock import now_ms
 from api.store.events import EventSpec
-from api.store.lua_billing import RESERVE_SECONDS
 from api.store.numbers import pick_caller, trunk_allowed
-from api.store.scheduled import Due, accept_scheduled_call, cancel_call_event, move_scheduled_call
+from api.store.scheduled_calls import (
+    Due,
+    accept_scheduled_call,
+    cancel_call_event,
+    move_scheduled_call,
+)
 from api.store.workspaces import Workspace
 from sip import InvalidNumberError, to_e164
 from sip.numbers import (

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 from livekit import api as lkapi
 
 from api.errors import ApiError, not_found
+from api.livekit import LIVEKIT_ERRORS
 from api.schemas.numbers import NumberCreate, TrunkSpec
 from api.store import numbers
 from api.store.base import Store
@@ -64,7 +64,7 @@ async def _create_trunk(
             TrunkSettings(**trunk.model_dump()),
             name=f"outdial {workspace_id} {number}",
         )
-    except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except LIVEKIT_ERRORS as exc:
         # A 5xx or a dropped connection may still have created the trunk (not replayed,
         # see above); the number is not saved, so such a trunk is an orphan at LiveKit.
         raise ApiError(502, "LIVEKIT_ERROR", f"LiveKit refused to create the trunk: {exc}") from exc
@@ -74,7 +74,7 @@ async def _drop_trunk(livekit: lkapi.LiveKitAPI, trunk_id: str) -> None:
     """Deletes a trunk Outdial created that no number uses any more; a failure is logged."""
     try:
         await delete_trunk(livekit, trunk_id)
-    except (lkapi.ServerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except LIVEKIT_ERRORS as exc:
         # The number's change stands either way (an error here would send a retry to a
         # different answer); an orphaned trunk is harmless and logged.
         logger.warning("could not delete trunk %s: %s", trunk_id, exc)

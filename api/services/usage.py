@@ -1,7 +1,7 @@
 """The usage report: a range of UTC days, checked, and a workspace's days summed.
 
 The store keeps one hash per workspace and day (`keys.usage`, written when each call ends,
-`api.store.lua_billing`); this turns a `from`/`to` query into those days and back into
+`api/store/lua/lib/settle.lua`); this turns a `from`/`to` query into those days and back into
 dates, minutes and totals.
 
 Invariant: a report reads only what it shows, and at most `MAX_WORKSPACE_DAYS` of those

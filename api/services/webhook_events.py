@@ -1,6 +1,6 @@
 """What a LiveKit webhook means for a call: the call events it produces.
 
-Pure: it reads the webhook and the call as stored, and plans events; `api.services.webhooks`
+Pure: it reads the webhook and the call as stored, and plans events; `api.services.webhook_intake`
 applies them. Event ids derive from the webhook id, so a webhook LiveKit retries (or that
 two API replicas receive) can only ever apply once.
 

@@ -123,7 +123,7 @@ def new_agent_id() -> str:
     return secrets.token_hex(12)
 
 
-async def create_agent(store: Store, workspace_id: str, fields: Mapping[str, Any]) -> AgentRecord:
+async def insert_agent(store: Store, workspace_id: str, fields: Mapping[str, Any]) -> AgentRecord:
     """Store a new agent with `fields` (all of `AgentRecord`'s but id and times)."""
     now = int(time.time() * 1000)
     agent = AgentRecord.from_fields(

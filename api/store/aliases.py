@@ -2,7 +2,7 @@
 workspace by.
 
 Invariant: a workspace has at most one alias and an alias names at most one workspace. One
-script gives it (`ASSIGN_ALIAS`): it takes the next number of one counter (`keys.last_alias`)
+script gives it (assign_alias.lua): it takes the next number of one counter (`keys.last_alias`)
 and writes it to the workspace's `alias` field together, and does nothing for a workspace
 that has one already or does not exist. Workspace creation runs it inside the creating
 transaction; a workspace created before aliases existed gets its alias the first time a
@@ -13,27 +13,27 @@ its credentials opened.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from api.store.base import Store
-
-# KEYS[1]: the workspace hash, KEYS[2]: the alias counter.
-# Returns the workspace's alias, or false when there is no such workspace.
-ASSIGN_ALIAS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local alias = redis.call('HGET', KEYS[1], 'alias')
-if alias then return tonumber(alias) end
-alias = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'alias', alias)
-return alias
-"""
+from api.store.scripts import Key, ScriptCall
 
 
-def assign_alias_keys(store: Store, workspace_id: str) -> list[str]:
-    """The keys of `ASSIGN_ALIAS` for the workspace."""
-    return [store.keys.workspace(workspace_id), store.keys.last_alias()]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignAlias(ScriptCall):
+    NAME = "assign_alias"
+    workspace: Key
+    counter: Key
+
+
+def assign_alias_call(store: Store, workspace_id: str) -> AssignAlias:
+    """`AssignAlias` for the workspace (run with EVAL: also inside a MULTI)."""
+    return AssignAlias(
+        workspace=store.keys.workspace(workspace_id), counter=store.keys.last_alias()
+    )
 
 
 async def assign_alias(store: Store, workspace_id: str) -> int | None:
     """The workspace's alias, given now if it had none; None when there is no such workspace."""
-    script_keys = assign_alias_keys(store, workspace_id)
-    reply = await store.redis.eval(ASSIGN_ALIAS, len(script_keys), *script_keys)
+    reply = await store.redis.eval(*assign_alias_call(store, workspace_id).eval_args())
     return None if reply is None else int(reply)

@@ -1,17 +1,20 @@
-"""The Redis handle every store module works through."""
+"""The Redis handle every store module works through, with the store's scripts registered
+on it (`api.store.scripts`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store import lua, lua_billing, lua_pacing, lua_relay, lua_schedule
 from api.store.keys import Keys
-from api.store.lean_redis import LeanRedis, LeanScript
+from api.store.lean_redis import LeanRedis
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
+from api.store.scripts import SCRIPTS, ScriptCall
 
 # Longer than the longest block of a feed read (`api.store.feed.MAX_BLOCK_MS`).
 FEED_SOCKET_TIMEOUT_SECONDS = 30
@@ -29,21 +32,9 @@ class Store:
     keys: Keys = field(init=False)
     dial_queue: QueueKeys = field(init=False)
     relay_queue: QueueKeys = field(init=False)
-    accept_call_script: LeanScript = field(init=False)
-    apply_event_script: AsyncScript = field(init=False)
-    relay_begin_script: AsyncScript = field(init=False)
-    relay_record_script: AsyncScript = field(init=False)
-    relay_release_script: AsyncScript = field(init=False)
-    agent_ready_script: AsyncScript = field(init=False)
-    save_number_script: AsyncScript = field(init=False)
-    call_with_workspace_script: AsyncScript = field(init=False)
-    admit_script: AsyncScript = field(init=False)
-    dial_paced_script: AsyncScript = field(init=False)
-    accept_scheduled_script: AsyncScript = field(init=False)
-    move_scheduled_script: AsyncScript = field(init=False)
-    cancel_call_script: AsyncScript = field(init=False)
-    reschedule_queued_script: AsyncScript = field(init=False)
-    extend_reservation_script: AsyncScript = field(init=False)
+    # Every script of `api.store.scripts`, registered once on `redis` (EVALSHA, loaded on
+    # NOSCRIPT); the accept path's goes through `lean` (`api.store.calls`).
+    scripts: dict[str, AsyncScript] = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
@@ -57,21 +48,12 @@ class Store:
             socket_timeout=FEED_SOCKET_TIMEOUT_SECONDS,
             protocol=2,
         )
-        self.accept_call_script = LeanScript(lua.ACCEPT_CALL)
-        self.apply_event_script = self.redis.register_script(lua.APPLY_EVENT)
-        self.relay_begin_script = self.redis.register_script(lua_relay.RELAY_BEGIN)
-        self.relay_record_script = self.redis.register_script(lua_relay.RELAY_RECORD)
-        self.relay_release_script = self.redis.register_script(lua_relay.RELAY_RELEASE)
-        self.agent_ready_script = self.redis.register_script(lua.AGENT_READY)
-        self.save_number_script = self.redis.register_script(lua.SAVE_NUMBER)
-        self.call_with_workspace_script = self.redis.register_script(lua.CALL_WITH_WORKSPACE)
-        self.admit_script = self.redis.register_script(lua_pacing.ADMIT)
-        self.dial_paced_script = self.redis.register_script(lua_pacing.DIAL_PACED)
-        self.accept_scheduled_script = self.redis.register_script(lua_schedule.ACCEPT_SCHEDULED)
-        self.move_scheduled_script = self.redis.register_script(lua_schedule.MOVE_SCHEDULED)
-        self.cancel_call_script = self.redis.register_script(lua_schedule.CANCEL_CALL)
-        self.reschedule_queued_script = self.redis.register_script(lua_schedule.RESCHEDULE_QUEUED)
-        self.extend_reservation_script = self.redis.register_script(lua_billing.EXTEND_RESERVATION)
+        self.scripts = {name: self.redis.register_script(src) for name, src in SCRIPTS.items()}
+
+    async def run(self, call: ScriptCall, client: Pipeline | None = None) -> Any:
+        """Run `call`'s script on `redis`, or queue it on `client` (a pipeline of it)."""
+        script = self.scripts[call.NAME]
+        return await script(keys=call.keys(), args=call.args(), client=client)
 
     @property
     def retention_seconds(self) -> int:

@@ -3,8 +3,8 @@ usage report's reads.
 
 Invariant: a balance changes only in one step with what it pays for — credits by one
 INCRBY, its removal with its generation, a call's minutes inside its accept, its extension
-or its end (`api.store.lua_billing`) — so no balance goes below zero, no call is billed
-twice, and no reservation is given back to a balance that did not pay it.
+or its end (the scripts' lib/reservation.lua states how) — so no balance goes below zero, no
+call is billed twice, and no reservation is given back to a balance that did not pay it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from api.store.base import Store
-from api.store.lua_billing import RESERVE_SECONDS
+from api.store.scripts import Key, ScriptCall
 from api.store.workspaces import get_workspace
 
 OUTCOME_FIELD = "outcome:"
+# What an accept reserves, and what each extension adds: one billable minute.
+RESERVE_SECONDS = 60
 
 
 async def add_credits(store: Store, workspace_id: str, seconds: int) -> int | None:
@@ -56,6 +58,14 @@ async def balances(store: Store, workspace_ids: Sequence[str]) -> dict[str, int 
 ExtendOutcome = Literal["granted", "exhausted", "ended", "missing"]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendReservation(ScriptCall):
+    NAME = "extend_reservation"
+    call: Key
+    step_s: int
+    held_s: int | Literal[""]  # '' when the agent does not say
+
+
 @dataclass(frozen=True, slots=True)
 class Extension:
     outcome: ExtendOutcome
@@ -66,14 +76,17 @@ class Extension:
 async def extend_reservation(
     store: Store, call_id: str, held_seconds: int | None = None
 ) -> Extension:
-    """One more minute for a call still going (`lua_billing.EXTEND_RESERVATION`; the
+    """One more minute for a call still going (extend_reservation.lua; the
     balance's last seconds when less is left), unless it already holds more than
     `held_seconds` (what the asking agent knows it holds: a retried ask takes nothing
     twice) or its whole max duration. A call whose balance was removed since it reserved
     is granted 0 (unmetered)."""
-    held = "" if held_seconds is None else held_seconds
-    reply = await store.extend_reservation_script(
-        keys=[store.keys.call(call_id)], args=[RESERVE_SECONDS, held]
+    reply = await store.run(
+        ExtendReservation(
+            call=store.keys.call(call_id),
+            step_s=RESERVE_SECONDS,
+            held_s="" if held_seconds is None else held_seconds,
+        )
     )
     return Extension(outcome=reply[0], reserved_seconds=int(reply[1]))
 

@@ -1,5 +1,5 @@
 """A call with what its workspace says about it, read in one script
-(`lua.CALL_WITH_WORKSPACE`): the webhook secret its callbacks are signed with and whether
+(call_with_workspace.lua): the webhook secret its callbacks are signed with and whether
 the operator disabled the workspace.
 
 Invariant: the call comes out typed or not at all (`read_call`: gone or unreadable is None,
@@ -15,6 +15,7 @@ from redis.asyncio.client import Pipeline
 
 from api.store.base import Store
 from api.store.call_record import CallRecord, read_call
+from api.store.scripts import Key, ScriptCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +25,18 @@ class CallWithWorkspace:
     workspace_disabled: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallWithWorkspaceScript(ScriptCall):
+    NAME = "call_with_workspace"
+    call: Key
+    workspace_prefix: str  # the workspace's key is this and its id
+
+
 async def _run(store: Store, call_id: str, client: Pipeline | None = None) -> Any:
-    return await store.call_with_workspace_script(
-        keys=[store.keys.call(call_id)], args=[store.keys.workspace("")], client=client
+    call = CallWithWorkspaceScript(
+        call=store.keys.call(call_id), workspace_prefix=store.keys.workspace("")
     )
+    return await store.run(call, client=client)
 
 
 async def queue_call_with_workspace(store: Store, pipe: Pipeline, call_id: str) -> None:

@@ -5,17 +5,44 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from pydantic_core import to_json
 
 from api.store.base import Store
+from api.store.billing import RESERVE_SECONDS
 from api.store.call_record import CallDraft, CallRecord, read_call
-from api.store.events import EventSpec, apply_args, event_keys
-from api.store.lua_billing import RESERVE_SECONDS
+from api.store.events import EventArgs, EventKeys, EventSpec, apply_args, event_keys
+from api.store.lean_redis import LeanScript
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
+from api.store.scripts import KEYS, SCRIPTS, Key, ScriptCall
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptCall(ScriptCall):
+    NAME = "accept_call"
+    event_keys: Annotated[EventKeys, KEYS]
+    ws_calls: Key
+    room: Key
+    idempotency: Key  # '' when the request has no idempotency key
+    dial_msgs: Key
+    dial_queue: Key
+    balance: Key
+    idem_value: bytes
+    idem_ttl_s: int
+    created_ms: int
+    room_ttl_s: int
+    dial_msg_id: str
+    dial_msg_body: str
+    record_json: bytes
+    reserve_s: int
+    event: EventArgs
+
+
+# Called through the lean client (`api.store.lean_redis`), which keeps no state per script.
+_ACCEPT_CALL = LeanScript(SCRIPTS[AcceptCall.NAME])
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +55,7 @@ class AcceptOutcome:
 
 
 def accept_refusal(result: list[Any], call_id: str) -> AcceptOutcome:
-    """What an accept script's reply other than `created` means (`lua.ACCEPT_RECORD_FN`)."""
+    """What an accept script's reply other than `created` means (lib/accept_record.lua)."""
     if result[0] == "existing":
         return AcceptOutcome(created=False, previous=json.loads(result[1]))
     if result[0] == "insufficient":
@@ -58,30 +85,26 @@ async def accept_call(
     idem_value = to_json({"request_hash": request_hash, "response": response})
 
     queued = EventSpec(type="call.queued", data={"to": draft.to, "agentId": draft.agent_id})
-    result = await store.lean.evalsha(
-        store.accept_call_script,
-        keys=[
-            *event_keys(store, draft.id),
-            keys.calls(draft.workspace_id),
-            keys.room(draft.room_name),
-            idem_key if draft.idempotency_key else "",
-            store.dial_queue.messages,
-            store.dial_queue.ids,
-            keys.balance(draft.workspace_id),
-        ],
-        args=[
-            idem_value,
-            IDEMPOTENCY_TTL_SECONDS,
-            now_ms,
-            store.retention_seconds,
-            dial.message_id,
-            dial.body,
-            to_json(record.to_hash()),
-            RESERVE_SECONDS,
-            # A call without callback URL never needs a relay message.
-            *apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
-        ],
+    call = AcceptCall(
+        event_keys=event_keys(store, draft.id),
+        ws_calls=keys.calls(draft.workspace_id),
+        room=keys.room(draft.room_name),
+        idempotency=idem_key if draft.idempotency_key else "",
+        dial_msgs=store.dial_queue.messages,
+        dial_queue=store.dial_queue.ids,
+        balance=keys.balance(draft.workspace_id),
+        idem_value=idem_value,
+        idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
+        created_ms=now_ms,
+        room_ttl_s=store.retention_seconds,
+        dial_msg_id=dial.message_id,
+        dial_msg_body=dial.body,
+        record_json=to_json(record.to_hash()),
+        reserve_s=RESERVE_SECONDS,
+        # A call without callback URL never needs a relay message.
+        event=apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
     )
+    result = await store.lean.evalsha(_ACCEPT_CALL, keys=call.keys(), args=call.args())
     if result[0] != "created":
         return accept_refusal(result, draft.id)
     return AcceptOutcome(created=True, previous={"response": response})
@@ -110,7 +133,9 @@ MAX_SCAN_PER_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class CallPage:
+class CallRecordPage:
+    """One page of `list_calls`, as stored (the API answers `schemas.calls.CallPage`)."""
+
     calls: list[CallRecord]
     next_cursor: str | None
 
@@ -135,7 +160,7 @@ async def list_calls(
     agent_id: str | None = None,
     campaign_id: str | None = None,
     max_scan: int = MAX_SCAN_PER_PAGE,
-) -> CallPage:
+) -> CallRecordPage:
     """Newest first. The cursor is the (unique) index score of the last call examined:
     with a filter, a page may hold fewer than `limit` calls (even none) and still have a
     cursor, when `max_scan` entries were examined; `None` once the index is exhausted."""
@@ -175,4 +200,4 @@ async def list_calls(
             break
     if expired:
         await store.redis.zrem(index, *expired)
-    return CallPage(found, None if exhausted or examined == 0 else upper[1:])
+    return CallRecordPage(found, None if exhausted or examined == 0 else upper[1:])

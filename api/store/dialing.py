@@ -9,18 +9,20 @@ was in flight.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 from api.store.base import Store
+from api.store.scripts import Key, ScriptCall
 
-# KEYS: call. ARGV: sip_call_id, sip_participant_id, dial_sent_at (ms). Returns the status,
-# or nil (no call).
-_RECORD_DIALED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSET', KEYS[1], 'sip_call_id', ARGV[1], 'sip_participant_id', ARGV[2],
-           'dial_sent_at', ARGV[3])
-return redis.call('HGET', KEYS[1], 'status')
-"""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordDialed(ScriptCall):
+    NAME = "record_dialed"
+    call: Key
+    sip_call_id: str
+    sip_participant_id: str
+    dial_sent_at_ms: int
 
 
 async def record_dialed(
@@ -28,9 +30,12 @@ async def record_dialed(
 ) -> str | None:
     """Store the leg's SIP ids and when its dial request left on the call; the call's
     status afterwards (None: gone)."""
-    # Registered per use, like the number scripts: one call per dial, not a hot loop.
-    script = store.redis.register_script(_RECORD_DIALED)
-    status = await script(
-        keys=[store.keys.call(call_id)], args=[sip_call_id, sip_participant_id, sent_at_ms]
+    status = await store.run(
+        RecordDialed(
+            call=store.keys.call(call_id),
+            sip_call_id=sip_call_id,
+            sip_participant_id=sip_participant_id,
+            dial_sent_at_ms=sent_at_ms,
+        )
     )
     return cast(str | None, status)

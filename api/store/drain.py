@@ -1,10 +1,10 @@
 """The Redis side of a call's drain: its lease, its steps and their release.
 
-Invariant: each step is one atomic script (`lua_relay.RELAY_BEGIN`, `RELAY_RECORD`,
-`RELAY_RELEASE`) that also returns the drain's next move, so delivering one event costs one
-round trip, and at most one drain holds a call (its lease token) and at most the
-workspace's in-flight cap of deliveries run at once. The relay (`api.relay.steps`) turns
-these replies into its own types.
+Invariant: each step is one atomic script (relay_begin.lua, relay_record.lua,
+relay_release.lua; lib/relay_next.lua describes the drain) that also returns the drain's
+next move, so delivering one event costs one round trip, and at most one drain holds a call
+(its lease token) and at most the workspace's in-flight cap of deliveries run at once. The
+relay (`api.relay.steps`) turns these replies into its own types.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any, Literal, get_args
 
 from api.store.base import Store
 from api.store.clock import now_ms
+from api.store.scripts import Key, ScriptCall
 
-# The drain's next moves, as its scripts (`api.store.lua_relay`) name them.
+# The drain's next moves, as its scripts name them.
 StepKind = Literal["event", "done", "busy", "lost", "scheduled", "locked", "gone"]
 _STEP_KINDS = frozenset(get_args(StepKind))
 
@@ -43,6 +44,63 @@ class DrainLease:
     cursor: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayBegin(ScriptCall):
+    NAME = "relay_begin"
+    call: Key
+    events: Key
+    delivery: Key
+    lock: Key
+    relay_active: Key
+    relay_due: Key
+    token: str
+    lease_ms: int
+    call_id: str
+    locked_retry_at_ms: int
+    now_ms: int
+    max_in_flight: int
+    # The workspace's keys are these prefixes and its id (known only in the script).
+    workspace_prefix: str
+    in_flight_prefix: str
+    waiting_prefix: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayRecord(ScriptCall):
+    NAME = "relay_record"
+    call: Key
+    events: Key
+    delivery: Key
+    lock: Key
+    relay_active: Key
+    in_flight: Key
+    waiting: Key
+    relay_due: Key
+    token: str
+    sequence: int
+    state_json: str
+    final: str  # '1' | '0'
+    next_attempt_ms: int
+    call_id: str
+    lease_ms: int
+    now_ms: int
+    max_in_flight: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayRelease(ScriptCall):
+    NAME = "relay_release"
+    lock: Key
+    relay_due: Key
+    relay_active: Key
+    in_flight: Key  # keys without members when the workspace is unknown
+    waiting: Key
+    token: str
+    call_id: str
+    retry_at_ms: int | Literal[""]  # '': the call is gone
+    now_ms: int
+
+
 def _next_step(reply: list[Any]) -> NextStep:
     kind = reply[0]
     if kind == "event":
@@ -59,26 +117,24 @@ async def begin_drain(
     it and the call is due again in `locked_retry_ms`; or `gone`)."""
     keys = store.keys
     now = now_ms()
-    reply = await store.relay_begin_script(
-        keys=[
-            keys.call(call_id),
-            keys.events(call_id),
-            keys.delivery(call_id),
-            keys.relay_lock(call_id),
-            keys.relay_active(call_id),
-            keys.relay_due(),
-        ],
-        args=[
-            token,
-            lease_ms,
-            call_id,
-            now + locked_retry_ms,
-            now,
-            max_in_flight,
-            keys.workspace(""),
-            keys.relay_in_flight(""),
-            keys.relay_waiting(""),
-        ],
+    reply = await store.run(
+        RelayBegin(
+            call=keys.call(call_id),
+            events=keys.events(call_id),
+            delivery=keys.delivery(call_id),
+            lock=keys.relay_lock(call_id),
+            relay_active=keys.relay_active(call_id),
+            relay_due=keys.relay_due(),
+            token=token,
+            lease_ms=lease_ms,
+            call_id=call_id,
+            locked_retry_at_ms=now + locked_retry_ms,
+            now_ms=now,
+            max_in_flight=max_in_flight,
+            workspace_prefix=keys.workspace(""),
+            in_flight_prefix=keys.relay_in_flight(""),
+            waiting_prefix=keys.relay_waiting(""),
+        )
     )
     if reply[0] != "ok":
         return None, _next_step(reply)
@@ -110,28 +166,26 @@ async def record_attempt(
     """Store one attempt and free its slot; the next step (`scheduled`: parked for retry,
     `lost`: another drain took the lease over)."""
     keys = store.keys
-    reply = await store.relay_record_script(
-        keys=[
-            keys.call(call_id),
-            keys.events(call_id),
-            keys.delivery(call_id),
-            keys.relay_lock(call_id),
-            keys.relay_active(call_id),
-            keys.relay_in_flight(workspace_id),
-            keys.relay_waiting(workspace_id),
-            keys.relay_due(),
-        ],
-        args=[
-            token,
-            attempt.sequence,
-            attempt.state_json,
-            "1" if attempt.final else "0",
-            attempt.next_attempt_ms,
-            call_id,
-            lease_ms,
-            now_ms(),
-            max_in_flight,
-        ],
+    reply = await store.run(
+        RelayRecord(
+            call=keys.call(call_id),
+            events=keys.events(call_id),
+            delivery=keys.delivery(call_id),
+            lock=keys.relay_lock(call_id),
+            relay_active=keys.relay_active(call_id),
+            in_flight=keys.relay_in_flight(workspace_id),
+            waiting=keys.relay_waiting(workspace_id),
+            relay_due=keys.relay_due(),
+            token=token,
+            sequence=attempt.sequence,
+            state_json=attempt.state_json,
+            final="1" if attempt.final else "0",
+            next_attempt_ms=attempt.next_attempt_ms,
+            call_id=call_id,
+            lease_ms=lease_ms,
+            now_ms=now_ms(),
+            max_in_flight=max_in_flight,
+        )
     )
     return _next_step(reply)
 
@@ -143,13 +197,16 @@ async def release_drain(
     the call waits in `relay:due` (`retry_in_ms` None: the call is gone)."""
     keys = store.keys
     now = now_ms()
-    await store.relay_release_script(
-        keys=[
-            keys.relay_lock(call_id),
-            keys.relay_due(),
-            keys.relay_active(call_id),
-            keys.relay_in_flight(workspace_id or ""),
-            keys.relay_waiting(workspace_id or ""),
-        ],
-        args=[token, call_id, "" if retry_in_ms is None else now + retry_in_ms, now],
+    await store.run(
+        RelayRelease(
+            lock=keys.relay_lock(call_id),
+            relay_due=keys.relay_due(),
+            relay_active=keys.relay_active(call_id),
+            in_flight=keys.relay_in_flight(workspace_id or ""),
+            waiting=keys.relay_waiting(workspace_id or ""),
+            token=token,
+            call_id=call_id,
+            retry_at_ms="" if retry_in_ms is None else now + retry_in_ms,
+            now_ms=now,
+        )
     )

@@ -7,11 +7,12 @@ the call's next sequence number and schedules callback delivery.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic_core import to_json
 
@@ -25,6 +26,7 @@ from api.store.call_workspace import (
 )
 from api.store.clock import now_ms
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
+from api.store.scripts import KEYS, Key, ScriptCall
 
 # The status an event moves the call to; `None` marks an informational event. The call
 # fields an agent's event writes with it are in `api.store.event_fields.agent_update`.
@@ -109,7 +111,7 @@ class ApplyResult:
     dial: bool = False
     # This event moved the call to its terminal `status` (its callers count the end).
     ended: bool = False
-    # The seconds the call was billed, when this event ended it (`lua_billing.settle_call`).
+    # The seconds the call was billed, when this event ended it (`settle_call`, lib/settle.lua).
     billed_seconds: int = 0
 
     @property
@@ -122,53 +124,134 @@ def iso_timestamp(unix_seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_keys(store: Store, call_id: str) -> list[str]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventKeys:
+    """apply_event's keys (lib/apply_event.lua), in every script that applies an event."""
+
+    call: str
+    events: str
+    eids: str
+    delivery: str
+    relay_active: str
+    relay_msgs: str
+    relay_queue: str
+    deadlines: str
+
+    def flat(self) -> list[str]:
+        return [
+            self.call,
+            self.events,
+            self.eids,
+            self.delivery,
+            self.relay_active,
+            self.relay_msgs,
+            self.relay_queue,
+            self.deadlines,
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventArgs:
+    """apply_event's arguments (lib/event_argv.lua's `event_args`), last in its scripts'."""
+
+    event_id: str
+    new_status: str  # '' = informational
+    expected_status: str  # '' = any
+    head: str  # the script writes `<head><n>,"status":"<s>"<tail>`
+    tail: str
+    now_ms: int
+    retention_s: int
+    relay_msg_id: str  # the relay message enqueued when none is in flight
+    relay_msg_body: str
+    max_events: int  # the quota of an informational event (0, 0, '': none)
+    max_bytes: int
+    after_end_ms: int | Literal[""]
+    # Written on the call when the event applies ('' deletes the field).
+    fields: tuple[tuple[str, str], ...]
+
+    def informational(self) -> EventArgs:
+        """The same event with no status change (its script sets the status itself)."""
+        return dataclasses.replace(self, new_status="")
+
+    def flat(self) -> list[Any]:
+        pairs = [item for pair in self.fields for item in pair]
+        return [
+            self.event_id,
+            self.new_status,
+            self.expected_status,
+            self.head,
+            self.tail,
+            self.now_ms,
+            self.retention_s,
+            self.relay_msg_id,
+            self.relay_msg_body,
+            self.max_events,
+            self.max_bytes,
+            self.after_end_ms,
+            len(self.fields),
+            *pairs,
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyEvent(ScriptCall):
+    NAME = "apply_event"
+    event_keys: Annotated[EventKeys, KEYS]
+    event: EventArgs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentReady(ScriptCall):
+    NAME = "agent_ready"
+    event_keys: Annotated[EventKeys, KEYS]
+    dial_msgs: Key
+    dial_queue: Key
+    dial_msg_id: str
+    dial_msg_body: str
+    event: EventArgs
+
+
+def event_keys(store: Store, call_id: str) -> EventKeys:
     keys = store.keys
-    return [
-        keys.call(call_id),
-        keys.events(call_id),
-        keys.event_ids(call_id),
-        keys.delivery(call_id),
-        keys.relay_active(call_id),
-        store.relay_queue.messages,
-        store.relay_queue.ids,
-        keys.deadlines(),
-    ]
+    return EventKeys(
+        call=keys.call(call_id),
+        events=keys.events(call_id),
+        eids=keys.event_ids(call_id),
+        delivery=keys.delivery(call_id),
+        relay_active=keys.relay_active(call_id),
+        relay_msgs=store.relay_queue.messages,
+        relay_queue=store.relay_queue.ids,
+        deadlines=keys.deadlines(),
+    )
 
 
-def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -> list[Any]:
-    """The apply_event script's arguments (see `lua.APPLY_EVENT_FN`)."""
+def apply_args(store: Store, event: EventSpec, now_ms: int, call_id: str = "") -> EventArgs:
+    """The apply_event script's arguments (see lib/apply_event.lua)."""
     new_status = status_for(event.type, event.data) or ""
     timestamp = event.timestamp if event.timestamp is not None else now_ms / 1000
     head = to_json({"id": event.id, "type": event.type}).decode()
     tail = to_json({"timestamp": iso_timestamp(timestamp), "data": event.data}).decode()
-    # The script writes `<head>,"sequence":<n>,"status":"<s>",<tail>`.
     relay = encode_message(RELAY_QUEUE, RELAY_ACTOR, call_id) if call_id else None
-    written = event.call_update.to_fields()
-    fields: list[str] = []
-    for name, value in written.items():
-        fields += [name, value]
     quota = event.quota
-    return [
-        event.id,
-        new_status,
-        event.expected_status or "",
-        head[:-1] + ',"sequence":',
-        "," + tail[1:],
-        now_ms,
-        store.retention_seconds,
-        relay.message_id if relay else "",
-        relay.body if relay else "",
-        quota.max_events if quota else 0,
-        quota.max_bytes if quota else 0,
-        quota.after_end_ms if quota else "",
-        len(written),
-        *fields,
-    ]
+    return EventArgs(
+        event_id=event.id,
+        new_status=new_status,
+        expected_status=event.expected_status or "",
+        head=head[:-1] + ',"sequence":',
+        tail="," + tail[1:],
+        now_ms=now_ms,
+        retention_s=store.retention_seconds,
+        relay_msg_id=relay.message_id if relay else "",
+        relay_msg_body=relay.body if relay else "",
+        max_events=quota.max_events if quota else 0,
+        max_bytes=quota.max_bytes if quota else 0,
+        after_end_ms=quota.after_end_ms if quota else "",
+        fields=tuple(event.call_update.to_fields().items()),
+    )
 
 
 def apply_result(reply: list[Any], new_status: str) -> ApplyResult:
-    """The result of an apply script's reply (`lua.APPLY_EVENT_FN`: outcome, sequence,
+    """The result of an apply script's reply (lib/apply_event.lua: outcome, sequence,
     status and, applied, the seconds billed)."""
     outcome, status = reply[0], reply[2]
     ended = outcome == "applied" and bool(new_status) and status in TERMINAL_STATUSES
@@ -180,8 +263,8 @@ def apply_result(reply: list[Any], new_status: str) -> ApplyResult:
 
 async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     args = apply_args(store, event, now_ms(), call_id)
-    reply = await store.apply_event_script(keys=event_keys(store, call_id), args=args)
-    return apply_result(reply, args[1])
+    reply = await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args))
+    return apply_result(reply, args.new_status)
 
 
 async def apply_event_then_read(
@@ -191,10 +274,10 @@ async def apply_event_then_read(
     pipeline; `atomic` reads it in the same transaction (no other script runs in between)."""
     args = apply_args(store, event, now_ms(), call_id)
     pipe = store.redis.pipeline(transaction=atomic)
-    await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
+    await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args), client=pipe)
     pipe.hgetall(store.keys.call(call_id))
     reply, raw_call = await pipe.execute()
-    return apply_result(reply, args[1]), read_call(raw_call, call_id)
+    return apply_result(reply, args.new_status), read_call(raw_call, call_id)
 
 
 async def apply_event_then_read_workspace(
@@ -205,15 +288,15 @@ async def apply_event_then_read_workspace(
     the call."""
     args = apply_args(store, event, now_ms(), call_id)
     pipe = store.redis.pipeline(transaction=False)
-    await store.apply_event_script(keys=event_keys(store, call_id), args=args, client=pipe)
+    await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args), client=pipe)
     await queue_call_with_workspace(store, pipe, call_id)
     reply, found = await pipe.execute()
-    return apply_result(reply, args[1]), call_with_workspace(found, call_id)
+    return apply_result(reply, args.new_status), call_with_workspace(found, call_id)
 
 
 async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     """Record the agent's readiness once; a call waiting for it gets its dial step queued
-    in the same step (`lua.AGENT_READY`). The outcome is `dial` when that happened."""
+    in the same step (agent_ready.lua). The outcome is `dial` when that happened."""
     now = now_ms()
     ready = EventSpec(
         event.type,
@@ -225,9 +308,15 @@ async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> Appl
     )
     # The dial step's token (its second argument) names this message as the dial's owner.
     dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid.uuid4().hex)
-    reply = await store.agent_ready_script(
-        keys=[*event_keys(store, call_id), store.dial_queue.messages, store.dial_queue.ids],
-        args=[dial.message_id, dial.body, *apply_args(store, ready, now, call_id)],
+    reply = await store.run(
+        AgentReady(
+            event_keys=event_keys(store, call_id),
+            dial_msgs=store.dial_queue.messages,
+            dial_queue=store.dial_queue.ids,
+            dial_msg_id=dial.message_id,
+            dial_msg_body=dial.body,
+            event=apply_args(store, ready, now, call_id),
+        )
     )
     outcome: ApplyOutcome = "applied" if reply[0] == "dial" else reply[0]
     return ApplyResult(

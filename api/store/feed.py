@@ -2,7 +2,7 @@
 bound how many readers a workspace, and the whole deployment, hold.
 
 Invariant: the feed (`keys.feed`) names every event recorded for a call of the workspace,
-in the order recorded, because the step that records an event appends it (`lua.FEED_FN`).
+in the order recorded, because the step that records an event appends it (lib/feed.lua).
 So a reader that goes on from an entry id misses none and sees none twice, and a call's
 events listed together with the feed's last id (`call_history`, one transaction) are
 exactly those up to that id. Blocking reads go through `store.feed_redis`, never the shared

@@ -55,11 +55,11 @@ allowlist for its calls (absent: the deployment's), and `max_concurrent_calls` t
 operator's concurrency limit for it (absent: the deployment's). The delivery hash's
 `cursor` is the last sequence delivered or given up; `redelivery:{seq}` records one-off
 resends requested through the API.
-The `pacing:*` keys are also built inside Lua from the prefix (`api.store.lua_pacing`): a
+The `pacing:*` keys are also built inside Lua from the prefix (lib/pacing_keys.lua): a
 call names its trunk and workspace only in its record. So is the workspace's event `feed`
-(`lua.FEED_FN`, appended in the step that records each event; read by `api.store.feed`),
+(lib/feed.lua, appended in the step that records each event; read by `api.store.feed`),
 and the workspace's `balance`, `balance:gen` and `usage:{day}` when a call ends or extends
-its reservation (`api.store.lua_billing`; the accept gets the balance key in KEYS and
+its reservation (lib/reservation.lua; the accept gets the balance key in KEYS and
 builds `balance:gen` from it). A call keeps the generation it reserved from in its record
 (`reserved_gen`). A usage `{day}` is a UTC day counted from 1970-01-01.
 """
@@ -116,7 +116,7 @@ class Keys:
         return f"{self.prefix}:ws:{ws}:balance"
 
     def balance_generation(self, ws: str) -> str:
-        # `lua_billing.GENERATION_SUFFIX` builds the same name inside Lua
+        # `scripts.GENERATION_SUFFIX` builds the same name inside Lua
         return f"{self.prefix}:ws:{ws}:balance:gen"
 
     def usage(self, ws: str, day: int) -> str:

@@ -1,7 +1,7 @@
 """The pacing limits as the API sets and shows them: per-trunk overrides, a workspace's
 concurrency, and their current use.
 
-Invariant: the overrides live where the admission scripts read them (`api.store.lua_pacing`:
+Invariant: the overrides live where the admission scripts read them (`lua/lib/pacing_limits.lua`:
 the trunk's `limits` hash, the workspace hash's `max_concurrent_calls`); a field is either a
 valid override or absent (absent = the deployment's default), never an empty or negative
 value. Current use counts unexpired leases only, as the scripts do.

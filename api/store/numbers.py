@@ -18,9 +18,9 @@ from typing import cast
 
 from pydantic import TypeAdapter
 
-from api.store import lua
 from api.store.base import Store
 from api.store.records import readable, strict_document
+from api.store.scripts import Key, ScriptCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,39 @@ class SavedNumber:
     number: CallerNumber
     # A trunk Outdial had created for this number before it was registered again ('' none).
     replaced_trunk_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaveNumber(ScriptCall):
+    NAME = "save_number"
+    numbers: Key
+    holder: Key
+    workspace_trunks: Key
+    trunk_owner: Key  # of the record's trunk
+    number: str
+    record_json: str
+    default: str  # '1' | '0'
+    workspace_id: str
+    trunk_owner_prefix: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteNumber(ScriptCall):
+    NAME = "delete_number"
+    numbers: Key
+    holder: Key
+    number: str
+    workspace_id: str
+    trunk_owner_prefix: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignTrunk(ScriptCall):
+    NAME = "assign_trunk"
+    workspace: Key
+    workspace_trunks: Key
+    trunk_owner: Key
+    trunk_id: str
 
 
 class AssignResult(Enum):
@@ -90,20 +123,18 @@ async def save_number(
 ) -> SavedNumber | SaveRefusal:
     record = CallerNumber(number, sip_trunk_id, default, trunk_managed, int(time.time() * 1000))
     keys = store.keys
-    reply = await store.save_number_script(
-        keys=[
-            keys.numbers(workspace_id),
-            keys.number_holder(number),
-            keys.workspace_trunks(workspace_id),
-            keys.trunk_owner(sip_trunk_id),
-        ],
-        args=[
-            number,
-            record.to_json(),
-            "1" if default else "0",
-            workspace_id,
-            _trunk_owner_prefix(store),
-        ],
+    reply = await store.run(
+        SaveNumber(
+            numbers=keys.numbers(workspace_id),
+            holder=keys.number_holder(number),
+            workspace_trunks=keys.workspace_trunks(workspace_id),
+            trunk_owner=keys.trunk_owner(sip_trunk_id),
+            number=number,
+            record_json=record.to_json(),
+            default="1" if default else "0",
+            workspace_id=workspace_id,
+            trunk_owner_prefix=_trunk_owner_prefix(store),
+        )
     )
     if reply[0] != "saved":
         return SaveRefusal(reply[0])
@@ -125,24 +156,26 @@ async def get_number(store: Store, workspace_id: str, number: str) -> CallerNumb
 
 async def delete_number(store: Store, workspace_id: str, number: str) -> CallerNumber | None:
     """Deletes the number, its holder key and its trunk's owner in one step."""
-    # Registered per use: number routes are not hot, and api/store/base.py keeps the hot ones.
-    script = store.redis.register_script(lua.DELETE_NUMBER)
-    raw = await script(
-        keys=[store.keys.numbers(workspace_id), store.keys.number_holder(number)],
-        args=[number, workspace_id, _trunk_owner_prefix(store)],
+    raw = await store.run(
+        DeleteNumber(
+            numbers=store.keys.numbers(workspace_id),
+            holder=store.keys.number_holder(number),
+            number=number,
+            workspace_id=workspace_id,
+            trunk_owner_prefix=_trunk_owner_prefix(store),
+        )
     )
     return _read(raw, number)
 
 
 async def assign_trunk(store: Store, workspace_id: str, sip_trunk_id: str) -> AssignResult:
-    script = store.redis.register_script(lua.ASSIGN_TRUNK)
-    reply = await script(
-        keys=[
-            store.keys.workspace(workspace_id),
-            store.keys.workspace_trunks(workspace_id),
-            store.keys.trunk_owner(sip_trunk_id),
-        ],
-        args=[sip_trunk_id],
+    reply = await store.run(
+        AssignTrunk(
+            workspace=store.keys.workspace(workspace_id),
+            workspace_trunks=store.keys.workspace_trunks(workspace_id),
+            trunk_owner=store.keys.trunk_owner(sip_trunk_id),
+            trunk_id=sip_trunk_id,
+        )
     )
     return AssignResult(reply)
 

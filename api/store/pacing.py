@@ -1,10 +1,11 @@
 """The dialer's pacing in the store: admission, the pacer's steps, the paced dial.
 
-Invariant: every decision is one script of `api.store.lua_pacing` (see its docstring for
-what each keeps): a call is admitted (its trunk's and workspace's slots taken) or left
-waiting in one step, a waiting call is admitted with its dispatch message written in one
-step, and `dialing` is never recorded, nor the dial sent, before the trunk's dial rate
-allows it. Slots go back in the step that records the call's end (`lua.APPLY_EVENT_FN`).
+Invariant: every decision is one script (admit.lua, pace.lua, dial_paced.lua; see
+lib/pacing_limits.lua for what each keeps): a call is admitted (its trunk's and workspace's
+slots taken) or left waiting in one step, a waiting call is admitted with its dispatch
+message written in one step, and `dialing` is never recorded, nor the dial sent, before the
+trunk's dial rate allows it. Slots go back in the step that records the call's end
+(lib/apply_event.lua).
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Annotated, Literal, cast
 
 import redis
 
 from api.settings import Settings
-from api.store import lua_pacing
 from api.store.base import Store
 from api.store.clock import now_ms
-from api.store.events import ApplyResult, EventSpec, apply_args, event_keys
+from api.store.events import ApplyResult, EventArgs, EventKeys, EventSpec, apply_args, event_keys
 from api.store.keys import Keys
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, QueueKeys, message_template
+from api.store.scripts import KEYS, SCRIPTS, Key, ScriptCall
 
 # The reason placeholder of `call.waiting`'s data, filled in by the admission script.
 _REASON = "@@REASON@@"
@@ -46,12 +47,48 @@ class PacingDefaults:
             dial_guard_ms=settings.trunk_rate_guard_ms,
         )
 
-    def script_args(self) -> list[float | int]:
-        return [
-            self.max_calls_per_second,
-            self.trunk_max_concurrent_calls,
-            self.workspace_max_concurrent_calls,
-        ]
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admit(ScriptCall):
+    NAME = "admit"
+    event_keys: Annotated[EventKeys, KEYS]
+    default_rate: float
+    default_trunk_concurrency: int
+    default_workspace_concurrency: int
+    now_ms: int
+    guard_ms: int
+    # Informational `call.waiting`, its data's reason written `@@REASON@@`.
+    event: EventArgs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialPaced(ScriptCall):
+    NAME = "dial_paced"
+    event_keys: Annotated[EventKeys, KEYS]
+    default_rate: float
+    guard_ms: int
+    now_ms: int
+    reserved_turn_ms: int | Literal[""]  # '' none
+    event: EventArgs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pace(ScriptCall):
+    NAME = "pace"
+    pacing_trunks: Key
+    dial_msgs: Key
+    dial_queue: Key
+    deadlines: Key
+    prefix: str
+    trunk: str
+    now_ms: int
+    default_rate: float
+    default_trunk_concurrency: int
+    default_workspace_concurrency: int
+    max_admissions: int
+    message_template: str  # @@CALL@@, @@MSG@@
+    msg_id_prefix: str
+    guard_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +110,16 @@ async def admit(store: Store, call_id: str) -> Admission:
     defaults = PacingDefaults.from_settings(store.settings)
     event = EventSpec("call.waiting", {"reason": _REASON})
     now = now_ms()
-    reply = await store.admit_script(
-        keys=event_keys(store, call_id),
-        args=[
-            *defaults.script_args(),
-            now,
-            defaults.dial_guard_ms,
-            *apply_args(store, event, now, call_id),
-        ],
+    reply = await store.run(
+        Admit(
+            event_keys=event_keys(store, call_id),
+            default_rate=defaults.max_calls_per_second,
+            default_trunk_concurrency=defaults.trunk_max_concurrent_calls,
+            default_workspace_concurrency=defaults.workspace_max_concurrent_calls,
+            now_ms=now,
+            guard_ms=defaults.dial_guard_ms,
+            event=apply_args(store, event, now, call_id),
+        )
     )
     outcome = cast(Literal["admitted", "pass", "waiting", "missing"], reply[0])
     return Admission(outcome, reply[1] if outcome == "waiting" else None)
@@ -100,15 +139,19 @@ async def mark_dialing(
     store: Store, call_id: str, event: EventSpec, reserved_turn_ms: int | None = None
 ) -> PacedDial:
     """Apply `event` (`call.dialing`, a compare-and-set) only when the trunk's dial rate
-    allows a dial now (`lua_pacing.DIAL_PACED`); else the dial reserves its turn and
+    allows a dial now (dial_paced.lua); else the dial reserves its turn and
     nothing else changes. `reserved_turn_ms`: the turn this dial reserved before."""
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
-    args = apply_args(store, event, now, call_id)
-    reserved = "" if reserved_turn_ms is None else reserved_turn_ms
-    reply = await store.dial_paced_script(
-        keys=event_keys(store, call_id),
-        args=[defaults.max_calls_per_second, defaults.dial_guard_ms, now, reserved, *args],
+    reply = await store.run(
+        DialPaced(
+            event_keys=event_keys(store, call_id),
+            default_rate=defaults.max_calls_per_second,
+            guard_ms=defaults.dial_guard_ms,
+            now_ms=now,
+            reserved_turn_ms="" if reserved_turn_ms is None else reserved_turn_ms,
+            event=apply_args(store, event, now, call_id),
+        )
     )
     if reply[0] == "turn":
         return PacedDial(None, turn_ms=int(reply[1]))
@@ -138,14 +181,8 @@ class PacerSteps:
         self._client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=35, socket_connect_timeout=2
         )
-        self._script = self._client.register_script(lua_pacing.PACE)
-        queue = QueueKeys.of(settings.broker_namespace, DIAL_QUEUE)
-        self._script_keys = [
-            self._keys.pacing_trunks(),
-            queue.messages,
-            queue.ids,
-            self._keys.deadlines(),
-        ]
+        self._pace = self._client.register_script(SCRIPTS[Pace.NAME])
+        self._queue = QueueKeys.of(settings.broker_namespace, DIAL_QUEUE)
         self._template = message_template(DIAL_QUEUE, DISPATCH_ACTOR)
 
     def step(self, everything: bool) -> tuple[int, float | None]:
@@ -155,20 +192,25 @@ class PacerSteps:
         top = "+inf" if everything else now
         trunks = self._client.zrangebyscore(self._keys.pacing_trunks(), "-inf", top)
         admitted = 0
+        defaults = self._defaults
         for trunk in cast(list[str], trunks):
-            reply = self._script(
-                keys=self._script_keys,
-                args=[
-                    self._settings.redis_prefix,
-                    trunk,
-                    now,
-                    *self._defaults.script_args(),
-                    self._max_admissions,
-                    self._template,
-                    f"pacer-{uuid.uuid4().hex[:12]}-",
-                    self._defaults.dial_guard_ms,
-                ],
+            call = Pace(
+                pacing_trunks=self._keys.pacing_trunks(),
+                dial_msgs=self._queue.messages,
+                dial_queue=self._queue.ids,
+                deadlines=self._keys.deadlines(),
+                prefix=self._settings.redis_prefix,
+                trunk=trunk,
+                now_ms=now,
+                default_rate=defaults.max_calls_per_second,
+                default_trunk_concurrency=defaults.trunk_max_concurrent_calls,
+                default_workspace_concurrency=defaults.workspace_max_concurrent_calls,
+                max_admissions=self._max_admissions,
+                message_template=self._template,
+                msg_id_prefix=f"pacer-{uuid.uuid4().hex[:12]}-",
+                guard_ms=defaults.dial_guard_ms,
             )
+            reply = self._pace(keys=call.keys(), args=call.args())
             admitted += int(reply[0])
         nearest = self._client.zrange(self._keys.pacing_trunks(), 0, 0, withscores=True)
         next_look = float(nearest[0][1]) / 1000 if nearest else None

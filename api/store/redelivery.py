@@ -18,58 +18,54 @@ from api.store.base import Store
 from api.store.call_record import CallRecord
 from api.store.call_workspace import call_with_workspace, queue_call_with_workspace
 from api.store.clock import now_ms
-from api.store.lua_relay import WAKE_WAITER_FN
 from api.store.messages import REDELIVER_ACTOR, RELAY_QUEUE, encode_message
+from api.store.scripts import Key, ScriptCall
 
 RATE_WINDOW_MS = 60_000
 # A pending flag outlives any run of its message (time limit, retries, share turn-aways),
 # so a redelivery whose worker died can be asked for again after this at the latest.
 PENDING_TTL_MS = 600_000
 
-# KEYS: pending flag, rate counter, relay msgs, relay queue.
-# ARGV: msg_id, msg_body, per-window limit, window_ms, pending_ttl_ms.
-# Returns {'queued', 0}, {'pending', ms left} or {'limited', ms until the window resets}.
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'pending', redis.call('PTTL', KEYS[1])} end
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if used >= tonumber(ARGV[3]) then return {'limited', redis.call('PTTL', KEYS[2])} end
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[4], ARGV[1])
-redis.call('PUBLISH', KEYS[4], '')
-return {'queued', 0}
-"""
 
-# Takes one of the workspace's in-flight slots for `member` (see `lua_relay.RELAY_NEXT_FN`).
-# KEYS: inflight. ARGV: member, now_ms, lease_ms, max_in_flight. Returns 1 or 0 (busy).
-_TAKE_SLOT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueueRedelivery(ScriptCall):
+    NAME = "redelivery_enqueue"
+    pending: Key
+    rate: Key
+    relay_msgs: Key
+    relay_queue: Key
+    msg_id: str
+    msg_body: str
+    per_window: int
+    window_ms: int
+    pending_ttl_ms: int
 
-# Records the attempt ('' = none), frees the slot (to the workspace's oldest waiting call)
-# and, when done ('1'), drops the pending flag, in one step.
-# KEYS: call, delivery, inflight, waiting, relay_due, pending flag.
-# ARGV: field, state JSON, member, now_ms, done.
-_FINISH = (
-    WAKE_WAITER_FN
-    + """
-if ARGV[1] ~= '' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-end
-if redis.call('ZREM', KEYS[3], ARGV[3]) == 1 then
-  wake_waiter(KEYS[4], KEYS[5], tonumber(ARGV[4]))
-end
-if ARGV[5] == '1' then redis.call('DEL', KEYS[6]) end
-return 1
-"""
-)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeRedeliverySlot(ScriptCall):
+    NAME = "redelivery_take_slot"
+    in_flight: Key
+    member: str
+    now_ms: int
+    lease_ms: int
+    max_in_flight: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishRedelivery(ScriptCall):
+    NAME = "redelivery_finish"
+    call: Key
+    delivery: Key
+    in_flight: Key
+    waiting: Key
+    relay_due: Key
+    pending: Key
+    field: str  # '' records nothing
+    state_json: str
+    member: str
+    now_ms: int
+    done: str  # '1' | '0'
+
 
 EnqueueOutcome = Literal["queued", "pending", "limited"]
 
@@ -108,14 +104,18 @@ async def enqueue_redelivery(
     workspace used its `per_minute` redeliveries of this minute."""
     keys = store.keys
     message = encode_message(RELAY_QUEUE, REDELIVER_ACTOR, call_id, str(sequence))
-    outcome, ms = await store.redis.register_script(_ENQUEUE)(
-        keys=[
-            keys.relay_redelivery(call_id, sequence),
-            keys.relay_redelivery_rate(workspace_id),
-            store.relay_queue.messages,
-            store.relay_queue.ids,
-        ],
-        args=[message.message_id, message.body, per_minute, RATE_WINDOW_MS, PENDING_TTL_MS],
+    outcome, ms = await store.run(
+        EnqueueRedelivery(
+            pending=keys.relay_redelivery(call_id, sequence),
+            rate=keys.relay_redelivery_rate(workspace_id),
+            relay_msgs=store.relay_queue.messages,
+            relay_queue=store.relay_queue.ids,
+            msg_id=message.message_id,
+            msg_body=message.body,
+            per_window=per_minute,
+            window_ms=RATE_WINDOW_MS,
+            pending_ttl_ms=PENDING_TTL_MS,
+        )
     )
     return Enqueued(outcome, message.message_id, max(int(ms), 0))
 
@@ -135,9 +135,14 @@ async def take_redelivery_slot(
     store: Store, workspace_id: str, call_id: str, sequence: int, lease_ms: int, max_in_flight: int
 ) -> bool:
     """One of the workspace's in-flight slots for this redelivery; False when none is free."""
-    took = await store.redis.register_script(_TAKE_SLOT)(
-        keys=[store.keys.relay_in_flight(workspace_id)],
-        args=[_slot_member(call_id, sequence), now_ms(), lease_ms, max_in_flight],
+    took = await store.run(
+        TakeRedeliverySlot(
+            in_flight=store.keys.relay_in_flight(workspace_id),
+            member=_slot_member(call_id, sequence),
+            now_ms=now_ms(),
+            lease_ms=lease_ms,
+            max_in_flight=max_in_flight,
+        )
     )
     return bool(took)
 
@@ -159,20 +164,18 @@ async def finish_redelivery(
     """Record `state_json` (if any) and free the slot; `done` also ends the pending flag (a
     run that raised keeps it: its message is retried)."""
     keys = store.keys
-    await store.redis.register_script(_FINISH)(
-        keys=[
-            keys.call(call_id),
-            keys.delivery(call_id),
-            keys.relay_in_flight(workspace_id),
-            keys.relay_waiting(workspace_id),
-            keys.relay_due(),
-            keys.relay_redelivery(call_id, sequence),
-        ],
-        args=[
-            redelivery_field(sequence) if state_json else "",
-            state_json or "",
-            _slot_member(call_id, sequence),
-            now_ms(),
-            "1" if done else "0",
-        ],
+    await store.run(
+        FinishRedelivery(
+            call=keys.call(call_id),
+            delivery=keys.delivery(call_id),
+            in_flight=keys.relay_in_flight(workspace_id),
+            waiting=keys.relay_waiting(workspace_id),
+            relay_due=keys.relay_due(),
+            pending=keys.relay_redelivery(call_id, sequence),
+            field=redelivery_field(sequence) if state_json else "",
+            state_json=state_json or "",
+            member=_slot_member(call_id, sequence),
+            now_ms=now_ms(),
+            done="1" if done else "0",
+        )
     )

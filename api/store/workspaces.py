@@ -22,7 +22,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
 from api.security import hash_api_key, new_api_key, new_hook_token, new_webhook_secret
-from api.store.aliases import ASSIGN_ALIAS, assign_alias, assign_alias_keys
+from api.store.aliases import assign_alias, assign_alias_call
 from api.store.base import Store
 from api.store.lean_redis import Command, hash_reply
 from api.store.records import HashFields, readable
@@ -116,7 +116,7 @@ class NewWorkspace:
 
 async def create_workspace(store: Store, name: str) -> NewWorkspace:
     """One transaction: the workspace, its key and token index entries, its place in the
-    operator's list and its alias (`ASSIGN_ALIAS`, after the hash exists)."""
+    operator's list and its alias (`aliases.AssignAlias`, after the hash exists)."""
     api_key, hook_token = new_api_key(), new_hook_token()
     hook_token_hash = hash_api_key(hook_token)
     workspace = Workspace(
@@ -135,8 +135,7 @@ async def create_workspace(store: Store, name: str) -> NewWorkspace:
     fields: dict[FieldT, EncodableT] = {k: v for k, v in workspace.to_hash().items()}
     pipe.hset(store.keys.workspace(workspace.id), mapping=fields)
     pipe.zadd(store.keys.workspace_index(), {workspace.id: workspace.created_at})
-    script_keys = assign_alias_keys(store, workspace.id)
-    pipe.eval(ASSIGN_ALIAS, len(script_keys), *script_keys)
+    pipe.eval(*assign_alias_call(store, workspace.id).eval_args())
     *_, alias = await pipe.execute()
     return NewWorkspace(replace(workspace, alias=int(alias)), api_key, hook_token)
 
