@@ -333,8 +333,16 @@ async def test_callback_host_resolving_to_loopback_is_refused_at_delivery(
 async def test_worker_killed_during_delivery_still_delivers_after_restart(
     tenant: Tenant, agent_id: str, receiver: Receiver, settings: Settings, api_server: ApiServer
 ) -> None:
-    # A short attempt timeout keeps the dead drain's lease (timeout + 5 s) short.
-    quick = settings.model_copy(update={"callback_timeout_seconds": 3.0, **FAST_RETRIES})
+    # A short attempt timeout keeps the dead drain's lease (timeout + 5 s) short, and a short
+    # heartbeat timeout brings the dead worker's message back in ~2 s instead of 10.
+    quick = settings.model_copy(
+        update={
+            "callback_timeout_seconds": 3.0,
+            "heartbeat_timeout_ms": 2_000,
+            "worker_timeout_ms": 500,
+            **FAST_RETRIES,
+        }
+    )
     held, released = asyncio.Event(), asyncio.Event()
 
     async def hold_first(_: web.Request) -> web.StreamResponse:
@@ -365,7 +373,9 @@ async def test_worker_killed_during_delivery_still_delivers_after_restart(
             listed = await _events(tenant, call["callId"])
             return len(listed) == 3 and all(e["delivery"]["state"] == "delivered" for e in listed)
 
-        await async_wait_until(complete, timeout=40, what="delivery after the crash")
+        # The second worker's boot, the dead lease and a retry: ~15 s on quiet cores, twice
+        # that on a busy machine (the suite runs on more processes than cores).
+        await async_wait_until(complete, timeout=90, what="delivery after the crash")
     finally:
         released.set()
         first_worker.kill()
