@@ -11,7 +11,9 @@ Invariant: every script is expanded when this module is imported, and an unknown
 an include cycle, a library no script includes, a placeholder without a value or a value no
 script uses raises `ScriptError` there, so a script that reaches Redis is the one the files
 say. Each script is called through one `ScriptCall` subclass, a frozen dataclass whose
-fields are its KEYS then its ARGV, named, in the order the script binds them.
+fields are its KEYS then its ARGV, in the order the script binds them and named as its
+locals: the field `x` of a key is the local `kx`, of an argument the local `x`
+(`tests/test_store_scripts.py` checks both).
 `python -m api.store.scripts --expand DIR` writes the expanded scripts (luacheck reads
 those, `scripts/test`).
 """

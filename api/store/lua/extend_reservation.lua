@@ -12,7 +12,7 @@
 -- Returns {'granted'|'exhausted'|'ended'|'missing', reserved seconds (0: unmetered)}.
 local kcall = KEYS[1]
 local step_s = tonumber(ARGV[1])
-local held = tonumber(ARGV[2])  -- the seconds the agent holds ('' when it does not say)
+local held_s = tonumber(ARGV[2])  -- the seconds the agent holds ('' when it does not say)
 
 local TERMINAL = @TERMINAL_STATUSES@
 local status, reserved_s, ws, call_id, max_duration, reserved_gen =
@@ -26,7 +26,7 @@ if not reserved_s then return {'granted', 0} end
 -- the call key is {p}:call:{id}: its prefix names the workspace's keys
 local kbalance = string.sub(kcall, 1, #kcall - #call_id - 6) .. ':ws:' .. ws .. ':balance'
 if not reservation_live(kbalance, reserved_gen) then return {'granted', 0} end
-if held and reserved > held then return {'granted', reserved} end
+if held_s and reserved > held_s then return {'granted', reserved} end
 if reserved >= (tonumber(max_duration) or math.huge) then return {'granted', reserved} end
 local balance = tonumber(redis.call('GET', kbalance))
 if balance <= 0 then return {'exhausted', reserved} end
