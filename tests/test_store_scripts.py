@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import pkgutil
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,46 @@ def test_includes_come_once_their_own_first_and_constants_are_filled(tmp_path: P
             {},
             "libraries no script includes: ['orphan']",
         ),
+        (
+            {"main.lua": "-- @include a\nreturn f()\n", "lib/a.lua": "local f\n"},
+            {},
+            "main.lua:1: not `--@include <name>`: '-- @include a'",
+        ),
+        (
+            {"main.lua": "--@include a b\nreturn f()\n", "lib/a.lua": "local f\n"},
+            {},
+            "main.lua:1: not `--@include <name>`: '--@include a b'",
+        ),
+        (
+            {"main.lua": "--@include a\r\nreturn f()\r\n", "lib/a.lua": "local f\n"},
+            {},
+            "main.lua:1: not `--@include <name>`: '--@include a\\r'",
+        ),
+        (
+            {"main.lua": "--@include a\n", "lib/a.lua": "--@include  b\n", "lib/b.lua": ""},
+            {},
+            "a.lua:1: not `--@include <name>`: '--@include  b'",
+        ),
+        ({"main.lua": "return '@@CALL@'\n"}, {}, "main: '@@CALL@' is neither"),
+        ({"main.lua": "return '@CALL@@'\n"}, {}, "main: '@CALL@@' is neither"),
+        ({"main.lua": "return '@lower@'\n"}, {}, "main: '@lower@' is neither"),
+        ({"main.lua": "return '@@@N@@@'\n"}, {"N": "1"}, "main: '@@@N@@@' is neither"),
     ],
-    ids=["unfilled", "unused", "unknown-include", "cycle", "orphan"],
+    ids=[
+        "unfilled",
+        "unused",
+        "unknown-include",
+        "cycle",
+        "orphan",
+        "include-spaced",
+        "include-two-names",
+        "include-crlf",
+        "include-in-a-library",
+        "run-time-half-closed",
+        "run-time-half-opened",
+        "lower-case",
+        "triple",
+    ],
 )
 def test_the_loader_refuses_a_folder_that_does_not_make_whole_scripts(
     tmp_path: Path, files: dict[str, str], constants: dict[str, str], error: str
@@ -83,8 +122,15 @@ def _wrappers() -> dict[str, type[ScriptCall]]:
     while pending:
         cls = pending.pop()
         pending += cls.__subclasses__()
-        found[cls.NAME] = cls
+        # `dataclass(slots=True)` makes a new class: the one its module names is the wrapper.
+        if getattr(sys.modules[cls.__module__], cls.__name__, None) is cls:
+            found[cls.NAME] = cls
     return found
+
+
+def test_the_wrappers_carry_no_dict() -> None:
+    for wrapper in _wrappers().values():
+        assert not hasattr(object.__new__(wrapper), "__dict__"), wrapper.__name__
 
 
 def test_every_lua_file_is_part_of_a_script_with_a_typed_wrapper() -> None:
