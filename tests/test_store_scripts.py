@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from api.store.events import EventArgs, EventKeys
 from api.store.scripts import KEYS, SCRIPTS, Key, ScriptCall, ScriptError, expand, load
 
 LUA = Path(api.store.__file__).parent / "lua"
+LUACHECKRC = Path(__file__).resolve().parent.parent / ".luacheckrc"
 
 
 def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -331,3 +335,29 @@ def test_a_swapped_pair_of_fields_is_caught() -> None:
     ]
     inline = _bindings(script.replace("token, 'PX'", "ARGV[4], 'PX'"))
     assert inline.errors == ["1 KEYS/ARGV read(s) not bound to a local at the top"]
+
+
+def _luacheck(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("luacheck") is None:
+        if os.environ.get("OUTDIAL_REQUIRE_LUACHECK") == "1":
+            pytest.fail("luacheck is missing (apt-get install lua-check)")
+        pytest.skip("luacheck is not installed (apt-get install lua-check)")
+    (tmp_path / "script.lua").write_text(source)
+    command = ["luacheck", "--config", str(LUACHECKRC), "--no-color", str(tmp_path)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def test_luacheck_knows_only_what_redis_gives_a_script(tmp_path: Path) -> None:
+    allowed = (
+        "local kcall, n = KEYS[1], tonumber(ARGV[1])\n"
+        "local ok = pcall(cjson.decode, '{}') and bit.band(3, 1) == 1\n"
+        "return {redis.call('GET', kcall), math.floor(n), string.format('%d', n),\n"
+        "        table.concat({}, ','), select('#', unpack({1})), ok, type(n)}\n"
+    )
+    assert _luacheck(tmp_path, allowed).returncode == 0
+    for read in ("os.time()", "io.open('x')", "require('x')", "dofile('x')", "loadfile('x')"):
+        report = _luacheck(tmp_path, f"return {read}\n")
+        assert report.returncode != 0, read
+        assert f"undefined variable '{read.split('.')[0].split('(')[0]}'" in report.stdout
+    written = _luacheck(tmp_path, "KEYS = {}\nreturn KEYS\n")
+    assert "setting read-only global variable 'KEYS'" in written.stdout
