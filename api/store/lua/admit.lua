@@ -3,6 +3,7 @@
 --@include key_prefix
 --@include pacing_limits
 --@include pacing_slots
+--@include wake_pacer
 
 -- Admission of a `queued` call at the start of its dispatch job. Another status, or a call
 -- that already holds both slots (a redelivered job), passes; a call already waiting stays
@@ -39,7 +40,7 @@ local status, call_id, trunk, ws, waiting = unpack(redis.call('HMGET', kcall, 's
                                                               'waiting_for'))
 if not status then return {'missing'} end
 if status ~= 'queued' or not trunk or not ws then return {'pass', status} end
-local p = pacing_prefix(kcall, call_id)
+local p = store_prefix(kcall, call_id)
 if redis.call('ZSCORE', trunk_key(p, trunk, 'slots'), call_id)
    and redis.call('ZSCORE', ws_slots_key(p, ws), call_id) then
   return {'pass', status}
@@ -73,8 +74,7 @@ local look = now_ms + @CONCURRENCY_LOOK_MS@
 if wait > 0 then look = now_ms + wait end
 if redis.call('ZADD', p .. ':pacing:trunks', 'LT', 'CH', look, trunk) == 1 then
   -- The trunk is due sooner than any pacer knew: wake one (it may sleep up to a second).
-  redis.call('LPUSH', p .. ':pacing:wake', '1')
-  redis.call('LTRIM', p .. ':pacing:wake', 0, 0)
+  wake_pacer(p)
 end
 redis.call('HSET', kcall, 'waiting_for', reason)
 redis.call('HSETNX', kcall, 'waiting_since', now_ms)

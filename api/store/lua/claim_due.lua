@@ -1,3 +1,5 @@
+--@include enqueue
+
 -- Moves due members of a schedule (relay retries, call deadlines) into a Dramatiq queue in
 -- one step, so a claimed entry is never lost. With a lease, the entry stays in the schedule
 -- `lease_ms` later (it comes back if the job that handles it dies) and the message carries
@@ -19,8 +21,6 @@ for i, call_id in ipairs(due) do
   local msg_id = msg_id_prefix .. now_ms .. '-' .. i
   local body = string.gsub(body_template, '@@CALL@@', call_id)
   body = string.gsub(string.gsub(body, '@@MSG@@', msg_id), '@@CLAIM@@', claim)
-  redis.call('HSET', kqueue_msgs, msg_id, body)
-  redis.call('RPUSH', kqueue, msg_id)
-  redis.call('PUBLISH', kqueue, '')
+  enqueue(kqueue_msgs, kqueue, msg_id, body)
 end
 return #due

@@ -1,4 +1,5 @@
 --@include apply_event
+--@include enqueue
 
 -- Scheduled calls. Invariant: a call is `scheduled` exactly while its id is in the due set
 -- (`keys.scheduled_due`, call id -> due ms) with no dispatch message; the one step that
@@ -53,9 +54,7 @@ for i, call_id in ipairs(due) do
     local result = apply_event(keys, event)
     if result[1] == 'applied' then
       local body = string.gsub(of(body_template, call_id), '@@MSG@@', job_id)
-      redis.call('HSET', kdial_msgs, job_id, body)
-      redis.call('RPUSH', kdial_queue, job_id)
-      redis.call('PUBLISH', kdial_queue, '')
+      enqueue(kdial_msgs, kdial_queue, job_id, body)
     end
   end
 end

@@ -25,7 +25,7 @@ local event = event_args(5)
 local status, call_id, trunk = unpack(redis.call('HMGET', kcall, 'status', 'id', 'sip_trunk_id'))
 local klog, span = nil, 1000 + guard_ms
 if status and status == event.expected_status and trunk then
-  local p = pacing_prefix(kcall, call_id)
+  local p = store_prefix(kcall, call_id)
   local rate = limits(p, trunk, nil, default_rate, 0, 0)
   local interval = interval_of(rate, guard_ms)
   if interval > 0 then

@@ -1,3 +1,4 @@
+--@include key_prefix
 --@include reservation
 
 -- A call still going asks for one more minute: granted from the balance while it holds
@@ -23,8 +24,7 @@ if not (status and ws and call_id) then return {'missing', 0} end
 local reserved = tonumber(reserved_s) or 0
 if TERMINAL[status] then return {'ended', reserved} end
 if not reserved_s then return {'granted', 0} end
--- the call key is {p}:call:{id}: its prefix names the workspace's keys
-local kbalance = string.sub(kcall, 1, #kcall - #call_id - 6) .. ':ws:' .. ws .. ':balance'
+local kbalance = workspace_key_prefix(kcall, call_id, ws) .. ':balance'
 if not reservation_live(kbalance, reserved_gen) then return {'granted', 0} end
 if held_s and reserved > held_s then return {'granted', reserved} end
 if reserved >= (tonumber(max_duration) or math.huge) then return {'granted', reserved} end

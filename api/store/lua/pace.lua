@@ -1,6 +1,7 @@
 --@include deadline
 --@include pacing_limits
 --@include pacing_slots
+--@include enqueue
 
 -- One pacer step for one trunk: admits waiting calls while the trunk's limits allow, each
 -- from the least recently served workspace under its own limit, writing each admitted
@@ -65,9 +66,7 @@ while admitted < max_admissions do
       admitted = admitted + 1
       local msg_id = msg_id_prefix .. admitted
       local body = string.gsub(string.gsub(body_template, '@@CALL@@', head), '@@MSG@@', msg_id)
-      redis.call('HSET', kdial_msgs, msg_id, body)
-      redis.call('RPUSH', kdial_queue, msg_id)
-      redis.call('PUBLISH', kdial_queue, '')
+      enqueue(kdial_msgs, kdial_queue, msg_id, body)
     end
   end
   if redis.call('EXISTS', kwait) == 0 then redis.call('ZREM', kturns, chosen)

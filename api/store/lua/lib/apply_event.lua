@@ -2,16 +2,16 @@
 --@include release_slots
 --@include settle
 --@include feed
+--@include enqueue
 
 -- `apply_event` is the single place where a call changes state: it refuses backward and
 -- post-terminal transitions, de-duplicates event ids, appends the event with the next
 -- sequence number and, when the call has a callback URL and no relay message in flight,
--- enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH, then
--- the queue's wake-up PUBLISH, see `api.store.messages`). The terminal branch also gives
--- back the call's pacing slots (`release_slots`), so no path that ends a call can keep
--- them, and settles the call's minutes (`settle_call`): its fourth reply is the seconds
--- billed. Every event it records is announced on its workspace's feed (`feed_append`) in
--- the same step, so the live stream misses none and shows none unrecorded.
+-- enqueues one (lib/enqueue.lua). The terminal branch also gives back the call's pacing
+-- slots (`release_slots`), so no path that ends a call can keep them, and settles the
+-- call's minutes (`settle_call`): its fourth reply is the seconds billed. Every event it
+-- records is announced on its workspace's feed (`feed_append`) in the same step, so the
+-- live stream misses none and shows none unrecorded.
 --
 -- `k`: the keys, by name (lib/event_argv.lua's `event_keys`). `e`: the event, by name
 -- (`event_args` there, `api.store.events.EventArgs`'s fields): event_id, new_status ('' =
@@ -91,9 +91,7 @@ local function apply_event(k, e)
 
   if redis.call('HEXISTS', kcall, 'callback_url') == 1
      and redis.call('SET', k.relay_active, '1', 'NX') then
-    redis.call('HSET', k.relay_msgs, e.relay_msg_id, e.relay_msg_body)
-    redis.call('RPUSH', k.relay_queue, e.relay_msg_id)
-    redis.call('PUBLISH', k.relay_queue, '')
+    enqueue(k.relay_msgs, k.relay_queue, e.relay_msg_id, e.relay_msg_body)
   end
   return {'applied', seq, status, billed}
 end
