@@ -1,4 +1,4 @@
-"""The `outdial` HTTP commands (api/client) as a user runs them: real processes against a
+"""The `outdial` HTTP commands (api/cli/client) as a user runs them: real processes against a
 live API on loopback (real Redis, the LiveKit test server), their output, exit codes and
 error lines; `call --wait` follows a call to its end through the event stream."""
 

@@ -151,7 +151,7 @@ def wrong_arrows(module: str, imports: set[str]) -> list[Arrow]:
     return wrong
 
 
-def _project_modules() -> dict[str, Path]:
+def project_modules() -> dict[str, Path]:
     modules = {}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
@@ -163,12 +163,12 @@ def _project_modules() -> dict[str, Path]:
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = sorted(name for name in _project_modules() if layer_of(name) is None)
+    unplaced = sorted(name for name in project_modules() if layer_of(name) is None)
     assert not unplaced, f"give these modules a layer in tests/test_layers.py: {unplaced}"
 
 
 def test_no_import_points_up() -> None:
-    modules = _project_modules()
+    modules = project_modules()
     known = frozenset(modules)
     wrong = []
     for name, path in sorted(modules.items()):
@@ -183,7 +183,7 @@ HTTP_CLIENT_IMPORTS = ("api.cli.client", "agent_runtime.contract")
 
 
 def test_the_http_commands_import_only_themselves_and_the_contract() -> None:
-    modules = _project_modules()
+    modules = project_modules()
     known = frozenset(modules)
     wrong = []
     for name, path in sorted(modules.items()):

@@ -1,5 +1,5 @@
-"""A call's end gives back its pacing slots, whichever way it ends (`lua.APPLY_EVENT_FN`'s
-terminal branch, `release_slots`), against real Redis.
+"""A call's end gives back its pacing slots, whichever way it ends (the terminal branch of
+`api/store/lua/lib/apply_event.lua`, `release_slots`), against real Redis.
 
 Every terminal status of the contract, through every end step the store offers: the
 apply script as the dispatcher, the reconciler, LiveKit's webhooks and the agent's events

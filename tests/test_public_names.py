@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from pathlib import Path
 
-from tests.support import ROOT
+from tests.test_layers import project_modules
 
 HTTP_METHODS = frozenset(
     {"get", "post", "put", "patch", "delete", "head", "options", "api_route", "websocket"}
@@ -70,19 +69,8 @@ def defined_twice(sources: dict[str, str]) -> dict[str, list[str]]:
     return {name: sorted(modules) for name, modules in where.items() if len(modules) > 1}
 
 
-def _modules() -> dict[str, Path]:
-    modules = {}
-    for package in ("api", "sip", "agent_runtime"):
-        for path in (ROOT / package).rglob("*.py"):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            modules[".".join(parts)] = path
-    return modules
-
-
 def test_each_program_defines_each_public_function_once() -> None:
-    modules = _modules()
+    modules = project_modules()
     found = {}
     for program, belongs in PROGRAMS.items():
         sources = {name: path.read_text() for name, path in modules.items() if belongs(name)}

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from api.settings import Settings
-from api.store.call_record import CALL_STATUSES
+from api.store.call_fields import CALL_STATUSES
 from api.store.scheduled_calls import MAX_EVENTS_WHEN_MOVED
 from tests.calls import call_status, dial_times, ms_from_iso, wait_dialed, wait_status
 from tests.conftest import Tenant

@@ -27,7 +27,7 @@ from agent_runtime.contract import (
 )
 from agent_runtime.outcome import answered_outcome, ended_event, not_joined_outcome
 from api.services.call_end import end_event
-from api.store.call_record import CALL_STATUSES
+from api.store.call_fields import CALL_STATUSES
 from api.store.event_fields import agent_update
 from api.store.events import EVENT_STATUS
 from api.store.scripts import SCRIPTS

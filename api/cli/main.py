@@ -102,7 +102,7 @@ def _remove_metric_files(path: Path) -> None:
 
 def _create_workspace_in_redis(name: str) -> dict[str, Any]:
     """The workspace as `POST /v1/admin/workspaces` answers it, written straight into Redis
-    (`outdial workspace create` without an API URL, see api/client)."""
+    (`outdial workspace create` without an API URL, see api/cli/client)."""
     from api.schemas.admin import WorkspaceCreated
     from api.store.base import open_store
     from api.store.workspaces import create_workspace
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json-logs", action="store_true", help="JSON lines (default: readable)")
     dev.set_defaults(handler=_run_dev)
 
-    # login, workspace, agents, numbers, call, calls: the API over HTTP (api/client)
+    # login, workspace, agents, numbers, call, calls: the API over HTTP (api/cli/client)
     add_client_commands(commands, create_in_redis=_create_workspace_in_redis)
 
     # Listed for --help only: main() hands everything after `agent` to the agent CLI.

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.openapi import BODY, NOT_FOUND, STORAGE, WORKSPACE_AUTH, error_responses
 from api.schemas.calls import CallCanceled, CallPage, CallReschedule, CallView
 from api.services.calls import cancel_call, reschedule_call
-from api.store.call_record import CALL_STATUSES
+from api.store.call_fields import CALL_STATUSES
 from api.store.calls import list_calls
 
 router = APIRouter(

@@ -18,7 +18,8 @@ from agent_runtime.contract import Scalar
 from api.ids import ID_PATTERN
 from api.schemas.base import ResponseModel, Timestamp, iso_from_ms
 from api.schemas.call_windows import CallWindowSpec
-from api.store.call_record import CallRecord
+from api.store.call_fields import RecordField
+from api.store.call_record import CALL_FIELDS, CallRecord
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SECTION_BYTES = 16 * 1024
@@ -132,7 +133,8 @@ class CallAccepted(ResponseModel):
 
 class CallView(ResponseModel):
     """A call as `GET /v1/api/call/{call_id}` shows it: `transitions` the time each status
-    was reached."""
+    was reached. Each field is a `CallRecord` field its description marks shown, under
+    that name (`call_fields.stored`); declared here for the OpenAPI document."""
 
     call_id: str
     status: str
@@ -167,36 +169,25 @@ class CallView(ResponseModel):
 
     @classmethod
     def of(cls, call: CallRecord) -> CallView:
-        return cls(
-            call_id=call.id,
-            status=call.status,
-            to=call.to,
-            from_number=call.from_number,
-            agent_id=call.agent_id,
-            room_name=call.room_name,
-            job_id=call.job_id or None,
-            campaign_id=call.campaign_id,
-            callback_url=call.callback_url,
-            sip_trunk_id=call.sip_trunk_id or None,
-            sip_call_id=call.sip_call_id,
-            sip_status_code=call.sip_status_code,
-            sip_status=call.sip_status,
-            end_reason=call.end_reason,
-            error_code=call.error_code,
-            error_message=call.error_message,
-            max_duration_seconds=call.max_duration_seconds,
-            ring_timeout_seconds=call.ring_timeout_seconds,
-            created_at=iso_from_ms(call.created_at),
-            updated_at=iso_from_ms(call.updated_at),
-            ended_at=iso_from_ms(call.ended_at),
-            transitions={status: iso_from_ms(ms) for status, ms in call.transitions.items()},
-            dynamic_variables=call.dynamic_variables,
-            metadata=call.metadata,
-            scheduled_at=iso_from_ms(call.scheduled_at),
-            scheduled_reason=call.scheduled_reason,
-            waiting_for=call.waiting_for,
-            waiting_since=iso_from_ms(call.waiting_since),
-        )
+        """The view of `call`: its fields the description marks shown (`call_fields`)."""
+        return cls(**{name: _shown(f, getattr(call, f.name)) for name, f in _SHOWN_FIELDS})
+
+
+# Every field of the view is a record field (`call_fields.stored(shown=...)`):
+# tests/test_call_fields.py holds this model and the description to the same names.
+_SHOWN_FIELDS = tuple((f.shown_as, f) for f in CALL_FIELDS if f.shown_as is not None)
+
+
+def _shown(field: RecordField, value: Any) -> Any:
+    """A record value as the view shows it: a time (epoch ms) as a timestamp, an empty
+    text described `blank_shown_as_null` as null."""
+    if field.blank_shown_as_null:
+        return value or None
+    if not field.codec.time:
+        return value
+    if field.codec.per_status:
+        return {status: iso_from_ms(ms) for status, ms in value.items()}
+    return iso_from_ms(value)
 
 
 class CallPage(ResponseModel):

@@ -1,25 +1,35 @@
 """The call record (`keys.call`): a Redis hash, read and written as `CallRecord`.
 
-Invariant: this module is the one conversion between the hash and typed values:
+Invariant: this module is the one conversion between the hash and typed values, derived
+from the description of each field on `CallRecord` (`api.store.call_fields`):
 `CallRecord.from_hash` and `to_hash` for the record, `CallUpdate.to_fields` for what an
-event writes on a call after its accept. Field names are the ones the Lua scripts read and
-write (lib/deadline.lua, lib/apply_event.lua): they do not change, so no stored call needs a
-migration. Values that do not parse follow `api.store.records` (`read_call`).
+event writes on a call after its accept, `CallDraft.record` for the accept. Hash field
+names are the ones the Lua scripts read and write (lib/deadline.lua, lib/apply_event.lua):
+they do not change, so no stored call needs a migration. Values that do not parse follow
+`api.store.records` (`read_call`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, cast, get_args
-
-from pydantic import ValidationError
-from pydantic_core import to_json
+from typing import Any
 
 from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, CallStatus
 from api.settings import Settings
-from api.store.records import HashFields, UnreadableRecord, readable
-
-CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
+from api.store.call_fields import (
+    AGENT,
+    INTEGER,
+    JSON_OBJECT,
+    MS,
+    MS_PER_STATUS,
+    NUMBER,
+    STATUS,
+    TEXT,
+    describe,
+    stored,
+)
+from api.store.records import HashFields, readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,68 +62,80 @@ class CallBudgets:
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """A stored call. The first block is written at accept time and present in every call
-    record; the rest is optional (`None` when absent): budgets (absent in calls accepted
-    before they existed; the Lua scripts read them as 0), then what the call's steps record.
+    """A stored call, each field described where it is declared (`call_fields.stored`:
+    codec, hash field when not its name, whether `CallView` shows it). The first block is
+    written at accept time and present in every call record; the rest is optional (`None`
+    when absent): budgets (absent in calls accepted before they existed; the Lua scripts
+    read them as 0), then what the call's steps record.
     """
 
-    id: str
-    workspace_id: str
-    agent_id: str
-    to: str
-    sip_trunk_id: str
-    room_name: str
-    status: CallStatus
-    job_id: str
-    max_duration_seconds: int
-    ring_timeout_seconds: int
-    created_at: int  # ms, like every time of the record
-    updated_at: int
-    seq: int  # the last event's sequence number
+    id: str = field(metadata=stored(TEXT, shown="call_id"))
+    workspace_id: str = field(metadata=stored(TEXT))
+    agent_id: str = field(metadata=stored(TEXT, shown=True))
+    to: str = field(metadata=stored(TEXT, shown=True))
+    sip_trunk_id: str = field(metadata=stored(TEXT, shown=True, blank_shown_as_null=True))
+    room_name: str = field(metadata=stored(TEXT, shown=True))
+    status: CallStatus = field(metadata=stored(STATUS, shown=True))
+    job_id: str = field(metadata=stored(TEXT, shown=True, blank_shown_as_null=True))
+    max_duration_seconds: int = field(metadata=stored(INTEGER, shown=True))
+    ring_timeout_seconds: int = field(metadata=stored(INTEGER, shown=True))
+    created_at: int = field(metadata=stored(MS, shown=True))  # ms, like every time of the record
+    updated_at: int = field(metadata=stored(MS, shown=True))
+    seq: int = field(metadata=stored(INTEGER))  # the last event's sequence number
     # The agent as it was when the call was accepted (None: the snapshot does not parse).
-    agent: AgentConfig | None
-    dynamic_variables: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    from_number: str | None = None  # hash field `from`
-    callback_url: str | None = None
-    campaign_id: str | None = None
-    idempotency_key: str | None = None
-    dial_mode: str | None = None
-    dispatch_timeout_s: int | None = None
-    agent_ready_timeout_s: int | None = None
-    answer_grace_s: int | None = None
-    deadline_margin_s: int | None = None
-    max_waiting_s: int | None = None
+    agent: AgentConfig | None = field(metadata=stored(AGENT))
+    dynamic_variables: dict[str, Any] = field(
+        default_factory=dict, metadata=stored(JSON_OBJECT, shown=True)
+    )
+    metadata: dict[str, Any] = field(default_factory=dict, metadata=stored(JSON_OBJECT, shown=True))
+    from_number: str | None = field(
+        default=None, metadata=stored(TEXT, hash_name="from", shown=True)
+    )
+    callback_url: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    campaign_id: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    idempotency_key: str | None = field(default=None, metadata=stored(TEXT))
+    dial_mode: str | None = field(default=None, metadata=stored(TEXT))
+    dispatch_timeout_s: int | None = field(default=None, metadata=stored(INTEGER))
+    agent_ready_timeout_s: int | None = field(default=None, metadata=stored(INTEGER))
+    answer_grace_s: int | None = field(default=None, metadata=stored(INTEGER))
+    deadline_margin_s: int | None = field(default=None, metadata=stored(INTEGER))
+    max_waiting_s: int | None = field(default=None, metadata=stored(INTEGER))
     # When the call entered each status it went through (hash fields `ts_<status>`).
-    transitions: dict[str, int] = field(default_factory=dict)
-    event_bytes: int | None = None
+    transitions: dict[str, int] = field(
+        default_factory=dict, metadata=stored(MS_PER_STATUS, hash_name="ts_", shown=True)
+    )
+    event_bytes: int | None = field(default=None, metadata=stored(INTEGER))
     # The dial step's run that took `dialing` (only it may look into an unknown outcome).
-    dial_owner: str | None = None
-    agent_ready_at: int | None = None
-    sip_call_id: str | None = None
-    sip_participant_id: str | None = None
-    dial_sent_at: int | None = None  # when the dial request left the worker
-    sip_status_code: int | None = None
-    sip_status: str | None = None
-    end_reason: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    duration_seconds: float | None = None  # as the agent reported it
-    ended_at: int | None = None
+    dial_owner: str | None = field(default=None, metadata=stored(TEXT))
+    agent_ready_at: int | None = field(default=None, metadata=stored(MS))
+    sip_call_id: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    sip_participant_id: str | None = field(default=None, metadata=stored(TEXT))
+    # When the dial request left the worker.
+    dial_sent_at: int | None = field(default=None, metadata=stored(MS))
+    sip_status_code: int | None = field(default=None, metadata=stored(INTEGER, shown=True))
+    sip_status: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    end_reason: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    error_code: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    error_message: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    # As the agent reported it.
+    duration_seconds: float | None = field(default=None, metadata=stored(NUMBER))
+    ended_at: int | None = field(default=None, metadata=stored(MS, shown=True))
     # A call placed for later: when it is (or was) due, and why it waits (ScheduledReason).
-    scheduled_at: int | None = None
-    scheduled_reason: str | None = None
+    scheduled_at: int | None = field(default=None, metadata=stored(MS, shown=True))
+    scheduled_reason: str | None = field(default=None, metadata=stored(TEXT, shown=True))
     # The call's window, as `api.services.call_windows.window_to_json` writes it.
-    call_window: str | None = None
+    call_window: str | None = field(default=None, metadata=stored(TEXT))
     # A `queued` call held by a limit: which (WaitingReason) and since when (ms); written
     # and cleared by the admission scripts (admit.lua, pace.lua).
-    waiting_for: str | None = None
-    waiting_since: int | None = None
+    waiting_for: str | None = field(default=None, metadata=stored(TEXT, shown=True))
+    waiting_since: int | None = field(default=None, metadata=stored(MS, shown=True))
     # Minutes (lib/reservation.lua): the billing step, the seconds a metered call holds
-    # from its workspace's balance, and what it was billed when it ended.
-    billing_increment_s: int | None = None
-    reserved_s: int | None = None
-    billed_s: int | None = None
+    # from its workspace's balance and that balance's generation then (`reserved_gen`,
+    # `keys.balance_generation`), and what it was billed when it ended.
+    billing_increment_s: int | None = field(default=None, metadata=stored(INTEGER))
+    reserved_s: int | None = field(default=None, metadata=stored(INTEGER))
+    reserved_gen: int | None = field(default=None, metadata=stored(INTEGER))
+    billed_s: int | None = field(default=None, metadata=stored(INTEGER))
 
     @property
     def is_terminal(self) -> bool:
@@ -124,113 +146,30 @@ class CallRecord:
         """The record in `raw` (an HGETALL reply); `UnreadableRecord` when a field of the
         first block is missing or does not parse."""
         read = HashFields(raw, key)
-        status = read.text("status")
-        if status not in CALL_STATUSES:
-            raise UnreadableRecord(f"status {status[:40]!r} is not a call status")
-        return cls(
-            id=read.text("id"),
-            workspace_id=read.text("workspace_id"),
-            agent_id=read.text("agent_id"),
-            to=read.text("to"),
-            sip_trunk_id=read.text("sip_trunk_id"),
-            room_name=read.text("room_name"),
-            status=cast(CallStatus, status),
-            job_id=read.text("job_id"),
-            max_duration_seconds=read.integer("max_duration_seconds"),
-            ring_timeout_seconds=read.integer("ring_timeout_seconds"),
-            created_at=read.integer("created_at"),
-            updated_at=read.integer("updated_at"),
-            seq=read.integer("seq"),
-            agent=_agent_snapshot(read),
-            dynamic_variables=read.json_object("dynamic_variables"),
-            metadata=read.json_object("metadata"),
-            from_number=read.optional_text("from"),
-            callback_url=read.optional_text("callback_url"),
-            campaign_id=read.optional_text("campaign_id"),
-            idempotency_key=read.optional_text("idempotency_key"),
-            dial_mode=read.optional_text("dial_mode"),
-            dispatch_timeout_s=read.optional_integer("dispatch_timeout_s"),
-            agent_ready_timeout_s=read.optional_integer("agent_ready_timeout_s"),
-            answer_grace_s=read.optional_integer("answer_grace_s"),
-            deadline_margin_s=read.optional_integer("deadline_margin_s"),
-            max_waiting_s=read.optional_integer("max_waiting_s"),
-            transitions=_transitions(read),
-            event_bytes=read.optional_integer("event_bytes"),
-            dial_owner=read.optional_text("dial_owner"),
-            agent_ready_at=read.optional_integer("agent_ready_at"),
-            sip_call_id=read.optional_text("sip_call_id"),
-            sip_participant_id=read.optional_text("sip_participant_id"),
-            dial_sent_at=read.optional_integer("dial_sent_at"),
-            sip_status_code=read.optional_integer("sip_status_code"),
-            sip_status=read.optional_text("sip_status"),
-            end_reason=read.optional_text("end_reason"),
-            error_code=read.optional_text("error_code"),
-            error_message=read.optional_text("error_message"),
-            duration_seconds=read.optional_number("duration_seconds"),
-            ended_at=read.optional_integer("ended_at"),
-            scheduled_at=read.optional_integer("scheduled_at"),
-            scheduled_reason=read.optional_text("scheduled_reason"),
-            call_window=read.optional_text("call_window"),
-            waiting_for=read.optional_text("waiting_for"),
-            waiting_since=read.optional_integer("waiting_since"),
-            billing_increment_s=read.optional_integer("billing_increment_s"),
-            reserved_s=read.optional_integer("reserved_s"),
-            billed_s=read.optional_integer("billed_s"),
-        )
+        return cls(**{f.name: f.read(read, f.hash_name) for f in CALL_FIELDS})
 
     def to_hash(self) -> dict[str, str]:
         """The hash fields of this record; absent (None) fields are left out."""
-        values: dict[str, object | None] = {
-            "id": self.id,
-            "workspace_id": self.workspace_id,
-            "agent_id": self.agent_id,
-            "to": self.to,
-            "sip_trunk_id": self.sip_trunk_id,
-            "room_name": self.room_name,
-            "status": self.status,
-            "job_id": self.job_id,
-            "max_duration_seconds": self.max_duration_seconds,
-            "ring_timeout_seconds": self.ring_timeout_seconds,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "seq": self.seq,
-            "agent": self.agent.model_dump_json() if self.agent is not None else None,
-            "dynamic_variables": to_json(self.dynamic_variables).decode(),
-            "metadata": to_json(self.metadata).decode(),
-            "from": self.from_number,
-            "callback_url": self.callback_url,
-            "campaign_id": self.campaign_id,
-            "idempotency_key": self.idempotency_key,
-            "dial_mode": self.dial_mode,
-            "dispatch_timeout_s": self.dispatch_timeout_s,
-            "agent_ready_timeout_s": self.agent_ready_timeout_s,
-            "answer_grace_s": self.answer_grace_s,
-            "deadline_margin_s": self.deadline_margin_s,
-            "max_waiting_s": self.max_waiting_s,
-            **{f"ts_{status}": ms for status, ms in self.transitions.items()},
-            "event_bytes": self.event_bytes,
-            "dial_owner": self.dial_owner,
-            "agent_ready_at": self.agent_ready_at,
-            "sip_call_id": self.sip_call_id,
-            "sip_participant_id": self.sip_participant_id,
-            "dial_sent_at": self.dial_sent_at,
-            "sip_status_code": self.sip_status_code,
-            "sip_status": self.sip_status,
-            "end_reason": self.end_reason,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-            "duration_seconds": self.duration_seconds,
-            "ended_at": self.ended_at,
-            "scheduled_at": self.scheduled_at,
-            "scheduled_reason": self.scheduled_reason,
-            "call_window": self.call_window,
-            "waiting_for": self.waiting_for,
-            "waiting_since": self.waiting_since,
-            "billing_increment_s": self.billing_increment_s,
-            "reserved_s": self.reserved_s,
-            "billed_s": self.billed_s,
-        }
-        return {name: str(value) for name, value in values.items() if value is not None}
+        fields: dict[str, str] = {}
+        for name, hash_name, write in _SINGLE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                fields[hash_name] = write(value)
+        for name, prefix, write in _PER_STATUS_FIELDS:
+            for status, value in getattr(self, name).items():
+                fields[prefix + status] = write(value)
+        return fields
+
+
+# The description of the call record, and what `to_hash` writes from it.
+CALL_FIELDS = describe(CallRecord)
+_SINGLE_FIELDS = tuple(
+    (f.name, f.hash_name, f.codec.write) for f in CALL_FIELDS if not f.codec.per_status
+)
+_PER_STATUS_FIELDS = tuple(
+    (f.name, f.hash_name, f.codec.write) for f in CALL_FIELDS if f.codec.per_status
+)
+CALL_FIELD = {f.name: f for f in CALL_FIELDS}
 
 
 def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
@@ -239,22 +178,6 @@ def read_call(raw: dict[str, str], call_id: str) -> CallRecord | None:
         return None
     key = f"call {call_id}"
     return readable(lambda: CallRecord.from_hash(raw, key), key)
-
-
-def _agent_snapshot(read: HashFields) -> AgentConfig | None:
-    raw = read.optional_text("agent")
-    if raw is None:
-        return None
-    try:
-        return AgentConfig.model_validate_json(raw)
-    except ValidationError:
-        read.garbled("agent", raw, "an agent snapshot")
-        return None
-
-
-def _transitions(read: HashFields) -> dict[str, int]:
-    found = {status: read.optional_integer(f"ts_{status}") for status in CALL_STATUSES}
-    return {status: ms for status, ms in found.items() if ms is not None}
 
 
 # Texts an update writes are cut to this length: agents fill some of them (`event_fields`),
@@ -278,21 +201,19 @@ class CallUpdate:
     duration_seconds: float | None = None
 
     def to_fields(self) -> dict[str, str]:
-        """The hash fields this update writes."""
-        texts = {
-            "dial_owner": self.dial_owner,
-            "end_reason": self.end_reason,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-            "sip_status": self.sip_status,
-        }
-        numbers = {
-            "agent_ready_at": self.agent_ready_at,
-            "sip_status_code": self.sip_status_code,
-            "duration_seconds": self.duration_seconds,
-        }
-        fields = {name: text[:MAX_UPDATE_TEXT] for name, text in texts.items() if text}
-        return fields | {name: str(n) for name, n in numbers.items() if n is not None}
+        """The hash fields this update writes (under the record's names, `CALL_FIELD`)."""
+        fields: dict[str, str] = {}
+        for described in _UPDATED_FIELDS:
+            value = getattr(self, described.name)
+            if value is None or value == "":
+                continue
+            text = described.codec.write(value)
+            fields[described.hash_name] = text[:MAX_UPDATE_TEXT] if isinstance(value, str) else text
+        return fields
+
+
+# An update writes record fields only: a name that is not one fails here, at import.
+_UPDATED_FIELDS = tuple(CALL_FIELD[f.name] for f in dataclasses.fields(CallUpdate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,36 +239,19 @@ class CallDraft:
     call_window: str | None = None  # stored form (`call_windows.window_to_json`)
 
     def record(self, now_ms: int, job_id: str) -> CallRecord:
-        """The call as accepted at `now_ms`: `queued`, its dispatch message `job_id`."""
-        budgets = self.budgets
+        """The call as accepted at `now_ms`: `queued`, its dispatch message `job_id`; the
+        draft's fields and its budgets are the record's fields of the same names."""
         return CallRecord(
-            id=self.id,
-            workspace_id=self.workspace_id,
-            agent_id=self.agent_id,
-            to=self.to,
-            sip_trunk_id=self.sip_trunk_id,
-            room_name=self.room_name,
+            **{name: getattr(self, name) for name in _DRAFTED},
+            **{name: getattr(self.budgets, name) for name in _BUDGETED},
             status="queued",
             job_id=job_id,
-            max_duration_seconds=self.max_duration_seconds,
-            ring_timeout_seconds=self.ring_timeout_seconds,
             created_at=now_ms,
             updated_at=now_ms,
             seq=0,
-            agent=self.agent,
-            dynamic_variables=self.dynamic_variables,
-            metadata=self.metadata,
-            from_number=self.from_number,
-            callback_url=self.callback_url,
-            campaign_id=self.campaign_id,
-            idempotency_key=self.idempotency_key,
-            dial_mode=budgets.dial_mode,
-            dispatch_timeout_s=budgets.dispatch_timeout_s,
-            agent_ready_timeout_s=budgets.agent_ready_timeout_s,
-            answer_grace_s=budgets.answer_grace_s,
-            deadline_margin_s=budgets.deadline_margin_s,
-            max_waiting_s=budgets.max_waiting_s,
-            billing_increment_s=budgets.billing_increment_s,
             transitions={"queued": now_ms},
-            call_window=self.call_window,
         )
+
+
+_DRAFTED = tuple(f.name for f in dataclasses.fields(CallDraft) if f.name != "budgets")
+_BUDGETED = tuple(f.name for f in dataclasses.fields(CallBudgets))
