@@ -1,8 +1,9 @@
 """Every message the store writes wakes the workers: a PUBLISH on its queue's channel.
 
-Two checks. Text: every Lua script of the store (`api.store.scripts`) that writes a message
-(HSET of an id and its body, then RPUSH of that id) publishes on that queue in the lines
-after it, so a new script without the wake-up fails here even before a test runs it.
+Two checks. Text: the store's Lua scripts write a message (HSET of an id and its body, then
+RPUSH of that id) in one place, lib/enqueue.lua's `enqueue`, which publishes on that queue
+right after, so a new script that writes a message of its own fails here even before a test
+runs it.
 Behaviour: with a subscription on the namespace, each store function that queues a message
 (the scenario of `tests/test_message_layout.py`) sends exactly as many wake-ups per queue as
 it wrote messages there.
@@ -14,10 +15,12 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+import api.store
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.calls import accept_call
@@ -37,20 +40,33 @@ _MESSAGE_WRITE = re.compile(
     r"redis\.call\('RPUSH', (?P<queue>[^,]+), (?P=id)\)"
 )
 _LINES_AFTER = 3
+LUA = Path(api.store.__file__).parent / "lua"
 
 
-def test_every_store_script_that_writes_a_message_publishes_its_wake_up() -> None:
-    writers = 0
+def _unpublished(source: str) -> tuple[int, list[str]]:
+    """How many message writes `source` has, and those not followed by their PUBLISH."""
+    writes = list(_MESSAGE_WRITE.finditer(source))
     missing: list[str] = []
-    for name, script in SCRIPTS.items():
-        for write in _MESSAGE_WRITE.finditer(script):
-            writers += 1
-            after = script[write.end() :].splitlines()[1 : _LINES_AFTER + 1]
-            publish = f"redis.call('PUBLISH', {write['queue']}, '')"
-            if not any(line.strip() == publish for line in after):
-                missing.append(f"{name}: RPUSH {write['queue']} without {publish}")
-    assert writers >= 5, "the pattern no longer finds the store's message writes"
-    assert missing == []
+    for write in writes:
+        after = source[write.end() :].splitlines()[1 : _LINES_AFTER + 1]
+        publish = f"redis.call('PUBLISH', {write['queue']}, '')"
+        if not any(line.strip() == publish for line in after):
+            missing.append(f"RPUSH {write['queue']} without {publish}")
+    return len(writes), missing
+
+
+def test_the_store_scripts_write_messages_only_through_enqueue_which_publishes() -> None:
+    assert _unpublished((LUA / "lib" / "enqueue.lua").read_text()) == (1, [])
+    elsewhere = {
+        str(path.relative_to(LUA)): _unpublished(path.read_text())[0]
+        for path in sorted(LUA.rglob("*.lua"))
+        if path.name != "enqueue.lua"
+    }
+    assert {path: writes for path, writes in elsewhere.items() if writes} == {}
+    enqueuing = [
+        name for name, script in SCRIPTS.items() if re.search(r"^\s*enqueue\(", script, re.M)
+    ]
+    assert len(enqueuing) >= 7, "the scripts no longer enqueue through lib/enqueue.lua"
 
 
 def test_the_text_check_finds_a_write_without_its_wake_up() -> None:
@@ -59,6 +75,7 @@ def test_the_text_check_finds_a_write_without_its_wake_up() -> None:
     )
     [write] = _MESSAGE_WRITE.finditer(script)
     assert write["queue"] == "KEYS[2]"
+    assert _unpublished(script) == (1, ["RPUSH KEYS[2] without redis.call('PUBLISH', KEYS[2], '')"])
 
 
 @pytest.fixture

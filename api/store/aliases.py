@@ -27,7 +27,9 @@ class AssignAlias(ScriptCall):
 
 
 def assign_alias_call(store: Store, workspace_id: str) -> AssignAlias:
-    """`AssignAlias` for the workspace (run with EVAL: also inside a MULTI)."""
+    """`AssignAlias` for the workspace. Inside the creating MULTI it runs with EVAL
+    (`eval_args`): redis-py would put EVALSHA behind a SCRIPT EXISTS round trip first, and a
+    NOSCRIPT inside EXEC could not be retried once the transaction's other commands ran."""
     return AssignAlias(
         workspace=store.keys.workspace(workspace_id), counter=store.keys.last_alias()
     )
@@ -35,5 +37,5 @@ def assign_alias_call(store: Store, workspace_id: str) -> AssignAlias:
 
 async def assign_alias(store: Store, workspace_id: str) -> int | None:
     """The workspace's alias, given now if it had none; None when there is no such workspace."""
-    reply = await store.redis.eval(*assign_alias_call(store, workspace_id).eval_args())
+    reply = await store.run(assign_alias_call(store, workspace_id))
     return None if reply is None else int(reply)

@@ -23,21 +23,22 @@ IDEMPOTENCY_TTL_SECONDS = 86_400
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AcceptCall(ScriptCall):
     NAME = "accept_call"
+    # Up to `reserve_s`: lib/accept_record.lua's, as in `AcceptScheduled`.
     event_keys: Annotated[EventKeys, KEYS]
     ws_calls: Key
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
+    balance: Key
     dial_msgs: Key
     dial_queue: Key
-    balance: Key
     idem_value: bytes
     idem_ttl_s: int
     created_ms: int
     room_ttl_s: int
-    dial_msg_id: str
-    dial_msg_body: str
     record_json: bytes
     reserve_s: int
+    dial_msg_id: str
+    dial_msg_body: str
     event: EventArgs
 
 

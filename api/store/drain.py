@@ -80,7 +80,7 @@ class RelayRecord(ScriptCall):
     sequence: int
     state_json: str
     final: str  # '1' | '0'
-    next_attempt_ms: int
+    next_attempt_at_ms: int
     call_id: str
     lease_ms: int
     now_ms: int
@@ -180,7 +180,7 @@ async def record_attempt(
             sequence=attempt.sequence,
             state_json=attempt.state_json,
             final="1" if attempt.final else "0",
-            next_attempt_ms=attempt.next_attempt_ms,
+            next_attempt_at_ms=attempt.next_attempt_ms,
             call_id=call_id,
             lease_ms=lease_ms,
             now_ms=now_ms(),

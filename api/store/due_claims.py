@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from redis.commands.core import Script
 
 from api.settings import Settings
 from api.store.events import iso_timestamp
@@ -143,15 +144,17 @@ class DueClaims:
         self._client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
-        name = ClaimDue.NAME if schedule.calls is None else ClaimScheduled.NAME
-        self._script = self._client.register_script(SCRIPTS[name])
+        # By the name of the call the schedule makes (`Schedule.claim_call`), registered once.
+        self._scripts: dict[str, Script] = {}
 
     def claim(self, limit: int) -> int:
         """Queue up to `limit` due members; how many were queued."""
         # A fresh id prefix per claim keeps message ids unique across processes.
         prefix = f"{self.schedule.name}-{uuid.uuid4().hex[:12]}-"
         call = self.schedule.claim_call(int(time.time() * 1000), limit, prefix)
-        return int(self._script(keys=call.keys(), args=call.args()))
+        if call.NAME not in self._scripts:
+            self._scripts[call.NAME] = self._client.register_script(SCRIPTS[call.NAME])
+        return int(self._scripts[call.NAME](keys=call.keys(), args=call.args()))
 
     def close(self) -> None:
         self._client.close()

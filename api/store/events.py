@@ -138,16 +138,8 @@ class EventKeys:
     deadlines: str
 
     def flat(self) -> list[str]:
-        return [
-            self.call,
-            self.events,
-            self.eids,
-            self.delivery,
-            self.relay_active,
-            self.relay_msgs,
-            self.relay_queue,
-            self.deadlines,
-        ]
+        # The field order is KEYS' order (lib/event_argv.lua's `event_keys`).
+        return [getattr(self, key.name) for key in dataclasses.fields(self)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,23 +166,9 @@ class EventArgs:
         return dataclasses.replace(self, new_status="")
 
     def flat(self) -> list[Any]:
-        pairs = [item for pair in self.fields for item in pair]
-        return [
-            self.event_id,
-            self.new_status,
-            self.expected_status,
-            self.head,
-            self.tail,
-            self.now_ms,
-            self.retention_s,
-            self.relay_msg_id,
-            self.relay_msg_body,
-            self.max_events,
-            self.max_bytes,
-            self.after_end_ms,
-            len(self.fields),
-            *pairs,
-        ]
+        # The field order is ARGV's (lib/event_argv.lua's `event_args`), the pairs last.
+        head = [getattr(self, arg.name) for arg in dataclasses.fields(self)[:-1]]
+        return [*head, len(self.fields), *(item for pair in self.fields for item in pair)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,7 +65,7 @@ class SaveNumber(ScriptCall):
     trunk_owner: Key  # of the record's trunk
     number: str
     record_json: str
-    default: str  # '1' | '0'
+    wants_default: str  # '1' | '0'
     workspace_id: str
     trunk_owner_prefix: str
 
@@ -131,7 +131,7 @@ async def save_number(
             trunk_owner=keys.trunk_owner(sip_trunk_id),
             number=number,
             record_json=record.to_json(),
-            default="1" if default else "0",
+            wants_default="1" if default else "0",
             workspace_id=workspace_id,
             trunk_owner_prefix=_trunk_owner_prefix(store),
         )

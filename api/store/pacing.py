@@ -86,7 +86,7 @@ class Pace(ScriptCall):
     default_trunk_concurrency: int
     default_workspace_concurrency: int
     max_admissions: int
-    message_template: str  # @@CALL@@, @@MSG@@
+    body_template: str  # @@CALL@@, @@MSG@@
     msg_id_prefix: str
     guard_ms: int
 
@@ -206,7 +206,7 @@ class PacerSteps:
                 default_trunk_concurrency=defaults.trunk_max_concurrent_calls,
                 default_workspace_concurrency=defaults.workspace_max_concurrent_calls,
                 max_admissions=self._max_admissions,
-                message_template=self._template,
+                body_template=self._template,
                 msg_id_prefix=f"pacer-{uuid.uuid4().hex[:12]}-",
                 guard_ms=defaults.dial_guard_ms,
             )

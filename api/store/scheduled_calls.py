@@ -66,19 +66,20 @@ def scheduled_event(due: Due) -> EventSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AcceptScheduled(ScriptCall):
     NAME = "accept_scheduled"
+    # Up to `reserve_s`: lib/accept_record.lua's, as in `calls.AcceptCall`.
     event_keys: Annotated[EventKeys, KEYS]
     ws_calls: Key
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
-    due: Key
     balance: Key
+    due: Key
     idem_value: str
     idem_ttl_s: int
     created_ms: int
     room_ttl_s: int
     record_json: str
-    due_ms: int
     reserve_s: int
+    due_ms: int
     event: EventArgs
 
 

@@ -8,10 +8,13 @@ the Python values of `CONSTANTS` (the contract's status order, the feed's caps, 
 `@@NAME@@` is left alone: the scripts fill those in themselves at run time.
 
 Invariant: every script is expanded when this module is imported, and an unknown include,
-an include cycle, a library no script includes, a placeholder without a value or a value no
-script uses raises `ScriptError` there, so a script that reaches Redis is the one the files
-say. Each script is called through one `ScriptCall` subclass, a frozen dataclass whose
-fields are its KEYS then its ARGV, named, in the order the script binds them.
+an include cycle, a comment line naming `@include` that is not exactly `--@include <name>`,
+a library no script includes, a placeholder without a value, a value no script uses or an
+`@...@` left after filling that is not the run-time `@@NAME@@` raises `ScriptError` there,
+so a script that reaches Redis is the one the files say. Each script is called through one
+`ScriptCall` subclass, a frozen dataclass whose fields are its KEYS then its ARGV, in the
+order the script binds them and named as its locals: the field `x` of a key is the local
+`kx`, of an argument the local `x` (`tests/test_store_scripts.py` checks both).
 `python -m api.store.scripts --expand DIR` writes the expanded scripts (luacheck reads
 those, `scripts/test`).
 """
@@ -21,11 +24,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from importlib.abc import Traversable
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Protocol, get_type_hints
+from typing import Annotated, Any, ClassVar, Protocol, get_type_hints, runtime_checkable
 
 from agent_runtime.contract import STATUS_RANK, TERMINAL_RANK, TERMINAL_STATUSES
 
@@ -65,8 +68,11 @@ CONSTANTS: Mapping[str, str] = {
 }
 
 LIBRARY = "lib"
-_INCLUDE = re.compile(r"^--@include[ \t]+(\S+)[ \t]*$", re.M)
+_INCLUDE = re.compile(r"^--@include (\w+)$", re.M)
 _PLACEHOLDER = re.compile(r"(?<!@)@([A-Z][A-Z0-9_]*)@(?!@)")
+# After filling, what looks like a placeholder must be a run-time one (`@@NAME@@`).
+_LEFT = re.compile(r"@+\w+@+")
+_RUN_TIME = re.compile(r"@@[A-Z][A-Z0-9_]*@@")
 
 
 class ScriptError(Exception):
@@ -91,7 +97,11 @@ def expand(folder: Traversable, name: str, included: set[str] | None = None) -> 
             taken.add(library)
             return f"-- lib/{library}.lua\n{text_of(source, (*chain, library)).rstrip()}"
 
-        return _INCLUDE.sub(include, file.read_text())
+        text = file.read_bytes().decode()  # as written: a CRLF include line is refused
+        for number, line in enumerate(text.split("\n"), 1):
+            if line.startswith("--") and "@include" in line and not _INCLUDE.fullmatch(line):
+                raise ScriptError(f"{file.name}:{number}: not `--@include <name>`: {line!r}")
+        return _INCLUDE.sub(include, text)
 
     script = folder / f"{name}.lua"
     if not script.is_file():
@@ -103,7 +113,8 @@ def expand(folder: Traversable, name: str, included: set[str] | None = None) -> 
 
 
 def fill(source: str, constants: Mapping[str, str], name: str) -> tuple[str, set[str]]:
-    """`source` with every `@NAME@` replaced by its constant, and the names used."""
+    """`source` with every `@NAME@` replaced by its constant, and the names used; any other
+    `@...@` left but `@@NAME@@` is refused."""
     used: set[str] = set()
 
     def value(match: re.Match[str]) -> str:
@@ -112,7 +123,11 @@ def fill(source: str, constants: Mapping[str, str], name: str) -> tuple[str, set
         used.add(match[1])
         return constants[match[1]]
 
-    return _PLACEHOLDER.sub(value, source), used
+    filled = _PLACEHOLDER.sub(value, source)
+    for left in _LEFT.finditer(filled):
+        if not _RUN_TIME.fullmatch(left[0]):
+            raise ScriptError(f"{name}: {left[0]!r} is neither @NAME@ nor @@NAME@@")
+    return filled, used
 
 
 def load(folder: Traversable, constants: Mapping[str, str]) -> dict[str, str]:
@@ -145,8 +160,10 @@ Key = Annotated[str, KEYS]
 Arg = str | bytes | int | float
 
 
+@runtime_checkable
 class Flat(Protocol):
-    """Several keys or arguments in one field (apply_event's, `api.store.events`)."""
+    """Several keys or arguments in one field (apply_event's, `api.store.events`): a field
+    whose type has `flat` is sent as what `flat` returns."""
 
     def flat(self) -> list[Any]: ...
 
@@ -156,6 +173,8 @@ class ScriptCall:
     script's KEYS (typed `Key`) and ARGV, each in the order the script reads them."""
 
     NAME: ClassVar[str]
+    # No `__dict__` under the subclasses' slots.
+    __slots__ = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -163,10 +182,12 @@ class ScriptCall:
             raise ScriptError(f"{cls.__name__}: no script {cls.NAME!r} in api/store/lua")
 
     def keys(self) -> list[str]:
-        return _values(self, _layout(type(self))[0])
+        layout = _layout(type(self))
+        return _values(self, layout.keys, layout.flat)
 
     def args(self) -> list[Arg]:
-        return _values(self, _layout(type(self))[1])
+        layout = _layout(type(self))
+        return _values(self, layout.args, layout.flat)
 
     def eval_args(self) -> tuple[Any, ...]:
         """EVAL's arguments: the source, the number of keys, the keys and the arguments
@@ -175,24 +196,33 @@ class ScriptCall:
         return (SCRIPTS[self.NAME], len(keys), *keys, *self.args())
 
 
-_LAYOUTS: dict[type[ScriptCall], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    keys: tuple[str, ...]  # the KEYS fields, in order
+    args: tuple[str, ...]  # the ARGV fields, in order
+    flat: frozenset[str]  # the fields typed `Flat`
 
 
-def _layout(cls: type[ScriptCall]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The names of a call's KEYS fields and of its ARGV fields, in order (once per class)."""
+_LAYOUTS: dict[type[ScriptCall], _Layout] = {}
+
+
+def _layout(cls: type[ScriptCall]) -> _Layout:
+    """Where a call's fields go (once per class, from their types)."""
     if cls not in _LAYOUTS:
         hints = get_type_hints(cls, include_extras=True)
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         keys = tuple(n for n in names if KEYS in getattr(hints[n], "__metadata__", ()))
-        _LAYOUTS[cls] = keys, tuple(n for n in names if n not in keys)
+        types = {n: getattr(hints[n], "__origin__", hints[n]) for n in names}
+        flat = frozenset(n for n, t in types.items() if isinstance(t, type) and issubclass(t, Flat))
+        _LAYOUTS[cls] = _Layout(keys, tuple(n for n in names if n not in keys), flat)
     return _LAYOUTS[cls]
 
 
-def _values(call: ScriptCall, names: tuple[str, ...]) -> list[Any]:
+def _values(call: ScriptCall, names: tuple[str, ...], flat: frozenset[str]) -> list[Any]:
     found: list[Any] = []
     for name in names:
         value = getattr(call, name)
-        if hasattr(value, "flat"):
+        if name in flat:
             found += value.flat()
         else:
             found.append(value)

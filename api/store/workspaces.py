@@ -135,7 +135,7 @@ async def create_workspace(store: Store, name: str) -> NewWorkspace:
     fields: dict[FieldT, EncodableT] = {k: v for k, v in workspace.to_hash().items()}
     pipe.hset(store.keys.workspace(workspace.id), mapping=fields)
     pipe.zadd(store.keys.workspace_index(), {workspace.id: workspace.created_at})
-    pipe.eval(*assign_alias_call(store, workspace.id).eval_args())
+    pipe.eval(*assign_alias_call(store, workspace.id).eval_args())  # EVAL: see its docstring
     *_, alias = await pipe.execute()
     return NewWorkspace(replace(workspace, alias=int(alias)), api_key, hook_token)
 

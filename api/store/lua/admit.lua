@@ -3,6 +3,7 @@
 --@include key_prefix
 --@include pacing_limits
 --@include pacing_slots
+--@include wake_pacer
 
 -- Admission of a `queued` call at the start of its dispatch job. Another status, or a call
 -- that already holds both slots (a redelivered job), passes; a call already waiting stays
@@ -12,14 +13,14 @@
 -- Returns {'admitted'}, {'pass', status}, {'waiting', reason}, or {'missing'}.
 
 -- The limit holding a call of `ws` back now, or nil; with the ms to wait for a rate.
-local function holding(p, trunk, ws, rate, tconc, wconc, now, guard)
-  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now, trunk) >= tconc then
+local function holding(p, trunk, ws, rate, tconc, wconc, now_ms, guard_ms)
+  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now_ms, trunk) >= tconc then
     return 'trunk_concurrency', 0
   end
-  if wconc > 0 and in_use(p, ws_slots_key(p, ws), now) >= wconc then
+  if wconc > 0 and in_use(p, ws_slots_key(p, ws), now_ms) >= wconc then
     return 'workspace_concurrency', 0
   end
-  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, guard), now)
+  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, guard_ms), now_ms)
   if wait > 0 then return 'trunk_rate', wait end
   return nil, 0
 end
@@ -28,8 +29,9 @@ end
 local function waiting_for(kcall) return redis.call('HGET', kcall, 'waiting_for') end
 
 local kcall, kdeadlines = KEYS[1], KEYS[8]  -- KEYS 1-8: apply_event's
-local d_rate, d_trunk, d_ws = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, guard = tonumber(ARGV[4]), tonumber(ARGV[5])
+local default_rate, default_trunk_concurrency = tonumber(ARGV[1]), tonumber(ARGV[2])
+local default_workspace_concurrency = tonumber(ARGV[3])
+local now_ms, guard_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- ARGV 6-: apply_event's arguments (informational `call.waiting`, its data's reason
 -- written `@@REASON@@`)
 
@@ -38,7 +40,7 @@ local status, call_id, trunk, ws, waiting = unpack(redis.call('HMGET', kcall, 's
                                                               'waiting_for'))
 if not status then return {'missing'} end
 if status ~= 'queued' or not trunk or not ws then return {'pass', status} end
-local p = pacing_prefix(kcall, call_id)
+local p = store_prefix(kcall, call_id)
 if redis.call('ZSCORE', trunk_key(p, trunk, 'slots'), call_id)
    and redis.call('ZSCORE', ws_slots_key(p, ws), call_id) then
   return {'pass', status}
@@ -46,37 +48,37 @@ end
 local kwait = trunk_key(p, trunk, 'waiting:' .. ws)
 if redis.call('ZSCORE', kwait, call_id) then
   -- A redelivery; a call that started waiting before waiting had a deadline gets its own.
-  redis.call('ZADD', kdeadlines, 'NX', deadline_of(kcall, 'queued', now), call_id)
+  redis.call('ZADD', kdeadlines, 'NX', deadline_of(kcall, 'queued', now_ms), call_id)
   return {'waiting', waiting or ''}
 end
 
-local rate, tconc, wconc = limits(p, trunk, ws, d_rate, d_trunk, d_ws)
-local reason, wait = holding(p, trunk, ws, rate, tconc, wconc, now, guard)
+local rate, tconc, wconc = limits(p, trunk, ws, default_rate, default_trunk_concurrency,
+                                  default_workspace_concurrency)
+local reason, wait = holding(p, trunk, ws, rate, tconc, wconc, now_ms, guard_ms)
 if not reason and redis.call('EXISTS', kwait) == 1 then
   -- Its workspace's earlier calls go first: this one waits behind them, for their reason.
   local head = redis.call('ZRANGE', kwait, 0, 0)[1]
   reason = waiting_for(p .. ':call:' .. head) or 'trunk_rate'
 end
 if not reason then
-  take_slots(p, kcall, call_id, trunk, ws, interval_of(rate, guard), now)
+  take_slots(p, kcall, call_id, trunk, ws, interval_of(rate, guard_ms), now_ms)
   return {'admitted'}
 end
 
 -- Arrival order, unique even within one ms: now * 1000, after the last one waiting.
 local last = redis.call('ZRANGE', kwait, -1, -1, 'WITHSCORES')
-local order = math.max(now * 1000, (tonumber(last[2]) or 0) + 1)
+local order = math.max(now_ms * 1000, (tonumber(last[2]) or 0) + 1)
 redis.call('ZADD', kwait, 'NX', string.format('%.0f', order), call_id)
-redis.call('ZADD', trunk_key(p, trunk, 'turns'), 'NX', now, ws)
-local look = now + @CONCURRENCY_LOOK_MS@
-if wait > 0 then look = now + wait end
+redis.call('ZADD', trunk_key(p, trunk, 'turns'), 'NX', now_ms, ws)
+local look = now_ms + @CONCURRENCY_LOOK_MS@
+if wait > 0 then look = now_ms + wait end
 if redis.call('ZADD', p .. ':pacing:trunks', 'LT', 'CH', look, trunk) == 1 then
   -- The trunk is due sooner than any pacer knew: wake one (it may sleep up to a second).
-  redis.call('LPUSH', p .. ':pacing:wake', '1')
-  redis.call('LTRIM', p .. ':pacing:wake', 0, 0)
+  wake_pacer(p)
 end
 redis.call('HSET', kcall, 'waiting_for', reason)
-redis.call('HSETNX', kcall, 'waiting_since', now)
-redis.call('ZADD', kdeadlines, deadline_of(kcall, 'queued', now), call_id)
+redis.call('HSETNX', kcall, 'waiting_since', now_ms)
+redis.call('ZADD', kdeadlines, deadline_of(kcall, 'queued', now_ms), call_id)
 if waiting ~= reason then
   local event = event_args(6)
   event.tail = string.gsub(event.tail, '@@REASON@@', reason)

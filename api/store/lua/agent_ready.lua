@@ -1,5 +1,6 @@
 --@include apply_event
 --@include event_argv
+--@include enqueue
 
 -- The agent is ready to talk: record `agent.ready` once, and when the call is waiting for
 -- it, enqueue the dial step in the same step. Before that (the agent can be faster than the
@@ -16,9 +17,7 @@ if redis.call('HEXISTS', kcall, 'agent_ready_at') == 1 then
 end
 local result = apply_event(event_keys(1), event_args(3))
 if result[1] == 'applied' and status == 'waiting_for_agent' then
-  redis.call('HSET', kdial_msgs, dial_msg_id, dial_msg_body)
-  redis.call('RPUSH', kdial_queue, dial_msg_id)
-  redis.call('PUBLISH', kdial_queue, '')
+  enqueue(kdial_msgs, kdial_queue, dial_msg_id, dial_msg_body)
   return {'dial', result[2], status}
 end
 return result

@@ -1,4 +1,5 @@
 --@include apply_event
+--@include enqueue
 
 -- Scheduled calls. Invariant: a call is `scheduled` exactly while its id is in the due set
 -- (`keys.scheduled_due`, call id -> due ms) with no dispatch message; the one step that
@@ -19,23 +20,23 @@
 -- set (a full batch: the claimer claims again at once).
 local kdue, kdial_msgs, kdial_queue = KEYS[1], KEYS[2], KEYS[3]
 local kdeadlines, krelay_msgs, krelay_queue = KEYS[4], KEYS[5], KEYS[6]
-local now, limit = ARGV[1], tonumber(ARGV[2])
-local body_template, id_prefix = ARGV[3], ARGV[4]  -- the template's @@CALL@@, @@MSG@@
-local timestamp, retention, relay_template = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local now_ms, limit = ARGV[1], tonumber(ARGV[2])
+local body_template, msg_id_prefix = ARGV[3], ARGV[4]  -- the template's @@CALL@@, @@MSG@@
+local timestamp, retention_s, relay_template = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 -- The call's keys, templates in @@CALL@@.
 local call_template, events_template, eids_template = ARGV[8], ARGV[9], ARGV[10]
 local delivery_template, relay_active_template = ARGV[11], ARGV[12]
 
 local function of(template, call_id) return (string.gsub(template, '@@CALL@@', call_id)) end
 
-local due = redis.call('ZRANGEBYSCORE', kdue, 0, now, 'LIMIT', 0, limit)
+local due = redis.call('ZRANGEBYSCORE', kdue, 0, now_ms, 'LIMIT', 0, limit)
 for i, call_id in ipairs(due) do
   redis.call('ZREM', kdue, call_id)
   local kcall = of(call_template, call_id)
   local job_id = redis.call('HGET', kcall, 'job_id')
   if job_id and redis.call('HGET', kcall, 'status') == 'scheduled' then
-    local relay_id = id_prefix .. 'relay-' .. i
-    local event_id = 'due-' .. call_id .. '-' .. now
+    local relay_id = msg_id_prefix .. 'relay-' .. i
+    local event_id = 'due-' .. call_id .. '-' .. now_ms
     local keys = {
       call = kcall, events = of(events_template, call_id), eids = of(eids_template, call_id),
       delivery = of(delivery_template, call_id),
@@ -43,19 +44,17 @@ for i, call_id in ipairs(due) do
       relay_queue = krelay_queue, deadlines = kdeadlines,
     }
     local event = {
-      id = event_id, new_status = 'queued', expected = 'scheduled',
+      event_id = event_id, new_status = 'queued', expected_status = 'scheduled',
       head = '{"id":"' .. event_id .. '","type":"call.queued","sequence":',
-      tail = ',"timestamp":"' .. timestamp .. '","data":{}}', now = now,
-      retention = retention, msg_id = relay_id,
-      msg_body = (string.gsub(of(relay_template, call_id), '@@MSG@@', relay_id)),
-      max_events = 0, max_bytes = 0, after_end = '', fields = {},
+      tail = ',"timestamp":"' .. timestamp .. '","data":{}}', now_ms = now_ms,
+      retention_s = retention_s, relay_msg_id = relay_id,
+      relay_msg_body = (string.gsub(of(relay_template, call_id), '@@MSG@@', relay_id)),
+      max_events = 0, max_bytes = 0, after_end_ms = '', fields = {},
     }
     local result = apply_event(keys, event)
     if result[1] == 'applied' then
       local body = string.gsub(of(body_template, call_id), '@@MSG@@', job_id)
-      redis.call('HSET', kdial_msgs, job_id, body)
-      redis.call('RPUSH', kdial_queue, job_id)
-      redis.call('PUBLISH', kdial_queue, '')
+      enqueue(kdial_msgs, kdial_queue, job_id, body)
     end
   end
 end

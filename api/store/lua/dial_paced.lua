@@ -17,31 +17,31 @@
 -- a rate, goes straight to `apply_event` (a turn it held is left unused).
 -- Returns apply_event's reply or {'turn', ms, status}.
 local kcall = KEYS[1]  -- KEYS 1-8: apply_event's
-local d_rate, guard, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local reserved = tonumber(ARGV[4])  -- the turn reserved before ('' none)
+local default_rate, guard_ms, now_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local reserved_turn_ms = tonumber(ARGV[4])  -- the turn reserved before ('' none)
 -- ARGV 5-: apply_event's arguments
 local event = event_args(5)
 
 local status, call_id, trunk = unpack(redis.call('HMGET', kcall, 'status', 'id', 'sip_trunk_id'))
-local klog, span = nil, 1000 + guard
-if status and status == event.expected and trunk then
-  local p = pacing_prefix(kcall, call_id)
-  local rate = limits(p, trunk, nil, d_rate, 0, 0)
-  local interval = interval_of(rate, guard)
+local klog, span = nil, 1000 + guard_ms
+if status and status == event.expected_status and trunk then
+  local p = store_prefix(kcall, call_id)
+  local rate = limits(p, trunk, nil, default_rate, 0, 0)
+  local interval = interval_of(rate, guard_ms)
   if interval > 0 then
-    if not reserved then
+    if not reserved_turn_ms then
       local ktat = trunk_key(p, trunk, 'dial-tat')
-      local turn = math.max(tonumber(redis.call('GET', ktat) or '0'), now)
+      local turn = math.max(tonumber(redis.call('GET', ktat) or '0'), now_ms)
       redis.call('SET', ktat, string.format('%.3f', turn + interval), 'PX',
-                 math.ceil(turn + interval - now) + 60000)
-      if turn > now then return {'turn', math.ceil(turn), status} end
-    elseif reserved > now then
+                 math.ceil(turn + interval - now_ms) + 60000)
+      if turn > now_ms then return {'turn', math.ceil(turn), status} end
+    elseif reserved_turn_ms > now_ms then
       -- Back before its turn (a step is sent to arrive early): it waits for it.
-      return {'turn', math.ceil(reserved), status}
+      return {'turn', math.ceil(reserved_turn_ms), status}
     end
     klog = trunk_key(p, trunk, 'dial-log')
     local most = math.max(1, math.floor(rate))
-    redis.call('ZREMRANGEBYSCORE', klog, '-inf', now - span)
+    redis.call('ZREMRANGEBYSCORE', klog, '-inf', now_ms - span)
     local counted = redis.call('ZCARD', klog)
     if counted >= most then
       local oldest = redis.call('ZRANGE', klog, counted - most, counted - most, 'WITHSCORES')
@@ -51,7 +51,7 @@ if status and status == event.expected and trunk then
 end
 local result = apply_event(event_keys(1), event)
 if result[1] == 'applied' and klog then
-  redis.call('ZADD', klog, now, call_id)
+  redis.call('ZADD', klog, now_ms, call_id)
   redis.call('PEXPIRE', klog, span + 60000)
 end
 return result

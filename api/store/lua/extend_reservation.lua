@@ -1,3 +1,4 @@
+--@include key_prefix
 --@include reservation
 
 -- A call still going asks for one more minute: granted from the balance while it holds
@@ -12,7 +13,7 @@
 -- Returns {'granted'|'exhausted'|'ended'|'missing', reserved seconds (0: unmetered)}.
 local kcall = KEYS[1]
 local step_s = tonumber(ARGV[1])
-local held = tonumber(ARGV[2])  -- the seconds the agent holds ('' when it does not say)
+local held_s = tonumber(ARGV[2])  -- the seconds the agent holds ('' when it does not say)
 
 local TERMINAL = @TERMINAL_STATUSES@
 local status, reserved_s, ws, call_id, max_duration, reserved_gen =
@@ -23,10 +24,9 @@ if not (status and ws and call_id) then return {'missing', 0} end
 local reserved = tonumber(reserved_s) or 0
 if TERMINAL[status] then return {'ended', reserved} end
 if not reserved_s then return {'granted', 0} end
--- the call key is {p}:call:{id}: its prefix names the workspace's keys
-local kbalance = string.sub(kcall, 1, #kcall - #call_id - 6) .. ':ws:' .. ws .. ':balance'
+local kbalance = workspace_key_prefix(kcall, call_id, ws) .. ':balance'
 if not reservation_live(kbalance, reserved_gen) then return {'granted', 0} end
-if held and reserved > held then return {'granted', reserved} end
+if held_s and reserved > held_s then return {'granted', reserved} end
 if reserved >= (tonumber(max_duration) or math.huge) then return {'granted', reserved} end
 local balance = tonumber(redis.call('GET', kbalance))
 if balance <= 0 then return {'exhausted', reserved} end

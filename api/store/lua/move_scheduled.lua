@@ -18,5 +18,5 @@ if result[1] ~= 'applied' then return result end
 local call_id = redis.call('HGET', kcall, 'id')
 redis.call('HSET', kcall, 'scheduled_at', due_ms, 'scheduled_reason', reason)
 redis.call('ZADD', kdue, due_ms, call_id)
-redis.call('ZADD', kdeadlines, deadline_of(kcall, 'scheduled', tonumber(event.now)), call_id)
+redis.call('ZADD', kdeadlines, deadline_of(kcall, 'scheduled', tonumber(event.now_ms)), call_id)
 return result

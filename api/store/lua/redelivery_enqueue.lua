@@ -1,3 +1,5 @@
+--@include enqueue
+
 -- Queues a one-off delivery of one event (`api.store.redelivery`), unless one is pending
 -- for it (its flag) or the workspace used its requests of the window (its counter), in one
 -- step with the flag, the counter and the message.
@@ -11,7 +13,5 @@ local used = tonumber(redis.call('GET', krate) or '0')
 if used >= per_window then return {'limited', redis.call('PTTL', krate)} end
 if redis.call('INCR', krate) == 1 then redis.call('PEXPIRE', krate, window_ms) end
 redis.call('SET', kpending, msg_id, 'PX', pending_ttl_ms)
-redis.call('HSET', krelay_msgs, msg_id, msg_body)
-redis.call('RPUSH', krelay_queue, msg_id)
-redis.call('PUBLISH', krelay_queue, '')
+enqueue(krelay_msgs, krelay_queue, msg_id, msg_body)
 return {'queued', 0}

@@ -1,10 +1,10 @@
 -- Takes one of the workspace's in-flight slots for `member` (see lib/relay_next.lua).
 -- Returns 1 or 0 (busy).
-local kinflight = KEYS[1]
-local member, now, lease, max_in_flight = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local kin_flight = KEYS[1]
+local member, now_ms, lease_ms, max_in_flight = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
-redis.call('ZREMRANGEBYSCORE', kinflight, '-inf', now)
-if redis.call('ZCARD', kinflight) >= max_in_flight then return 0 end
-redis.call('ZADD', kinflight, tonumber(now) + tonumber(lease), member)
-redis.call('PEXPIRE', kinflight, lease)
+redis.call('ZREMRANGEBYSCORE', kin_flight, '-inf', now_ms)
+if redis.call('ZCARD', kin_flight) >= max_in_flight then return 0 end
+redis.call('ZADD', kin_flight, tonumber(now_ms) + tonumber(lease_ms), member)
+redis.call('PEXPIRE', kin_flight, lease_ms)
 return 1

@@ -6,10 +6,10 @@
 -- `relay:due` and the lease is dropped. A drain whose lease another drain took over stops.
 -- A slot this call does not take again goes to the workspace's oldest waiter.
 local kcall, kevents, kdelivery, klock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local kactive, kinflight, kwaiting, kdue = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local krelay_active, kin_flight, kwaiting, krelay_due = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local token, sequence, state_json = ARGV[1], ARGV[2], ARGV[3]
-local final, next_attempt_at, call_id = ARGV[4] == '1', ARGV[5], ARGV[6]
-local lease, now, max_in_flight = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local final, next_attempt_at_ms, call_id = ARGV[4] == '1', ARGV[5], ARGV[6]
+local lease_ms, now_ms, max_in_flight = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
 local function record()
   local holder = redis.call('GET', klock)
@@ -18,7 +18,7 @@ local function record()
   local ttl = redis.call('PTTL', kcall)
   if ttl > 0 then redis.call('PEXPIRE', kdelivery, ttl) end
   if not final then
-    redis.call('ZADD', kdue, next_attempt_at, call_id)
+    redis.call('ZADD', krelay_due, next_attempt_at_ms, call_id)
     redis.call('DEL', klock)
     return {'scheduled'}
   end
@@ -26,15 +26,16 @@ local function record()
   if delivered > tonumber(redis.call('HGET', kdelivery, 'cursor') or '0') then
     redis.call('HSET', kdelivery, 'cursor', delivered)
   end
-  if not holder then redis.call('SET', klock, token, 'PX', lease) end
+  if not holder then redis.call('SET', klock, token, 'PX', lease_ms) end
   return relay_next({
-    kcall = kcall, kevents = kevents, kdelivery = kdelivery, klock = klock, kactive = kactive,
-    kinflight = kinflight, kwaiting = kwaiting, kdue = kdue, cursor = delivered,
-    lease = lease, now = now, max_in_flight = max_in_flight, call_id = call_id,
+    kcall = kcall, kevents = kevents, kdelivery = kdelivery, klock = klock,
+    krelay_active = krelay_active, kin_flight = kin_flight, kwaiting = kwaiting,
+    krelay_due = krelay_due, cursor = delivered, lease_ms = lease_ms, now_ms = now_ms,
+    max_in_flight = max_in_flight, call_id = call_id,
   })
 end
 
-redis.call('ZREM', kinflight, call_id)
+redis.call('ZREM', kin_flight, call_id)
 local step = record()
-if step[1] ~= 'event' then wake_waiter(kwaiting, kdue, now) end
+if step[1] ~= 'event' then wake_waiter(kwaiting, krelay_due, now_ms) end
 return step

@@ -15,7 +15,7 @@ local status = redis.call('HGET', kcall, 'status')
 if not status then return {'missing', 0, ''} end
 if status ~= 'queued' then return {'conflict', 0, status} end
 local call_id = redis.call('HGET', kcall, 'id')
-local now = tonumber(event.now)
+local now = tonumber(event.now_ms)
 release_slots(kcall, call_id, now)
 redis.call('HSET', kcall, 'status', 'scheduled', 'updated_at', now, 'ts_scheduled', now,
            'scheduled_at', due_ms, 'scheduled_reason', reason, 'job_id', job_id)

@@ -6,7 +6,7 @@
 -- deletes it at LiveKit). The first number, one saved with default=1, or one that was the
 -- default is the default; the flag is cleared on every other number in the same step.
 -- Returns {'saved', record JSON, replaced trunk id or ''}, {'taken'} or {'unassigned'}.
-local knumbers, kholder, kws_trunks = KEYS[1], KEYS[2], KEYS[3]
+local knumbers, kholder, kworkspace_trunks = KEYS[1], KEYS[2], KEYS[3]
 local ktrunk_owner = KEYS[4]  -- the owner of the record's trunk
 local number, record_json, wants_default = ARGV[1], ARGV[2], ARGV[3] == '1'
 local workspace_id, trunk_owner_prefix = ARGV[4], ARGV[5]
@@ -15,7 +15,7 @@ local holder = redis.call('GET', kholder)
 if holder and holder ~= workspace_id then return {'taken'} end
 local record = cjson.decode(record_json)
 local trunk = record['sip_trunk_id']
-if not record['trunk_managed'] and redis.call('SISMEMBER', kws_trunks, trunk) == 0 then
+if not record['trunk_managed'] and redis.call('SISMEMBER', kworkspace_trunks, trunk) == 0 then
   return {'unassigned'}
 end
 local existing = redis.call('HGET', knumbers, number)

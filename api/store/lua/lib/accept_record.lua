@@ -1,34 +1,44 @@
+--@include deadline
 --@include reserve
 
 -- What both accepts (accept_call.lua, accept_scheduled.lua) write first, or why nothing:
 -- the idempotency key's earlier answer ({'existing', answer}), a call id already taken
 -- ({'collision', ''}); else the record (one JSON object of string fields), the idempotency
--- answer, the workspace's index and the room's name, and the call id is returned second.
--- A workspace with a balance (`kbalance`) that cannot cover `reserve` seconds is refused
--- ({'insufficient', balance}) before anything is written; else the call holds them
--- (`reserve_take`). An idempotent replay returns first: it reserves nothing.
--- `a`: kcall, kws_calls, kroom, kidempotency ('' when none), kbalance, idem_value,
--- idem_ttl_s, created_ms, room_ttl_s, record_json, reserve_s.
-local function accept_record(a)
-  local kcall, kidem = a.kcall, a.kidempotency
-  if kidem ~= '' then
-    local previous = redis.call('GET', kidem)
+-- answer, the workspace's index, the room's name and the call's deadline, and the call id
+-- is returned second. A workspace with a balance (`kbalance`) that cannot cover `reserve_s`
+-- seconds is refused ({'insufficient', balance}) before anything is written; else the call
+-- holds them (`reserve_take`). An idempotent replay returns first: it reserves nothing.
+--
+-- Both accepts take these KEYS and ARGV at the same indexes (their wrappers name them
+-- alike, `tests/test_store_scripts.py`), so they are read here once; each script reads only
+-- what follows them.
+local kcall, kdeadlines = KEYS[1], KEYS[8]  -- KEYS 1-8: apply_event's
+local kws_calls, kroom, kidempotency, kbalance = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local idem_value, idem_ttl_s, created_ms, room_ttl_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- One JSON object of string fields: fewer arguments is faster to send.
+local record_json, reserve_s = ARGV[5], tonumber(ARGV[6])
+
+-- `status`: the one the record is written with, which its first deadline is for.
+local function accept_record(status)
+  if kidempotency ~= '' then
+    local previous = redis.call('GET', kidempotency)
     if previous then return {'existing', previous} end
   end
   if redis.call('EXISTS', kcall) == 1 then return {'collision', ''} end
-  local refused = reserve_check(a.kbalance, a.reserve_s)
+  local refused = reserve_check(kbalance, reserve_s)
   if refused then return refused end
-  local record = cjson.decode(a.record_json)
+  local record = cjson.decode(record_json)
   for field, value in pairs(record) do
     redis.call('HSET', kcall, field, value)
   end
-  reserve_take(a.kbalance, kcall, a.reserve_s)
+  reserve_take(kbalance, kcall, reserve_s)
   local call_id = record['id']
-  if kidem ~= '' then redis.call('SET', kidem, a.idem_value, 'EX', a.idem_ttl_s) end
+  if kidempotency ~= '' then redis.call('SET', kidempotency, idem_value, 'EX', idem_ttl_s) end
   -- Scores are created_ms * 1000 + rank within that ms: unique, so cursors never skip one.
-  local base = tonumber(a.created_ms) * 1000
-  local rank = redis.call('ZCOUNT', a.kws_calls, base, base + 999)
-  redis.call('ZADD', a.kws_calls, string.format('%.0f', base + rank), call_id)
-  redis.call('SET', a.kroom, call_id, 'EX', a.room_ttl_s)
+  local base = tonumber(created_ms) * 1000
+  local rank = redis.call('ZCOUNT', kws_calls, base, base + 999)
+  redis.call('ZADD', kws_calls, string.format('%.0f', base + rank), call_id)
+  redis.call('SET', kroom, call_id, 'EX', room_ttl_s)
+  redis.call('ZADD', kdeadlines, deadline_of(kcall, status, tonumber(created_ms)), call_id)
   return nil, call_id
 end

@@ -2,22 +2,23 @@
 --@include release_slots
 --@include settle
 --@include feed
+--@include enqueue
 
 -- `apply_event` is the single place where a call changes state: it refuses backward and
 -- post-terminal transitions, de-duplicates event ids, appends the event with the next
 -- sequence number and, when the call has a callback URL and no relay message in flight,
--- enqueues one (the Dramatiq Redis broker layout: HSET `<queue>.msgs` id body + RPUSH, then
--- the queue's wake-up PUBLISH, see `api.store.messages`). The terminal branch also gives
--- back the call's pacing slots (`release_slots`), so no path that ends a call can keep
--- them, and settles the call's minutes (`settle_call`): its fourth reply is the seconds
--- billed. Every event it records is announced on its workspace's feed (`feed_append`) in
--- the same step, so the live stream misses none and shows none unrecorded.
+-- enqueues one (lib/enqueue.lua). The terminal branch also gives back the call's pacing
+-- slots (`release_slots`), so no path that ends a call can keep them, and settles the
+-- call's minutes (`settle_call`): its fourth reply is the seconds billed. Every event it
+-- records is announced on its workspace's feed (`feed_append`) in the same step, so the
+-- live stream misses none and shows none unrecorded.
 --
 -- `k`: the keys, by name (lib/event_argv.lua's `event_keys`). `e`: the event, by name
--- (`event_args` there): id, new_status ('' = informational), expected ('' = any), head,
--- tail, now (ms), retention (s), msg_id, msg_body (the relay message), max_events,
--- max_bytes, after_end (the quota of an informational event: 0, 0, '' for none) and
--- fields, the {field, value} pairs written to the call when applied ('' deletes).
+-- (`event_args` there, `api.store.events.EventArgs`'s fields): event_id, new_status ('' =
+-- informational), expected_status ('' = any), head, tail, now_ms, retention_s, relay_msg_id,
+-- relay_msg_body (the relay message), max_events, max_bytes, after_end_ms (the quota of an
+-- informational event: 0, 0, '' for none) and fields, the {field, value} pairs written to
+-- the call when applied ('' deletes).
 
 -- The status order is the contract's (`STATUS_RANK`), generated into the script.
 local RANK = @STATUS_RANK@
@@ -27,9 +28,10 @@ local function apply_event(k, e)
   local kcall = k.call
   local current = redis.call('HGET', kcall, 'status')
   if not current then return {'missing', 0, ''} end
-  local seen = redis.call('HGET', k.eids, e.id)
+  local seen = redis.call('HGET', k.eids, e.event_id)
   if seen then return {'duplicate', tonumber(seen), current} end
-  if e.expected ~= '' and current ~= e.expected then return {'conflict', 0, current} end
+  local expected = e.expected_status
+  if expected ~= '' and current ~= expected then return {'conflict', 0, current} end
   local new_status = e.new_status
   if new_status ~= '' and (RANK[current] == TERMINAL or RANK[new_status] <= RANK[current]) then
     return {'stale', 0, current}
@@ -38,11 +40,11 @@ local function apply_event(k, e)
   -- A quota binds informational events only (status events are bounded by the state
   -- order): after the call's end plus `after_end` ms they are refused, and they never take
   -- the call past `max_events` events or `max_bytes` stored bytes (all its events count).
-  local now = e.now
+  local now = e.now_ms
   local size = #e.head + #e.tail
-  if new_status == '' and e.after_end ~= '' then
+  if new_status == '' and e.after_end_ms ~= '' then
     local ended_at = tonumber(redis.call('HGET', kcall, 'ended_at'))
-    if ended_at and tonumber(now) > ended_at + tonumber(e.after_end) then
+    if ended_at and tonumber(now) > ended_at + tonumber(e.after_end_ms) then
       return {'ended', 0, current}
     end
   end
@@ -67,7 +69,7 @@ local function apply_event(k, e)
 
   local seq = redis.call('HINCRBY', kcall, 'seq', 1)
   redis.call('RPUSH', k.events, e.head .. seq .. ',"status":"' .. status .. '"' .. e.tail)
-  redis.call('HSET', k.eids, e.id, seq)
+  redis.call('HSET', k.eids, e.event_id, seq)
   redis.call('HINCRBY', kcall, 'event_bytes', size)
   feed_append(kcall, seq)
 
@@ -80,7 +82,7 @@ local function apply_event(k, e)
       billed = settle_call(kcall, call_id, status, tonumber(now))
       redis.call('HSET', kcall, 'ended_at', now)
       for _, key in ipairs({kcall, k.events, k.eids, k.delivery}) do
-        redis.call('EXPIRE', key, e.retention)
+        redis.call('EXPIRE', key, e.retention_s)
       end
     else
       redis.call('ZADD', k.deadlines, deadline_of(kcall, status, tonumber(now)), call_id)
@@ -89,9 +91,7 @@ local function apply_event(k, e)
 
   if redis.call('HEXISTS', kcall, 'callback_url') == 1
      and redis.call('SET', k.relay_active, '1', 'NX') then
-    redis.call('HSET', k.relay_msgs, e.msg_id, e.msg_body)
-    redis.call('RPUSH', k.relay_queue, e.msg_id)
-    redis.call('PUBLISH', k.relay_queue, '')
+    enqueue(k.relay_msgs, k.relay_queue, e.relay_msg_id, e.relay_msg_body)
   end
   return {'applied', seq, status, billed}
 end

@@ -16,10 +16,10 @@ local function event_args(first)
     fields[i + 1] = {ARGV[first + 13 + 2 * i], ARGV[first + 14 + 2 * i]}
   end
   return {
-    id = ARGV[first], new_status = ARGV[first + 1], expected = ARGV[first + 2],
-    head = ARGV[first + 3], tail = ARGV[first + 4], now = ARGV[first + 5],
-    retention = tonumber(ARGV[first + 6]), msg_id = ARGV[first + 7],
-    msg_body = ARGV[first + 8], max_events = tonumber(ARGV[first + 9]),
-    max_bytes = tonumber(ARGV[first + 10]), after_end = ARGV[first + 11], fields = fields,
+    event_id = ARGV[first], new_status = ARGV[first + 1], expected_status = ARGV[first + 2],
+    head = ARGV[first + 3], tail = ARGV[first + 4], now_ms = ARGV[first + 5],
+    retention_s = tonumber(ARGV[first + 6]), relay_msg_id = ARGV[first + 7],
+    relay_msg_body = ARGV[first + 8], max_events = tonumber(ARGV[first + 9]),
+    max_bytes = tonumber(ARGV[first + 10]), after_end_ms = ARGV[first + 11], fields = fields,
   }
 end

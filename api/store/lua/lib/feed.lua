@@ -8,7 +8,7 @@
 local function feed_append(kcall, seq)
   local call_id, ws = unpack(redis.call('HMGET', kcall, 'id', 'workspace_id'))
   if not call_id or not ws then return end
-  local kfeed = pacing_prefix(kcall, call_id) .. ':ws:' .. ws .. ':feed'
+  local kfeed = workspace_key_prefix(kcall, call_id, ws) .. ':feed'
   redis.call('XADD', kfeed, 'MAXLEN', '~', @FEED_MAXLEN@, '*', 'c', call_id, 's', seq)
   redis.call('EXPIRE', kfeed, @FEED_TTL_SECONDS@)
 end

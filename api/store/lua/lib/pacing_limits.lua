@@ -15,7 +15,7 @@
 --   then and the dial reaching the trunk. Admissions are spaced by the same turns
 --   (`admit-tat`) but may catch up to `ADMIT_CATCH_UP` turns at once after a late step: the
 --   dials' rules, not the admissions', keep the trunk's rate. Rate 0: unlimited. The clock
---   is the callers' (`now` in ARGV): the worker processes of one deployment share the
+--   is the callers' (`now_ms` in ARGV): the worker processes of one deployment share the
 --   host's NTP time.
 -- - A call that may not go now waits in its (trunk, workspace) waiting set, in arrival
 --   order; the trunk's `turns` zset orders its workspaces by their last admission, and a

@@ -4,10 +4,6 @@
 -- Every call that ends is counted in its workspace's usage of the day it ended
 -- (`keys.usage`: calls, billed_s, outcome:<status>), metered or not.
 
-local function workspace_prefix(kcall, call_id, ws)
-  return pacing_prefix(kcall, call_id) .. ':ws:' .. ws
-end
-
 -- The call ended now: bill it (once: `billed_s` marks it), give back the rest of its
 -- reservation and count it in its workspace's usage of the day. Returns the billed seconds.
 local function settle_call(kcall, call_id, status, now)
@@ -21,7 +17,7 @@ local function settle_call(kcall, call_id, status, now)
     local elapsed = math.max(math.ceil((now - tonumber(ts_in_progress)) / 1000), 0)
     billed = math.ceil(elapsed / step) * step
   end
-  local p = workspace_prefix(kcall, call_id, ws)
+  local p = workspace_key_prefix(kcall, call_id, ws)
   if reserved_s then
     local reserved = tonumber(reserved_s)
     -- else the balance that paid the reservation is gone: nothing moves, and the call
