@@ -44,14 +44,24 @@ class BackgroundLoop(ABC):
         while not self._stop.is_set():
             try:
                 wait = self.step()
-            except redis.RedisError as exc:
-                logger.warning("%s: step failed: %s", self.name, exc)
+            except Exception as exc:
+                self._failed("step", exc)
                 wait = _ERROR_PAUSE_SECONDS
-            except Exception:
-                logger.exception("%s: step failed", self.name)
-                wait = _ERROR_PAUSE_SECONDS
-            if wait > 0 and not self._stop.is_set():
+            if wait <= 0 or self._stop.is_set():
+                continue
+            try:
                 self.pause(wait)
+            except Exception as exc:
+                # A pause may read Redis too (the pacer's wake-up BLPOP): wait it out plainly.
+                self._failed("pause", exc)
+                self._stop.wait(_ERROR_PAUSE_SECONDS)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log a failed step or pause (called in its `except` block, for the traceback)."""
+        if isinstance(exc, redis.RedisError):
+            logger.warning("%s: %s failed: %s", self.name, what, exc)
+        else:
+            logger.exception("%s: %s failed", self.name, what)
 
     def start(self) -> None:
         self._thread.start()
