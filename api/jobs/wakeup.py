@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -45,6 +46,13 @@ logger = logging.getLogger("outdial.wakeup")
 # How long one read of the subscription blocks before the listener checks for a stop.
 _LISTEN_SLICE_SECONDS = 1.0
 _RECONNECT_PAUSE_SECONDS = 1.0
+# A message the broker could not write is lost for good when its sender moves on (Dramatiq's
+# Retries acks a failed message after enqueueing its retry), so a link that dropped is
+# tried again on a new connection. A write whose reply was lost is then written twice: two
+# copies of one message, which every actor already tolerates (Dramatiq delivers at least
+# once, and each step checks the call's state before it acts).
+ENQUEUE_ATTEMPTS = 4
+_ENQUEUE_PAUSE_SECONDS = 0.1
 
 
 def wakeup_client_name(namespace: str) -> str:
@@ -215,8 +223,20 @@ class WakeableRedisBroker(RedisBroker):
         )
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        enqueued: Message[Any] = super().enqueue(message, delay=delay)
-        self.client.publish(QueueKeys.of(self.namespace, enqueued.queue_name).ids, b"")
+        for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
+            try:
+                enqueued: Message[Any] = super().enqueue(message, delay=delay)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt == ENQUEUE_ATTEMPTS:
+                    raise
+                logger.warning("enqueue failed (%s), trying again", exc)
+                time.sleep(_ENQUEUE_PAUSE_SECONDS * attempt)
+        try:
+            self.client.publish(QueueKeys.of(self.namespace, enqueued.queue_name).ids, b"")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The message is written: without its wake-up it waits for a fallback poll.
+            logger.warning("wake-up not published (%s)", exc)
         return enqueued
 
     def close(self) -> None:

@@ -1,0 +1,85 @@
+"""A message the broker writes survives a dropped link (`api.jobs.wakeup`, `enqueue`).
+
+Dramatiq's Retries enqueues a failed message's retry and then acks the failed one, so an
+enqueue that raised on a dropped connection lost the message for good (a dispatch job cut
+by a Redis failover left its call to the reconciler, minutes later). Against a real Redis,
+behind a proxy that runs the enqueue script and then closes the link before its reply.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import dramatiq
+import pytest
+import redis
+
+from api.jobs.wakeup import ENQUEUE_ATTEMPTS, WakeableRedisBroker
+from tests.redis_proxy import RedisProxy
+from tests.support import SpareRedis
+
+QUEUE = "enqueue.test"
+
+
+@pytest.fixture
+def proxy(spare_redis: SpareRedis) -> Iterator[RedisProxy]:
+    started = RedisProxy(spare_redis.port).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def broker(proxy: RedisProxy) -> Iterator[WakeableRedisBroker]:
+    made = WakeableRedisBroker(url=proxy.url, namespace=f"enq-{uuid.uuid4().hex[:8]}")
+    yield made
+    made.close()
+
+
+def _send(broker: WakeableRedisBroker) -> dramatiq.Message[object]:
+    actor = dramatiq.actor(lambda: None, actor_name="noop", broker=broker, queue_name=QUEUE)
+    return actor.message()
+
+
+def _dispatch_sha(broker: WakeableRedisBroker) -> str:
+    return str(broker.scripts["dispatch"].sha)
+
+
+def test_an_enqueue_whose_reply_was_lost_is_written_again_not_lost(
+    broker: WakeableRedisBroker, proxy: RedisProxy, spare_redis: SpareRedis
+) -> None:
+    message = _send(broker)
+    # Redis knows the script, so the first EVALSHA runs it (not a NOSCRIPT answer).
+    broker.client.script_load(broker.scripts["dispatch"].script)
+    rule = proxy.lose_reply("EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue")
+
+    enqueued = broker.enqueue(message)
+
+    assert len(proxy.lost(rule)) == 1  # Redis ran the first write, its reply was lost
+    direct = redis.Redis.from_url(spare_redis.url)
+    try:
+        ids = direct.lrange(f"{broker.namespace}:{QUEUE}", 0, -1)
+        bodies = direct.hgetall(f"{broker.namespace}:{QUEUE}.msgs")
+    finally:
+        direct.close()
+    # Both writes are there, each a whole copy of the message: run twice, never lost.
+    assert len(ids) == 2 and set(bodies) == set(ids)
+    assert enqueued.options["redis_message_id"].encode() in ids
+    assert {dramatiq.Message.decode(body).message_id for body in bodies.values()} == {
+        message.message_id
+    }
+
+
+def test_an_enqueue_that_keeps_failing_raises_after_its_attempts(
+    broker: WakeableRedisBroker, proxy: RedisProxy, spare_redis: SpareRedis
+) -> None:
+    message = _send(broker)
+    broker.client.script_load(broker.scripts["dispatch"].script)
+    rule = proxy.lose_reply(
+        "EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue", times=ENQUEUE_ATTEMPTS
+    )
+
+    with pytest.raises(redis.ConnectionError):
+        broker.enqueue(message)
+
+    assert len(proxy.lost(rule)) == ENQUEUE_ATTEMPTS
