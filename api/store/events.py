@@ -12,6 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic_core import to_json
@@ -139,7 +140,7 @@ class EventKeys:
 
     def flat(self) -> list[str]:
         # The field order is KEYS' order (lib/event_argv.lua's `event_keys`).
-        return [getattr(self, key.name) for key in dataclasses.fields(self)]
+        return list(_EVENT_KEYS(self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,8 +168,13 @@ class EventArgs:
 
     def flat(self) -> list[Any]:
         # The field order is ARGV's (lib/event_argv.lua's `event_args`), the pairs last.
-        head = [getattr(self, arg.name) for arg in dataclasses.fields(self)[:-1]]
-        return [*head, len(self.fields), *(item for pair in self.fields for item in pair)]
+        pairs = self.fields
+        return [*_EVENT_ARGS_HEAD(self), len(pairs), *(item for pair in pairs for item in pair)]
+
+
+# Read once per event on the hot path: the fields in order, as one getter each.
+_EVENT_KEYS = attrgetter(*(key.name for key in dataclasses.fields(EventKeys)))
+_EVENT_ARGS_HEAD = attrgetter(*(arg.name for arg in dataclasses.fields(EventArgs)[:-1]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

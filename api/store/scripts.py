@@ -182,12 +182,10 @@ class ScriptCall:
             raise ScriptError(f"{cls.__name__}: no script {cls.NAME!r} in api/store/lua")
 
     def keys(self) -> list[str]:
-        layout = _layout(type(self))
-        return _values(self, layout.keys, layout.flat)
+        return _values(self, _layout(type(self)).keys)
 
     def args(self) -> list[Arg]:
-        layout = _layout(type(self))
-        return _values(self, layout.args, layout.flat)
+        return _values(self, _layout(type(self)).args)
 
     def eval_args(self) -> tuple[Any, ...]:
         """EVAL's arguments: the source, the number of keys, the keys and the arguments
@@ -198,9 +196,8 @@ class ScriptCall:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    keys: tuple[str, ...]  # the KEYS fields, in order
-    args: tuple[str, ...]  # the ARGV fields, in order
-    flat: frozenset[str]  # the fields typed `Flat`
+    keys: tuple[tuple[str, bool], ...]  # the KEYS fields in order, each with: is it `Flat`
+    args: tuple[tuple[str, bool], ...]  # the ARGV fields, the same way
 
 
 _LAYOUTS: dict[type[ScriptCall], _Layout] = {}
@@ -211,21 +208,23 @@ def _layout(cls: type[ScriptCall]) -> _Layout:
     if cls not in _LAYOUTS:
         hints = get_type_hints(cls, include_extras=True)
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        keys = tuple(n for n in names if KEYS in getattr(hints[n], "__metadata__", ()))
+        keys = {n for n in names if KEYS in getattr(hints[n], "__metadata__", ())}
         types = {n: getattr(hints[n], "__origin__", hints[n]) for n in names}
-        flat = frozenset(n for n, t in types.items() if isinstance(t, type) and issubclass(t, Flat))
-        _LAYOUTS[cls] = _Layout(keys, tuple(n for n in names if n not in keys), flat)
+        flat = {n for n, t in types.items() if isinstance(t, type) and issubclass(t, Flat)}
+        _LAYOUTS[cls] = _Layout(
+            tuple((n, n in flat) for n in names if n in keys),
+            tuple((n, n in flat) for n in names if n not in keys),
+        )
     return _LAYOUTS[cls]
 
 
-def _values(call: ScriptCall, names: tuple[str, ...], flat: frozenset[str]) -> list[Any]:
+def _values(call: ScriptCall, layout: tuple[tuple[str, bool], ...]) -> list[Any]:
     found: list[Any] = []
-    for name in names:
-        value = getattr(call, name)
-        if name in flat:
-            found += value.flat()
+    for name, is_flat in layout:
+        if is_flat:
+            found += getattr(call, name).flat()
         else:
-            found.append(value)
+            found.append(getattr(call, name))
     return found
 
 
