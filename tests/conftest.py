@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from api.settings import Settings
+from tests.redis_proxy import RedisProxy
 from tests.support import (
     ADMIN_TOKEN,
     TEST_API_KEY,
@@ -211,3 +212,11 @@ def spare_redis() -> Iterator[SpareRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_proxy(spare_redis: SpareRedis) -> Iterator[RedisProxy]:
+    """A reply-losing proxy (`tests.redis_proxy`) in front of `spare_redis`."""
+    proxy = RedisProxy(spare_redis.port).start()
+    yield proxy
+    proxy.stop()

@@ -23,15 +23,8 @@ QUEUE = "enqueue.test"
 
 
 @pytest.fixture
-def proxy(spare_redis: SpareRedis) -> Iterator[RedisProxy]:
-    started = RedisProxy(spare_redis.port).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def broker(proxy: RedisProxy) -> Iterator[WakeableRedisBroker]:
-    made = WakeableRedisBroker(url=proxy.url, namespace=f"enq-{uuid.uuid4().hex[:8]}")
+def broker(redis_proxy: RedisProxy) -> Iterator[WakeableRedisBroker]:
+    made = WakeableRedisBroker(url=redis_proxy.url, namespace=f"enq-{uuid.uuid4().hex[:8]}")
     yield made
     made.close()
 
@@ -46,16 +39,16 @@ def _dispatch_sha(broker: WakeableRedisBroker) -> str:
 
 
 def test_an_enqueue_whose_reply_was_lost_is_written_again_not_lost(
-    broker: WakeableRedisBroker, proxy: RedisProxy, spare_redis: SpareRedis
+    broker: WakeableRedisBroker, redis_proxy: RedisProxy, spare_redis: SpareRedis
 ) -> None:
     message = _send(broker)
     # Redis knows the script, so the first EVALSHA runs it (not a NOSCRIPT answer).
     broker.client.script_load(broker.scripts["dispatch"].script)
-    rule = proxy.lose_reply("EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue")
+    rule = redis_proxy.lose_reply("EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue")
 
     enqueued = broker.enqueue(message)
 
-    assert len(proxy.lost(rule)) == 1  # Redis ran the first write, its reply was lost
+    assert len(redis_proxy.lost(rule)) == 1  # Redis ran the first write, its reply was lost
     direct = redis.Redis.from_url(spare_redis.url)
     try:
         ids = direct.lrange(f"{broker.namespace}:{QUEUE}", 0, -1)
@@ -71,15 +64,15 @@ def test_an_enqueue_whose_reply_was_lost_is_written_again_not_lost(
 
 
 def test_an_enqueue_that_keeps_failing_raises_after_its_attempts(
-    broker: WakeableRedisBroker, proxy: RedisProxy, spare_redis: SpareRedis
+    broker: WakeableRedisBroker, redis_proxy: RedisProxy, spare_redis: SpareRedis
 ) -> None:
     message = _send(broker)
     broker.client.script_load(broker.scripts["dispatch"].script)
-    rule = proxy.lose_reply(
+    rule = redis_proxy.lose_reply(
         "EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue", times=ENQUEUE_ATTEMPTS
     )
 
     with pytest.raises(redis.ConnectionError):
         broker.enqueue(message)
 
-    assert len(proxy.lost(rule)) == ENQUEUE_ATTEMPTS
+    assert len(redis_proxy.lost(rule)) == ENQUEUE_ATTEMPTS

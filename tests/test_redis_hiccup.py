@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -162,13 +161,6 @@ async def _post_transcripts(
             headers={"Authorization": f"Bearer {token}"},
         )
         assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def redis_proxy(spare_redis: SpareRedis) -> Iterator[RedisProxy]:
-    proxy = RedisProxy(spare_redis.port).start()
-    yield proxy
-    proxy.stop()
 
 
 async def test_replies_lost_while_relay_scripts_run_are_recovered_in_order_exactly_once(

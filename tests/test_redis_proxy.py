@@ -3,8 +3,6 @@ and for a matched command Redis runs it while its client gets a dropped connecti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
@@ -12,13 +10,6 @@ from tests.redis_proxy import RedisProxy, parse_command, script_sha
 from tests.support import SpareRedis
 
 INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
-
-
-@pytest.fixture
-def proxy(spare_redis: SpareRedis) -> Iterator[RedisProxy]:
-    started = RedisProxy(spare_redis.port).start()
-    yield started
-    started.stop()
 
 
 def test_resp_commands_are_parsed_only_when_complete() -> None:
@@ -30,22 +21,24 @@ def test_resp_commands_are_parsed_only_when_complete() -> None:
 
 
 def test_a_lost_reply_ran_in_redis_and_drops_only_its_connection(
-    proxy: RedisProxy, spare_redis: SpareRedis
+    redis_proxy: RedisProxy, spare_redis: SpareRedis
 ) -> None:
     direct = redis.Redis.from_url(spare_redis.url)
-    client = redis.Redis.from_url(proxy.url, protocol=2)
+    client = redis.Redis.from_url(redis_proxy.url, protocol=2)
     try:
         incr = client.register_script(INCR_SCRIPT)
         direct.script_load(INCR_SCRIPT)
         assert incr(keys=["counter"]) == 1 and client.set("other", "x")
-        rule = proxy.lose_reply("EVALSHA", first_arg=script_sha(INCR_SCRIPT), contains="counter")
+        rule = redis_proxy.lose_reply(
+            "EVALSHA", first_arg=script_sha(INCR_SCRIPT), contains="counter"
+        )
         with pytest.raises(redis.ConnectionError):
             incr(keys=["counter"])
         assert direct.get("counter") == b"2"  # it ran; only the reply was lost
-        assert [args[3] for args in proxy.lost(rule)] == [b"counter"]
+        assert [args[3] for args in redis_proxy.lost(rule)] == [b"counter"]
         # One reply only: the next call and other commands go through (new connection).
         assert incr(keys=["counter"]) == 3 and client.get("other") == b"x"
-        assert len(proxy.lost(rule)) == 1
+        assert len(redis_proxy.lost(rule)) == 1
     finally:
         client.close()
         direct.close()
