@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import dramatiq
 import pytest
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 
-from api.jobs.wakeup import WakeableRedisBroker, wakeup_client_name
+from api.jobs.wakeup import WakeableConsumer, WakeableRedisBroker, wakeup_client_name
 from api.settings import Settings
 from api.store.base import open_store
 from api.store.deadlines import queue_dial
@@ -213,3 +214,70 @@ def test_every_worker_process_wakes(settings: Settings, redis_client: redis.Redi
     finally:
         for worker in workers:
             worker.kill()  # a graceful stop would wait for the 60 s poll
+
+
+class _SlowAckBroker(WakeableRedisBroker):
+    """Holds one ack between its Redis call and its return, as a slow link would: the
+    window in which the acked message still counts against the consumer's prefetch."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.hold_acks = False
+        self.ack_sent = threading.Event()
+        self.release_ack = threading.Event()
+
+    def do_ack(self, queue_name: str, message_id: str) -> object:
+        result = self._dispatch("ack")(queue_name, message_id)
+        if self.hold_acks:
+            self.ack_sent.set()
+            self.release_ack.wait(10)
+        return result
+
+
+class _WatchedEvent(threading.Event):
+    """The consumer's wake-up event, telling when the consumer started waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def test_a_slot_freed_while_the_prefetch_refills_wakes_the_consumer(namespace: str) -> None:
+    # Prefetch 2. The second ack is slow: it starts while one slot is free, the consumer
+    # takes that slot during the ack's round trip (full again) and waits; the ack then frees
+    # a slot. Deciding the wake-up when the ack started (not full: no wake-up) left the
+    # consumer on its fallback poll with a backlog queued: a drain at one poll's pace.
+    broker = _SlowAckBroker(url=REDIS_URL, namespace=namespace)
+    actor = dramatiq.actor(lambda _: None, broker=broker, queue_name=QUEUE, actor_name="noop")
+    sent = [actor.send(str(index)) for index in range(4)]
+    wake = _WatchedEvent()
+    consumer = WakeableConsumer(broker, QUEUE, prefetch=2, timeout=LONG_POLL_MS, wake=wake)
+    try:
+        first, second = next(consumer), next(consumer)  # the prefetch is full
+        consumer.ack(first)  # one free slot
+        broker.hold_acks = True
+        slow_ack = threading.Thread(target=consumer.ack, args=(second,))
+        slow_ack.start()
+        assert broker.ack_sent.wait(5)
+        third = next(consumer)  # takes the free slot: full again while the ack is in flight
+        broker.hold_acks = False
+
+        taken: list[MessageProxy | None] = []
+        looking = threading.Thread(target=lambda: taken.append(next(consumer)))
+        looking.start()
+        assert wake.waiting.wait(5), "the consumer did not wait for a slot"
+        broker.release_ack.set()  # the slow ack frees its slot now
+        slow_ack.join(5)
+        looking.join(5)
+        assert not looking.is_alive(), "the freed slot did not wake the consumer"
+        fourth = next(consumer) if taken == [None] else taken[0]
+        assert fourth is not None
+        ids = [m.message_id for m in (first, second, third, fourth)]
+        assert ids == [m.message_id for m in sent]
+    finally:
+        broker.release_ack.set()
+        broker.close()

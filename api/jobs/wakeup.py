@@ -12,7 +12,8 @@ on its event instead of Dramatiq's sleep-and-poll backoff, for at most the worke
 (`OUTDIAL_WORKER_TIMEOUT_MS`, the fallback poll): a lost wake-up (the listener
 reconnecting, a message Dramatiq's maintenance moved back from a dead worker) costs at most
 that latency, never a message. A consumer whose prefetch is full waits for one of its own
-acks instead; a delay queue's consumer also wakes when the earliest eta it holds is due.
+acks instead (woken once the ack has freed the slot); a delay queue's consumer also wakes
+when the earliest eta it holds is due.
 Every fallback poll is a broker command, so it refreshes the worker's heartbeat (hence
 the timeout is kept well under the heartbeat timeout, see `api.settings`).
 
@@ -148,22 +149,29 @@ class WakeableConsumer(_RedisConsumer):
         self._wake = wake
         # Etas of the delayed messages handed out (a heap): the worker moves them when due.
         self._etas: list[float] = []
+        # Whether the consumer waits for a prefetch slot (set by it, read by acking threads).
+        self._wants_slot = False
 
     def ack(self, message: MessageProxy) -> None:
-        was_full = self.outstanding_message_count >= self.prefetch
         try:
             _RedisConsumer.ack(self, message)
         finally:
-            if was_full:  # the consumer may be waiting for this free prefetch slot
-                self._wake.set()
+            self._slot_freed()
 
     def nack(self, message: MessageProxy) -> None:
-        was_full = self.outstanding_message_count >= self.prefetch
         try:
             _RedisConsumer.nack(self, message)
         finally:
-            if was_full:
-                self._wake.set()
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        # Called by a worker thread after Dramatiq's ack/nack dropped the message from
+        # `queued_message_ids`, i.e. after the slot is free: deciding before (and before the
+        # ack's Redis round trip) lost the wake-up whenever the consumer filled its prefetch
+        # during that round trip, and a draining backlog then moved one fallback poll at a
+        # time (issue 24).
+        if self._wants_slot:
+            self._wake.set()
 
     def __next__(self) -> MessageProxy | None:
         try:
@@ -180,8 +188,12 @@ class WakeableConsumer(_RedisConsumer):
                     return MessageProxy(message)
                 # Cleared before looking: a wake-up from here on is kept for the wait below.
                 self._wake.clear()
+                # Raised before counting: a slot freed after the count wakes the wait below.
+                self._wants_slot = True
                 free = self.prefetch - self.outstanding_message_count
                 if free > 0:
+                    # Slots are free: only a publish (new messages) is worth waking for.
+                    self._wants_slot = False
                     self.message_cache = self.broker.do_fetch(self.queue_name, free)
                     if self.message_cache:
                         continue
