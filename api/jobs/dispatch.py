@@ -18,7 +18,8 @@ Every step is safe to run again after a crash or a redelivery:
   window is closed now, or closes before the agent-ready timeout (the dial goes out within
   it or never), goes back to `scheduled` until the next opening, in one script that allows
   exactly `queued -> scheduled` (`api/store/lua/reschedule_queued.lua`); the scheduler queues
-  it again then.
+  it again then. The admission script reads the window and changes nothing while one is
+  there to check, so a call without a window is admitted in the round trip that reads it.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
   when a limit frees; `-> dialing` is taken only when the trunk's dial rate allows it, else
@@ -64,8 +65,8 @@ from api.store.events import (
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
-from api.store.pacing import admit, note_late_dial
-from api.store.scheduled_calls import call_window_of, reschedule_queued_call
+from api.store.pacing import CallWindowFields, admit, note_late_dial
+from api.store.scheduled_calls import reschedule_queued_call
 from sip import (
     CallOutcome,
     RoomPlan,
@@ -260,18 +261,16 @@ async def _cancel_disabled(call: CallRecord, status: str) -> None:
     await end_call(call, event)
 
 
-async def _outside_window(store: Store, call_id: str) -> bool:
+async def _outside_window(store: Store, call_id: str, found: CallWindowFields) -> bool:
     """Whether the call went back to `scheduled` because its window is closed now."""
-    found = await call_window_of(store, call_id)
-    if found is None:
-        return False
-    raw, to, ready_s = found
     try:
-        window = window_from_json(raw)
+        window = window_from_json(found.window)
     except (ValueError, KeyError):
-        logger.warning("unreadable call window %r ignored", raw[:200], extra={"call_id": call_id})
+        logger.warning(
+            "unreadable call window %r ignored", found.window[:200], extra={"call_id": call_id}
+        )
         return False
-    due = reopening(window, to, now_ms(), ready_s)
+    due = reopening(window, found.to, now_ms(), found.ready_s)
     if due is None:
         return False
     result = await reschedule_queued_call(store, call_id, due)
@@ -282,9 +281,12 @@ async def _outside_window(store: Store, call_id: str) -> bool:
 
 async def dispatch(call_id: str) -> None:
     store = worker_store()
-    if await _outside_window(store, call_id):
-        return
+    # One round trip for a call without a window; one with a window reads it first.
     admission = await admit(store, call_id)
+    if admission.window is not None:
+        if await _outside_window(store, call_id, admission.window):
+            return
+        admission = await admit(store, call_id, window_checked=True)
     if not admission.may_dispatch:
         # Waiting (the pacer sends this job again at its turn), or gone.
         return
