@@ -52,6 +52,7 @@ from api.security import event_token
 from api.services.call_end import count_call_end, drop_room, end_event
 from api.services.call_windows import window_from_json
 from api.services.due_time import reopening
+from api.store.agent_wait import mark_waiting_for_agent
 from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
 from api.store.call_workspace import read_call_with_workspace
@@ -61,7 +62,6 @@ from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
     apply_event,
-    apply_event_then_read,
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
@@ -233,18 +233,14 @@ async def _dial_once(
 
 async def _wait_for_agent(call: CallRecord, token: str) -> None:
     """Mark the call as waiting for its agent; dial now if the agent was faster."""
-    marked, marked_call = await apply_event_then_read(
-        worker_store(),
-        call.id,
-        EventSpec("call.waiting_for_agent", expected_status="dispatching"),
-        atomic=True,
-    )
+    wait = await mark_waiting_for_agent(worker_store(), call.id)
+    marked = wait.marked
     if not marked.applied:
         _log("not waiting for the agent, call is %s", call, marked.status)
         if marked.status in TERMINAL_STATUSES:
             await drop_room(worker_livekit(), call.room_name, call.id)
         return
-    if marked_call is not None and marked_call.agent_ready_at is not None:
+    if wait.agent_was_ready:
         await _dial_once(call, "waiting_for_agent", token)
 
 

@@ -19,7 +19,7 @@ from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
 from api.store.base import Store
-from api.store.call_record import CallRecord, CallUpdate, read_call
+from api.store.call_record import CallUpdate
 from api.store.call_workspace import (
     CallWithWorkspace,
     call_with_workspace,
@@ -249,19 +249,6 @@ async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResu
     args = apply_args(store, event, now_ms(), call_id)
     reply = await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args))
     return apply_result(reply, args.new_status)
-
-
-async def apply_event_then_read(
-    store: Store, call_id: str, event: EventSpec, *, atomic: bool = False
-) -> tuple[ApplyResult, CallRecord | None]:
-    """`apply_event`, and the call as it is afterwards (None: gone or unreadable), in one
-    pipeline; `atomic` reads it in the same transaction (no other script runs in between)."""
-    args = apply_args(store, event, now_ms(), call_id)
-    pipe = store.redis.pipeline(transaction=atomic)
-    await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args), client=pipe)
-    pipe.hgetall(store.keys.call(call_id))
-    reply, raw_call = await pipe.execute()
-    return apply_result(reply, args.new_status), read_call(raw_call, call_id)
 
 
 async def apply_event_then_read_workspace(

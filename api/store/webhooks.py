@@ -12,21 +12,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.store.base import Store
+from api.store.call_record import CallRecord, read_call
 from api.store.clock import now_ms
+from api.store.scripts import Key, ScriptCall
 
 SEEN_TTL_SECONDS = 86_400
 
 
-async def webhook_seen(store: Store, webhook_id: str) -> bool:
-    return bool(await store.redis.exists(store.keys.livekit_webhook(webhook_id)))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOfRoom(ScriptCall):
+    NAME = "call_of_room"
+    room: Key
+    call_prefix: str  # the call's key is this and its id
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookArrival:
+    """What a webhook's handler reads first: whether its id was seen, and its room's call
+    (None: no room, no such call, or unreadable)."""
+
+    seen: bool
+    call: CallRecord | None
+
+
+async def note_webhook_arrival(store: Store, webhook_id: str, room_name: str) -> WebhookArrival:
+    """Note that a webhook arrived (`lkhook:health`), and read whether its id (when it has
+    one) was seen and its room's call (when it names a room), in one round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hset(store.keys.webhook_health(), "last_received_ms", now_ms())
+    if webhook_id:
+        pipe.exists(store.keys.livekit_webhook(webhook_id))
+    if room_name:
+        call = CallOfRoom(room=store.keys.room(room_name), call_prefix=store.keys.call(""))
+        await store.run(call, client=pipe)
+    replies = await pipe.execute()
+    seen = bool(replies[1]) if webhook_id else False
+    found = replies[-1] if room_name else []
+    if not found:
+        return WebhookArrival(seen, None)
+    call_id, fields = found
+    raw = dict(zip(fields[::2], fields[1::2], strict=True))
+    return WebhookArrival(seen, read_call(raw, call_id))
 
 
 async def mark_webhook_seen(store: Store, webhook_id: str) -> None:
     await store.redis.set(store.keys.livekit_webhook(webhook_id), "1", ex=SEEN_TTL_SECONDS)
-
-
-async def note_webhook_received(store: Store) -> None:
-    await store.redis.hset(store.keys.webhook_health(), "last_received_ms", now_ms())
 
 
 async def note_webhooks_missed(store: Store) -> None:
