@@ -15,10 +15,11 @@ of the call's events to its callback URL.
 What counts for a call: every round trip of the API (it has no background work: an idle
 window checks that) and every round trip of the worker that names the call, its room or
 one of its messages in a command or a reply (a fetch returns the message; its ack names
-it), the wake-up PUBLISH right behind such a round trip, and a blocking read (the pacer's
-BLPOP) the call woke with what that wake-up did. The rest of the worker's round trips are
-its background (fallback polls, the claimers' and reconciler's polls): shared by all calls
-whatever their number, reported as a rate from an idle window.
+it), the wake-up PUBLISH right behind such a round trip, a blocking read (the pacer's
+BLPOP) the call woke with what that wake-up did, and the SCRIPT EXISTS redis-py sends
+before a pipeline holding a script when that pipeline is the call's. The rest of the
+worker's round trips are its background (fallback polls, the claimers' and reconciler's
+polls): shared by all calls whatever their number, reported as a rate from an idle window.
 """
 
 from __future__ import annotations
@@ -119,8 +120,15 @@ def attribute(batches: list[Batch], tracker: CallTracker) -> list[Counted]:
     counted: list[Counted] = []
     last_of_connection: dict[int, bool] = {}
     woken: set[int] = set()
+    # redis-py checks a pipeline's scripts (SCRIPT EXISTS) in a round trip before it: that
+    # one is the call's when the pipeline is.
+    checking: dict[int, Batch] = {}
     for batch in sorted(batches, key=lambda b: b.started):
         first = batch.commands[0][0].upper()
+        if first == b"SCRIPT" and batch.process == "worker":
+            checking[batch.connection] = batch
+            continue
+        check = checking.pop(batch.connection, None)
         mine = False
         if batch.process == "api":
             mine = bool(batch.label)
@@ -143,6 +151,8 @@ def attribute(batches: list[Batch], tracker: CallTracker) -> list[Counted]:
         if not mine:
             continue
         step = batch.label if batch.process == "api" else worker_step(batch.label, batch)
+        if check is not None:
+            counted.append(Counted(step, check))
         counted.append(Counted(step, batch))
     return counted
 

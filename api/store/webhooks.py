@@ -20,9 +20,12 @@ SEEN_TTL_SECONDS = 86_400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CallOfRoom(ScriptCall):
-    NAME = "call_of_room"
-    room: Key
+class WebhookArrivalScript(ScriptCall):
+    NAME = "webhook_arrival"
+    health: Key
+    seen: Key  # '' when the webhook has no id
+    room: Key  # '' when it names no room
+    now_ms: int
     call_prefix: str  # the call's key is this and its id
 
 
@@ -37,22 +40,22 @@ class WebhookArrival:
 
 async def note_webhook_arrival(store: Store, webhook_id: str, room_name: str) -> WebhookArrival:
     """Note that a webhook arrived (`lkhook:health`), and read whether its id (when it has
-    one) was seen and its room's call (when it names a room), in one round trip."""
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hset(store.keys.webhook_health(), "last_received_ms", now_ms())
-    if webhook_id:
-        pipe.exists(store.keys.livekit_webhook(webhook_id))
-    if room_name:
-        call = CallOfRoom(room=store.keys.room(room_name), call_prefix=store.keys.call(""))
-        await store.run(call, client=pipe)
-    replies = await pipe.execute()
-    seen = bool(replies[1]) if webhook_id else False
-    found = replies[-1] if room_name else []
-    if not found:
-        return WebhookArrival(seen, None)
-    call_id, fields = found
+    one) was seen and its room's call (when it names a room), in one script
+    (webhook_arrival.lua)."""
+    keys = store.keys
+    seen, call_id, fields = await store.run(
+        WebhookArrivalScript(
+            health=keys.webhook_health(),
+            seen=keys.livekit_webhook(webhook_id) if webhook_id else "",
+            room=keys.room(room_name) if room_name else "",
+            now_ms=now_ms(),
+            call_prefix=keys.call(""),
+        )
+    )
+    if not call_id:
+        return WebhookArrival(bool(seen), None)
     raw = dict(zip(fields[::2], fields[1::2], strict=True))
-    return WebhookArrival(seen, read_call(raw, call_id))
+    return WebhookArrival(bool(seen), read_call(raw, call_id))
 
 
 async def mark_webhook_seen(store: Store, webhook_id: str) -> None:
