@@ -11,7 +11,8 @@ Every step is safe to run again after a crash or a redelivery:
   run that took it (`dial_owner`), so only one run can ever send the dial. A run that finds
   the call `dialing` under its own token is the redelivery of a run that died: it looks at
   the room and never dials again. Any other run leaves the call to its owner (and to the
-  reconciler, at the call's deadline).
+  reconciler, at the call's deadline). The dial step takes its first mark in the script
+  that reads the call and its workspace's `disabled` flag (`api.store.dial_step`).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
 - Call windows (`api.services.due_time`): before anything else, a `queued` call whose
@@ -55,9 +56,9 @@ from api.services.due_time import reopening
 from api.store.agent_wait import mark_waiting_for_agent
 from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
-from api.store.call_workspace import read_call_with_workspace
 from api.store.calls import get_call
 from api.store.clock import now_ms
+from api.store.dial_step import dialing_event, read_and_mark_dialing
 from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
@@ -65,7 +66,7 @@ from api.store.events import (
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
-from api.store.pacing import CallWindowFields, admit, note_late_dial
+from api.store.pacing import CallWindowFields, PacedDial, admit, note_late_dial
 from api.store.scheduled_calls import reschedule_queued_call
 from sip import (
     CallOutcome,
@@ -164,20 +165,24 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
 
 
 async def _dial_once(
-    call: CallRecord, expected_status: str, token: str, reserved_turn_ms: int | None = None
+    call: CallRecord,
+    expected_status: str,
+    token: str,
+    reserved_turn_ms: int | None = None,
+    first: PacedDial | None = None,
 ) -> None:
+    """Mark the call `dialing` in its trunk's turn (`first`: the mark the dial step's read
+    took already), then dial."""
     store = worker_store()
-    event = EventSpec(
-        "call.dialing",
-        {"to": call.to, "from": call.from_number},
-        expected_status=expected_status,
-        call_update=CallUpdate(dial_owner=token),
-    )
+    event = dialing_event(call.to, call.from_number, token, expected_status)
 
     def resend(turn_ms: int, delay_ms: int) -> None:
         dial_call.send_with_options(args=(call.id, token, turn_ms), delay=delay_ms)
 
-    paced = await mark_dialing_in_turn(store, call.id, event, reserved_turn_ms, resend)
+    paced: PacedDial | None = first
+    if first is None or first.result is None:
+        reserved = reserved_turn_ms if first is None else first.turn_ms
+        paced = await mark_dialing_in_turn(store, call.id, event, reserved, resend)
     if paced is None or paced.result is None:
         return
     marked = paced.result
@@ -341,11 +346,13 @@ async def dispatch(call_id: str) -> None:
 async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None = None) -> None:
     """The agent reported ready while the call waited for it, or the dial's trunk turn
     (`reserved_turn_ms`) is near: dial (unless the workspace was disabled meanwhile)."""
-    found = await read_call_with_workspace(worker_store(), call_id)
+    # The read and, for a call before its dial, the paced mark: one round trip.
+    start = await read_and_mark_dialing(worker_store(), call_id, token, reserved_turn_ms)
+    found = start.found
     call = found.call
     if call is None:
         return
-    status = call.status
+    status = call.status  # as read before the mark
     # A `dispatching` call in dial mode `immediate` has its room: `_dial_once` sent this
     # step again to wait for the trunk's dial turn.
     before_dial = status == "waiting_for_agent" or (
@@ -354,7 +361,7 @@ async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None
     if before_dial and found.workspace_disabled:
         await _cancel_disabled(call, status)
     elif before_dial:
-        await _dial_once(call, status, token, reserved_turn_ms)
+        await _dial_once(call, status, token, reserved_turn_ms, start.paced)
     elif status == "dialing":
         await _resume_dialing(call, token)
 

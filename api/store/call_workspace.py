@@ -1,6 +1,6 @@
-"""A call with what its workspace says about it, read in one script (call_with_workspace.lua,
-or apply_then_read_workspace.lua with an event before it): the webhook secret its callbacks
-are signed with and whether the operator disabled the workspace.
+"""A call with what its workspace says about it, read in one script (call_with_workspace.lua;
+apply_then_read_workspace.lua and dial_step.lua read it with their mark): the webhook
+secret its callbacks are signed with and whether the operator disabled the workspace.
 
 Invariant: the call comes out typed or not at all (`read_call`: gone or unreadable is None,
 `api.store.records`); a call whose workspace is gone reads as not disabled, with no secret.
@@ -48,7 +48,3 @@ def call_with_workspace(reply: list[Any], call_id: str) -> CallWithWorkspace:
     fields, secret, disabled = reply
     raw = dict(zip(fields[::2], fields[1::2], strict=True))
     return CallWithWorkspace(read_call(raw, call_id), secret or "", disabled == "1")
-
-
-async def read_call_with_workspace(store: Store, call_id: str) -> CallWithWorkspace:
-    return call_with_workspace(await store.run(_script(store, call_id)), call_id)

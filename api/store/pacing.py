@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import redis
 
@@ -189,6 +189,11 @@ async def mark_dialing(
             event=apply_args(store, event, now, call_id),
         )
     )
+    return paced_dial_reply(reply, now)
+
+
+def paced_dial_reply(reply: list[Any], now: int) -> PacedDial:
+    """lib/paced_dial.lua's reply, taken at `now`."""
     if reply[0] == "turn":
         return PacedDial(None, turn_ms=int(reply[1]))
     outcome, status = reply[0], reply[2]
