@@ -24,7 +24,9 @@ QUEUE = "enqueue.test"
 
 @pytest.fixture
 def broker(redis_proxy: RedisProxy) -> Iterator[WakeableRedisBroker]:
-    made = WakeableRedisBroker(url=redis_proxy.url, namespace=f"enq-{uuid.uuid4().hex[:8]}")
+    namespace = f"enq-{uuid.uuid4().hex[:8]}"
+    listener = redis.Redis.from_url(redis_proxy.url)
+    made = WakeableRedisBroker(url=redis_proxy.url, listener_client=listener, namespace=namespace)
     yield made
     made.close()
 

@@ -22,7 +22,12 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 
-from api.jobs.wakeup import WakeableConsumer, WakeableRedisBroker, wakeup_client_name
+from api.jobs.wakeup import (
+    WakeableConsumer,
+    WakeableRedisBroker,
+    wakeup_client,
+    wakeup_client_name,
+)
 from api.settings import Settings
 from api.store.base import open_store
 from api.store.deadlines import queue_dial
@@ -41,13 +46,22 @@ class Run:
     message_id: str
 
 
+def _listener(namespace: str) -> redis.Redis:
+    """The wake-up listener's client, as `build_broker` makes it for this namespace."""
+    prefix = namespace.removesuffix("-dramatiq")
+    return wakeup_client(Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix))
+
+
 class InProcessWorker:
     """A real Dramatiq worker of the wake-up broker, in this process, with one recording actor
     on `QUEUE` and one on the store's dial queue."""
 
     def __init__(self, namespace: str, poll_ms: int, threads: int = 1, hold: float = 0.0) -> None:
         self.broker = WakeableRedisBroker(
-            url=REDIS_URL, namespace=namespace, heartbeat_timeout=LONG_POLL_MS * 10
+            url=REDIS_URL,
+            listener_client=_listener(namespace),
+            namespace=namespace,
+            heartbeat_timeout=LONG_POLL_MS * 10,
         )
         self.broker.add_middleware(CurrentMessage())
         self.runs: list[Run] = []
@@ -251,7 +265,9 @@ def test_a_slot_freed_while_the_prefetch_refills_wakes_the_consumer(namespace: s
     # takes that slot during the ack's round trip (full again) and waits; the ack then frees
     # a slot. Deciding the wake-up when the ack started (not full: no wake-up) left the
     # consumer on its fallback poll with a backlog queued: a drain at one poll's pace.
-    broker = _SlowAckBroker(url=REDIS_URL, namespace=namespace)
+    broker = _SlowAckBroker(
+        url=REDIS_URL, listener_client=_listener(namespace), namespace=namespace
+    )
     actor = dramatiq.actor(lambda _: None, broker=broker, queue_name=QUEUE, actor_name="noop")
     sent = [actor.send(str(index)) for index in range(4)]
     wake = _WatchedEvent()

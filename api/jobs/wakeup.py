@@ -40,6 +40,8 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from api.settings import Settings
+from api.store.connect import sync_client
 from api.store.messages import QueueKeys
 
 logger = logging.getLogger("outdial.wakeup")
@@ -58,6 +60,17 @@ _ENQUEUE_PAUSE_SECONDS = 0.1
 
 def wakeup_client_name(namespace: str) -> str:
     return f"{namespace}:wakeup"
+
+
+def wakeup_client(settings: Settings) -> redis.Redis:
+    """The listener's client: a connection of its own, named (`CLIENT LIST` shows whose it
+    is), with a read timeout longer than one listening slice."""
+    return sync_client(
+        settings,
+        client_name=wakeup_client_name(settings.broker_namespace),
+        socket_connect_timeout=2,
+        socket_timeout=_LISTEN_SLICE_SECONDS + 10,
+    )
 
 
 def _glob_escape(text: str) -> str:
@@ -94,8 +107,7 @@ class WakeupListener:
         self._wake_all()  # a consumer still waiting returns, and sees its own stop
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=_LISTEN_SLICE_SECONDS + 1)
-        # The client was given its pool, so closing the client would leave the pool open.
-        self._client.connection_pool.disconnect()
+        self._client.close()
 
     def _wake_all(self) -> None:
         for event in list(self._events.values()):
@@ -219,14 +231,8 @@ class WakeableConsumer(_RedisConsumer):
 class WakeableRedisBroker(RedisBroker):
     """Dramatiq's Redis broker whose consumers wait for wake-ups and whose enqueue sends one."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, listener_client: redis.Redis, **options: Any) -> None:
         RedisBroker.__init__(self, **options)  # named for mypy, as in WakeableConsumer
-        # The listener's connection has a name of its own (`CLIENT LIST` shows whose it is).
-        pool = self.client.connection_pool
-        named = pool.connection_kwargs | {"client_name": wakeup_client_name(self.namespace)}
-        listener_client = redis.Redis(
-            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **named)
-        )
         self.wakeups = WakeupListener(listener_client, self.namespace)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> WakeableConsumer:

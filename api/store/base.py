@@ -11,6 +11,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
+from api.store.connect import async_client, lean_client
 from api.store.keys import Keys
 from api.store.lean_redis import LeanRedis
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
@@ -40,9 +41,9 @@ class Store:
         self.keys = Keys(self.settings.redis_prefix)
         self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
-        self.lean = LeanRedis(self.settings.redis_url, connect_timeout=2, reply_timeout=5)
-        self.feed_redis = Redis.from_url(
-            self.settings.redis_url,
+        self.lean = lean_client(self.settings, connect_timeout=2, reply_timeout=5)
+        self.feed_redis = async_client(
+            self.settings,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=FEED_SOCKET_TIMEOUT_SECONDS,
@@ -66,8 +67,8 @@ class Store:
 
 
 def open_store(settings: Settings) -> Store:
-    client = Redis.from_url(
-        settings.redis_url,
+    client = async_client(
+        settings,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=5,
