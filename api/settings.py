@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     redis_sentinel_password: str = Field("", alias="REDIS_SENTINEL_PASSWORD")
     redis_sentinel_tls: bool = Field(False, alias="REDIS_SENTINEL_TLS")
 
+    # Replicas that must hold a write before it counts (docs/deploy.md, "What a failover
+    # costs"): an accepted call and a call's `dialing` mark (taken before its dial) wait, on
+    # their own connection, until this many replicas have them (Redis WAIT, up to 1 s), and
+    # fail as if Redis were down when they do not: a failover then never loses an answered
+    # accept, nor the mark that keeps a redelivered dial from ringing twice. 0: no wait.
+    redis_wait_replicas: int = Field(0, ge=0, le=16, alias="OUTDIAL_REDIS_WAIT_REPLICAS")
+
     @field_validator("redis_sentinels_text")
     @classmethod
     def _parsable_sentinels(cls, text: str) -> str:

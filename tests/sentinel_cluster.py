@@ -79,7 +79,9 @@ class RedisNode:
     def start(self, tls: TlsFiles | None) -> None:
         listen = ["port 0", f"tls-port {self.port}"] if tls else [f"port {self.port}"]
         common = ["bind 127.0.0.1", f"dir {self.folder}", f"logfile {self.folder / 'log'}"]
-        storage = [] if self.sentinel else ['save ""', "appendonly no"]
+        storage = (
+            [] if self.sentinel else ['save ""', "appendonly no", "repl-diskless-sync-delay 0"]
+        )
         tls_lines = tls.server_lines() if tls else []
         self.config.write_text("\n".join(listen + common + storage + tls_lines + self.lines) + "\n")
         command = ["redis-server", str(self.config)] + (["--sentinel"] if self.sentinel else [])

@@ -11,9 +11,9 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store.connect import async_client, lean_client
+from api.store.connect import REPLICA_WAIT_TIMEOUT_MS, async_client, lean_client
 from api.store.keys import Keys
-from api.store.lean_redis import LeanRedis
+from api.store.lean_redis import LeanRedis, replicated
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 from api.store.scripts import SCRIPTS, ScriptCall
 
@@ -55,6 +55,19 @@ class Store:
         """Run `call`'s script on `redis`, or queue it on `client` (a pipeline of it)."""
         script = self.scripts[call.NAME]
         return await script(keys=call.keys(), args=call.args(), client=client)
+
+    async def run_replicated(self, call: ScriptCall) -> Any:
+        """`run`, then, with OUTDIAL_REDIS_WAIT_REPLICAS, wait on the same connection until
+        that many replicas have the write; `NotReplicated` when they do not in time."""
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return await self.run(call)
+        async with self.redis.pipeline(transaction=False) as pipeline:
+            await self.run(call, client=pipeline)
+            pipeline.wait(wanted, REPLICA_WAIT_TIMEOUT_MS)
+            reply, acked = await pipeline.execute()
+        replicated(acked, wanted, REPLICA_WAIT_TIMEOUT_MS)
+        return reply
 
     @property
     def retention_seconds(self) -> int:

@@ -30,6 +30,8 @@ from api.store.lean_redis import Command, Endpoint, LeanRedis
 # One sentinel's answer may take this long (per sentinel asked): a sentinel that is down is
 # skipped after it, and the next one asked.
 SENTINEL_TIMEOUT_SECONDS = 1.0
+# How long a write waits for its replicas (OUTDIAL_REDIS_WAIT_REPLICAS) before it fails.
+REPLICA_WAIT_TIMEOUT_MS = 1000
 # The sentinels' answers come back in RESP2 like every other client's (api/store/base.py).
 _PROTOCOL = 2
 
@@ -117,6 +119,8 @@ def lean_client(
         handshake=_handshake(options),
         connect_timeout=connect_timeout,
         reply_timeout=reply_timeout,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=REPLICA_WAIT_TIMEOUT_MS,
     )
 
 

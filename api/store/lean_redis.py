@@ -157,6 +157,20 @@ class _RespProtocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+class NotReplicated(redis_errors.RedisError):
+    """A write the primary took that fewer replicas than asked confirmed in time: it may be
+    lost in a failover, so it is answered as a failure (it is in place if none comes)."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"{acked} of {wanted} replicas confirmed the write within {timeout_ms} ms")
+
+
+def replicated(acked: Any, wanted: int, timeout_ms: int) -> None:
+    """Raise `NotReplicated` unless a WAIT reply counts `wanted` replicas."""
+    if int(acked) < wanted:
+        raise NotReplicated(int(acked), wanted, timeout_ms)
+
+
 class LeanScript:
     """A Lua script called by its SHA1, loaded on first use or after a Redis restart."""
 
@@ -175,8 +189,17 @@ class LeanRedis:
         handshake: Sequence[Command] = (),
         connect_timeout: float = 2.0,
         reply_timeout: float = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self._locator = locator
+        # Scripts are writes: each one's reply waits until this many replicas have it (WAIT,
+        # in the same batch on the same connection, so it covers that very write).
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._wait: Command | None = (
+            ["WAIT", wait_replicas, wait_timeout_ms] if wait_replicas else None
+        )
         # Sent first on every new connection (AUTH, SELECT), from the URL.
         self._handshake = list(handshake)
         self.connect_timeout = connect_timeout
@@ -195,12 +218,20 @@ class LeanRedis:
 
     async def evalsha(self, script: LeanScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         command = [script.sha, len(keys), *keys, *args]
-        (reply,) = await self._roundtrip(pack([["EVALSHA", *command]]), 1)
+        reply, acked = await self._run_script(["EVALSHA", *command])
         if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-            (reply,) = await self._roundtrip(pack([["EVAL", script.source, *command[1:]]]), 1)
+            reply, acked = await self._run_script(["EVAL", script.source, *command[1:]])
         if isinstance(reply, ResponseError):
             raise reply
+        if self._wait is not None:
+            replicated(acked, self._wait_replicas, self._wait_timeout_ms)
         return reply
+
+    async def _run_script(self, command: Command) -> tuple[Any, Any]:
+        """The script's reply, and its WAIT's (None without one)."""
+        batch: list[Command] = [command] if self._wait is None else [command, self._wait]
+        replies = await self._roundtrip(pack(batch), len(batch))
+        return replies[0], replies[1] if self._wait is not None else None
 
     async def aclose(self) -> None:
         link, self._link = self._link, None

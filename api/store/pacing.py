@@ -142,7 +142,9 @@ async def mark_dialing(
     nothing else changes. `reserved_turn_ms`: the turn this dial reserved before."""
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
-    reply = await store.run(
+    # Replicated before the dial goes out: a failover that lost the mark would let a
+    # redelivery take it again and ring the callee twice.
+    reply = await store.run_replicated(
         DialPaced(
             event_keys=event_keys(store, call_id),
             default_rate=defaults.max_calls_per_second,
