@@ -53,9 +53,12 @@ _RECONNECT_PAUSE_SECONDS = 1.0
 # Retries acks a failed message after enqueueing its retry), so a link that dropped is
 # tried again on a new connection. A write whose reply was lost is then written twice: two
 # copies of one message, which every actor already tolerates (Dramatiq delivers at least
-# once, and each step checks the call's state before it acts).
-ENQUEUE_ATTEMPTS = 4
+# once, and each step checks the call's state before it acts). The attempts go on for as
+# long as a Sentinel failover leaves no primary (`down-after-milliseconds`, 30 s by Redis's
+# default, plus the election), pausing longer each time up to a second.
+ENQUEUE_PATIENCE_SECONDS = 60.0
 _ENQUEUE_PAUSE_SECONDS = 0.1
+_ENQUEUE_MAX_PAUSE_SECONDS = 1.0
 
 
 def wakeup_client_name(namespace: str) -> str:
@@ -231,9 +234,16 @@ class WakeableConsumer(_RedisConsumer):
 class WakeableRedisBroker(RedisBroker):
     """Dramatiq's Redis broker whose consumers wait for wake-ups and whose enqueue sends one."""
 
-    def __init__(self, *, listener_client: redis.Redis, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        listener_client: redis.Redis,
+        enqueue_patience_seconds: float = ENQUEUE_PATIENCE_SECONDS,
+        **options: Any,
+    ) -> None:
         RedisBroker.__init__(self, **options)  # named for mypy, as in WakeableConsumer
         self.wakeups = WakeupListener(listener_client, self.namespace)
+        self.enqueue_patience_seconds = enqueue_patience_seconds
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> WakeableConsumer:
         return WakeableConsumer(
@@ -241,15 +251,19 @@ class WakeableRedisBroker(RedisBroker):
         )
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
+        give_up_at = time.monotonic() + self.enqueue_patience_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 enqueued: Message[Any] = super().enqueue(message, delay=delay)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == ENQUEUE_ATTEMPTS:
+                pause = min(_ENQUEUE_PAUSE_SECONDS * attempt, _ENQUEUE_MAX_PAUSE_SECONDS)
+                if time.monotonic() + pause > give_up_at:
                     raise
                 logger.warning("enqueue failed (%s), trying again", exc)
-                time.sleep(_ENQUEUE_PAUSE_SECONDS * attempt)
+                time.sleep(pause)
         try:
             self.client.publish(QueueKeys.of(self.namespace, enqueued.queue_name).ids, b"")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
