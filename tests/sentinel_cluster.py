@@ -113,7 +113,13 @@ class RedisNode:
 class SentinelCluster:
     """A primary, one replica and `sentinels` sentinels watching them (quorum: a majority)."""
 
-    def __init__(self, folder: Path, sentinels: int = 3, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        sentinels: int = 3,
+        tls: TlsFiles | None = None,
+        down_after_ms: int = DOWN_AFTER_MS,
+    ) -> None:
         self.tls = tls
         self.primary = RedisNode(folder / "primary", [])
         self.replica = RedisNode(folder / "replica", [f"replicaof 127.0.0.1 {self.primary.port}"])
@@ -123,7 +129,7 @@ class SentinelCluster:
                 folder / f"sentinel-{index}",
                 [
                     f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} {self.quorum}",
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
                     f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {SERVICE} 1",
                 ],

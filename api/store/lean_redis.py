@@ -158,8 +158,9 @@ class _RespProtocol(asyncio.Protocol):
 
 
 class NotReplicated(redis_errors.RedisError):
-    """A write the primary took that fewer replicas than asked confirmed in time: it may be
-    lost in a failover, so it is answered as a failure (it is in place if none comes)."""
+    """A write the primary applied but fewer replicas than asked confirmed in time: a
+    failover now could lose it, so its caller fails as if Redis had (a retry finds the
+    write if it stayed: an accept's Idempotency-Key, a dial step's mark)."""
 
     def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
         super().__init__(f"{acked} of {wanted} replicas confirmed the write within {timeout_ms} ms")
