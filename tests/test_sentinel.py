@@ -13,11 +13,13 @@ port in the sentinel tests, so a client that ignored the sentinels would fail, n
    while calls are posted: 503 SERVICE_UNAVAILABLE only between the kill and shortly after
    the sentinels name the new primary, 200 after; every accepted call dialed exactly once.
 5. Bad sentinel settings stop the start with one clear line.
+6. No module but `api.store.connect` makes a Redis client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections import Counter
@@ -41,6 +43,7 @@ from api.store.reachability import redis_unreachable
 from tests.conftest import create_tenant
 from tests.sentinel_cluster import SERVICE, RedisNode, SentinelCluster, TlsFiles
 from tests.support import (
+    ROOT,
     ApiServer,
     WorkerProcess,
     async_wait_until,
@@ -289,6 +292,21 @@ def test_sentinels_that_do_not_answer_are_reported_at_start(settings: Settings) 
         }
     )
     assert f"No master found for '{SERVICE}'" in str(redis_unreachable(silent, timeout=1))
+
+
+def test_no_module_but_connect_makes_a_redis_client() -> None:
+    """A client made elsewhere would ignore the sentinels and REDIS_URL's TLS options."""
+    made_here = ROOT / "api" / "store" / "connect.py"
+    client_made = re.compile(r"\bfrom_url\(|\bRedis\(|\bSentinel\(|ConnectionPool\(")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("api", "agent_runtime", "sip")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != made_here
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if client_made.search(line)
+    ]
+    assert offenders == []
 
 
 # -- the whole stack through a failover -------------------------------------------------
