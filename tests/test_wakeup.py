@@ -36,7 +36,7 @@ from api.store.messages import (
     heartbeats_key,
 )
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
-from tests.support import WorkerProcess, wait_until
+from tests.support import WorkerProcess, dies_holding, wait_until
 
 LONG_POLL_MS = 60_000
 QUEUE = "wake.test"
@@ -312,26 +312,10 @@ def test_a_slot_freed_while_the_prefetch_refills_wakes_the_consumer(namespace: s
 SHORT_HEARTBEAT_MS = 2_000
 
 
-def _dies_holding(namespace: str, queue_name: str) -> tuple[WakeableRedisBroker, MessageProxy]:
-    """A worker that fetched a message of `queue_name` and then went silent: what a SIGKILLed
-    process leaves in Redis (`tests/test_dead_workers.py` kills a real one). Its last
-    command, the fetch, is its last heartbeat."""
-    broker = WakeableRedisBroker(url=REDIS_URL, namespace=namespace)
-    actor = dramatiq.actor(
-        lambda _: None, broker=broker, queue_name=queue_name, actor_name=RECORD_ACTOR
-    )
-    actor.send("held")
-    consumer = broker.consume(queue_name, prefetch=1, timeout=LONG_POLL_MS)
-    message = next(consumer)
-    assert message is not None
-    broker.wakeups.stop()  # its listener thread; the broker's own client stays silent
-    return broker, message
-
-
 def test_a_dead_workers_message_is_requeued_and_announced_soon_after_the_heartbeat_timeout(
     namespace: str, redis_client: redis.Redis
 ) -> None:
-    dead, held = _dies_holding(namespace, QUEUE)
+    dead, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
     died_at = redis_client.zscore(heartbeats_key(namespace), dead.broker_id)
     assert died_at is not None
     live = InProcessWorker(
@@ -351,7 +335,7 @@ def test_a_dead_workers_message_is_requeued_and_announced_soon_after_the_heartbe
 def test_processes_sweeping_at_once_requeue_a_dead_workers_message_once(
     namespace: str, redis_client: redis.Redis
 ) -> None:
-    dead, held = _dies_holding(namespace, QUEUE)
+    dead, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
     sweepers = [
         WakeableRedisBroker(url=REDIS_URL, namespace=namespace, heartbeat_timeout=1_000)
         for _ in range(4)
@@ -387,7 +371,7 @@ def test_a_sweep_runs_once_per_worker_that_dies_and_only_reads_otherwise(
     sweeper = WakeableRedisBroker(url=REDIS_URL, namespace=namespace, heartbeat_timeout=1_000)
     sweeper.declare_queue(QUEUE)
     sweep = DeadWorkerSweep(sweeper)
-    first, _ = _dies_holding(namespace, "wake.unknown")
+    first, _ = dies_holding(REDIS_URL, namespace, "wake.unknown", RECORD_ACTOR)
     second: WakeableRedisBroker | None = None
 
     def past_timeout(broker: WakeableRedisBroker) -> bool:
@@ -410,7 +394,7 @@ def test_a_sweep_runs_once_per_worker_that_dies_and_only_reads_otherwise(
         wait_until(lambda: past_timeout(sweeper), what="the sweeper's own heartbeat timeout")
         assert swept() == first_sweep  # its own heartbeat crossed: still no sweep
 
-        second, held = _dies_holding(namespace, QUEUE)
+        second, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
         wait_until(lambda: past_timeout(second), what="the second worker's heartbeat timeout")
         assert (swept() or 0) > first_sweep
         redis_id = held.options["redis_message_id"].encode()

@@ -7,9 +7,12 @@ messages the dead worker held are back in their queues and a waiting consumer fe
 at once, whatever share of commands Dramatiq's own random maintenance runs on.
 
 A step is one read: the heartbeats that went past the timeout since the previous step's
-cutoff (ZRANGEBYSCORE, one at most), so a worker is seen dying once, not at every step,
+cutoff (ZRANGEBYSCORE, two at most), so a worker is seen dying once, not at every step,
 and one seen dead that came back is seen again when it dies at its new score. The first
-step looks at every heartbeat past the timeout: workers that died while none ran.
+step looks at every heartbeat past the timeout: workers that died while none ran. A sweep
+that failed (Redis unreachable, a reply lost) is done again at the next step, without
+looking: its maintenance may have run, and dropped the dead worker from the heartbeats,
+before its wake-ups were sent.
 Every process sweeps: maintenance is one atomic script, so processes sweeping at once
 requeue each message once and the others find nothing left.
 A process's own heartbeat is kept fresh by its consumers' polls. One past the timeout (the
@@ -46,16 +49,23 @@ class DeadWorkerSweep(BackgroundLoop):
         # Heartbeats scored at or below it were past the timeout at an earlier step (and
         # swept then): None before the first step.
         self._swept_until: int | None = None
+        # A sweep that failed, owed at the next step whatever the heartbeats show then.
+        self._sweep_owed = False
 
     def step(self) -> float:
         cutoff: int = current_millis() - self._timeout_ms
-        low = "-inf" if self._swept_until is None else f"({self._swept_until}"
-        # Two at most: one may be this process's own, had it stalled past the timeout.
-        crossed = self._broker.client.zrangebyscore(self._heartbeats, low, cutoff, start=0, num=2)
-        if any(worker_id != self._own_id for worker_id in crossed):
-            self.sweep()
-        # Only once swept: a sweep that failed is tried again at the next step.
+        if not self._sweep_owed:
+            low = "-inf" if self._swept_until is None else f"({self._swept_until}"
+            # Two at most: one may be this process's own, had it stalled past the timeout.
+            crossed = self._broker.client.zrangebyscore(
+                self._heartbeats, low, cutoff, start=0, num=2
+            )
+            self._sweep_owed = any(worker_id != self._own_id for worker_id in crossed)
+        # A sweep covers every worker dead by the time it runs, so by this cutoff too.
         self._swept_until = cutoff
+        if self._sweep_owed:
+            self.sweep()
+            self._sweep_owed = False
         return self.interval_seconds
 
     def sweep(self) -> None:
