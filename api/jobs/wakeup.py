@@ -21,7 +21,9 @@ A dead worker's unacked messages go back to their queue only in Dramatiq's maint
 which announces nothing and runs on a random share of broker commands, for the queue each
 names. `requeue_from_dead_workers` runs it on purpose and then publishes the queue's
 wake-up; `api.jobs.dead_workers` calls it for every queue once a worker's heartbeat is
-older than the heartbeat timeout.
+older than the heartbeat timeout. Dramatiq's random maintenance still runs too: what it
+moves back inside a fetch is taken by that consumer as far as its prefetch allows, inside
+an enqueue is announced by the enqueue's publish, and otherwise waits for a fallback poll.
 
 Private parts of dramatiq 2.2 relied on (the minor series is pinned, pyproject.toml):
 `dramatiq.brokers.redis._RedisConsumer`, whose `__next__` is replaced here and whose
