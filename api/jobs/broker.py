@@ -5,6 +5,7 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from api.jobs.dead_workers import DeadWorkerSweeps
 from api.jobs.due_claimer import ScheduledWork
 from api.jobs.metrics_server import WorkerMetrics
 from api.jobs.pacer import Pacing
@@ -43,4 +44,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(Pacing(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
+    if isinstance(broker, WakeableRedisBroker):
+        # A dead worker's messages back within ~1.1 heartbeat timeouts, and announced.
+        # Without wake-ups the idle consumers' polls keep Dramatiq's own maintenance going.
+        broker.add_middleware(DeadWorkerSweeps(broker))
     return broker
