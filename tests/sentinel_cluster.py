@@ -67,7 +67,11 @@ class TlsFiles:
 class RedisNode:
     """One redis-server (data node or sentinel) with its config file in its own folder."""
 
-    def __init__(self, folder: Path, lines: list[str], *, sentinel: bool = False) -> None:
+    def __init__(
+        self, folder: Path, lines: list[str], *, sentinel: bool = False, password: str = ""
+    ) -> None:
+        # What a client must AUTH with (`requirepass`, written into the config).
+        self.password = password
         self.port = free_port()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,13 +87,18 @@ class RedisNode:
             [] if self.sentinel else ['save ""', "appendonly no", "repl-diskless-sync-delay 0"]
         )
         tls_lines = tls.server_lines() if tls else []
-        self.config.write_text("\n".join(listen + common + storage + tls_lines + self.lines) + "\n")
+        auth = [f"requirepass {self.password}"] if self.password else []
+        lines = listen + common + storage + tls_lines + auth + self.lines
+        self.config.write_text("\n".join(lines) + "\n")
         command = ["redis-server", str(self.config)] + (["--sentinel"] if self.sentinel else [])
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
     def client(self, tls: TlsFiles | None, **options: Any) -> redis.Redis:
         tls_options = tls.client_options() if tls else {}
-        return redis.Redis("127.0.0.1", self.port, socket_timeout=2, **tls_options, **options)
+        auth = {"password": self.password} if self.password else {}
+        return redis.Redis(
+            "127.0.0.1", self.port, socket_timeout=2, **tls_options, **auth, **options
+        )
 
     def kill(self) -> None:
         """SIGKILL: a primary that vanishes without a word, as a crashed host does."""
@@ -105,10 +114,6 @@ class RedisNode:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def log(self) -> str:
-        path = self.folder / "log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
 
 class SentinelCluster:
     """A primary, one replica and `sentinels` sentinels watching them (quorum: a majority)."""
@@ -119,11 +124,23 @@ class SentinelCluster:
         sentinels: int = 3,
         tls: TlsFiles | None = None,
         down_after_ms: int = DOWN_AFTER_MS,
+        password: str = "",
+        sentinel_password: str = "",
     ) -> None:
         self.tls = tls
-        self.primary = RedisNode(folder / "primary", [])
-        self.replica = RedisNode(folder / "replica", [f"replicaof 127.0.0.1 {self.primary.port}"])
+        # The replica (and a demoted primary) authenticates to its primary with `masterauth`.
+        data_auth = [f"masterauth {password}"] if password else []
+        self.primary = RedisNode(folder / "primary", data_auth, password=password)
+        self.replica = RedisNode(
+            folder / "replica",
+            [*data_auth, f"replicaof 127.0.0.1 {self.primary.port}"],
+            password=password,
+        )
         self.quorum = sentinels // 2 + 1
+        # Sentinels authenticate to the data nodes, and to each other.
+        sentinel_auth = [f"sentinel auth-pass {SERVICE} {password}"] if password else []
+        if sentinel_password:
+            sentinel_auth.append(f"sentinel sentinel-pass {sentinel_password}")
         self.sentinels = [
             RedisNode(
                 folder / f"sentinel-{index}",
@@ -132,8 +149,10 @@ class SentinelCluster:
                     f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
                     f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {SERVICE} 1",
+                    *sentinel_auth,
                 ],
                 sentinel=True,
+                password=sentinel_password,
             )
             for index in range(sentinels)
         ]

@@ -4,8 +4,9 @@
 port in the sentinel tests, so a client that ignored the sentinels would fail, not pass.
 
 1. Each client kind (redis-py blocking and asyncio, the lean accept client, Dramatiq's
-   broker and its wake-up listener) reaches the primary through the sentinels, in clear
-   and on TLS, and follows a failover to the new primary.
+   broker and its wake-up listener) reaches the primary through the sentinels, in clear,
+   and on TLS with passwords on the data nodes and on the sentinels, and follows a
+   failover to the new primary.
 2. A rediss:// URL reaches a TLS Redis with the CA it names, and no client connects
    without it.
 3. The lean client asks its locator again after a READONLY reply (a demoted primary).
@@ -72,20 +73,30 @@ def on_sentinels(settings: Settings, cluster: SentinelCluster) -> Settings:
     scheme, query = "redis", ""
     if cluster.tls is not None:
         scheme, query = "rediss", f"?ssl_ca_certs={cluster.tls.ca}"
+    auth = f":{cluster.primary.password}@" if cluster.primary.password else ""
     return settings.model_copy(
         update={
-            "redis_url": f"{scheme}://127.0.0.1:{_closed_port()}/0{query}",
+            "redis_url": f"{scheme}://{auth}127.0.0.1:{_closed_port()}/0{query}",
             "redis_sentinels_text": cluster.sentinels_text,
             "redis_sentinel_service": SERVICE,
+            "redis_sentinel_password": cluster.sentinels[0].password,
             "redis_sentinel_tls": cluster.tls is not None,
         }
     )
 
 
-@pytest.fixture(params=["clear", "tls"])
+# In clear without passwords; on TLS with a password on the data nodes and another on the
+# sentinels (REDIS_URL's and REDIS_SENTINEL_PASSWORD).
+@pytest.fixture(params=["clear", "tls-and-passwords"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelCluster]:
-    tls = TlsFiles.make(tmp_path / "tls") if request.param == "tls" else None
-    started = SentinelCluster(tmp_path / "cluster", sentinels=3, tls=tls).start()
+    secured = request.param == "tls-and-passwords"
+    started = SentinelCluster(
+        tmp_path / "cluster",
+        sentinels=3,
+        tls=TlsFiles.make(tmp_path / "tls") if secured else None,
+        password="data-password" if secured else "",
+        sentinel_password="sentinel-password" if secured else "",
+    ).start()
     yield started
     started.stop()
 
