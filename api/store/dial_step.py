@@ -63,7 +63,9 @@ async def read_and_mark_dialing(
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
     event = dialing_event(_TO, _FROM, token, "")
-    reply = await store.run(
+    # Replicated before the dial goes out, as `pacing.mark_dialing`'s mark is: a failover
+    # that lost the mark would let a redelivery take it again and ring the callee twice.
+    reply = await store.run_replicated(
         DialStep(
             event_keys=event_keys(store, call_id),
             workspace_prefix=store.keys.workspace(""),
