@@ -11,7 +11,7 @@ trunk's dial rate decides it as it decides every dial (lib/paced_dial.lua).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from api.store.base import Store
 from api.store.call_record import CallUpdate
@@ -47,6 +47,10 @@ def dialing_event(to: str, from_number: str | None, token: str, status: str) -> 
     )
 
 
+def _marked(reply: list[Any]) -> bool:
+    return bool(reply[0][0] == "applied")
+
+
 @dataclass(frozen=True, slots=True)
 class DialStepStart:
     """The call as read before the mark, and the mark (None: nothing was marked)."""
@@ -63,8 +67,9 @@ async def read_and_mark_dialing(
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
     event = dialing_event(_TO, _FROM, token, "")
-    # Replicated before the dial goes out, as `pacing.mark_dialing`'s mark is: a failover
-    # that lost the mark would let a redelivery take it again and ring the callee twice.
+    # A mark is replicated before the dial goes out, as `pacing.mark_dialing`'s is: a
+    # failover that lost it would let a redelivery take it again and ring the callee twice.
+    # A step that only read (the owner's redelivery looking into its dial) needs no replica.
     reply = await store.run_replicated(
         DialStep(
             event_keys=event_keys(store, call_id),
@@ -74,7 +79,8 @@ async def read_and_mark_dialing(
             now_ms=now,
             reserved_turn_ms="" if reserved_turn_ms is None else reserved_turn_ms,
             event=apply_args(store, event, now, call_id),
-        )
+        ),
+        wrote=_marked,
     )
     mark, *found = reply
     paced = None if mark[0] == "read" else paced_dial_reply(mark, now)
