@@ -161,10 +161,11 @@ async def place_call(
     except ValidationError as exc:
         body, invalid_body = None, exc
     agent_id = body.call_agent_id if body is not None else None
+    key_hash = creds.key_hash  # a SHA-256 each time it is read
     reads = await read_for_accept(
-        store, creds.workspace_id, creds.key_hash, agent_id, idempotency_key, creds.kind
+        store, creds.workspace_id, key_hash, agent_id, idempotency_key, creds.kind
     )
-    workspace = authorize(reads.authentication, creds.key_hash)
+    workspace = authorize(reads.authentication, key_hash)
     if body is None:
         raise validation_error(invalid_body.errors())
     check_idempotency_key(idempotency_key)
