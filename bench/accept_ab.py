@@ -6,7 +6,8 @@ floor (one Redis LPUSH behind a raw ASGI app, `bench/plain_asgi_app.py`), the ba
 (the same LPUSH behind FastAPI, `bench/reference_app.py`) and the API of each tree compared.
 Each API is the real one under uvicorn (1 process) with its own Redis prefix; no worker
 runs, so only the accept path is measured. The floor and the reference share uvicorn's
-settings with the APIs.
+settings with the APIs. Beside req/s, each server's CPU time (user + system, from /proc)
+per request it answered: a cost that other work on the cores disturbs far less.
 
     PYTHONPATH=. python -m bench.accept_ab [--limits] [--rounds 3 --seconds 15]
     git worktree add /tmp/before <commit>
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -77,10 +79,13 @@ async def main() -> None:
         stacks["before"].api = _api_of(stacks["before"], args.before.resolve())
     own = stacks[apis[-1]]
     ports = {name: free_port() for name in YARDSTICKS}
-    yardsticks = [
-        own._spawn([sys.executable, "-m", "uvicorn", target, "--port", str(ports[name]), *QUIET])
+    yardsticks = {
+        name: own._spawn(
+            [sys.executable, "-m", "uvicorn", target, "--port", str(ports[name]), *QUIET]
+        )
         for name, target in YARDSTICKS.items()
-    ]
+    }
+    servers = yardsticks | {name: stack.api for name, stack in stacks.items()}
     names = [*YARDSTICKS, *apis]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     loads: list[str] = []
@@ -101,9 +106,13 @@ async def main() -> None:
             loads.append(_load())
             for name, url in urls.items():
                 tenant = tenants[name if name in stacks else apis[-1]]
-                rows[name].append(wrk(url, tenant, args.seconds))
+                cpu_before = _cpu_seconds(servers[name].pid)
+                row = wrk(url, tenant, args.seconds)
+                served = row["rps"] * args.seconds
+                row["cpu_us"] = (_cpu_seconds(servers[name].pid) - cpu_before) / served * 1e6
+                rows[name].append(row)
     finally:
-        for process in yardsticks:
+        for process in yardsticks.values():
             process.terminate()
         for stack in stacks.values():
             stack.redis.delete(f"{stack.prefix}:reference")
@@ -142,6 +151,18 @@ def _report(
             f"{name}: median {of_ref}{of_floor:.0%} of the floor, median p50 {p50:.1f} ms, "
             f"non-2xx {errors:.0f}"
         )
+    # A server's CPU per request answered: what it costs, whoever else shares the cores.
+    print()
+    names = ["floor", "reference", *apis]
+    print("| round | " + " | ".join(f"{name} CPU µs per request" for name in names) + " |")
+    print("|---|---|" + "---|" * (len(apis) + 1))
+    for index in range(args.rounds):
+        cells = [f"{rows[name][index]['cpu_us']:.0f}" for name in names]
+        print(f"| {index + 1} | " + " | ".join(cells) + " |")
+    for name in apis:
+        pairs = zip(rows["reference"], rows[name], strict=True)
+        ratio = statistics.median(ref["cpu_us"] / row["cpu_us"] for ref, row in pairs)
+        print(f"{name}: reference's CPU per request over its own, median {ratio:.0%}")
     limits = "pacing limits on" if args.limits else "no pacing limits"
     if args.quota:
         print(f"(tree {ROOT}, {limits}: before = no balance, after = a balance, reserving)")
@@ -154,6 +175,12 @@ def _report(
 def _median_ratio(rows: list[dict[str, float]], against: list[dict[str, float]]) -> float:
     pairs = zip(rows, against, strict=True)
     return statistics.median(row["rps"] / base["rps"] for row, base in pairs)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, user and system (`/proc/<pid>/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> str:
