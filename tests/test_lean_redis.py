@@ -13,6 +13,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from api.settings import Settings
+from api.store.connect import lean_client
 from api.store.lean_redis import LeanRedis, LeanScript, hash_reply, pack
 from tests.support import async_wait_until, free_port
 
@@ -27,7 +28,7 @@ def _blocked_in(client: redis.Redis, client_id: int, command: str) -> bool:
 
 @pytest.fixture
 async def lean(settings: Settings) -> AsyncIterator[LeanRedis]:
-    client = LeanRedis(settings.redis_url, reply_timeout=5)
+    client = lean_client(settings, reply_timeout=5)
     yield client
     await client.aclose()
 
@@ -148,7 +149,7 @@ async def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects
 async def test_a_reply_that_never_comes_times_out_and_the_client_recovers(
     settings: Settings,
 ) -> None:
-    lean = LeanRedis(settings.redis_url, reply_timeout=0.3)
+    lean = lean_client(settings, reply_timeout=0.3)
     try:
         (first_id,) = await lean.execute(["CLIENT", "ID"])
         started = time.monotonic()
@@ -166,7 +167,7 @@ async def test_a_reply_that_never_comes_times_out_and_the_client_recovers(
 
 
 async def test_redis_down_is_a_connection_error() -> None:
-    lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1)
+    lean = lean_client(Settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), connect_timeout=1)
     with pytest.raises(redis_errors.ConnectionError, match="cannot connect"):
         await lean.execute(["PING"])
 
@@ -177,7 +178,7 @@ async def test_the_url_selects_the_database_and_a_refused_handshake_is_reported(
     url = urlsplit(settings.redis_url)
     in_15 = url._replace(path="/15").geturl()
     key = f"{settings.redis_prefix}:lean:db15"
-    lean = LeanRedis(in_15)
+    lean = lean_client(Settings(REDIS_URL=in_15))
     other = redis.Redis.from_url(in_15)
     try:
         await lean.execute(["SET", key, "in-15", "EX", 60])
@@ -187,6 +188,7 @@ async def test_the_url_selects_the_database_and_a_refused_handshake_is_reported(
         other.delete(key)
         other.close()
         await lean.aclose()
-    wrong = LeanRedis(url._replace(netloc=f":not-the-password@{url.hostname}:{url.port}").geturl())
+    wrong_url = url._replace(netloc=f":not-the-password@{url.hostname}:{url.port}").geturl()
+    wrong = lean_client(Settings(REDIS_URL=wrong_url))
     with pytest.raises(redis_errors.ConnectionError, match="refused the handshake"):
         await wrong.execute(["PING"])

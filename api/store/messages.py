@@ -50,6 +50,12 @@ class QueueKeys:
         return cls(messages=f"{namespace}:{queue_name}.msgs", ids=f"{namespace}:{queue_name}")
 
 
+def heartbeats_key(namespace: str) -> str:
+    """Dramatiq's sorted set of broker ids, each scored by the ms of its last broker command:
+    a worker whose score is older than the heartbeat timeout is dead."""
+    return f"{namespace}:__heartbeats__"
+
+
 def _message_body(
     queue_name: str, actor_name: str, args: tuple[str, ...], message_id: str, timestamp: int
 ) -> str:
