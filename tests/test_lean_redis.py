@@ -56,6 +56,56 @@ async def test_concurrent_batches_get_their_own_replies(
     assert hash_reply(flat) == {"a": "7"}
 
 
+class _CountedWrites:
+    """The link's own transport, counting the writes made to it."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)
+
+
+async def test_batches_sent_in_one_loop_turn_leave_in_one_write(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    """Concurrent requests reaching Redis together cost one write (a loopback write's
+    kernel time was the accept path's largest single cost), in the order they were sent."""
+    await lean.execute(["PING"])
+    link = lean._link
+    assert link is not None
+    counted = _CountedWrites(link._transport)  # type: ignore[arg-type]
+    link._transport = counted  # type: ignore[assignment]
+    key = f"{settings.redis_prefix}:lean:turn"
+    replies = await asyncio.gather(*(lean.execute(["INCR", key], ["GET", key]) for _ in range(50)))
+    assert replies == [[index, str(index)] for index in range(1, 51)]
+    assert len(counted.writes) == 1
+    await lean.execute(["DEL", key])
+    assert len(counted.writes) == 2
+
+
+async def test_a_batch_whose_link_drops_before_its_write_fails_and_the_next_reconnects(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    await lean.execute(["PING"])
+    link = lean._link
+    assert link is not None
+    counted = _CountedWrites(link._transport)  # type: ignore[arg-type]
+    link._transport = counted  # type: ignore[assignment]
+    pending = asyncio.ensure_future(lean.execute(["SET", f"{settings.redis_prefix}:lean:x", 1]))
+    await asyncio.sleep(0)  # sent, not yet written
+    link.close()
+    with pytest.raises(redis_errors.ConnectionError):
+        await pending
+    assert counted.writes == []  # nothing written for a batch already failed
+    assert await lean.execute(["PING"]) == ["PONG"]
+
+
 async def test_an_error_reply_raises_and_the_connection_stays_in_step(
     lean: LeanRedis, settings: Settings
 ) -> None:
