@@ -23,6 +23,11 @@ the floor of the same run, and the 1-minute load before and after. Then, on an
 time-to-dial at 50 calls/s.
 
     PYTHONPATH=. python -m bench.backlog_drain [--calls 20000] [--processes 1 2]
+        [--dial-mode immediate] [--unpaced] [--no-checks] [--profile DIR]
+
+`--dial-mode immediate` (one message per call, no readiness) and `--unpaced` (no limits)
+split the costs; `--profile DIR` has each worker process write its CPU profile there
+(`OUTDIAL_WORKER_PROFILE_DIR`, api/jobs/profiling.py).
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ class Drain:
     @property
     def rate(self) -> float:
         return self.dialed / self.seconds
+
+    @property
+    def worker_ms_per_dial(self) -> float:
+        """The worker's CPU per call it dialed (both of its steps, and its loops)."""
+        return self.worker_cpu * 10 / self.rate
 
 
 def floor_of(stack: Stack, seconds: float) -> Floor:
@@ -161,7 +171,10 @@ async def drain(
 ) -> Drain:
     load_before = os.getloadavg()[0]
     stop = asyncio.Event()
-    agent = asyncio.create_task(fake_agent(stack, stop))
+    # `immediate` dials right after CreateRoom: no agent to wait for
+    agent = asyncio.create_task(
+        fake_agent(stack, stop) if stack.env["OUTDIAL_DIAL_MODE"] != "immediate" else stop.wait()
+    )
     # the floor's requests are counted (not recorded) by the same server
     rooms_before = await stack.lk.count_async("RoomService", "CreateRoom")
     dials_before = await stack.lk.count_async("SIP", "CreateSIPParticipant")
@@ -228,7 +241,8 @@ def report(drains: list[Drain]) -> list[str]:
         "| worker processes | calls dialed (twice) | first room -> last dial | dispatches/s | "
         "per second: median / lowest full s | first fifth / last fifth | CreateRoom/s | "
         "room -> dial p50 / p99 s | "
-        "floor pairs/s (same run) | drain / floor | worker CPU | server CPU | API CPU | "
+        "floor pairs/s (same run) | drain / floor | worker CPU (ms per dial) | server CPU | "
+        "API CPU | "
         "fake agent CPU | floor: client / server CPU | load before / after |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -241,7 +255,9 @@ def report(drains: list[Drain]) -> list[str]:
             f"{head:.0f} / {tail:.0f} | {d.rooms_per_second:.0f} | "
             f"{d.room_to_dial_ms[0] / 1000:.1f} / {d.room_to_dial_ms[1] / 1000:.1f} | "
             f"{d.floor.rate:.0f} | "
-            f"{d.rate / d.floor.rate * 100:.0f}% | {d.worker_cpu:.0f}% | {d.server_cpu:.0f}% | "
+            f"{d.rate / d.floor.rate * 100:.0f}% | "
+            f"{d.worker_cpu:.0f}% ({d.worker_ms_per_dial:.1f}) | "
+            f"{d.server_cpu:.0f}% | "
             f"{d.api_cpu:.0f}% | {d.bench_cpu:.0f}% | "
             f"{d.floor.client_cpu:.0f}% / {d.floor.server_cpu:.0f}% | "
             f"{d.load[0]:.2f} / {d.load[1]:.2f} |"
@@ -277,13 +293,21 @@ async def checks() -> list[str]:
 
 
 async def run(
-    calls: int, processes: list[int], floor_seconds: float, with_checks: bool, profile: str
+    calls: int,
+    processes: list[int],
+    dial_mode: str,
+    paced: bool,
+    floor_seconds: float,
+    with_checks: bool,
+    profile: str,
 ) -> None:
     drains: list[Drain] = []
-    lines = [f"### Backlog drain: {calls} queued calls, agent-ready dialing, pacing on", ""]
+    pacing = "pacing on" if paced else "no pacing limits"
+    lines = [f"### Backlog drain: {calls} queued calls, dial mode `{dial_mode}`, {pacing}", ""]
     try:
         for count in processes:
-            stack = Stack(dial_mode="agent_ready", env=PACED_WIDE_OPEN | WIDE_BUDGETS)
+            limits = PACED_WIDE_OPEN if paced else {}
+            stack = Stack(dial_mode=dial_mode, env=limits | WIDE_BUDGETS)
             try:
                 tenant = await setup_tenant(stack)
                 floor = floor_of(stack, floor_seconds)
@@ -305,13 +329,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--floor-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--dial-mode", default="agent_ready", choices=["agent_ready", "immediate"],
+        help="immediate: one message per call and no readiness (to split the costs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unpaced", action="store_true", help="no pacing limits (the admission's cost apart)"
+    )
     parser.add_argument("--no-checks", action="store_true", help="skip idle CPU, time-to-dial")
     parser.add_argument(
         "--profile", default="", help="folder: each worker process's CPU profile (cProfile)"
     )
     args = parser.parse_args()
     checks_too = not args.no_checks
-    asyncio.run(run(args.calls, args.processes, args.floor_seconds, checks_too, args.profile))
+    options = (args.dial_mode, not args.unpaced, args.floor_seconds, checks_too, args.profile)
+    asyncio.run(run(args.calls, args.processes, *options))
 
 
 if __name__ == "__main__":
