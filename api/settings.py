@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,27 @@ def checked_rate(value: float) -> float:
     return value
 
 
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (an IPv6 host in brackets) as (host, port) pairs, in order;
+    ValueError naming the first entry that is not one."""
+    sentinels: list[tuple[str, int]] = []
+    for entry in (item.strip() for item in text.split(",")):
+        if not entry:
+            continue
+        host, colon, port_text = entry.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        host = host[1:-1] if bracketed else host
+        forbidden = " /@[]" if bracketed else " /@[]:"
+        if not colon or not host or any(char in host for char in forbidden):
+            raise ValueError(f"{entry!r} is not host:port (a sentinel, e.g. sentinel-1:26379)")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+        if (host, int(port_text)) in sentinels:
+            raise ValueError(f"{entry!r} is listed twice")
+        sentinels.append((host, int(port_text)))
+    return tuple(sentinels)
+
+
 # prometheus_client's multiprocess directory, read by prometheus_client when it is imported:
 # `outdial worker` sets it before any worker process starts (api/cli/main.py), and the worker's
 # metrics server serves what its processes write there (api/jobs/metrics_server.py).
@@ -33,6 +55,48 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Redis Sentinel (docs/deploy.md, "Redis with failover"): with both set, every client
+    # asks these sentinels (comma-separated host:port) for the primary of the service, and
+    # asks again whenever it loses it; REDIS_URL then gives only the scheme (rediss:// for
+    # TLS), user, password, db and TLS options of the primary, not its address.
+    redis_sentinels_text: str = Field("", alias="REDIS_SENTINELS")
+    redis_sentinel_service: str = Field("", alias="REDIS_SENTINEL_SERVICE")
+    # The sentinels' own password (`requirepass` in sentinel.conf), and whether they speak
+    # TLS (with REDIS_URL's ssl_* options: one CA for the sentinels and the primary).
+    redis_sentinel_password: str = Field("", alias="REDIS_SENTINEL_PASSWORD")
+    redis_sentinel_tls: bool = Field(False, alias="REDIS_SENTINEL_TLS")
+
+    # Replicas that must hold a write before it counts (docs/deploy.md, "What a failover
+    # costs"): an accepted call and a call's `dialing` mark (taken before its dial) wait, on
+    # their own connection, until this many replicas have them (Redis WAIT, up to 1 s), and
+    # fail as if Redis were down when they do not: a failover then never loses an answered
+    # accept, nor the mark that keeps a redelivered dial from ringing twice. 0: no wait.
+    redis_wait_replicas: int = Field(0, ge=0, le=16, alias="OUTDIAL_REDIS_WAIT_REPLICAS")
+
+    @field_validator("redis_sentinels_text")
+    @classmethod
+    def _parsable_sentinels(cls, text: str) -> str:
+        parse_sentinels(text)  # a typo would otherwise surface as a failover that never comes
+        return text
+
+    @model_validator(mode="after")
+    def _sentinels_with_their_service(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_service.strip()):
+            raise ValueError(
+                "REDIS_SENTINELS and REDIS_SENTINEL_SERVICE go together: set both "
+                "(sentinels and the primary's service name) or neither"
+            )
+        if self.redis_sentinels and urlsplit(self.redis_url).scheme not in ("redis", "rediss"):
+            raise ValueError(
+                "with REDIS_SENTINELS, REDIS_URL must be redis:// or rediss:// (its host is "
+                "replaced by the primary the sentinels name)"
+            )
+        return self
+
+    @property
+    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
+        return parse_sentinels(self.redis_sentinels_text)
+
     livekit_url: str = Field("http://127.0.0.1:7880", alias="LIVEKIT_URL")
     livekit_api_key: str = Field("", alias="LIVEKIT_API_KEY")
     livekit_api_secret: str = Field("", alias="LIVEKIT_API_SECRET")

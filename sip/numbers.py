@@ -12,9 +12,11 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneMetadata, PhoneNumberType
+from phonenumbers.phonenumberutil import _number_type_helper
 
 # Separators people type between digits; anything else makes the number invalid.
 _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -77,15 +79,30 @@ def parse_number(raw: str) -> Destination:
         raise InvalidNumberError(f"{raw!r} is not a phone number: {exc}") from exc
     # phonenumbers' is_valid_number is exactly "the type is known" (both match the national
     # number against the region's patterns): one lookup serves both.
-    number_type = phonenumbers.number_type(parsed)
+    region = phonenumbers.region_code_for_number(parsed)
+    number_type = _number_type(parsed, region)
     if number_type == PhoneNumberType.UNKNOWN:
         raise InvalidNumberError(f"{raw!r} is not a valid phone number")
     return Destination(
         e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         country_code=parsed.country_code or 0,
         number_type=number_type,
-        region=phonenumbers.region_code_for_number(parsed),
+        region=region,
     )
+
+
+def _number_type(parsed: phonenumbers.PhoneNumber, region: str | None) -> int:
+    """`phonenumbers.number_type` given the region already found: its own body, without
+    finding the region again (a search through up to 25 regions' patterns for a +1 number,
+    as long as the type lookup itself). `tests/test_sip.py` holds them equal."""
+    # phonenumbers' own call, whose stubs type neither argument optional
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        cast(int, parsed.country_code), cast(str, region)
+    )
+    if metadata is None:
+        return PhoneNumberType.UNKNOWN
+    national = phonenumbers.national_significant_number(parsed)
+    return _number_type_helper(national, metadata)
 
 
 # A registered number's id: `num_` and its E.164 digits (E.164 allows at most 15).

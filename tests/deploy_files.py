@@ -55,8 +55,14 @@ DEPLOY_REQUIRED = {
     "OUTDIAL_ADMIN_TOKEN",
     "OUTDIAL_PUBLIC_URL",
 }
-# Left empty in the examples on purpose; deploy/init-env.sh generates the first three.
-SECRETS = {"LIVEKIT_API_SECRET", "OUTDIAL_ADMIN_TOKEN", "OUTDIAL_SECRET_KEY", "OPENAI_API_KEY"}
+# Left empty in the examples on purpose; deploy/init-env.sh generates GENERATED_SECRETS.
+SECRETS = {
+    "LIVEKIT_API_SECRET",
+    "OUTDIAL_ADMIN_TOKEN",
+    "OUTDIAL_SECRET_KEY",
+    "OPENAI_API_KEY",
+    "REDIS_SENTINEL_PASSWORD",
+}
 GENERATED_SECRETS = {"LIVEKIT_API_SECRET", "OUTDIAL_ADMIN_TOKEN", "OUTDIAL_SECRET_KEY"}
 # .env.example values that differ from the Settings defaults: compose service addresses.
 COMPOSE_ADDRESSES = {"REDIS_URL", "LIVEKIT_URL", "LIVEKIT_API_KEY", "OUTDIAL_PUBLIC_URL"}

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import httpx
 import redis
 import uvicorn
+from dramatiq.broker import MessageProxy
 
 from api.app import create_app
+from api.jobs.wakeup import WakeableRedisBroker
 from api.security import event_token
 from api.settings import Settings
 
@@ -104,6 +107,30 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = "[" + ",".join(str(item) for item in value) + "]"
         env[field.alias or name.upper()] = str(value)
     return env
+
+
+def wakeable_broker(url: str, **options: Any) -> WakeableRedisBroker:
+    """The wake-up broker on `url`, its listener on a client of its own (as
+    `api.jobs.broker.build_broker` gives it one)."""
+    return WakeableRedisBroker(url=url, listener_client=redis.Redis.from_url(url), **options)
+
+
+def dies_holding(
+    url: str, namespace: str, queue_name: str, actor_name: str
+) -> tuple[WakeableRedisBroker, MessageProxy]:
+    """A worker that fetched a message of `queue_name` (for `actor_name`) and then went
+    silent: what a SIGKILLed process leaves in Redis (tests/test_dead_workers.py kills a real
+    one). Its last command, the fetch, is its last heartbeat. Close the broker when done."""
+    broker = wakeable_broker(url, namespace=namespace)
+    actor = dramatiq.actor(
+        lambda _: None, broker=broker, queue_name=queue_name, actor_name=actor_name
+    )
+    actor.send("held")
+    consumer = broker.consume(queue_name, prefetch=1, timeout=60_000)
+    message = next(consumer)
+    assert message is not None
+    broker.wakeups.stop()  # its listener thread; the broker's own client stays silent
+    return broker, message
 
 
 class ApiServer:

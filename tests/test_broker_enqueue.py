@@ -8,6 +8,8 @@ behind a proxy that runs the enqueue script and then closes the link before its 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,16 +17,25 @@ import dramatiq
 import pytest
 import redis
 
-from api.jobs.wakeup import ENQUEUE_ATTEMPTS, WakeableRedisBroker
+from api.jobs.wakeup import WakeableRedisBroker
 from tests.redis_proxy import RedisProxy
 from tests.support import SpareRedis
 
 QUEUE = "enqueue.test"
+# How long the brokers here keep trying an enqueue (the worker's: 60 s, a failover's length).
+PATIENCE_SECONDS = 3.0
 
 
 @pytest.fixture
 def broker(redis_proxy: RedisProxy) -> Iterator[WakeableRedisBroker]:
-    made = WakeableRedisBroker(url=redis_proxy.url, namespace=f"enq-{uuid.uuid4().hex[:8]}")
+    namespace = f"enq-{uuid.uuid4().hex[:8]}"
+    listener = redis.Redis.from_url(redis_proxy.url)
+    made = WakeableRedisBroker(
+        url=redis_proxy.url,
+        listener_client=listener,
+        namespace=namespace,
+        enqueue_patience_seconds=PATIENCE_SECONDS,
+    )
     yield made
     made.close()
 
@@ -69,10 +80,33 @@ def test_an_enqueue_that_keeps_failing_raises_after_its_attempts(
     message = _send(broker)
     broker.client.script_load(broker.scripts["dispatch"].script)
     rule = redis_proxy.lose_reply(
-        "EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue", times=ENQUEUE_ATTEMPTS
+        "EVALSHA", first_arg=_dispatch_sha(broker), contains="enqueue", times=1000
     )
 
+    started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         broker.enqueue(message)
 
-    assert len(redis_proxy.lost(rule)) == ENQUEUE_ATTEMPTS
+    # Tried again and again for its patience (less the last pause it would not fit), then given up.
+    assert len(redis_proxy.lost(rule)) >= 5
+    assert PATIENCE_SECONDS - 1.0 <= time.monotonic() - started <= PATIENCE_SECONDS + 2.0
+
+
+def test_an_enqueue_while_redis_is_away_waits_for_it_to_come_back(
+    broker: WakeableRedisBroker, spare_redis: SpareRedis
+) -> None:
+    """A failover leaves no primary for seconds: the retry's enqueue outlasts it."""
+    message = _send(broker)
+    spare_redis.stop()
+    comes_back = threading.Timer(1.5, spare_redis.start)
+    comes_back.start()
+    try:
+        enqueued = broker.enqueue(message)
+    finally:
+        comes_back.join()
+    direct = redis.Redis.from_url(spare_redis.url)
+    try:
+        ids = direct.lrange(f"{broker.namespace}:{QUEUE}", 0, -1)
+    finally:
+        direct.close()
+    assert ids == [enqueued.options["redis_message_id"].encode()]

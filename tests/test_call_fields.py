@@ -150,3 +150,16 @@ def test_a_field_without_a_description_or_a_reader_is_refused() -> None:
         describe(Undescribed)
     with pytest.raises(TypeError, match=r"RequiredNumber\.seconds: no required form"):
         describe(RequiredNumber)
+
+
+def test_an_agent_snapshot_is_written_as_its_own_json_whatever_the_cache_holds() -> None:
+    """The snapshot's JSON is cached per object (`call_fields._agent_json`): every object,
+    equal to a cached one or not, past the cache's size or not, is written as itself."""
+    write = CALL_FIELD["agent"].codec.write
+    agents = [AGENT.model_copy(update={"name": f"agent {index}"}) for index in range(600)]
+    for _ in range(2):
+        for agent in agents:
+            assert write(agent) == agent.model_dump_json()
+    twin = AGENT.model_copy(update={"name": "agent 7"})
+    assert twin is not agents[7] and write(twin) == write(agents[7])
+    assert write(AGENT.model_copy(update={"instructions": "other"})) != write(AGENT)

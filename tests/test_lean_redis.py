@@ -13,6 +13,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from api.settings import Settings
+from api.store.connect import lean_client
 from api.store.lean_redis import LeanRedis, LeanScript, hash_reply, pack
 from tests.support import async_wait_until, free_port
 
@@ -27,7 +28,7 @@ def _blocked_in(client: redis.Redis, client_id: int, command: str) -> bool:
 
 @pytest.fixture
 async def lean(settings: Settings) -> AsyncIterator[LeanRedis]:
-    client = LeanRedis(settings.redis_url, reply_timeout=5)
+    client = lean_client(settings, reply_timeout=5)
     yield client
     await client.aclose()
 
@@ -53,6 +54,56 @@ async def test_concurrent_batches_get_their_own_replies(
     assert replies == [["OK", f"v{index}", 1] for index in range(300)]
     (flat,) = await lean.execute(["HGETALL", f"{prefix}:7:h"])
     assert hash_reply(flat) == {"a": "7"}
+
+
+class _CountedWrites:
+    """The link's own transport, counting the writes made to it."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)
+
+
+async def test_batches_sent_in_one_loop_turn_leave_in_one_write(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    """Concurrent requests reaching Redis together cost one write (a loopback write's
+    kernel time was the accept path's largest single cost), in the order they were sent."""
+    await lean.execute(["PING"])
+    link = lean._link
+    assert link is not None
+    counted = _CountedWrites(link._transport)  # type: ignore[arg-type]
+    link._transport = counted  # type: ignore[assignment]
+    key = f"{settings.redis_prefix}:lean:turn"
+    replies = await asyncio.gather(*(lean.execute(["INCR", key], ["GET", key]) for _ in range(50)))
+    assert replies == [[index, str(index)] for index in range(1, 51)]
+    assert len(counted.writes) == 1
+    await lean.execute(["DEL", key])
+    assert len(counted.writes) == 2
+
+
+async def test_a_batch_whose_link_drops_before_its_write_fails_and_the_next_reconnects(
+    lean: LeanRedis, settings: Settings
+) -> None:
+    await lean.execute(["PING"])
+    link = lean._link
+    assert link is not None
+    counted = _CountedWrites(link._transport)  # type: ignore[arg-type]
+    link._transport = counted  # type: ignore[assignment]
+    pending = asyncio.ensure_future(lean.execute(["SET", f"{settings.redis_prefix}:lean:x", 1]))
+    await asyncio.sleep(0)  # sent, not yet written
+    link.close()
+    with pytest.raises(redis_errors.ConnectionError):
+        await pending
+    assert counted.writes == []  # nothing written for a batch already failed
+    assert await lean.execute(["PING"]) == ["PONG"]
 
 
 async def test_an_error_reply_raises_and_the_connection_stays_in_step(
@@ -98,7 +149,7 @@ async def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects
 async def test_a_reply_that_never_comes_times_out_and_the_client_recovers(
     settings: Settings,
 ) -> None:
-    lean = LeanRedis(settings.redis_url, reply_timeout=0.3)
+    lean = lean_client(settings, reply_timeout=0.3)
     try:
         (first_id,) = await lean.execute(["CLIENT", "ID"])
         started = time.monotonic()
@@ -116,7 +167,7 @@ async def test_a_reply_that_never_comes_times_out_and_the_client_recovers(
 
 
 async def test_redis_down_is_a_connection_error() -> None:
-    lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1)
+    lean = lean_client(Settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), connect_timeout=1)
     with pytest.raises(redis_errors.ConnectionError, match="cannot connect"):
         await lean.execute(["PING"])
 
@@ -127,7 +178,7 @@ async def test_the_url_selects_the_database_and_a_refused_handshake_is_reported(
     url = urlsplit(settings.redis_url)
     in_15 = url._replace(path="/15").geturl()
     key = f"{settings.redis_prefix}:lean:db15"
-    lean = LeanRedis(in_15)
+    lean = lean_client(Settings(REDIS_URL=in_15))
     other = redis.Redis.from_url(in_15)
     try:
         await lean.execute(["SET", key, "in-15", "EX", 60])
@@ -137,6 +188,7 @@ async def test_the_url_selects_the_database_and_a_refused_handshake_is_reported(
         other.delete(key)
         other.close()
         await lean.aclose()
-    wrong = LeanRedis(url._replace(netloc=f":not-the-password@{url.hostname}:{url.port}").geturl())
+    wrong_url = url._replace(netloc=f":not-the-password@{url.hostname}:{url.port}").geturl()
+    wrong = lean_client(Settings(REDIS_URL=wrong_url))
     with pytest.raises(redis_errors.ConnectionError, match="refused the handshake"):
         await wrong.execute(["PING"])

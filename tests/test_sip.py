@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import phonenumbers
 import pytest
 from livekit.api import ServerError, SipCallError
@@ -63,6 +65,35 @@ def test_valid_means_a_known_type_for_every_example_number() -> None:
         with pytest.raises(InvalidNumberError):
             parse_number(invalid)
     assert checked > 1000
+
+
+def test_type_and_region_are_phonenumbers_own() -> None:
+    """parse_number finds the region once and looks the type up in its metadata (not
+    `phonenumbers.number_type`, which finds the region again): both must stay phonenumbers'
+    answers, for every example number and for random numbers in shared country codes."""
+    rng = random.Random(24)
+    samples = [
+        phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        for region in sorted(phonenumbers.SUPPORTED_REGIONS)
+        for kind in range(12)
+        if (example := phonenumbers.example_number_for_type(region, kind)) is not None
+    ]
+    samples += [f"+1{rng.randrange(2_000_000_000, 9_999_999_999)}" for _ in range(3000)]
+    samples += [f"+7{rng.randrange(10**9, 10**10)}" for _ in range(1000)]
+    samples += [f"+44{rng.randrange(10**9, 10**10)}" for _ in range(1000)]
+    valid = 0
+    for e164 in samples:
+        parsed = phonenumbers.parse(e164, None)
+        expected = phonenumbers.number_type(parsed)
+        if expected == phonenumbers.PhoneNumberType.UNKNOWN:
+            with pytest.raises(InvalidNumberError):
+                parse_number(e164)
+            continue
+        destination = parse_number(e164)
+        assert destination.number_type == expected, e164
+        assert destination.region == phonenumbers.region_code_for_number(parsed), e164
+        valid += 1
+    assert valid > 3000
 
 
 @pytest.mark.parametrize(

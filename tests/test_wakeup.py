@@ -1,5 +1,6 @@
 """Wake-ups (api/jobs/wakeup.py): an idle worker runs a new message at once although it
-polls Redis only every worker timeout.
+polls Redis only every worker timeout; a dead worker's message is requeued and announced
+(api/jobs/dead_workers.py) soon after the heartbeat timeout.
 
 The workers here poll every 60 s unless a test says otherwise, so a message run within the
 tests' bounds (10 s) was found by a wake-up: without one it would wait for the poll. The
@@ -22,16 +23,29 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 
-from api.jobs.wakeup import WakeableConsumer, WakeableRedisBroker, wakeup_client_name
+from api.jobs.dead_workers import DeadWorkerSweep, DeadWorkerSweeps
+from api.jobs.wakeup import (
+    WakeableConsumer,
+    WakeableRedisBroker,
+    wakeup_client,
+    wakeup_client_name,
+)
 from api.settings import Settings
 from api.store.base import open_store
 from api.store.deadlines import queue_dial
-from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, QueueKeys, encode_message
+from api.store.messages import (
+    DIAL_ACTOR,
+    DIAL_QUEUE,
+    QueueKeys,
+    encode_message,
+    heartbeats_key,
+)
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
-from tests.support import WorkerProcess, wait_until
+from tests.support import WorkerProcess, dies_holding, wait_until, wakeable_broker
 
 LONG_POLL_MS = 60_000
 QUEUE = "wake.test"
+RECORD_ACTOR = "record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +55,40 @@ class Run:
     message_id: str
 
 
+def _listener(namespace: str) -> redis.Redis:
+    """The wake-up listener's client, as `build_broker` makes it for this namespace."""
+    prefix = namespace.removesuffix("-dramatiq")
+    return wakeup_client(Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix))
+
+
 class InProcessWorker:
     """A real Dramatiq worker of the wake-up broker, in this process, with one recording actor
     on `QUEUE` and one on the store's dial queue."""
 
-    def __init__(self, namespace: str, poll_ms: int, threads: int = 1, hold: float = 0.0) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        poll_ms: int,
+        threads: int = 1,
+        hold: float = 0.0,
+        heartbeat_timeout_ms: int = LONG_POLL_MS * 10,
+    ) -> None:
         self.broker = WakeableRedisBroker(
-            url=REDIS_URL, namespace=namespace, heartbeat_timeout=LONG_POLL_MS * 10
+            url=REDIS_URL,
+            listener_client=_listener(namespace),
+            namespace=namespace,
+            heartbeat_timeout=heartbeat_timeout_ms,
         )
         self.broker.add_middleware(CurrentMessage())
+        self.broker.add_middleware(DeadWorkerSweeps(self.broker))  # as api.jobs.broker does
         self.runs: list[Run] = []
         self._lock = threading.Lock()
         self.actor = dramatiq.actor(
-            self._recorder(hold), broker=self.broker, queue_name=QUEUE, max_retries=0
+            self._recorder(hold),
+            broker=self.broker,
+            queue_name=QUEUE,
+            actor_name=RECORD_ACTOR,
+            max_retries=0,
         )
         dramatiq.actor(
             self._recorder(0.0),
@@ -77,9 +112,12 @@ class InProcessWorker:
 
     def start(self) -> InProcessWorker:
         self.worker.start()
-        heartbeats = f"{self.broker.namespace}:__heartbeats__"
+        heartbeats = heartbeats_key(self.broker.namespace)
         # Its consumers made their first fetch: from here on they wait.
-        wait_until(lambda: self.broker.client.zcard(heartbeats), what="the worker's first fetch")
+        wait_until(
+            lambda: self.broker.client.zscore(heartbeats, self.broker.broker_id),
+            what="the worker's first fetch",
+        )
         return self
 
     def stop(self) -> None:
@@ -251,7 +289,9 @@ def test_a_slot_freed_while_the_prefetch_refills_wakes_the_consumer(namespace: s
     # takes that slot during the ack's round trip (full again) and waits; the ack then frees
     # a slot. Deciding the wake-up when the ack started (not full: no wake-up) left the
     # consumer on its fallback poll with a backlog queued: a drain at one poll's pace.
-    broker = _SlowAckBroker(url=REDIS_URL, namespace=namespace)
+    broker = _SlowAckBroker(
+        url=REDIS_URL, listener_client=_listener(namespace), namespace=namespace
+    )
     actor = dramatiq.actor(lambda _: None, broker=broker, queue_name=QUEUE, actor_name="noop")
     sent = [actor.send(str(index)) for index in range(4)]
     wake = _WatchedEvent()
@@ -281,3 +321,99 @@ def test_a_slot_freed_while_the_prefetch_refills_wakes_the_consumer(namespace: s
     finally:
         broker.release_ack.set()
         broker.close()
+
+
+# A heartbeat timeout far shorter than the workers' 60 s poll (more than Settings allows):
+# a dead worker's message run before the poll was requeued by a sweep and announced.
+SHORT_HEARTBEAT_MS = 2_000
+
+
+def test_a_dead_workers_message_is_requeued_and_announced_soon_after_the_heartbeat_timeout(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    dead, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
+    died_at = redis_client.zscore(heartbeats_key(namespace), dead.broker_id)
+    assert died_at is not None
+    live = InProcessWorker(
+        namespace, poll_ms=LONG_POLL_MS, heartbeat_timeout_ms=SHORT_HEARTBEAT_MS
+    ).start()
+    try:
+        [run] = live.ran(1)
+    finally:
+        live.stop()
+        dead.close()
+    assert run.message_id == held.message_id
+    # Not before the holder is dead (a live worker's message is never taken); then within a
+    # sweep interval (0.2 s here) and a fetch, with room for a busy machine: far from 60 s.
+    assert died_at + SHORT_HEARTBEAT_MS <= run.at_ms <= died_at + SHORT_HEARTBEAT_MS + 3_000
+
+
+def test_processes_sweeping_at_once_requeue_a_dead_workers_message_once(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    dead, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
+    sweepers = [
+        wakeable_broker(REDIS_URL, namespace=namespace, heartbeat_timeout=1_000) for _ in range(4)
+    ]
+    try:
+        died_at = redis_client.zscore(heartbeats_key(namespace), dead.broker_id)
+        assert died_at is not None
+        wait_until(lambda: current_millis() > died_at + 1_000, what="the heartbeat timeout")
+        for broker in sweepers:
+            broker.declare_queue(QUEUE)
+        threads = [threading.Thread(target=DeadWorkerSweep(b).sweep) for b in sweepers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        redis_id = held.options["redis_message_id"]
+        assert redis_client.lrange(QueueKeys.of(namespace, QUEUE).ids, 0, -1) == [redis_id.encode()]
+    finally:
+        for broker in [dead, *sweepers]:
+            broker.close()
+
+
+def test_a_sweep_runs_once_per_worker_that_dies_and_only_reads_otherwise(
+    namespace: str, redis_client: redis.Redis
+) -> None:
+    """A sweep's maintenance is a command of the sweeper, which refreshes its heartbeat: an
+    unchanged heartbeat shows a step that swept nothing. The first dead worker holds a message
+    of a queue the sweeper does not know, so it stays in the heartbeats, dead, after the
+    sweep: a sweep at every step would cost one script per queue each time. The sweeper's
+    own heartbeat goes past the timeout too (it has no consumers to poll): no reason to
+    sweep, so the last sweep is the second dead worker's."""
+    heartbeats = heartbeats_key(namespace)
+    sweeper = wakeable_broker(REDIS_URL, namespace=namespace, heartbeat_timeout=1_000)
+    sweeper.declare_queue(QUEUE)
+    sweep = DeadWorkerSweep(sweeper)
+    first, _ = dies_holding(REDIS_URL, namespace, "wake.unknown", RECORD_ACTOR)
+    second: WakeableRedisBroker | None = None
+
+    def past_timeout(broker: WakeableRedisBroker) -> bool:
+        score = redis_client.zscore(heartbeats, broker.broker_id)
+        return score is not None and current_millis() > score + 1_000
+
+    def swept() -> float | None:
+        before = current_millis()
+        wait_until(lambda: current_millis() > before, what="the next ms")  # a new score
+        sweep.step()
+        return redis_client.zscore(heartbeats, sweeper.broker_id)
+
+    try:
+        wait_until(lambda: past_timeout(first), what="the first worker's heartbeat timeout")
+        first_sweep = swept()
+        assert first_sweep is not None
+        assert redis_client.zscore(heartbeats, first.broker_id) is not None  # still dead there
+        assert swept() == first_sweep  # nothing died since: one read, no sweep
+
+        wait_until(lambda: past_timeout(sweeper), what="the sweeper's own heartbeat timeout")
+        assert swept() == first_sweep  # its own heartbeat crossed: still no sweep
+
+        second, held = dies_holding(REDIS_URL, namespace, QUEUE, RECORD_ACTOR)
+        wait_until(lambda: past_timeout(second), what="the second worker's heartbeat timeout")
+        assert (swept() or 0) > first_sweep
+        redis_id = held.options["redis_message_id"].encode()
+        assert redis_client.lrange(QueueKeys.of(namespace, QUEUE).ids, 0, -1) == [redis_id]
+    finally:
+        for broker in [sweeper, first, *([second] if second else [])]:
+            broker.close()

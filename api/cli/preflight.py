@@ -61,7 +61,11 @@ def load_settings(program: str) -> Settings:
 def require_services(program: str, settings: Settings, *, livekit: bool = True) -> None:
     """Exit 2 with one line unless Redis answers and (with `livekit`) LiveKit's server is
     listening."""
-    error = redis_unreachable(settings.redis_url)
+    error = redis_unreachable(settings)
+    if error is not None and settings.redis_sentinels:
+        service, sentinels = settings.redis_sentinel_service, settings.redis_sentinels_text
+        where = f"the primary of {service!r} through the sentinels {sentinels!r}"
+        _refuse(program, f"cannot reach {where} (REDIS_SENTINELS): {error}")
     if error is not None:
         _refuse(program, _cannot_reach("Redis", "REDIS_URL", settings.redis_url, error))
     if not livekit:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from api.jobs.dead_workers import DeadWorkerSweeps
 from api.jobs.due_claimer import ScheduledWork
 from api.jobs.metrics_server import WorkerMetrics
 from api.jobs.pacer import Pacing
 from api.jobs.resources import WorkerResources
 from api.jobs.thread_share import SizeRelayShare
-from api.jobs.wakeup import WakeableRedisBroker
+from api.jobs.wakeup import WakeableRedisBroker, wakeup_client
 from api.settings import Settings
+from api.store.connect import sync_client
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -20,8 +22,14 @@ def build_broker(settings: Settings) -> RedisBroker:
     broker_class: type[RedisBroker] = (
         WakeableRedisBroker if settings.worker_wakeups else RedisBroker
     )
+    # Dramatiq's own client (bytes replies, as its scripts expect), through the sentinels
+    # when they are set (api/store/connect.py). Timeouts, unlike Dramatiq's default: a
+    # primary gone without a reset (its host down) would hold a worker thread forever.
+    client = sync_client(settings, socket_connect_timeout=2, socket_timeout=10)
+    wakeups = {"listener_client": wakeup_client(settings)} if settings.worker_wakeups else {}
     broker: RedisBroker = broker_class(
-        url=settings.redis_url,
+        client=client,
+        **wakeups,
         namespace=settings.broker_namespace,
         # A SIGKILLed worker's messages come back after ~heartbeat_timeout instead of
         # minutes: maintenance runs on 10% of broker calls instead of 0.1%.
@@ -36,4 +44,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(Pacing(settings))
     broker.add_middleware(SizeRelayShare())
     broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
+    if isinstance(broker, WakeableRedisBroker):
+        # A dead worker's messages back within ~1.1 heartbeat timeouts, and announced.
+        # Without wake-ups the idle consumers' polls keep Dramatiq's own maintenance going.
+        broker.add_middleware(DeadWorkerSweeps(broker))
     return broker

@@ -10,19 +10,33 @@ Each worker process runs one listener thread, subscribed to its namespace's chan
 publish sets the event of that queue's consumer in every process. An idle consumer waits
 on its event instead of Dramatiq's sleep-and-poll backoff, for at most the worker timeout
 (`OUTDIAL_WORKER_TIMEOUT_MS`, the fallback poll): a lost wake-up (the listener
-reconnecting, a message Dramatiq's maintenance moved back from a dead worker) costs at most
-that latency, never a message. A consumer whose prefetch is full waits for one of its own
-acks instead (woken once the ack has freed the slot); a delay queue's consumer also wakes
-when the earliest eta it holds is due.
+reconnecting, a publish that failed) costs at most that latency, never a message. A
+consumer whose prefetch is full waits for one of its own acks instead (woken once the ack
+has freed the slot); a delay queue's consumer also wakes when the earliest eta it holds
+is due.
 Every fallback poll is a broker command, so it refreshes the worker's heartbeat (hence
 the timeout is kept well under the heartbeat timeout, see `api.settings`).
+
+A dead worker's unacked messages go back to their queue only in Dramatiq's maintenance,
+which announces nothing and runs on a random share of broker commands, for the queue each
+names. `requeue_from_dead_workers` runs it on purpose and then publishes the queue's
+wake-up; `api.jobs.dead_workers` calls it for every queue once a worker's heartbeat is
+older than the heartbeat timeout. Dramatiq's random maintenance still runs too: what it
+moves back inside a fetch is taken by that consumer as far as its prefetch allows, inside
+an enqueue is announced by the enqueue's publish, and otherwise waits for a fallback poll.
 
 Private parts of dramatiq 2.2 relied on (the minor series is pinned, pyproject.toml):
 `dramatiq.brokers.redis._RedisConsumer`, whose `__next__` is replaced here and whose
 `message_cache`, `queued_message_ids`, `outstanding_message_count`, `prefetch`, `timeout`
 and `broker.do_fetch` it uses as Dramatiq's own `__next__` does; and the worker's
 `ConsumerThread` loop, which calls `handle_delayed_messages` (and checks for a stop or a
-pause) after every `__next__`, a `None` included.
+pause) after every `__next__`, a `None` included. For the requeue: `RedisBroker._dispatch`,
+which runs `dispatch.lua` with the maintenance flag `_should_do_maintenance(command)` gives
+(overridden here); that script's order (the caller's heartbeat, then maintenance of the
+named queue when flagged, then the command, and nothing for a command it does not know);
+the broker's `broker_id`, `heartbeat_timeout` and `delay_queues`; and the heartbeats'
+layout, a sorted set `<ns>:__heartbeats__` of broker ids scored by the ms of their last
+command (`api.store.messages.heartbeats_key`).
 """
 
 from __future__ import annotations
@@ -40,6 +54,8 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from api.settings import Settings
+from api.store.connect import sync_client
 from api.store.messages import QueueKeys
 
 logger = logging.getLogger("outdial.wakeup")
@@ -51,13 +67,29 @@ _RECONNECT_PAUSE_SECONDS = 1.0
 # Retries acks a failed message after enqueueing its retry), so a link that dropped is
 # tried again on a new connection. A write whose reply was lost is then written twice: two
 # copies of one message, which every actor already tolerates (Dramatiq delivers at least
-# once, and each step checks the call's state before it acts).
-ENQUEUE_ATTEMPTS = 4
+# once, and each step checks the call's state before it acts). The attempts go on for as
+# long as a Sentinel failover leaves no primary (`down-after-milliseconds`, 30 s by Redis's
+# default, plus the election), pausing longer each time up to a second.
+ENQUEUE_PATIENCE_SECONDS = 60.0
 _ENQUEUE_PAUSE_SECONDS = 0.1
+_ENQUEUE_MAX_PAUSE_SECONDS = 1.0
+# Not a command of Dramatiq's dispatch script: dispatched, it is maintenance alone.
+MAINTENANCE_COMMAND = "outdial_maintenance"
 
 
 def wakeup_client_name(namespace: str) -> str:
     return f"{namespace}:wakeup"
+
+
+def wakeup_client(settings: Settings) -> redis.Redis:
+    """The listener's client: a connection of its own, named (`CLIENT LIST` shows whose it
+    is), with a read timeout longer than one listening slice."""
+    return sync_client(
+        settings,
+        client_name=wakeup_client_name(settings.broker_namespace),
+        socket_connect_timeout=2,
+        socket_timeout=_LISTEN_SLICE_SECONDS + 10,
+    )
 
 
 def _glob_escape(text: str) -> str:
@@ -94,8 +126,7 @@ class WakeupListener:
         self._wake_all()  # a consumer still waiting returns, and sees its own stop
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=_LISTEN_SLICE_SECONDS + 1)
-        # The client was given its pool, so closing the client would leave the pool open.
-        self._client.connection_pool.disconnect()
+        self._client.close()
 
     def _wake_all(self) -> None:
         for event in list(self._events.values()):
@@ -219,15 +250,16 @@ class WakeableConsumer(_RedisConsumer):
 class WakeableRedisBroker(RedisBroker):
     """Dramatiq's Redis broker whose consumers wait for wake-ups and whose enqueue sends one."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        listener_client: redis.Redis,
+        enqueue_patience_seconds: float = ENQUEUE_PATIENCE_SECONDS,
+        **options: Any,
+    ) -> None:
         RedisBroker.__init__(self, **options)  # named for mypy, as in WakeableConsumer
-        # The listener's connection has a name of its own (`CLIENT LIST` shows whose it is).
-        pool = self.client.connection_pool
-        named = pool.connection_kwargs | {"client_name": wakeup_client_name(self.namespace)}
-        listener_client = redis.Redis(
-            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **named)
-        )
         self.wakeups = WakeupListener(listener_client, self.namespace)
+        self.enqueue_patience_seconds = enqueue_patience_seconds
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> WakeableConsumer:
         return WakeableConsumer(
@@ -235,21 +267,40 @@ class WakeableRedisBroker(RedisBroker):
         )
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
+        give_up_at = time.monotonic() + self.enqueue_patience_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 enqueued: Message[Any] = super().enqueue(message, delay=delay)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == ENQUEUE_ATTEMPTS:
+                pause = min(_ENQUEUE_PAUSE_SECONDS * attempt, _ENQUEUE_MAX_PAUSE_SECONDS)
+                if time.monotonic() + pause > give_up_at:
                     raise
                 logger.warning("enqueue failed (%s), trying again", exc)
-                time.sleep(_ENQUEUE_PAUSE_SECONDS * attempt)
-        try:
-            self.client.publish(QueueKeys.of(self.namespace, enqueued.queue_name).ids, b"")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # The message is written: without its wake-up it waits for a fallback poll.
-            logger.warning("wake-up not published (%s)", exc)
+                time.sleep(pause)
+        self._announce(enqueued.queue_name)
         return enqueued
+
+    def requeue_from_dead_workers(self, queue_name: str) -> None:
+        """Dramatiq's maintenance of the queue, now: what workers whose heartbeat is older
+        than the heartbeat timeout held of it goes back to it; then its wake-up. One atomic
+        script, so processes doing it at once requeue each message once."""
+        RedisBroker._dispatch(self, MAINTENANCE_COMMAND)(queue_name)
+        self._announce(queue_name)
+
+    def _should_do_maintenance(self, command: str) -> int:
+        if command == MAINTENANCE_COMMAND:
+            return 1
+        return int(RedisBroker._should_do_maintenance(self, command))
+
+    def _announce(self, queue_name: str) -> None:
+        try:
+            self.client.publish(QueueKeys.of(self.namespace, queue_name).ids, b"")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The messages are written: without their wake-up they wait for a fallback poll.
+            logger.warning("wake-up not published (%s)", exc)
 
     def close(self) -> None:
         self.wakeups.stop()

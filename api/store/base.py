@@ -11,8 +11,9 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
+from api.store.connect import REPLICA_WAIT_TIMEOUT_MS, async_client, lean_client
 from api.store.keys import Keys
-from api.store.lean_redis import LeanRedis
+from api.store.lean_redis import LeanRedis, replicated
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 from api.store.scripts import SCRIPTS, ScriptCall
 
@@ -40,9 +41,9 @@ class Store:
         self.keys = Keys(self.settings.redis_prefix)
         self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
-        self.lean = LeanRedis(self.settings.redis_url, connect_timeout=2, reply_timeout=5)
-        self.feed_redis = Redis.from_url(
-            self.settings.redis_url,
+        self.lean = lean_client(self.settings, connect_timeout=2, reply_timeout=5)
+        self.feed_redis = async_client(
+            self.settings,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=FEED_SOCKET_TIMEOUT_SECONDS,
@@ -55,6 +56,19 @@ class Store:
         script = self.scripts[call.NAME]
         return await script(keys=call.keys(), args=call.args(), client=client)
 
+    async def run_replicated(self, call: ScriptCall) -> Any:
+        """`run`, then, with OUTDIAL_REDIS_WAIT_REPLICAS, wait on the same connection until
+        that many replicas have the write; `NotReplicated` when they do not in time."""
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return await self.run(call)
+        async with self.redis.pipeline(transaction=False) as pipeline:
+            await self.run(call, client=pipeline)
+            pipeline.wait(wanted, REPLICA_WAIT_TIMEOUT_MS)
+            reply, acked = await pipeline.execute()
+        replicated(acked, wanted, REPLICA_WAIT_TIMEOUT_MS)
+        return reply
+
     @property
     def retention_seconds(self) -> int:
         return self.settings.call_retention_days * 86_400
@@ -66,8 +80,8 @@ class Store:
 
 
 def open_store(settings: Settings) -> Store:
-    client = Redis.from_url(
-        settings.redis_url,
+    client = async_client(
+        settings,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=5,

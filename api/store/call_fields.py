@@ -68,8 +68,23 @@ def _json_text(value: object) -> str:
     return to_json(value).decode()
 
 
+# A snapshot is frozen and the accept path passes the same few objects (`api.store.agents`
+# builds one per agent document): the JSON written into every call is made once per object.
+# Keyed by identity (hashing the nested model costs half the dump); an entry holds its
+# object, so the id cannot be reused while the entry lives.
+_AGENT_JSON: dict[int, tuple[AgentConfig, str]] = {}
+_AGENT_JSON_SIZE = 512
+
+
 def _agent_json(agent: AgentConfig) -> str:
-    return agent.model_dump_json()
+    cached = _AGENT_JSON.get(id(agent))
+    if cached is not None and cached[0] is agent:
+        return cached[1]
+    text = agent.model_dump_json()
+    if len(_AGENT_JSON) >= _AGENT_JSON_SIZE:
+        _AGENT_JSON.clear()
+    _AGENT_JSON[id(agent)] = (agent, text)
+    return text
 
 
 TEXT = Codec(HashFields.text, HashFields.optional_text)

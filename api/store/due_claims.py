@@ -16,10 +16,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import redis
 from redis.commands.core import Script
 
 from api.settings import Settings
+from api.store.connect import sync_client
 from api.store.events import iso_timestamp
 from api.store.keys import Keys
 from api.store.messages import (
@@ -141,8 +141,8 @@ class DueClaims:
 
     def __init__(self, settings: Settings, schedule: Schedule) -> None:
         self.schedule = schedule
-        self._client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+        self._client = sync_client(
+            settings, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
         # By the name of the call the schedule makes (`Schedule.claim_call`), registered once.
         self._scripts: dict[str, Script] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -28,6 +27,7 @@ from api.store.call_workspace import (
 from api.store.clock import now_ms
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.store.scripts import KEYS, Key, ScriptCall
+from api.store.uuids import uuid4_hex
 
 # The status an event moves the call to; `None` marks an informational event. The call
 # fields an agent's event writes with it are in `api.store.event_fields.agent_update`.
@@ -93,7 +93,7 @@ class EventQuota:
 class EventSpec:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=uuid4_hex)
     timestamp: float | None = None
     # Only apply when the call is in this status (compare-and-set).
     expected_status: str | None = None
@@ -291,7 +291,7 @@ async def mark_agent_ready(store: Store, call_id: str, event: EventSpec) -> Appl
         quota=event.quota,
     )
     # The dial step's token (its second argument) names this message as the dial's owner.
-    dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid.uuid4().hex)
+    dial = encode_message(DIAL_QUEUE, DIAL_ACTOR, call_id, uuid4_hex())
     reply = await store.run(
         AgentReady(
             event_keys=event_keys(store, call_id),

@@ -5,7 +5,14 @@ wrapper, packing and parsing layers), and `POST /v1/api/call` was bound by it. T
 writes each batch of commands on one shared connection and hands replies back in order,
 the way Redis answers them, parsed by hiredis. It does what that path needs and no more:
 pipelined batches, EVALSHA that loads a missing script, reconnecting after a lost
-connection. Failures raise redis-py's exception types, so callers handle one family.
+connection. The batches sent in one turn of the event loop (concurrent requests reaching
+their Redis step together) leave in one write at the turn's end: a loopback write costs
+tens of microseconds of kernel time, more than packing a batch. Failures raise redis-py's
+exception types, so callers handle one family.
+Where it connects is not its business: every new connection asks its `Locator` (made by
+`api.store.connect`: a fixed address, or the primary the sentinels name right now), and a
+READONLY reply (the primary it reached was demoted by a failover) drops the connection,
+so the next batch asks again.
 A transport belongs to one event loop: the client serves the loop it first ran on (its
 owner holds one per loop, see api/resources.py) and refuses any other.
 """
@@ -19,25 +26,50 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis import exceptions as redis_errors
-from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ResponseError
 
 Command = Sequence[str | bytes | int]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one connection goes: a TCP address (with TLS when `tls` is set) or a socket."""
+
+    host: str = "localhost"
+    port: int = 6379
+    path: str | None = None
+    tls: ssl.SSLContext | None = None
+
+
+class Locator(Protocol):
+    """Names the Redis to connect to; asked again for every new connection."""
+
+    async def primary(self) -> Endpoint: ...
+
+    async def aclose(self) -> None: ...
+
+
 def pack(commands: Sequence[Command]) -> bytes:
     """RESP arrays of bulk strings, the one request form Redis takes."""
-    out = bytearray()
+    # Parts joined once, types tested exactly: an accept's script call (about 45 arguments,
+    # a few kB) packs in less than half the time of a growing bytearray and isinstance.
+    parts: list[bytes] = []
+    append = parts.append
     for command in commands:
-        out += b"*%d\r\n" % len(command)
+        append(b"*%d\r\n" % len(command))
         for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out += b"$%d\r\n%s\r\n" % (len(data), data)
-    return bytes(out)
+            if type(arg) is str:
+                data = arg.encode()
+            elif type(arg) is bytes:
+                data = arg
+            else:
+                data = str(arg).encode()
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def hash_reply(flat: list[str]) -> dict[str, str]:
@@ -58,7 +90,8 @@ class _RespProtocol(asyncio.Protocol):
 
     One watchdog timer per connection, not one per command: when the oldest batch passes
     its deadline the connection is closed, since a late reply would be matched to the
-    wrong batch.
+    wrong batch. Batches are written in the order they were sent (one write per loop
+    turn), which is the order their replies are matched in.
     """
 
     def __init__(self, reply_timeout: float) -> None:
@@ -68,6 +101,8 @@ class _RespProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._reply_timeout = reply_timeout
         self._watchdog: asyncio.TimerHandle | None = None
+        # Sent this loop turn, written by `_flush` at its end.
+        self._unwritten: list[bytes] = []
         self.alive = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,10 +121,18 @@ class _RespProtocol(asyncio.Protocol):
             raise redis_errors.ConnectionError("connection to redis is closed")
         batch = _Batch(self._loop.create_future(), size, self._loop.time() + self._reply_timeout)
         self._waiting.append(batch)
-        self._transport.write(data)
+        if not self._unwritten:
+            self._loop.call_soon(self._flush)
+        self._unwritten.append(data)
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(batch.deadline, self._check_deadline)
         return batch.future
+
+    def _flush(self) -> None:
+        data, self._unwritten = b"".join(self._unwritten), []
+        # A link lost since has failed the batches these bytes were for (`_fail_all`).
+        if self.alive and self._transport is not None:
+            self._transport.write(data)
 
     def _check_deadline(self) -> None:
         self._watchdog = None
@@ -127,6 +170,7 @@ class _RespProtocol(asyncio.Protocol):
 
     def _fail_all(self, error: Exception) -> None:
         self.alive = False
+        self._unwritten.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -134,6 +178,21 @@ class _RespProtocol(asyncio.Protocol):
             future = self._waiting.popleft().future
             if not future.done():
                 future.set_exception(error)
+
+
+class NotReplicated(redis_errors.RedisError):
+    """A write the primary applied but fewer replicas than asked confirmed in time: a
+    failover now could lose it, so its caller fails as if Redis had (a retry finds the
+    write if it stayed: an accept's Idempotency-Key, a dial step's mark)."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"{acked} of {wanted} replicas confirmed the write within {timeout_ms} ms")
+
+
+def replicated(acked: Any, wanted: int, timeout_ms: int) -> None:
+    """Raise `NotReplicated` unless a WAIT reply counts `wanted` replicas."""
+    if int(acked) < wanted:
+        raise NotReplicated(int(acked), wanted, timeout_ms)
 
 
 class LeanScript:
@@ -148,26 +207,25 @@ class LeanRedis:
     """Pipelined commands over one connection, on one event loop (see the module docstring)."""
 
     def __init__(
-        self, url: str, *, connect_timeout: float = 2.0, reply_timeout: float = 5.0
+        self,
+        locator: Locator,
+        *,
+        handshake: Sequence[Command] = (),
+        connect_timeout: float = 2.0,
+        reply_timeout: float = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
-        options = parse_url(url)
-        connection_class = options.pop("connection_class", None)
-        self._path: str | None = options.get("path")
-        self._host: str = options.get("host", "localhost")
-        self._port: int = int(options.get("port", 6379))
-        self._ssl: ssl.SSLContext | None = None
-        if connection_class is SSLConnection:
-            self._ssl = ssl.create_default_context()
-            if options.get("ssl_cert_reqs") == "none":
-                self._ssl.check_hostname = False
-                self._ssl.verify_mode = ssl.CERT_NONE
-        self._handshake: list[Command] = []
-        if options.get("password"):
-            username = options.get("username")
-            credentials = [username, options["password"]] if username else [options["password"]]
-            self._handshake.append(["AUTH", *credentials])
-        if int(options.get("db") or 0):
-            self._handshake.append(["SELECT", int(options["db"])])
+        self._locator = locator
+        # Scripts are writes: each one's reply waits until this many replicas have it (WAIT,
+        # in the same batch on the same connection, so it covers that very write).
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._wait: Command | None = (
+            ["WAIT", wait_replicas, wait_timeout_ms] if wait_replicas else None
+        )
+        # Sent first on every new connection (AUTH, SELECT), from the URL.
+        self._handshake = list(handshake)
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,17 +242,26 @@ class LeanRedis:
 
     async def evalsha(self, script: LeanScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         command = [script.sha, len(keys), *keys, *args]
-        (reply,) = await self._roundtrip(pack([["EVALSHA", *command]]), 1)
+        reply, acked = await self._run_script(["EVALSHA", *command])
         if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-            (reply,) = await self._roundtrip(pack([["EVAL", script.source, *command[1:]]]), 1)
+            reply, acked = await self._run_script(["EVAL", script.source, *command[1:]])
         if isinstance(reply, ResponseError):
             raise reply
+        if self._wait is not None:
+            replicated(acked, self._wait_replicas, self._wait_timeout_ms)
         return reply
+
+    async def _run_script(self, command: Command) -> tuple[Any, Any]:
+        """The script's reply, and its WAIT's (None without one)."""
+        batch: list[Command] = [command] if self._wait is None else [command, self._wait]
+        replies = await self._roundtrip(pack(batch), len(batch))
+        return replies[0], replies[1] if self._wait is not None else None
 
     async def aclose(self) -> None:
         link, self._link = self._link, None
         if link is not None:
             link.close()
+        await self._locator.aclose()
 
     async def _roundtrip(self, data: bytes, size: int) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -205,7 +272,14 @@ class LeanRedis:
         link = self._link
         if link is None or not link.alive:
             link = await self._connect(loop)
-        return await link.send(data, size)
+        replies = await link.send(data, size)
+        for reply in replies:
+            if isinstance(reply, ResponseError) and str(reply).startswith("READONLY"):
+                # A failover demoted the primary this link reached: the next batch connects
+                # to whichever the locator names now (as redis-py's sentinel pool does).
+                link.close()
+                raise redis_errors.ConnectionError(f"redis is no longer the primary: {reply}")
+        return replies
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _RespProtocol:
         # Concurrent callers share one connection attempt.
@@ -226,13 +300,15 @@ class LeanRedis:
         def protocol() -> _RespProtocol:
             return _RespProtocol(self.reply_timeout)
 
+        # Raises redis-py's ConnectionError itself when no sentinel names a primary.
+        endpoint = await self._locator.primary()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if self._path:
-                    _, link = await loop.create_unix_connection(protocol, self._path)
+                if endpoint.path:
+                    _, link = await loop.create_unix_connection(protocol, endpoint.path)
                 else:
                     _, link = await loop.create_connection(
-                        protocol, self._host, self._port, ssl=self._ssl
+                        protocol, endpoint.host, endpoint.port, ssl=endpoint.tls
                     )
         except (OSError, TimeoutError) as exc:
             raise redis_errors.ConnectionError(f"cannot connect to redis: {exc!r}") from exc

@@ -17,10 +17,11 @@ script writes a message without it.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from pydantic_core import to_json
+
+from api.store.uuids import uuid4_text
 
 DIAL_QUEUE = "outdial.dial"
 # Deadlines are checked on their own queue: a dial backlog must not delay them (nor they it).
@@ -49,6 +50,12 @@ class QueueKeys:
         return cls(messages=f"{namespace}:{queue_name}.msgs", ids=f"{namespace}:{queue_name}")
 
 
+def heartbeats_key(namespace: str) -> str:
+    """Dramatiq's sorted set of broker ids, each scored by the ms of its last broker command:
+    a worker whose score is older than the heartbeat timeout is dead."""
+    return f"{namespace}:__heartbeats__"
+
+
 def _message_body(
     queue_name: str, actor_name: str, args: tuple[str, ...], message_id: str, timestamp: int
 ) -> str:
@@ -67,7 +74,7 @@ def _message_body(
 
 
 def encode_message(queue_name: str, actor_name: str, *args: str) -> EncodedMessage:
-    message_id = str(uuid.uuid4())
+    message_id = uuid4_text()
     body = _message_body(queue_name, actor_name, args, message_id, int(time.time() * 1000))
     return EncodedMessage(message_id, body)
 

@@ -15,11 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal, cast
 
-import redis
-
 from api.settings import Settings
 from api.store.base import Store
 from api.store.clock import now_ms
+from api.store.connect import sync_client
 from api.store.events import ApplyResult, EventArgs, EventKeys, EventSpec, apply_args, event_keys
 from api.store.keys import Keys
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, QueueKeys, message_template
@@ -143,7 +142,9 @@ async def mark_dialing(
     nothing else changes. `reserved_turn_ms`: the turn this dial reserved before."""
     defaults = PacingDefaults.from_settings(store.settings)
     now = now_ms()
-    reply = await store.run(
+    # Replicated before the dial goes out: a failover that lost the mark would let a
+    # redelivery take it again and ring the callee twice.
+    reply = await store.run_replicated(
         DialPaced(
             event_keys=event_keys(store, call_id),
             default_rate=defaults.max_calls_per_second,
@@ -178,8 +179,8 @@ class PacerSteps:
         self._keys = Keys(settings.redis_prefix)
         self._defaults = PacingDefaults.from_settings(settings)
         self._max_admissions = max_admissions
-        self._client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_timeout=35, socket_connect_timeout=2
+        self._client = sync_client(
+            settings, decode_responses=True, socket_timeout=35, socket_connect_timeout=2
         )
         self._pace = self._client.register_script(SCRIPTS[Pace.NAME])
         self._queue = QueueKeys.of(settings.broker_namespace, DIAL_QUEUE)

@@ -139,7 +139,7 @@ async def accept_scheduled_call(
     idem_value = to_json({"request_hash": request_hash, "response": response}).decode()
     event = scheduled_event(due)
     relay_for = draft.id if draft.callback_url else ""
-    result = await store.run(
+    result = await store.run_replicated(
         AcceptScheduled(
             event_keys=event_keys(store, draft.id),
             ws_calls=keys.calls(draft.workspace_id),

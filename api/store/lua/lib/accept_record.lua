@@ -28,9 +28,14 @@ local function accept_record(status)
   local refused = reserve_check(kbalance, reserve_s)
   if refused then return refused end
   local record = cjson.decode(record_json)
+  -- One HSET of every field, not one per field: each redis.call costs microseconds of its
+  -- own (the accept script took 270-350 us with 27 of them, 150-170 us with one).
+  local flat, n = {}, 0
   for field, value in pairs(record) do
-    redis.call('HSET', kcall, field, value)
+    flat[n + 1], flat[n + 2] = field, value
+    n = n + 2
   end
+  redis.call('HSET', kcall, unpack(flat))
   reserve_take(kbalance, kcall, reserve_s)
   local call_id = record['id']
   if kidempotency ~= '' then redis.call('SET', kidempotency, idem_value, 'EX', idem_ttl_s) end
