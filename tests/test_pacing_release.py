@@ -25,7 +25,6 @@ from api.store.events import (
     ApplyResult,
     EventSpec,
     apply_event,
-    apply_event_then_read,
     apply_event_then_read_workspace,
 )
 from api.store.pacing import admit
@@ -78,22 +77,12 @@ def end_of(status: str, read_status: str) -> EventSpec:
 EndStep = Callable[[Store, str, EventSpec], Awaitable[ApplyResult]]
 
 
-async def _then_read(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
-    return (await apply_event_then_read(store, call_id, event))[0]
-
-
-async def _then_read_atomic(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
-    return (await apply_event_then_read(store, call_id, event, atomic=True))[0]
-
-
 async def _then_read_workspace(store: Store, call_id: str, event: EventSpec) -> ApplyResult:
     return (await apply_event_then_read_workspace(store, call_id, event))[0]
 
 
 END_STEPS: dict[str, EndStep] = {
     "apply_event": apply_event,
-    "apply_event_then_read": _then_read,
-    "apply_event_then_read_atomic": _then_read_atomic,
     "apply_event_then_read_workspace": _then_read_workspace,
     "cancel_call_event": cancel_call_event,
 }

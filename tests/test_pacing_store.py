@@ -89,6 +89,26 @@ async def test_admission_takes_both_slots_once_with_a_lease(store: Store) -> Non
     assert lease is not None and abs(lease - (time.time() + 835) * 1000) < 5000
 
 
+async def test_a_call_with_a_window_is_handed_its_window_before_anything_changes(
+    store: Store,
+) -> None:
+    """The dispatcher checks a call's window first (Python's time zones): admission hands
+    it the window and takes nothing until told the window was checked."""
+    window = '{"days":["mon"],"start":"09:00","end":"17:00"}'
+    call = draft(sip_trunk_id=TRUNK, call_window=window)
+    assert (await accept_call(store, call, {"callId": call.id}, None)).created
+    before = await store.redis.hgetall(store.keys.call(call.id))
+    found = await admit(store, call.id)
+    assert found.outcome == "window" and not found.may_dispatch
+    assert found.window is not None
+    assert (found.window.window, found.window.to) == (window, call.to)
+    assert found.window.ready_s == call.budgets.agent_ready_timeout_s
+    assert await store.redis.hgetall(store.keys.call(call.id)) == before
+    assert await slot_holders(store) == (set(), set())
+    assert (await admit(store, call.id, window_checked=True)).outcome == "admitted"
+    assert await slot_holders(store) == ({call.id}, {call.id})
+
+
 async def test_a_call_over_the_trunk_limit_waits_with_its_waiting_deadline(store: Store) -> None:
     await limit_trunk(store, max_concurrent_calls=1)
     first, second = await queued_call(store), await queued_call(store)
@@ -196,6 +216,34 @@ async def test_a_waiting_call_canceled_leaves_its_queue(store: Store, pacer: Pac
     pacer.step(everything=True)
     assert await dispatch_messages(store) == []
     assert await slot_holders(store) == (set(), set())
+
+
+async def test_a_waiting_call_shows_the_limit_that_holds_it_now(
+    store: Store, pacer: PacerSteps
+) -> None:
+    """Held by its trunk's concurrency, then (the trunk freed) by its workspace's: the
+    pacer's step gives it the new reason, with one `call.waiting`, and says it once."""
+    await limit_trunk(store, max_concurrent_calls=1)
+    await store.redis.hset(store.keys.workspace("ws_1"), "max_concurrent_calls", 1)
+    other = await queued_call(store, workspace="ws_2")
+    assert (await admit(store, other)).outcome == "admitted"
+    waiting = await queued_call(store)
+    assert (await admit(store, waiting)).reason == "trunk_concurrency"
+    elsewhere = draft(sip_trunk_id="ST_elsewhere", workspace_id="ws_1")
+    assert (await accept_call(store, elsewhere, {"callId": elsewhere.id}, None)).created
+    assert (await admit(store, elsewhere.id)).outcome == "admitted"  # ws_1 is full now
+    await cancel(store, other)  # the trunk is free: only ws_1's own limit holds the call
+    assert pacer.step(everything=True)[0] == 0
+    call = await store.redis.hgetall(store.keys.call(waiting))
+    assert call["waiting_for"] == "workspace_concurrency"
+    reasons = [e["data"]["reason"] for e in await waiting_events(store, waiting)]
+    assert reasons == ["trunk_concurrency", "workspace_concurrency"]
+    pacer.step(everything=True)
+    assert len(await waiting_events(store, waiting)) == 2
+    # The waiting call's event is relayed like any other (its feed and sequence are the
+    # apply script's): it follows the ones before it.
+    sequences = [e["sequence"] for e in await list_events(store, waiting)]
+    assert sequences == list(range(1, len(sequences) + 1))
 
 
 async def test_the_pacer_serves_workspaces_in_turn(store: Store, pacer: PacerSteps) -> None:

@@ -23,8 +23,9 @@ from api.store import agents, numbers
 from api.store.agents import AgentRecord
 from api.store.base import Store, open_store
 from api.store.call_record import MAX_UPDATE_TEXT, CallBudgets, CallDraft, CallRecord, CallUpdate
-from api.store.call_workspace import CallWithWorkspace, read_call_with_workspace
+from api.store.call_workspace import CallWithWorkspace
 from api.store.calls import get_call, list_calls
+from api.store.dial_step import read_and_mark_dialing
 from api.store.event_fields import agent_update
 from api.store.keys import Keys
 from api.store.numbers import CallerNumber, pick_caller
@@ -370,6 +371,7 @@ async def store(redis_client: redis.Redis) -> AsyncIterator[Store]:
 
 async def test_unreadable_records_are_absent_to_readers_and_left_in_place(store: Store) -> None:
     keys, redis_ = store.keys, store.redis
+
     readable_call = ACCEPTED_CALL | {"id": "good"}
     await redis_.hset(keys.call("good"), mapping=readable_call)
     await redis_.hset(keys.call("damaged"), mapping={"sip_call_id": "SCL_late"})
@@ -400,6 +402,13 @@ async def test_unreadable_records_are_absent_to_readers_and_left_in_place(store:
     assert pick_caller(stored_numbers, None) == saved.number
 
 
+async def dial_step_read(store: Store, call_id: str) -> CallWithWorkspace:
+    """The dial step's read (a `queued` call is not marked)."""
+    start = await read_and_mark_dialing(store, call_id, "token", None)
+    assert start.paced is None
+    return start.found
+
+
 async def test_the_dispatcher_and_a_redelivery_read_an_unreadable_call_as_absent(
     store: Store,
 ) -> None:
@@ -411,7 +420,7 @@ async def test_the_dispatcher_and_a_redelivery_read_an_unreadable_call_as_absent
     damaged = {k: v for k, v in ACCEPTED_CALL.items() if k != "room_name"}
     await redis_.hset(keys.call("c1"), mapping=damaged)
     await redis_.rpush(keys.events("c1"), '{"id": "e1", "type": "call.queued", "sequence": 1}')
-    assert await read_call_with_workspace(store, "c1") == CallWithWorkspace(None, "s", True)
+    assert await dial_step_read(store, "c1") == CallWithWorkspace(None, "s", True)
 
     queued = await enqueue_redelivery(store, "ws_1", "c1", 1, per_minute=5)
     assert queued.outcome == "queued"
@@ -422,11 +431,11 @@ async def test_the_dispatcher_and_a_redelivery_read_an_unreadable_call_as_absent
     assert await redis_.hgetall(keys.delivery("c1")) == {}
 
     await redis_.hset(keys.call("c1"), "room_name", ACCEPTED_CALL["room_name"])
-    found = await read_call_with_workspace(store, "c1")
+    found = await dial_step_read(store, "c1")
     assert found == CallWithWorkspace(CallRecord.from_hash(ACCEPTED_CALL), "s", True)
     await redis_.hdel(keys.workspace("ws_1"), "disabled", "webhook_secret")
-    assert await read_call_with_workspace(store, "c1") == CallWithWorkspace(found.call, "", False)
-    gone = await read_call_with_workspace(store, "c2")
+    assert await dial_step_read(store, "c1") == CallWithWorkspace(found.call, "", False)
+    gone = await dial_step_read(store, "c2")
     assert gone == CallWithWorkspace(None, "", False)
 
 

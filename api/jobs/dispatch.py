@@ -11,14 +11,16 @@ Every step is safe to run again after a crash or a redelivery:
   run that took it (`dial_owner`), so only one run can ever send the dial. A run that finds
   the call `dialing` under its own token is the redelivery of a run that died: it looks at
   the room and never dials again. Any other run leaves the call to its owner (and to the
-  reconciler, at the call's deadline).
+  reconciler, at the call's deadline). The dial step takes its first mark in the script
+  that reads the call and its workspace's `disabled` flag (`api.store.dial_step`).
 - CreateSIPParticipant goes through a client that never replays it (LiveKit Cloud's
   failover would ring the callee again).
 - Call windows (`api.services.due_time`): before anything else, a `queued` call whose
   window is closed now, or closes before the agent-ready timeout (the dial goes out within
   it or never), goes back to `scheduled` until the next opening, in one script that allows
   exactly `queued -> scheduled` (`api/store/lua/reschedule_queued.lua`); the scheduler queues
-  it again then.
+  it again then. The admission script reads the window and changes nothing while one is
+  there to check, so a call without a window is admitted in the round trip that reads it.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
   when a limit frees; `-> dialing` is taken only when the trunk's dial rate allows it, else
@@ -51,21 +53,21 @@ from api.security import event_token
 from api.services.call_end import count_call_end, drop_room, end_event
 from api.services.call_windows import window_from_json
 from api.services.due_time import reopening
+from api.store.agent_wait import mark_waiting_for_agent
 from api.store.base import Store
 from api.store.call_record import CallRecord, CallUpdate
-from api.store.call_workspace import read_call_with_workspace
 from api.store.calls import get_call
 from api.store.clock import now_ms
+from api.store.dial_step import dialing_event, read_and_mark_dialing
 from api.store.dialing import record_dialed
 from api.store.events import (
     EventSpec,
     apply_event,
-    apply_event_then_read,
     apply_event_then_read_workspace,
 )
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, DISPATCH_ACTOR
-from api.store.pacing import admit, note_late_dial
-from api.store.scheduled_calls import call_window_of, reschedule_queued_call
+from api.store.pacing import CallWindowFields, PacedDial, admit, note_late_dial
+from api.store.scheduled_calls import reschedule_queued_call
 from sip import (
     CallOutcome,
     RoomPlan,
@@ -163,20 +165,24 @@ async def _resume_dialing(call: CallRecord, token: str) -> None:
 
 
 async def _dial_once(
-    call: CallRecord, expected_status: str, token: str, reserved_turn_ms: int | None = None
+    call: CallRecord,
+    expected_status: str,
+    token: str,
+    reserved_turn_ms: int | None = None,
+    first: PacedDial | None = None,
 ) -> None:
+    """Mark the call `dialing` in its trunk's turn (`first`: the mark the dial step's read
+    took already), then dial."""
     store = worker_store()
-    event = EventSpec(
-        "call.dialing",
-        {"to": call.to, "from": call.from_number},
-        expected_status=expected_status,
-        call_update=CallUpdate(dial_owner=token),
-    )
+    event = dialing_event(call.to, call.from_number, token, expected_status)
 
     def resend(turn_ms: int, delay_ms: int) -> None:
         dial_call.send_with_options(args=(call.id, token, turn_ms), delay=delay_ms)
 
-    paced = await mark_dialing_in_turn(store, call.id, event, reserved_turn_ms, resend)
+    paced: PacedDial | None = first
+    if first is None or first.result is None:
+        reserved = reserved_turn_ms if first is None else first.turn_ms
+        paced = await mark_dialing_in_turn(store, call.id, event, reserved, resend)
     if paced is None or paced.result is None:
         return
     marked = paced.result
@@ -232,18 +238,14 @@ async def _dial_once(
 
 async def _wait_for_agent(call: CallRecord, token: str) -> None:
     """Mark the call as waiting for its agent; dial now if the agent was faster."""
-    marked, marked_call = await apply_event_then_read(
-        worker_store(),
-        call.id,
-        EventSpec("call.waiting_for_agent", expected_status="dispatching"),
-        atomic=True,
-    )
+    wait = await mark_waiting_for_agent(worker_store(), call.id)
+    marked = wait.marked
     if not marked.applied:
         _log("not waiting for the agent, call is %s", call, marked.status)
         if marked.status in TERMINAL_STATUSES:
             await drop_room(worker_livekit(), call.room_name, call.id)
         return
-    if marked_call is not None and marked_call.agent_ready_at is not None:
+    if wait.agent_was_ready:
         await _dial_once(call, "waiting_for_agent", token)
 
 
@@ -260,18 +262,16 @@ async def _cancel_disabled(call: CallRecord, status: str) -> None:
     await end_call(call, event)
 
 
-async def _outside_window(store: Store, call_id: str) -> bool:
+async def _outside_window(store: Store, call_id: str, found: CallWindowFields) -> bool:
     """Whether the call went back to `scheduled` because its window is closed now."""
-    found = await call_window_of(store, call_id)
-    if found is None:
-        return False
-    raw, to, ready_s = found
     try:
-        window = window_from_json(raw)
+        window = window_from_json(found.window)
     except (ValueError, KeyError):
-        logger.warning("unreadable call window %r ignored", raw[:200], extra={"call_id": call_id})
+        logger.warning(
+            "unreadable call window %r ignored", found.window[:200], extra={"call_id": call_id}
+        )
         return False
-    due = reopening(window, to, now_ms(), ready_s)
+    due = reopening(window, found.to, now_ms(), found.ready_s)
     if due is None:
         return False
     result = await reschedule_queued_call(store, call_id, due)
@@ -282,9 +282,12 @@ async def _outside_window(store: Store, call_id: str) -> bool:
 
 async def dispatch(call_id: str) -> None:
     store = worker_store()
-    if await _outside_window(store, call_id):
-        return
+    # One round trip for a call without a window; one with a window reads it first.
     admission = await admit(store, call_id)
+    if admission.window is not None:
+        if await _outside_window(store, call_id, admission.window):
+            return
+        admission = await admit(store, call_id, window_checked=True)
     if not admission.may_dispatch:
         # Waiting (the pacer sends this job again at its turn), or gone.
         return
@@ -343,11 +346,13 @@ async def dispatch(call_id: str) -> None:
 async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None = None) -> None:
     """The agent reported ready while the call waited for it, or the dial's trunk turn
     (`reserved_turn_ms`) is near: dial (unless the workspace was disabled meanwhile)."""
-    found = await read_call_with_workspace(worker_store(), call_id)
+    # The read and, for a call before its dial, the paced mark: one round trip.
+    start = await read_and_mark_dialing(worker_store(), call_id, token, reserved_turn_ms)
+    found = start.found
     call = found.call
     if call is None:
         return
-    status = call.status
+    status = call.status  # as read before the mark
     # A `dispatching` call in dial mode `immediate` has its room: `_dial_once` sent this
     # step again to wait for the trunk's dial turn.
     before_dial = status == "waiting_for_agent" or (
@@ -356,7 +361,7 @@ async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None
     if before_dial and found.workspace_disabled:
         await _cancel_disabled(call, status)
     elif before_dial:
-        await _dial_once(call, status, token, reserved_turn_ms)
+        await _dial_once(call, status, token, reserved_turn_ms, start.paced)
     elif status == "dialing":
         await _resume_dialing(call, token)
 

@@ -19,10 +19,9 @@ from api.services.call_end import count_call_end, drop_room
 from api.services.webhook_events import plan_webhook, room_name_of
 from api.settings import Settings
 from api.store.base import Store
-from api.store.calls import call_id_for_room, get_call
 from api.store.deadlines import push_deadline
 from api.store.events import apply_event, mark_agent_ready
-from api.store.webhooks import mark_webhook_seen, note_webhook_received, webhook_seen
+from api.store.webhooks import mark_webhook_seen, note_webhook_arrival
 
 
 class WebhookRefused(Exception):
@@ -70,12 +69,11 @@ def verify_webhook(settings: Settings, raw_body: bytes, authorization: str | Non
 async def handle_webhook(
     store: Store, settings: Settings, livekit: lkapi.LiveKitAPI, webhook: WebhookEvent
 ) -> WebhookOutcome:
-    await note_webhook_received(store)
-    if webhook.id and await webhook_seen(store, webhook.id):
-        return WebhookOutcome("duplicate")
     room_name = room_name_of(webhook)
-    call_id = await call_id_for_room(store, room_name) if room_name else None
-    call = await get_call(store, call_id) if call_id else None
+    arrival = await note_webhook_arrival(store, webhook.id, room_name)
+    if arrival.seen:
+        return WebhookOutcome("duplicate")
+    call = arrival.call
     if call is None:
         outcome = WebhookOutcome("ignored")
     else:

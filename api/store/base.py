@@ -3,6 +3,7 @@ on it (`api.store.scripts`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,9 +57,12 @@ class Store:
         script = self.scripts[call.NAME]
         return await script(keys=call.keys(), args=call.args(), client=client)
 
-    async def run_replicated(self, call: ScriptCall) -> Any:
+    async def run_replicated(
+        self, call: ScriptCall, wrote: Callable[[Any], bool] = lambda _: True
+    ) -> Any:
         """`run`, then, with OUTDIAL_REDIS_WAIT_REPLICAS, wait on the same connection until
-        that many replicas have the write; `NotReplicated` when they do not in time."""
+        that many replicas have the write; `NotReplicated` when they do not in time and
+        `wrote(reply)` (a step whose reply says it only read needs no replica)."""
         wanted = self.settings.redis_wait_replicas
         if not wanted:
             return await self.run(call)
@@ -66,7 +70,8 @@ class Store:
             await self.run(call, client=pipeline)
             pipeline.wait(wanted, REPLICA_WAIT_TIMEOUT_MS)
             reply, acked = await pipeline.execute()
-        replicated(acked, wanted, REPLICA_WAIT_TIMEOUT_MS)
+        if wrote(reply):
+            replicated(acked, wanted, REPLICA_WAIT_TIMEOUT_MS)
         return reply
 
     @property

@@ -1,6 +1,6 @@
-"""A call with what its workspace says about it, read in one script
-(call_with_workspace.lua): the webhook secret its callbacks are signed with and whether
-the operator disabled the workspace.
+"""A call with what its workspace says about it, read in one script (call_with_workspace.lua;
+apply_then_read_workspace.lua and dial_step.lua read it with their mark): the webhook
+secret its callbacks are signed with and whether the operator disabled the workspace.
 
 Invariant: the call comes out typed or not at all (`read_call`: gone or unreadable is None,
 `api.store.records`); a call whose workspace is gone reads as not disabled, with no secret.
@@ -32,16 +32,15 @@ class CallWithWorkspaceScript(ScriptCall):
     workspace_prefix: str  # the workspace's key is this and its id
 
 
-async def _run(store: Store, call_id: str, client: Pipeline | None = None) -> Any:
-    call = CallWithWorkspaceScript(
+def _script(store: Store, call_id: str) -> CallWithWorkspaceScript:
+    return CallWithWorkspaceScript(
         call=store.keys.call(call_id), workspace_prefix=store.keys.workspace("")
     )
-    return await store.run(call, client=client)
 
 
 async def queue_call_with_workspace(store: Store, pipe: Pipeline, call_id: str) -> None:
     """Add the read to `pipe`; its reply goes to `call_with_workspace`."""
-    await _run(store, call_id, pipe)
+    await store.run(_script(store, call_id), client=pipe)
 
 
 def call_with_workspace(reply: list[Any], call_id: str) -> CallWithWorkspace:
@@ -49,7 +48,3 @@ def call_with_workspace(reply: list[Any], call_id: str) -> CallWithWorkspace:
     fields, secret, disabled = reply
     raw = dict(zip(fields[::2], fields[1::2], strict=True))
     return CallWithWorkspace(read_call(raw, call_id), secret or "", disabled == "1")
-
-
-async def read_call_with_workspace(store: Store, call_id: str) -> CallWithWorkspace:
-    return call_with_workspace(await _run(store, call_id), call_id)

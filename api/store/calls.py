@@ -124,10 +124,6 @@ async def get_workspace_call(store: Store, workspace_id: str, call_id: str) -> C
     return call
 
 
-async def call_id_for_room(store: Store, room_name: str) -> str | None:
-    return cast(str | None, await store.redis.get(store.keys.room(room_name)))
-
-
 # A filtered list examines at most this many index entries per request, so a page costs
 # the same whatever the filter matches; a page cut short still carries a cursor.
 MAX_SCAN_PER_PAGE = 1000

@@ -18,12 +18,8 @@ from pydantic_core import to_json
 
 from agent_runtime.contract import TERMINAL_STATUSES, CallStatus, EndedStatus, EndReason
 from api.store.base import Store
-from api.store.call_record import CallRecord, CallUpdate, read_call
-from api.store.call_workspace import (
-    CallWithWorkspace,
-    call_with_workspace,
-    queue_call_with_workspace,
-)
+from api.store.call_record import CallUpdate
+from api.store.call_workspace import CallWithWorkspace, call_with_workspace
 from api.store.clock import now_ms
 from api.store.messages import DIAL_ACTOR, DIAL_QUEUE, RELAY_ACTOR, RELAY_QUEUE, encode_message
 from api.store.scripts import KEYS, Key, ScriptCall
@@ -251,30 +247,28 @@ async def apply_event(store: Store, call_id: str, event: EventSpec) -> ApplyResu
     return apply_result(reply, args.new_status)
 
 
-async def apply_event_then_read(
-    store: Store, call_id: str, event: EventSpec, *, atomic: bool = False
-) -> tuple[ApplyResult, CallRecord | None]:
-    """`apply_event`, and the call as it is afterwards (None: gone or unreadable), in one
-    pipeline; `atomic` reads it in the same transaction (no other script runs in between)."""
-    args = apply_args(store, event, now_ms(), call_id)
-    pipe = store.redis.pipeline(transaction=atomic)
-    await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args), client=pipe)
-    pipe.hgetall(store.keys.call(call_id))
-    reply, raw_call = await pipe.execute()
-    return apply_result(reply, args.new_status), read_call(raw_call, call_id)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyThenReadWorkspace(ScriptCall):
+    NAME = "apply_then_read_workspace"
+    event_keys: Annotated[EventKeys, KEYS]
+    workspace_prefix: str  # the workspace's key is this and its id
+    event: EventArgs
 
 
 async def apply_event_then_read_workspace(
     store: Store, call_id: str, event: EventSpec
 ) -> tuple[ApplyResult, CallWithWorkspace]:
     """`apply_event`, then the call with its workspace's state (`api.store.call_workspace`),
-    in one pipeline: the dispatcher learns whether the workspace is disabled as it reads
-    the call."""
+    in one script (apply_then_read_workspace.lua): the dispatcher learns whether the
+    workspace is disabled as it marks the call."""
     args = apply_args(store, event, now_ms(), call_id)
-    pipe = store.redis.pipeline(transaction=False)
-    await store.run(ApplyEvent(event_keys=event_keys(store, call_id), event=args), client=pipe)
-    await queue_call_with_workspace(store, pipe, call_id)
-    reply, found = await pipe.execute()
+    reply, *found = await store.run(
+        ApplyThenReadWorkspace(
+            event_keys=event_keys(store, call_id),
+            workspace_prefix=store.keys.workspace(""),
+            event=args,
+        )
+    )
     return apply_result(reply, args.new_status), call_with_workspace(found, call_id)
 
 

@@ -43,6 +43,7 @@
 | `{p}:pacing:trunk:{t}:dial-log` | zset call id -> ms it was dialed | pacing | 61 s |
 | `{p}:pacing:trunk:{t}:waiting:{ws}` | zset call id -> arrival (ms * 1000 + n) | pacing | waiting |
 | `{p}:pacing:trunk:{t}:turns` | zset workspace -> ms of its last admission | pacing | waiting |
+| `{p}:pacing:trunk:{t}:held` | hash workspace -> the limit its waiters show | pacing | waiting |
 | `{p}:pacing:leased-trunks` | zset trunk -> latest lease expiry ms of its slots | pacing | lease |
 | `{p}:pacing:trunks` | zset trunk with waiters -> ms of its next look | pacing | waiting |
 | `{p}:pacing:wake` | list (one item at most): a slot was freed | pacing | until popped |
@@ -190,6 +191,9 @@ class Keys:
 
     def trunk_turns(self, trunk_id: str) -> str:
         return f"{self.prefix}:pacing:trunk:{trunk_id}:turns"
+
+    def trunk_held(self, trunk_id: str) -> str:
+        return f"{self.prefix}:pacing:trunk:{trunk_id}:held"
 
     def pacing_leased_trunks(self) -> str:
         return f"{self.prefix}:pacing:leased-trunks"

@@ -13,15 +13,24 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from api.settings import Settings
 from api.store.base import Store
 from api.store.clock import now_ms
 from api.store.connect import sync_client
-from api.store.events import ApplyResult, EventArgs, EventKeys, EventSpec, apply_args, event_keys
+from api.store.events import (
+    ApplyResult,
+    EventArgs,
+    EventKeys,
+    EventSpec,
+    apply_args,
+    event_keys,
+    iso_timestamp,
+)
 from api.store.keys import Keys
-from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, QueueKeys, message_template
+from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, RELAY_QUEUE, QueueKeys, message_template
+from api.store.scheduled_calls import ScheduledCallKeys
 from api.store.scripts import KEYS, SCRIPTS, Key, ScriptCall
 
 # The reason placeholder of `call.waiting`'s data, filled in by the admission script.
@@ -56,6 +65,7 @@ class Admit(ScriptCall):
     default_workspace_concurrency: int
     now_ms: int
     guard_ms: int
+    window_checked: Literal["0", "1"]
     # Informational `call.waiting`, its data's reason written `@@REASON@@`.
     event: EventArgs
 
@@ -78,6 +88,8 @@ class Pace(ScriptCall):
     dial_msgs: Key
     dial_queue: Key
     deadlines: Key
+    relay_msgs: Key
+    relay_queue: Key
     prefix: str
     trunk: str
     now_ms: int
@@ -88,24 +100,45 @@ class Pace(ScriptCall):
     body_template: str  # @@CALL@@, @@MSG@@
     msg_id_prefix: str
     guard_ms: int
+    # `call.waiting` of a call now held by another limit (as in `ScheduledCallKeys`).
+    timestamp: str
+    retention_s: int
+    relay_template: str
+    call_template: str
+    events_template: str
+    eids_template: str
+    delivery_template: str
+    relay_active_template: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallWindowFields:
+    """A `queued` call's window as stored, its destination and agent-ready timeout (s)."""
+
+    window: str
+    to: str
+    ready_s: int
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """`admitted`: the call holds its slots now (or held them already: `pass`); `waiting`:
-    it waits in its trunk's queue for `reason`; `missing`: no such call."""
+    it waits in its trunk's queue for `reason`; `window`: nothing changed, the call has a
+    window to check first (`window`); `missing`: no such call."""
 
-    outcome: Literal["admitted", "pass", "waiting", "missing"]
+    outcome: Literal["admitted", "pass", "waiting", "window", "missing"]
     reason: str | None = None
+    window: CallWindowFields | None = None
 
     @property
     def may_dispatch(self) -> bool:
         return self.outcome in ("admitted", "pass")
 
 
-async def admit(store: Store, call_id: str) -> Admission:
+async def admit(store: Store, call_id: str, window_checked: bool = False) -> Admission:
     """Admit a `queued` call or leave it waiting (recording `call.waiting` when its reason
-    changed); any other status passes."""
+    changed); any other status passes. A `queued` call with a window comes back `window`
+    unless `window_checked` (its caller checks the window first, then admits)."""
     defaults = PacingDefaults.from_settings(store.settings)
     event = EventSpec("call.waiting", {"reason": _REASON})
     now = now_ms()
@@ -117,10 +150,13 @@ async def admit(store: Store, call_id: str) -> Admission:
             default_workspace_concurrency=defaults.workspace_max_concurrent_calls,
             now_ms=now,
             guard_ms=defaults.dial_guard_ms,
+            window_checked="1" if window_checked else "0",
             event=apply_args(store, event, now, call_id),
         )
     )
-    outcome = cast(Literal["admitted", "pass", "waiting", "missing"], reply[0])
+    outcome = cast(Literal["admitted", "pass", "waiting", "window", "missing"], reply[0])
+    if outcome == "window":
+        return Admission(outcome, window=CallWindowFields(reply[1], reply[2], int(reply[3])))
     return Admission(outcome, reply[1] if outcome == "waiting" else None)
 
 
@@ -154,6 +190,11 @@ async def mark_dialing(
             event=apply_args(store, event, now, call_id),
         )
     )
+    return paced_dial_reply(reply, now)
+
+
+def paced_dial_reply(reply: list[Any], now: int) -> PacedDial:
+    """lib/paced_dial.lua's reply, taken at `now`."""
     if reply[0] == "turn":
         return PacedDial(None, turn_ms=int(reply[1]))
     outcome, status = reply[0], reply[2]
@@ -185,6 +226,8 @@ class PacerSteps:
         self._pace = self._client.register_script(SCRIPTS[Pace.NAME])
         self._queue = QueueKeys.of(settings.broker_namespace, DIAL_QUEUE)
         self._template = message_template(DIAL_QUEUE, DISPATCH_ACTOR)
+        relay = QueueKeys.of(settings.broker_namespace, RELAY_QUEUE)
+        self._calls = ScheduledCallKeys.of(self._keys, relay, settings.call_retention_days * 86_400)
 
     def step(self, everything: bool) -> tuple[int, float | None]:
         """One step for each trunk with waiting calls (`everything`) or for those due to be
@@ -193,13 +236,15 @@ class PacerSteps:
         top = "+inf" if everything else now
         trunks = self._client.zrangebyscore(self._keys.pacing_trunks(), "-inf", top)
         admitted = 0
-        defaults = self._defaults
+        defaults, calls = self._defaults, self._calls
         for trunk in cast(list[str], trunks):
             call = Pace(
                 pacing_trunks=self._keys.pacing_trunks(),
                 dial_msgs=self._queue.messages,
                 dial_queue=self._queue.ids,
                 deadlines=self._keys.deadlines(),
+                relay_msgs=calls.relay_msgs,
+                relay_queue=calls.relay_queue,
                 prefix=self._settings.redis_prefix,
                 trunk=trunk,
                 now_ms=now,
@@ -210,6 +255,14 @@ class PacerSteps:
                 body_template=self._template,
                 msg_id_prefix=f"pacer-{uuid.uuid4().hex[:12]}-",
                 guard_ms=defaults.dial_guard_ms,
+                timestamp=iso_timestamp(now / 1000),
+                retention_s=calls.retention_s,
+                relay_template=calls.relay_template,
+                call_template=calls.call_template,
+                events_template=calls.events_template,
+                eids_template=calls.eids_template,
+                delivery_template=calls.delivery_template,
+                relay_active_template=calls.relay_active_template,
             )
             reply = self._pace(keys=call.keys(), args=call.args())
             admitted += int(reply[0])

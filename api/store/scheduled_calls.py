@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from pydantic_core import to_json
 
@@ -194,19 +194,6 @@ async def reschedule_queued_call(store: Store, call_id: str, due: Due) -> ApplyR
         )
     )
     return ApplyResult(outcome=reply[0], sequence=int(reply[1]), status=reply[2])
-
-
-async def call_window_of(store: Store, call_id: str) -> tuple[str, str, int] | None:
-    """A queued call's window (stored form), destination and agent-ready timeout (s);
-    None when the call has no window or is not `queued` (one HMGET: the dispatcher asks
-    for every call)."""
-    fields = ["call_window", "to", "status", "agent_ready_timeout_s"]
-    # `store.redis` decodes every reply (open_store)
-    found = cast(list[str | None], await store.redis.hmget(store.keys.call(call_id), fields))
-    window, to, status, ready = found
-    if not window or not to or status != "queued":
-        return None
-    return window, to, int(ready or 0)
 
 
 async def cancel_call_event(store: Store, call_id: str, event: EventSpec) -> ApplyResult:

@@ -47,6 +47,9 @@ LEASE_RENEWAL_MS = 60_000
 ADMIT_CATCH_UP = 4
 # A pacer looks at a trunk held by concurrency at least this often (pace.lua).
 CONCURRENCY_LOOK_MS = 5000
+# A pacer's step gives the limit now holding a workspace's waiting calls to this many of
+# them at most (pace.lua).
+WAITING_REFRESH_MAX = 500
 
 
 def _lua_table(entries: Mapping[str, object]) -> str:
@@ -65,6 +68,7 @@ CONSTANTS: Mapping[str, str] = {
     "LEASE_RENEWAL_MS": str(LEASE_RENEWAL_MS),
     "ADMIT_CATCH_UP": str(ADMIT_CATCH_UP),
     "CONCURRENCY_LOOK_MS": str(CONCURRENCY_LOOK_MS),
+    "WAITING_REFRESH_MAX": str(WAITING_REFRESH_MAX),
 }
 
 LIBRARY = "lib"

@@ -12,21 +12,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.store.base import Store
+from api.store.call_record import CallRecord, read_call
 from api.store.clock import now_ms
+from api.store.scripts import Key, ScriptCall
 
 SEEN_TTL_SECONDS = 86_400
 
 
-async def webhook_seen(store: Store, webhook_id: str) -> bool:
-    return bool(await store.redis.exists(store.keys.livekit_webhook(webhook_id)))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookArrivalScript(ScriptCall):
+    NAME = "webhook_arrival"
+    health: Key
+    seen: Key  # '' when the webhook has no id
+    room: Key  # '' when it names no room
+    now_ms: int
+    call_prefix: str  # the call's key is this and its id
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookArrival:
+    """What a webhook's handler reads first: whether its id was seen, and its room's call
+    (None: no room, no such call, or unreadable)."""
+
+    seen: bool
+    call: CallRecord | None
+
+
+async def note_webhook_arrival(store: Store, webhook_id: str, room_name: str) -> WebhookArrival:
+    """Note that a webhook arrived (`lkhook:health`), and read whether its id (when it has
+    one) was seen and its room's call (when it names a room), in one script
+    (webhook_arrival.lua)."""
+    keys = store.keys
+    seen, call_id, fields = await store.run(
+        WebhookArrivalScript(
+            health=keys.webhook_health(),
+            seen=keys.livekit_webhook(webhook_id) if webhook_id else "",
+            room=keys.room(room_name) if room_name else "",
+            now_ms=now_ms(),
+            call_prefix=keys.call(""),
+        )
+    )
+    if not call_id:
+        return WebhookArrival(bool(seen), None)
+    raw = dict(zip(fields[::2], fields[1::2], strict=True))
+    return WebhookArrival(bool(seen), read_call(raw, call_id))
 
 
 async def mark_webhook_seen(store: Store, webhook_id: str) -> None:
     await store.redis.set(store.keys.livekit_webhook(webhook_id), "1", ex=SEEN_TTL_SECONDS)
-
-
-async def note_webhook_received(store: Store) -> None:
-    await store.redis.hset(store.keys.webhook_health(), "last_received_ms", now_ms())
 
 
 async def note_webhooks_missed(store: Store) -> None:

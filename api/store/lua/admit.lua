@@ -1,8 +1,7 @@
 --@include apply_event
 --@include event_argv
 --@include key_prefix
---@include pacing_limits
---@include pacing_slots
+--@include pacing_hold
 --@include wake_pacer
 
 -- Admission of a `queued` call at the start of its dispatch job. Another status, or a call
@@ -10,20 +9,12 @@
 -- waiting (the pacer admits it). A call is admitted when no limit holds it and no call of
 -- its workspace waits on its trunk before it; else it waits, and `call.waiting` is recorded
 -- when its reason changed.
--- Returns {'admitted'}, {'pass', status}, {'waiting', reason}, or {'missing'}.
-
--- The limit holding a call of `ws` back now, or nil; with the ms to wait for a rate.
-local function holding(p, trunk, ws, rate, tconc, wconc, now_ms, guard_ms)
-  if tconc > 0 and in_use(p, trunk_key(p, trunk, 'slots'), now_ms, trunk) >= tconc then
-    return 'trunk_concurrency', 0
-  end
-  if wconc > 0 and in_use(p, ws_slots_key(p, ws), now_ms) >= wconc then
-    return 'workspace_concurrency', 0
-  end
-  local wait = gcra_wait(trunk_key(p, trunk, 'admit-tat'), interval_of(rate, guard_ms), now_ms)
-  if wait > 0 then return 'trunk_rate', wait end
-  return nil, 0
-end
+-- A `queued` call with a call window is checked against it before anything else, by the
+-- caller (the window's time zones are Python's, `api.services.due_time`): unless
+-- `window_checked` is '1', nothing changes and its window, destination and agent-ready
+-- timeout come back. A call without one is admitted in this one round trip.
+-- Returns {'admitted'}, {'pass', status}, {'waiting', reason}, {'window', window, to,
+-- ready_s} or {'missing'}.
 
 -- Why another call waits.
 local function waiting_for(kcall) return redis.call('HGET', kcall, 'waiting_for') end
@@ -32,13 +23,18 @@ local kcall, kdeadlines = KEYS[1], KEYS[8]  -- KEYS 1-8: apply_event's
 local default_rate, default_trunk_concurrency = tonumber(ARGV[1]), tonumber(ARGV[2])
 local default_workspace_concurrency = tonumber(ARGV[3])
 local now_ms, guard_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
--- ARGV 6-: apply_event's arguments (informational `call.waiting`, its data's reason
+local window_checked = ARGV[6]
+-- ARGV 7-: apply_event's arguments (informational `call.waiting`, its data's reason
 -- written `@@REASON@@`)
 
-local status, call_id, trunk, ws, waiting = unpack(redis.call('HMGET', kcall, 'status', 'id',
-                                                              'sip_trunk_id', 'workspace_id',
-                                                              'waiting_for'))
+local status, call_id, trunk, ws, waiting, window, to, ready_s = unpack(redis.call(
+  'HMGET', kcall, 'status', 'id', 'sip_trunk_id', 'workspace_id', 'waiting_for', 'call_window',
+  'to', 'agent_ready_timeout_s'))
 if not status then return {'missing'} end
+if status == 'queued' and window and window ~= '' and to and to ~= ''
+   and window_checked ~= '1' then
+  return {'window', window, to, ready_s or '0'}
+end
 if status ~= 'queued' or not trunk or not ws then return {'pass', status} end
 local p = store_prefix(kcall, call_id)
 if redis.call('ZSCORE', trunk_key(p, trunk, 'slots'), call_id)
@@ -77,10 +73,13 @@ if redis.call('ZADD', p .. ':pacing:trunks', 'LT', 'CH', look, trunk) == 1 then
   wake_pacer(p)
 end
 redis.call('HSET', kcall, 'waiting_for', reason)
+-- Its queue no longer shows one limit: the pacer's next step looks at them all again.
+local kheld = trunk_key(p, trunk, 'held')
+if redis.call('HGET', kheld, ws) ~= reason then redis.call('HDEL', kheld, ws) end
 redis.call('HSETNX', kcall, 'waiting_since', now_ms)
 redis.call('ZADD', kdeadlines, deadline_of(kcall, 'queued', now_ms), call_id)
 if waiting ~= reason then
-  local event = event_args(6)
+  local event = event_args(7)
   event.tail = string.gsub(event.tail, '@@REASON@@', reason)
   apply_event(event_keys(1), event)
 end

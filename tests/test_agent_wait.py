@@ -1,0 +1,69 @@
+"""The dispatcher's `waiting_for_agent` mark against the agent's readiness
+(api.store.agent_wait, wait_for_agent.lua; agent_ready.lua), on real Redis: whichever
+comes second continues the call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from api.settings import Settings
+from api.store.agent_wait import mark_waiting_for_agent
+from api.store.base import Store, open_store
+from api.store.calls import accept_call
+from api.store.events import EventSpec, apply_event, mark_agent_ready
+from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
+from tests.test_store import draft
+
+
+@pytest.fixture
+def settings(redis_client: redis.Redis) -> Iterator[Settings]:
+    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = open_store(settings)
+    yield opened
+    await opened.aclose()
+
+
+async def dispatching_call(store: Store) -> str:
+    call = draft()
+    assert (await accept_call(store, call, {"callId": call.id}, None)).created
+    assert (await apply_event(store, call.id, EventSpec("call.dispatching"))).applied
+    return call.id
+
+
+async def test_the_mark_before_the_readiness_leaves_the_dial_to_the_readiness(
+    store: Store,
+) -> None:
+    call_id = await dispatching_call(store)
+    wait = await mark_waiting_for_agent(store, call_id)
+    assert wait.marked.applied and wait.marked.status == "waiting_for_agent"
+    assert not wait.agent_was_ready
+    ready = await mark_agent_ready(store, call_id, EventSpec("agent.ready"))
+    assert ready.dial  # the readiness queued the dial step
+
+
+async def test_the_readiness_before_the_mark_leaves_the_dial_to_the_mark(store: Store) -> None:
+    call_id = await dispatching_call(store)
+    ready = await mark_agent_ready(store, call_id, EventSpec("agent.ready"))
+    assert ready.applied and not ready.dial  # nobody waited yet: no dial step queued
+    wait = await mark_waiting_for_agent(store, call_id)
+    assert wait.marked.applied and wait.agent_was_ready
+
+
+async def test_a_call_no_longer_dispatching_is_not_marked(store: Store) -> None:
+    call_id = await dispatching_call(store)
+    canceled = EventSpec("call.canceled", {"reason": "test"})
+    assert (await apply_event(store, call_id, canceled)).applied
+    wait = await mark_waiting_for_agent(store, call_id)
+    assert not wait.marked.applied and wait.marked.status == "canceled"
+    status = await store.redis.hget(store.keys.call(call_id), "status")
+    assert status == "canceled"
