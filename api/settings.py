@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     heartbeat_timeout_ms: int = Field(10_000, ge=1_000, alias="OUTDIAL_HEARTBEAT_TIMEOUT_MS")
     worker_metrics_port: int = Field(9191, ge=0, le=65535, alias="OUTDIAL_WORKER_METRICS_PORT")
     maintenance_chance: int = Field(100_000, ge=1, le=1_000_000, alias="OUTDIAL_MAINTENANCE_CHANCE")
+    # Bench only (api/jobs/profiling.py): each worker process's CPU profile goes here.
+    worker_profile_dir: str = Field("", alias="OUTDIAL_WORKER_PROFILE_DIR")
 
     @model_validator(mode="after")
     def _poll_within_heartbeat(self) -> Settings:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import dramatiq
 
 from api.jobs.broker import build_broker
+from api.jobs.profiling import profile_threads
 from api.logs import configure_logging
 from api.settings import get_settings
 
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_json)
+if settings.worker_profile_dir:
+    profile_threads(settings.worker_profile_dir)  # before the broker starts any thread
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
 

@@ -1,8 +1,9 @@
 """Call path benchmark: accept throughput, time-to-dial, crash recovery, idle worker CPU.
 
 Runs the real stack on loopback: the API under uvicorn (1 process), one Dramatiq worker
-process started by `outdial worker` (production tuning), the LiveKit protocol test server,
-and Redis at REDIS_URL. Needs `wrk` for the throughput phases.
+process started by `outdial worker` (production tuning), the LiveKit protocol test server
+in its own process (`tests.livekit_server.remote`), and Redis at REDIS_URL. Needs `wrk` for
+the throughput phases.
 
     python -m bench.call_path            # prints a markdown report
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from tests.livekit_server import LiveKitTestServer
+from tests.livekit_server.remote import LiveKitServerProcess
 from tests.support import ROOT, free_port
 
 API_KEY, API_SECRET, ADMIN = "benchkey", "bench-secret-long-enough-for-hs256-xx", "bench-admin"
@@ -45,7 +46,7 @@ class Stack:
 
     def __init__(self, dial_mode: str = "immediate", env: dict[str, str] | None = None) -> None:
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
-        self.lk = LiveKitTestServer(api_key=API_KEY, api_secret=API_SECRET).start()
+        self.lk = LiveKitServerProcess(API_KEY, API_SECRET).start()
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.env = os.environ | {
@@ -186,6 +187,7 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
     }
     call_ids: list[str] = []
     refused: Counter[str] = Counter()
+    cpu = CpuMeter(stack)
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(base_url=stack.api_url, connector=connector) as http:
 
@@ -223,6 +225,7 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
     while len(dials()) < len(rooms) and time.time() < deadline:
         await asyncio.sleep(0.2)
     sent = dials()
+    worker_cpu, server_cpu = cpu.percent()
     waits = [(received - rooms[room]) * 1000 for room, received in sent]
     statuses = stack.redis.pipeline(transaction=False)
     for call_id in call_ids:
@@ -237,6 +240,8 @@ async def offered_load(stack: Stack, tenant: dict[str, str], rate: int, seconds:
         "not_dialing": ", ".join(f"{n} {s}" for s, n in outcomes.items() if s != "dialing") or "0",
         "p50": percentile(waits, 0.5) if waits else float("nan"),
         "p99": percentile(waits, 0.99) if waits else float("nan"),
+        "worker_cpu": worker_cpu,
+        "server_cpu": server_cpu,
     }
 
 
@@ -291,6 +296,23 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+class CpuMeter:
+    """% of one core the stack's worker (master + children) and LiveKit test server used
+    since this meter was made."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started = time.monotonic()
+        self.worker = cpu_seconds(stack.worker.pid) if stack.worker else 0.0
+        self.server = cpu_seconds(stack.lk.pid)
+
+    def percent(self) -> tuple[float, float]:
+        spent = time.monotonic() - self.started
+        worker = cpu_seconds(self.stack.worker.pid) - self.worker if self.stack.worker else 0.0
+        server = cpu_seconds(self.stack.lk.pid) - self.server
+        return worker / spent * 100, server / spent * 100
+
+
 def idle_cpu(stack: Stack, worker_timeout_ms: int, seconds: float = 20) -> float:
     stack.start_worker({"dramatiq_worker_timeout": str(worker_timeout_ms)})
     time.sleep(8)  # boot
@@ -322,17 +344,18 @@ def trim_backlog(stack: Stack, keep: int) -> int:
     return backlog
 
 
-def drain(stack: Stack) -> tuple[int, float]:
+def drain(stack: Stack) -> tuple[int, float, tuple[float, float]]:
     """Wait for the running worker to empty the dial queue; (backlog, seconds from its
-    first fetch: the worker's boot is not dispatching time)."""
+    first fetch: the worker's boot is not dispatching time, (worker, server) CPU)."""
     queue = f"{stack.prefix}-dramatiq:outdial.dial"
     backlog = stack.redis.llen(queue)
     while backlog and stack.redis.llen(queue) == backlog:
         time.sleep(0.01)
+    cpu = CpuMeter(stack)
     started = time.monotonic()
     while stack.redis.llen(queue):
         time.sleep(0.2)
-    return backlog, time.monotonic() - started
+    return backlog, time.monotonic() - started, cpu.percent()
 
 
 async def main() -> None:
@@ -354,7 +377,7 @@ async def main() -> None:
         alone = wrk(f"{stack.api_url}/v1/api/call", tenant, 20)
         accepted_alone = trim_backlog(stack, BACKLOG_CAP)
         stack.start_worker()
-        backlog, drained_in = drain(stack)
+        backlog, drained_in, (drain_worker_cpu, drain_server_cpu) = drain(stack)
         accept = wrk(f"{stack.api_url}/v1/api/call", tenant, 20)
         stack.stop_worker()  # hands back what it prefetched; the rest is not measured
         trim_backlog(stack, 0)
@@ -373,8 +396,9 @@ async def main() -> None:
             f"{accept['rps'] / bare['rps'] * 100:.0f}% with the worker dispatching beside it.",
             f"The oldest {backlog} of the no-worker run's {accepted_alone} queued calls "
             f"drained in {drained_in:.1f} s "
-            f"({backlog / max(drained_in, 0.001):.0f} dispatches/s with the API idle; the worker "
-            "waits on the Python LiveKit test server, itself on the same 2 cores).",
+            f"({backlog / max(drained_in, 0.001):.0f} dispatches/s with the API idle; worker "
+            f"{drain_worker_cpu:.0f}% of a core, LiveKit test server (own process) "
+            f"{drain_server_cpu:.0f}%, on the same 2 cores).",
             "",
         ]
 
@@ -382,15 +406,16 @@ async def main() -> None:
         time.sleep(6)
         report += [
             "| offered calls/s | accepted | refused | dialed | dial requests | not dialing | "
-            "time-to-dial p50 ms | p99 ms |",
-            "|---|---|---|---|---|---|---|---|",
+            "time-to-dial p50 ms | p99 ms | worker CPU | server CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for rate, seconds in ((1, 15), (50, 20), (200, 15)):
             row = await offered_load(stack, tenant, rate, seconds)
             report.append(
                 f"| {rate} | {row['accepted']} | {row['refused']} | {row['dialed']} | "
                 f"{row['dial_requests']} | "
-                f"{row['not_dialing']} | {row['p50']:.1f} | {row['p99']:.1f} |"
+                f"{row['not_dialing']} | {row['p50']:.1f} | {row['p99']:.1f} | "
+                f"{row['worker_cpu']:.0f}% | {row['server_cpu']:.0f}% |"
             )
         stack.stop_worker()
 

@@ -21,10 +21,13 @@ from typing import Any
 
 import aiohttp
 
+from agent_runtime.contract import AgentConfig
 from api.security import event_token
 from api.settings import Settings
+from api.store.call_record import CallRecord
 from bench.call_path import (
     API_SECRET,
+    CpuMeter,
     Stack,
     call_body,
     cpu_seconds,
@@ -43,6 +46,7 @@ async def ready_then_dial(stack: Stack, tenant: dict[str, str], rate: int, secon
     ready_sent: dict[str, float] = {}  # room -> when the readiness POST left
     accepted_at: dict[str, float] = {}
     stop = asyncio.Event()
+    cpu = CpuMeter(stack)
 
     async with aiohttp.ClientSession(
         base_url=stack.api_url, connector=aiohttp.TCPConnector(limit=256)
@@ -59,17 +63,17 @@ async def ready_then_dial(stack: Stack, tenant: dict[str, str], rate: int, secon
                 assert response.status == 200, await response.text()
 
         async def fake_agent() -> None:
-            seen = 0
+            position, seen = 0, 0
             pending: list[asyncio.Task[None]] = []
             while not stop.is_set() or seen < len(accepted_at):
-                # the count is cheap; the request list (copied) only when it moved
-                if stack.lk.count("RoomService", "CreateRoom") > seen:
-                    rooms = stack.lk.requests("RoomService", "CreateRoom")
-                    for request in rooms[seen:]:
-                        call_id = json.loads(request.request.metadata)["call_id"]
-                        room = request.request.name
-                        pending.append(asyncio.create_task(report(room, call_id)))
-                    seen = len(rooms)
+                # only what is new since the last look crosses from the server's process
+                position, rooms = await stack.lk.requests_from_async(
+                    position, "RoomService", "CreateRoom"
+                )
+                for request in rooms:
+                    call_id = json.loads(request.request.metadata)["call_id"]
+                    pending.append(asyncio.create_task(report(request.request.name, call_id)))
+                seen += len(rooms)
                 await asyncio.sleep(0.001)
             await asyncio.gather(*pending)
 
@@ -94,6 +98,7 @@ async def ready_then_dial(stack: Stack, tenant: dict[str, str], rate: int, secon
             await asyncio.sleep(0.1)
         stop.set()
         await agent
+    worker_cpu, server_cpu = cpu.percent()
 
     dials = {
         r.request.room_name: r.received_at for r in stack.lk.requests("SIP", "CreateSIPParticipant")
@@ -128,26 +133,37 @@ async def ready_then_dial(stack: Stack, tenant: dict[str, str], rate: int, secon
         "ready_p99": percentile(after_ready, 0.99),
         "accept_p50": percentile(after_accept, 0.5),
         "accept_p99": percentile(after_accept, 0.99),
+        "worker_cpu": worker_cpu,
+        "server_cpu": server_cpu,
     }
+
+
+AGENT = AgentConfig(id="a" * 24, name="bench", instructions="Hi", worker_name="outdial-agent")
+
+
+def in_flight_record(call_id: str, now_ms: int) -> dict[str, str]:
+    """An answered call's hash, built from the record's own description (`CallRecord`), so
+    the reconciler reads it as any call: a hand-written hash missing a field the record
+    requires makes the call unreadable, and the check is skipped."""
+    return CallRecord(
+        id=call_id, workspace_id="ws", agent_id=AGENT.id, to="+14155552671",
+        sip_trunk_id="ST_bench", room_name=f"room-{call_id}", status="in_progress",
+        job_id=f"job-{call_id}", max_duration_seconds=1800, ring_timeout_seconds=30,
+        created_at=now_ms, updated_at=now_ms, seq=0, agent=AGENT,
+        transitions={"in_progress": now_ms}, agent_ready_at=now_ms, dial_mode="agent_ready",
+        dispatch_timeout_s=120, agent_ready_timeout_s=15, answer_grace_s=10,
+        deadline_margin_s=20,
+    ).to_hash()  # fmt: skip
 
 
 def _seed_in_flight(stack: Stack, count: int, due_in_ms: int) -> list[str]:
     """`count` answered calls with their deadlines `due_in_ms` from now, as the store
-    writes them (record fields the reconciler reads + the deadlines zset)."""
+    writes them (the whole record + the deadlines zset)."""
     now = int(time.time() * 1000)
     ids = [f"bench{index:07d}" for index in range(count)]
     pipe = stack.redis.pipeline(transaction=False)
     for call_id in ids:
-        pipe.hset(
-            f"{stack.prefix}:call:{call_id}",
-            mapping={
-                "id": call_id, "status": "in_progress", "room_name": f"room-{call_id}",
-                "workspace_id": "ws", "ring_timeout_seconds": 30, "max_duration_seconds": 1800,
-                "ts_in_progress": now, "agent_ready_at": now, "dial_mode": "agent_ready",
-                "dispatch_timeout_s": 120, "agent_ready_timeout_s": 15, "answer_grace_s": 10,
-                "deadline_margin_s": 20,
-            },
-        )  # fmt: skip
+        pipe.hset(f"{stack.prefix}:call:{call_id}", mapping=in_flight_record(call_id, now))
         pipe.zadd(f"{stack.prefix}:deadlines", {call_id: now + due_in_ms})
     pipe.execute()
     return ids
@@ -236,15 +252,18 @@ async def main() -> None:
         report += [
             "| 50 calls/s, readiness at once | accepted | dialed | dial requests | "
             "readiness applied -> dialing mark p50 / p99 ms | applied -> dial received | "
-            "readiness POST sent -> dial received | accept -> dial received |",
-            "|---|---|---|---|---|---|---|---|",
+            "readiness POST sent -> dial received | accept -> dial received | worker CPU | "
+            "server CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| agent_ready (default) | {row['accepted']} | {row['dialed']} | "
             f"{row['dial_requests']} | {row['mark_p50']:.1f} / {row['mark_p99']:.1f} | "
             f"{row['arrival_p50']:.1f} / {row['arrival_p99']:.1f} | "
             f"{row['ready_p50']:.1f} / {row['ready_p99']:.1f} | "
-            f"{row['accept_p50']:.1f} / {row['accept_p99']:.1f} |",
+            f"{row['accept_p50']:.1f} / {row['accept_p99']:.1f} | {row['worker_cpu']:.0f}% | "
+            f"{row['server_cpu']:.0f}% |",
             f"| immediate (the old order, same run) | {before['accepted']} | {before['dialed']} | "
-            f"{before['dial_requests']} | - | - | - | {before['p50']:.1f} / {before['p99']:.1f} |",
+            f"{before['dial_requests']} | - | - | - | {before['p50']:.1f} / {before['p99']:.1f} | "
+            f"{before['worker_cpu']:.0f}% | {before['server_cpu']:.0f}% |",
             "",
         ]
         # Phase 1's calls keep deadlines (they ring on at the test server): not this phase's.

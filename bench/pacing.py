@@ -1,9 +1,9 @@
 """Pacing benchmark (issue 11): a burst of calls to one trunk limited in rate and concurrency.
 
 Same stack as `bench/call_path.py` (API, one `outdial worker` process, the LiveKit test
-server, Redis; all on the same cores), dial mode `immediate` (the dial follows the room at
-once, so the pacing alone spaces the dials; the agent-ready order adds its own wait). The
-worker runs with OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=20 and
+server in its own process, Redis; all on the same cores), dial mode `immediate` (the dial
+follows the room at once, so the pacing alone spaces the dials; the agent-ready order adds
+its own wait). The worker runs with OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=20 and
 OUTDIAL_TRUNK_MAX_CONCURRENT_CALLS=50 (the shipped rate guard). 1,000 calls are posted at
 once; the bench answers and hangs up each call by signed webhooks `CALL_SECONDS` after its
 dial reached the test server, and waits for every call to end.
@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.call_path import Stack, call_body, percentile, setup_tenant
+from bench.call_path import CpuMeter, Stack, call_body, percentile, setup_tenant
 from tests.calls import most_at_once, most_in_one_second
 
 CALLS = 1000
@@ -99,6 +99,7 @@ async def main(calls: int) -> None:
         )
         time.sleep(8)  # boot (imports, first fetches), slower when the cores are shared
         ender = asyncio.create_task(end_each_call(stack, stop))
+        cpu = CpuMeter(stack)
         first_post = time.time()
         call_ids, posted_in = await post_burst(stack, tenant, calls)
         keys = [f"{stack.prefix}:call:{c}" for c in call_ids]
@@ -114,6 +115,7 @@ async def main(calls: int) -> None:
             await asyncio.sleep(0.5)
         stop.set()
         await ender
+        worker_cpu, server_cpu = cpu.percent()
 
         dials = [r for r in stack.lk.requests("SIP", "CreateSIPParticipant") if r.request]
         times = [d.received_at for d in dials]
@@ -185,6 +187,10 @@ async def main(calls: int) -> None:
         print(
             f"| admission -> `dialing` mark: p50 / p99 / max | {percentile(to_dial, 0.5):.0f} / "
             f"{percentile(to_dial, 0.99):.0f} / {max(to_dial):.0f} ms | - |"
+        )
+        print(
+            f"| CPU from the burst to the last end: worker / LiveKit test server (own process) | "
+            f"{worker_cpu:.0f}% / {server_cpu:.0f}% of a core | - |"
         )
         lifetimes = [(end - start) / 1000 for start, end in intervals]
         print(
