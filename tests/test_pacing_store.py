@@ -20,6 +20,7 @@ from api.store.call_record import CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.events import EventSpec, apply_event, list_events
 from api.store.pacing import PacerSteps, admit, mark_dialing, note_late_dial
+from api.store.scripts import ADMIT_AHEAD_MS
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
 
@@ -176,6 +177,29 @@ async def test_a_trunk_rate_spaces_admissions(store: Store) -> None:
     assert look is not None and look <= time.time() * 1000 + 510
     # The trunk became due sooner than any pacer knew: one is woken to sleep to it.
     assert await store.redis.lrange(store.keys.pacing_wake(), 0, -1) == ["1"]
+
+
+async def test_a_high_rate_admits_a_burst_of_dispatches_ahead_of_their_turns(
+    store: Store,
+) -> None:
+    """A backlog's concurrent dispatches on a fast trunk: admitted up to `ADMIT_AHEAD_MS`
+    ahead of their turns (the dial's turns keep the rate) instead of each one parked a turn
+    behind the last, which made a whole backlog wait for the pacer (issue 24)."""
+    await limit_trunk(store, max_calls_per_second=1000)
+    turn_ms = (1000 + store.settings.trunk_rate_guard_ms) / 1000
+    burst = [await queued_call(store) for _ in range(16)]
+    before = int(time.time() * 1000)  # whole ms, as the store's clock reads them
+    admissions = [await admit(store, call_id) for call_id in burst]
+    assert [a.outcome for a in admissions] == ["admitted"] * 16
+    # ... but no further ahead: the admissions' turns stay spaced by the rate.
+    tat = float(await store.redis.get(f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat"))
+    assert tat >= before + 16 * turn_ms - 0.01
+    await store.redis.set(
+        f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat",
+        time.time() * 1000 + ADMIT_AHEAD_MS + 40,
+    )
+    held = await admit(store, await queued_call(store))
+    assert held.reason == "trunk_rate"
 
 
 async def test_the_end_releases_the_slots_once_and_wakes_the_pacer(

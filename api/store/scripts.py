@@ -45,6 +45,11 @@ GENERATION_SUFFIX = ":gen"
 LEASE_RENEWAL_MS = 60_000
 # How many turns a late admission may catch up (lib/pacing_slots.lua, `gcra_take`).
 ADMIT_CATCH_UP = 4
+# How far ahead of its turn a call may be admitted (lib/pacing_slots.lua, `gcra_wait`): a
+# backlog's concurrent dispatches are not parked a turn apart at a high rate, and a call
+# admitted ahead reaches its dial turn by the dial step's short sleep
+# (`api.jobs.dial_turns.SLEEP_TO_TURN_MS`, not less than this), not by a re-sent step.
+ADMIT_AHEAD_MS = 150
 # A pacer looks at a trunk held by concurrency at least this often (pace.lua).
 CONCURRENCY_LOOK_MS = 5000
 # A pacer's step gives the limit now holding a workspace's waiting calls to this many of
@@ -67,6 +72,7 @@ CONSTANTS: Mapping[str, str] = {
     "GENERATION_SUFFIX": GENERATION_SUFFIX,
     "LEASE_RENEWAL_MS": str(LEASE_RENEWAL_MS),
     "ADMIT_CATCH_UP": str(ADMIT_CATCH_UP),
+    "ADMIT_AHEAD_MS": str(ADMIT_AHEAD_MS),
     "CONCURRENCY_LOOK_MS": str(CONCURRENCY_LOOK_MS),
     "WAITING_REFRESH_MAX": str(WAITING_REFRESH_MAX),
 }

@@ -13,8 +13,9 @@
 --   taken in order, and at most floor(rate) dials in any 1000 + guard ms, counted from when
 --   each request left the worker when it left late; the guard absorbs the jitter between
 --   then and the dial reaching the trunk. Admissions are spaced by the same turns
---   (`admit-tat`) but may catch up to `ADMIT_CATCH_UP` turns at once after a late step: the
---   dials' rules, not the admissions', keep the trunk's rate. Rate 0: unlimited. The clock
+--   (`admit-tat`) but may run up to `ADMIT_AHEAD_MS` ahead of them, and catch up to
+--   `ADMIT_CATCH_UP` turns at once after a late step: the dials' rules, not the
+--   admissions', keep the trunk's rate. Rate 0: unlimited. The clock
 --   is the callers' (`now_ms` in ARGV): the worker processes of one deployment share the
 --   host's NTP time.
 -- - A call that may not go now waits in its (trunk, workspace) waiting set, in arrival

@@ -2,10 +2,13 @@
 
 -- Admission turns (GCRA) and slots (see lib/pacing_limits.lua).
 
+-- How long until the next admission: none while the turn is at most `ADMIT_AHEAD_MS`
+-- away (the dials' own turns space the dials).
 local function gcra_wait(ktat, interval, now)
   if interval <= 0 then return 0 end
   local tat = tonumber(redis.call('GET', ktat) or '0')
-  if tat > now then return math.ceil(tat - now) end
+  local ahead = tat - now - @ADMIT_AHEAD_MS@
+  if ahead > 0 then return math.ceil(ahead) end
   return 0
 end
 
