@@ -48,7 +48,10 @@ from bench.call_path import Stack, call_body, cpu_seconds, percentile, setup_ten
 CONCURRENCY = 32  # posts in flight; more only queues inside the one API process
 PROBE_CALLS = 200
 LEAD_MARGIN_S = 20.0
-SETTLE_S = 3.0  # after the last dial, for a second dial of a call to show up
+# After the last dial, for a second dial of a call to show up: longer than the heartbeat
+# timeout (10 s) plus the dead-worker sweep, so a message redelivered from a worker taken
+# for dead would be dialed, and counted twice, inside the run.
+SETTLE_S = 30.0
 CALM_BUDGETS = {
     "OUTDIAL_AGENT_ANSWER_GRACE_SECONDS": "300",
     "OUTDIAL_DEADLINE_MARGIN_SECONDS": "600",
