@@ -16,7 +16,7 @@ from typing import cast
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
-from phonenumbers.phonenumberutil import _number_type_helper
+from phonenumbers.phonenumberutil import _number_type_helper  # private: see _number_type
 
 # Separators people type between digits; anything else makes the number invalid.
 _SEPARATORS = re.compile(r"[\s\-().\u00a0]")
@@ -94,7 +94,9 @@ def parse_number(raw: str) -> Destination:
 def _number_type(parsed: phonenumbers.PhoneNumber, region: str | None) -> int:
     """`phonenumbers.number_type` given the region already found: its own body, without
     finding the region again (a search through up to 25 regions' patterns for a +1 number,
-    as long as the type lookup itself). `tests/test_sip.py` holds them equal."""
+    as long as the type lookup itself). `tests/test_sip.py` holds them equal. Its helper is
+    private to phonenumbers (the lock pins the version): a release without it fails the
+    import, so `scripts/upgrade-deps`' suite run stops there."""
     # phonenumbers' own call, whose stubs type neither argument optional
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(
         cast(int, parsed.country_code), cast(str, region)

@@ -11,6 +11,7 @@ import pytest
 from agent_runtime.contract import DispatchMetadata
 from api.security import event_token
 from api.settings import Settings
+from api.store.keys import Keys
 from tests.calls import call_status as _call_status
 from tests.calls import place_ready_call as _place_ready_call
 from tests.calls import report_ready as _report_ready
@@ -390,3 +391,29 @@ async def test_a_dial_with_an_unknown_outcome_is_sent_once_and_settled_from_the_
     else:
         assert view["errorCode"] == "DIAL_INTERRUPTED", view
         await _wait_room_deleted(lk, room_name)
+
+
+async def test_a_dial_step_marking_an_unreadable_record_ends_the_call_and_rings_nobody(
+    tenant: Tenant,
+    agent: dict[str, Any],
+    lk: Any,
+    worker: WorkerProcess,
+    settings: Settings,
+    redis_client: Any,
+) -> None:
+    """The dial step's script marks `dialing` from the raw hash; a record Python cannot read
+    (a field missing, say across a rolling deploy) must not stay `dialing` undialed."""
+    call_id = (await tenant.place_call(to="+14155552671", call_agent_id=agent["id"])).json()[
+        "callId"
+    ]
+    await _wait_status(tenant, call_id, {"waiting_for_agent"})
+    call_key = Keys(settings.redis_prefix).call(call_id)
+    redis_client.hdel(call_key, "agent_id")
+    assert (await report_agent(tenant.http, settings, call_id))["applied"]
+
+    def ended() -> bool:
+        return redis_client.hget(call_key, "status") == b"failed"
+
+    await async_wait_until(ended, timeout=10, what="the unreadable call failed")
+    assert redis_client.hget(call_key, "error_code") == b"INVALID_CALL"
+    assert lk.count("SIP", "CreateSIPParticipant") == 0

@@ -13,7 +13,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from api.jobs.dial_turns import SENT_AHEAD_MS, mark_dialing_in_turn
+from api.jobs.dial_turns import SENT_AHEAD_MS, SLEEP_TO_TURN_MS, mark_dialing_in_turn
 from api.settings import Settings
 from api.store.base import Store, open_store
 from api.store.call_record import CallUpdate
@@ -196,7 +196,7 @@ async def test_a_high_rate_admits_a_burst_of_dispatches_ahead_of_their_turns(
     assert tat >= before + 16 * turn_ms - 0.01
     await store.redis.set(
         f"{store.keys.prefix}:pacing:trunk:{TRUNK}:admit-tat",
-        time.time() * 1000 + ADMIT_AHEAD_MS + 40,
+        time.time() * 1000 + ADMIT_AHEAD_MS + 1000,
     )
     held = await admit(store, await queued_call(store))
     assert held.reason == "trunk_rate"
@@ -268,6 +268,26 @@ async def test_a_waiting_call_shows_the_limit_that_holds_it_now(
     # apply script's): it follows the ones before it.
     sequences = [e["sequence"] for e in await list_events(store, waiting)]
     assert sequences == list(range(1, len(sequences) + 1))
+
+
+async def test_a_rate_holding_waiting_calls_for_a_turn_leaves_their_reason(
+    store: Store, pacer: PacerSteps
+) -> None:
+    """A trunk at both its limits: when a slot frees and the rate holds the next admission
+    for a turn, the waiting calls keep their concurrency reason (no `call.waiting` storm
+    at every admission)."""
+    await limit_trunk(store, max_concurrent_calls=1, max_calls_per_second=1)
+    holder = await queued_call(store, "ws_2")
+    assert (await admit(store, holder)).outcome == "admitted"
+    waiting = await queued_call(store)
+    assert (await admit(store, waiting)).reason == "trunk_concurrency"
+    await cancel(store, holder)  # the slot frees; the rate's next turn is ~1 s off
+    pacer.step(everything=True)
+    call = await store.redis.hgetall(store.keys.call(waiting))
+    assert call["status"] == "queued" and call["waiting_for"] == "trunk_concurrency"
+    assert [e["data"]["reason"] for e in await waiting_events(store, waiting)] == [
+        "trunk_concurrency"
+    ]
 
 
 async def test_the_pacer_serves_workspaces_in_turn(store: Store, pacer: PacerSteps) -> None:
@@ -397,7 +417,7 @@ async def test_a_dial_step_hands_a_far_turn_on_and_dials_at_it(store: Store) -> 
     assert (await mark_dialing(store, first, dialing("a"))).result is not None
     resent: list[tuple[int, int]] = []
 
-    def resend(turn_ms: int, delay_ms: int) -> None:
+    async def resend(turn_ms: int, delay_ms: int) -> None:
         resent.append((turn_ms, delay_ms))
 
     # Its turn is 1,020 ms off: no thread sleeps that long, a later step gets the turn.
@@ -422,3 +442,9 @@ def test_a_rate_is_unlimited_or_at_least_one_call_per_100_seconds() -> None:
     assert Settings(OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=0.01).trunk_max_calls_per_second == 0.01
     with pytest.raises(ValidationError, match="OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND"):
         Settings(OUTDIAL_TRUNK_MAX_CALLS_PER_SECOND=1e-20)
+
+
+def test_a_call_admitted_ahead_reaches_its_dial_turn_by_the_steps_sleep() -> None:
+    # Admitted at most ADMIT_AHEAD_MS before its turn, a dial step sleeps to the turn
+    # rather than sending itself again (api/jobs/dial_turns.py).
+    assert ADMIT_AHEAD_MS <= SLEEP_TO_TURN_MS

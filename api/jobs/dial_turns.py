@@ -10,7 +10,7 @@ turn, to a step sent to arrive just before it, and ends. No thread sleeps longer
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from api.store.base import Store
 from api.store.clock import now_ms
@@ -26,7 +26,7 @@ SENT_AHEAD_MS = 80
 MAX_TURN_WAITS = 8
 
 # Sends the dial step again: (reserved turn ms, delay ms).
-Resend = Callable[[int, int], None]
+Resend = Callable[[int, int], Awaitable[None]]
 
 
 async def mark_dialing_in_turn(
@@ -41,8 +41,8 @@ async def mark_dialing_in_turn(
         reserved = paced.turn_ms
         wait_ms = reserved - now_ms()
         if wait_ms > SLEEP_TO_TURN_MS:
-            resend(reserved, wait_ms - SENT_AHEAD_MS)
+            await resend(reserved, wait_ms - SENT_AHEAD_MS)
             return None
         await asyncio.sleep(max(0, wait_ms) / 1000)
-    resend(paced.turn_ms, SENT_AHEAD_MS)
+    await resend(paced.turn_ms, SENT_AHEAD_MS)
     return None

@@ -30,6 +30,7 @@ Every step is safe to run again after a crash or a redelivery:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -61,6 +62,7 @@ from api.store.clock import now_ms
 from api.store.dial_step import dialing_event, read_and_mark_dialing
 from api.store.dialing import record_dialed
 from api.store.events import (
+    ApplyResult,
     EventSpec,
     apply_event,
     apply_event_then_read_workspace,
@@ -176,8 +178,11 @@ async def _dial_once(
     store = worker_store()
     event = dialing_event(call.to, call.from_number, token, expected_status)
 
-    def resend(turn_ms: int, delay_ms: int) -> None:
-        dial_call.send_with_options(args=(call.id, token, turn_ms), delay=delay_ms)
+    async def resend(turn_ms: int, delay_ms: int) -> None:
+        # Off the event loop: an enqueue may wait out a Redis failover (api.jobs.wakeup),
+        # which would hold every actor of the process meanwhile.
+        args = (call.id, token, turn_ms)
+        await asyncio.to_thread(dial_call.send_with_options, args=args, delay=delay_ms)
 
     paced: PacedDial | None = first
     if first is None or first.result is None:
@@ -343,6 +348,18 @@ async def dispatch(call_id: str) -> None:
         await _wait_for_agent(call, token)
 
 
+async def _end_unreadable(call_id: str, marked: ApplyResult) -> None:
+    """The mark applied to a record that does not read as a call (a field missing): no dial
+    can go out, so the call ends now instead of staying `dialing` to its deadline."""
+    if not marked.applied:
+        return
+    outcome = CallOutcome("failed", "invalid_metadata")
+    message = "the call's record is unreadable"
+    event = end_event(outcome, code="INVALID_CALL", message=message, expected_status="dialing")
+    count_call_end(await apply_event(worker_store(), call_id, event))
+    logger.warning("call with an unreadable record ended", extra={"call_id": call_id})
+
+
 async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None = None) -> None:
     """The agent reported ready while the call waited for it, or the dial's trunk turn
     (`reserved_turn_ms`) is near: dial (unless the workspace was disabled meanwhile)."""
@@ -351,6 +368,8 @@ async def dial_ready_call(call_id: str, token: str, reserved_turn_ms: int | None
     found = start.found
     call = found.call
     if call is None:
+        if start.paced is not None and start.paced.result is not None:
+            await _end_unreadable(call_id, start.paced.result)
         return
     status = call.status  # as read before the mark
     # A `dispatching` call in dial mode `immediate` has its room: `_dial_once` sent this

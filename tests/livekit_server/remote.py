@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
 import urllib.parse
@@ -26,6 +29,8 @@ from .rpcs import RPCS
 from .state import RecordedRequest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+# How long the child may take to print where it serves (imports on a loaded machine).
+_START_TIMEOUT_SECONDS = 30.0
 
 
 def decode_record(raw: dict[str, Any]) -> RecordedRequest:
@@ -70,10 +75,14 @@ class LiveKitServerProcess:
             start_new_session=True,
         )  # fmt: skip
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()
+        # Its first line says where it serves; a child that hangs before it must not hang
+        # the suite.
+        ready, _, _ = select.select([self._process.stdout], [], [], _START_TIMEOUT_SECONDS)
+        line = self._process.stdout.readline() if ready else b""
         if not line:
+            os.killpg(self._process.pid, signal.SIGKILL)
             code = self._process.wait(timeout=10)
-            raise RuntimeError(f"the LiveKit test server process exited ({code}) before it served")
+            raise RuntimeError(f"the LiveKit test server process did not serve ({code})")
         self._started = json.loads(line)
         return self
 

@@ -1,7 +1,7 @@
 --@include call_with_workspace
 
--- A call with what its workspace says about it, in one step: a redelivery of the dial step
--- learns both in the round trip that reads the call.
+-- A call with what its workspace says about it, in one step (a webhook's one-off
+-- redelivery, api/store/redelivery.py).
 -- Returns lib/call_with_workspace.lua's reply.
 local kcall = KEYS[1]
 local workspace_prefix = ARGV[1]

@@ -115,7 +115,10 @@ end
 for _, ws in ipairs(redis.call('ZRANGE', kturns, 0, -1)) do
   local rate, tconc, wconc = limits_of(ws)
   local reason = holding(prefix, trunk, ws, rate, tconc, wconc, now_ms, guard_ms)
-  if reason and redis.call('HGET', kheld, ws) ~= reason then
+  -- A rate holds calls for a turn at most: shown when it held the admission itself, never
+  -- refreshed to, or a trunk at both limits would flip its waiting calls' reason (and
+  -- write their `call.waiting` events) at every admission.
+  if reason and reason ~= 'trunk_rate' and redis.call('HGET', kheld, ws) ~= reason then
     redis.call('HSET', kheld, ws, reason)
     local kwait = trunk_key(prefix, trunk, 'waiting:' .. ws)
     for _, call_id in ipairs(redis.call('ZRANGE', kwait, 0, @WAITING_REFRESH_MAX@ - 1)) do
