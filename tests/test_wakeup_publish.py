@@ -34,10 +34,11 @@ from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.support import wait_until
 from tests.test_store import draft
 
-# HSET <msgs>, <id>, <body> then RPUSH <queue>, <id>: Dramatiq's layout of one message.
+# HSET <msgs>, <id>, <body> then RPUSH (or LPUSH) <queue>, <id>: Dramatiq's layout of one
+# message.
 _MESSAGE_WRITE = re.compile(
     r"redis\.call\('HSET', (?P<msgs>[^,]+), (?P<id>[^,]+), [^)]+\)\s*"
-    r"redis\.call\('RPUSH', (?P<queue>[^,]+), (?P=id)\)"
+    r"redis\.call\((?:[^,]*')?[LR]PUSH', (?P<queue>[^,]+), (?P=id)\)"
 )
 _LINES_AFTER = 3
 LUA = Path(api.store.__file__).parent / "lua"

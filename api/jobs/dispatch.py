@@ -31,7 +31,6 @@ Every step is safe to run again after a crash or a redelivery:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -40,17 +39,16 @@ import aiohttp
 import dramatiq
 from livekit import api as lkapi
 
-from agent_runtime.contract import TERMINAL_STATUSES, AgentConfig, DispatchMetadata, Metering
+from agent_runtime.contract import TERMINAL_STATUSES
+from api.jobs.call_plans import dispatch_metadata, participant_identity, room_plan, sip_leg_plan
 from api.jobs.dial_turns import mark_dialing_in_turn
 from api.jobs.resources import (
     worker_livekit,
-    worker_settings,
     worker_single_shot_livekit,
     worker_store,
 )
 from api.livekit import LIVEKIT_ERRORS
 from api.metrics import DISPATCH_DURATION, TIME_TO_DIAL
-from api.security import event_token
 from api.services.call_end import count_call_end, drop_room, end_event
 from api.services.call_windows import window_from_json
 from api.services.due_time import reopening
@@ -72,8 +70,6 @@ from api.store.pacing import CallWindowFields, PacedDial, admit, note_late_dial
 from api.store.scheduled_calls import reschedule_queued_call
 from sip import (
     CallOutcome,
-    RoomPlan,
-    SipLegPlan,
     dial,
     dial_error_outcome,
     ensure_room,
@@ -87,33 +83,6 @@ _UNCERTAIN_ERRORS = (aiohttp.ClientError, TimeoutError)
 # A dial leaving this much after its `dialing` mark (a busy loop) is noted with its real
 # time, which the trunk's window counts.
 _LATE_SEND_MS = 3
-
-
-def participant_identity(call_id: str) -> str:
-    return f"sip-{call_id}"
-
-
-def dispatch_metadata(call: CallRecord, agent: AgentConfig) -> DispatchMetadata:
-    settings = worker_settings()
-    calls_url = f"{settings.events_base_url}/v1/internal/calls/{call.id}"
-    return DispatchMetadata(
-        call_id=call.id,
-        workspace_id=call.workspace_id,
-        room_name=call.room_name,
-        agent=agent,
-        dynamic_variables=call.dynamic_variables,
-        metadata=call.metadata,
-        to_number=call.to,
-        from_number=call.from_number,
-        sip_participant_identity=participant_identity(call.id),
-        ring_timeout_seconds=call.ring_timeout_seconds,
-        max_duration_seconds=call.max_duration_seconds,
-        events_url=f"{calls_url}/events",
-        event_token=event_token(call.id, settings.event_signing_key),
-        metering=None
-        if call.reserved_s is None
-        else Metering(reserved_seconds=call.reserved_s, reservation_url=f"{calls_url}/reservation"),
-    )
 
 
 def _log(message: str, call: CallRecord, *args: Any, level: int = logging.INFO) -> None:
@@ -198,17 +167,7 @@ async def _dial_once(
             await drop_room(worker_livekit(), call.room_name, call.id)
         return
 
-    plan = SipLegPlan(
-        room_name=call.room_name,
-        sip_trunk_id=call.sip_trunk_id,
-        caller_number=call.from_number,
-        callee_number=call.to,
-        participant_identity=participant_identity(call.id),
-        participant_name=call.to,
-        participant_metadata=json.dumps({"call_id": call.id}),
-        ringing_timeout_seconds=call.ring_timeout_seconds,
-        max_call_duration_seconds=call.max_duration_seconds,
-    )
+    plan = sip_leg_plan(call)
     sent_at = now_ms()
     if sent_at - paced.marked_at_ms > _LATE_SEND_MS:
         await note_late_dial(store, call.id, call.sip_trunk_id, sent_at)
@@ -328,13 +287,7 @@ async def dispatch(call_id: str) -> None:
         message = "the call's agent snapshot is unreadable"
         await fail_call(call, "INVALID_AGENT", message, "invalid_metadata", "dispatching")
         return
-    metadata = dispatch_metadata(call, call.agent)
-    room = RoomPlan(
-        name=call.room_name,
-        agent_name=metadata.agent.worker_name,
-        dispatch_metadata=metadata.to_json(),
-        room_metadata=json.dumps({"call_id": call_id, "workspace_id": call.workspace_id}),
-    )
+    room = room_plan(call, dispatch_metadata(call, call.agent))
     try:
         await ensure_room(worker_livekit(), room)
     except LIVEKIT_ERRORS as error:

@@ -18,7 +18,7 @@ import time
 
 import dramatiq
 
-from api.jobs.dispatch import participant_identity
+from api.jobs.call_plans import participant_identity
 from api.jobs.resources import worker_livekit, worker_store
 from api.livekit import LIVEKIT_ERRORS
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED

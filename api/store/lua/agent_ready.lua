@@ -17,7 +17,9 @@ if redis.call('HEXISTS', kcall, 'agent_ready_at') == 1 then
 end
 local result = apply_event(event_keys(1), event_args(3))
 if result[1] == 'applied' and status == 'waiting_for_agent' then
-  enqueue(kdial_msgs, kdial_queue, dial_msg_id, dial_msg_body)
+  -- At the head: its callee's agent is in the room now, and a backlog of dispatches
+  -- queued behind would keep it there for as long as they take.
+  enqueue(kdial_msgs, kdial_queue, dial_msg_id, dial_msg_body, true)
   return {'dial', result[2], status}
 end
 return result
