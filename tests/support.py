@@ -31,10 +31,21 @@ TEST_API_SECRET = "test-secret-that-is-long-enough-for-hs256"
 ADMIN_TOKEN = "test-admin-token"
 
 
+# Ports this process handed out: a port is free again the moment its probe socket closes,
+# so two servers told their ports before either binds (a Sentinel cluster's five nodes)
+# could be given the same one; the second then fails to listen.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def has_sip_leg(lk: Any, room_name: str, call_id: str) -> bool:
