@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from api.settings import Settings
+from api.store.base import Store, open_store
 from tests.redis_proxy import RedisProxy
 from tests.support import (
     ADMIN_TOKEN,
@@ -85,6 +86,22 @@ def lk(livekit_server: Any) -> Iterator[Any]:
 @pytest.fixture
 def api_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def redis_only_settings(redis_client: redis.Redis) -> Iterator[Settings]:
+    """Defaults on a fresh key prefix, for tests of the store alone (no LiveKit, no API)."""
+    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+async def store(redis_only_settings: Settings) -> AsyncIterator[Store]:
+    """The store on `redis_only_settings`' prefix."""
+    opened = open_store(redis_only_settings)
+    yield opened
+    await opened.aclose()
 
 
 @pytest.fixture

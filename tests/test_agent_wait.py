@@ -5,34 +5,13 @@ comes second continues the call."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
-import pytest
-import redis
-
-from api.settings import Settings
 from api.store.agent_wait import mark_waiting_for_agent
-from api.store.base import Store, open_store
+from api.store.base import Store
 from api.store.calls import accept_call
 from api.store.events import EventSpec, apply_event, mark_agent_ready
 from api.store.messages import DIAL_ACTOR
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
-
-
-@pytest.fixture
-def settings(redis_client: redis.Redis) -> Iterator[Settings]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
-    delete_prefix(redis_client, prefix)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    yield opened
-    await opened.aclose()
 
 
 async def dispatching_call(store: Store) -> str:

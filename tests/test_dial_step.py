@@ -4,34 +4,12 @@ is marked, expecting the status read, with `call.dialing` naming its numbers."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-import redis
-
-from api.settings import Settings
 from api.store.agent_wait import mark_waiting_for_agent
-from api.store.base import Store, open_store
+from api.store.base import Store
 from api.store.calls import accept_call
 from api.store.dial_step import read_and_mark_dialing
 from api.store.events import EventSpec, apply_event, list_events
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
-
-
-@pytest.fixture
-def settings(redis_client: redis.Redis) -> Iterator[Settings]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
-    delete_prefix(redis_client, prefix)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    yield opened
-    await opened.aclose()
 
 
 async def waiting_call(store: Store) -> str:

@@ -5,45 +5,28 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from pydantic import ValidationError
 
 from api.jobs.dial_turns import SENT_AHEAD_MS, SLEEP_TO_TURN_MS, mark_dialing_in_turn
 from api.settings import Settings
-from api.store.base import Store, open_store
+from api.store.base import Store
 from api.store.call_record import CallUpdate
 from api.store.calls import accept_call, get_call
 from api.store.events import EventSpec, apply_event, list_events
 from api.store.pacing import PacerSteps, admit, mark_dialing, note_late_dial
 from api.store.scripts import ADMIT_AHEAD_MS
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
 
 TRUNK = "ST_paced"
 
 
 @pytest.fixture
-def settings(redis_client: redis.Redis) -> Iterator[Settings]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
-    delete_prefix(redis_client, prefix)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-def pacer(settings: Settings) -> Iterator[PacerSteps]:
-    steps = PacerSteps(settings)
+def pacer(redis_only_settings: Settings) -> Iterator[PacerSteps]:
+    steps = PacerSteps(redis_only_settings)
     yield steps
     steps.close()
 

@@ -4,32 +4,10 @@ trip."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-import redis
-
-from api.settings import Settings
-from api.store.base import Store, open_store
+from api.store.base import Store
 from api.store.calls import accept_call
 from api.store.webhooks import mark_webhook_seen, note_webhook_arrival, read_webhook_health
-from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
 from tests.test_store import draft
-
-
-@pytest.fixture
-def settings(redis_client: redis.Redis) -> Iterator[Settings]:
-    prefix = f"odtest-{RUN_ID}-{uuid.uuid4().hex[:8]}"
-    yield Settings(REDIS_URL=REDIS_URL, OUTDIAL_REDIS_PREFIX=prefix)
-    delete_prefix(redis_client, prefix)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    yield opened
-    await opened.aclose()
 
 
 async def test_a_webhook_of_a_calls_room_finds_the_call_and_notes_its_arrival(
