@@ -30,12 +30,8 @@ from api.store.events import (
 from api.store.pacing import admit
 from api.store.scheduled_calls import cancel_call_event
 from sip import CallOutcome
-from tests import test_pacing_store
 from tests.test_pacing_store import TRUNK, limit_trunk, queued_call, slot_holders
 
-# test_pacing_store's: a store on a prefix of its own
-settings = test_pacing_store.settings
-store = test_pacing_store.store
 WS = "ws_1"  # the workspace of `queued_call`
 
 # Why an admitted call ends with each status, and the status it is in just before: a new
