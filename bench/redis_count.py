@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from tests.loop_thread import LoopThreadServer
 from tests.redis_proxy import parse_command
 from tests.support import free_port
 
@@ -78,11 +79,14 @@ class _Connection:
     batch: Batch | None = None
 
 
-class CountingProxy:
+class CountingProxy(LoopThreadServer):
     """Forwards every connection to Redis and records each round trip as a `Batch`.
     `process_of(pid)` names the process a connection belongs to ('' when not known)."""
 
+    _thread_name = "counting-proxy"
+
     def __init__(self, process_of: Callable[[int], str], upstream_port: int = 6379) -> None:
+        super().__init__()
         self.upstream = ("127.0.0.1", upstream_port)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -90,39 +94,9 @@ class CountingProxy:
         self._process_of = process_of
         self.batches: list[Batch] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections = 0
-
-    def start(self) -> CountingProxy:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="counting-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        self._loop = loop
-        asyncio.run_coroutine_threadsafe(self._astart(), loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._astop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
 
     def taken(self) -> list[Batch]:
         with self._lock:

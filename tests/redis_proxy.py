@@ -27,6 +27,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
+from tests.loop_thread import LoopThreadServer
 from tests.support import free_port
 
 
@@ -101,15 +102,16 @@ class _Link:
     reply_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class RedisProxy:
+class RedisProxy(LoopThreadServer):
+    _thread_name = "redis-proxy"
+
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._rules: list[LoseReply] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -138,34 +140,6 @@ class RedisProxy:
     def lost(self, rule: LoseReply) -> list[list[bytes]]:
         with self._lock:
             return list(rule.lost)
-
-    def start(self) -> RedisProxy:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="redis-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        self._loop = loop
-        asyncio.run_coroutine_threadsafe(self._astart(), loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._astop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
 
     # -- proxy side ------------------------------------------------------------------------
 
