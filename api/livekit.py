@@ -1,19 +1,24 @@
-"""LiveKit server API clients: two kinds, which request goes through which.
+"""LiveKit server API clients: three kinds, which request goes through which.
 
 Invariant: a request that acts every time it arrives reaches LiveKit at most once per
 invocation. livekit-api builds its clients with `failover=True`; against LiveKit Cloud hosts
 (`*.livekit.cloud`, `cloud-api.*.livekit.io`) that client replays any request that got a
 5xx or a transport error, up to 3 attempts. The server may have applied the request before
-the error, so a replay repeats the act. Hence two clients:
+the error, so a replay repeats the act. Hence:
 
 - `Resources.livekit` (failover on): idempotent requests only. CreateRoom (an upsert),
-  DeleteRoom, ListRooms, ListParticipants, DeleteSIPTrunk (a missing trunk is fine).
+  DeleteRoom, ListRooms, DeleteSIPTrunk (a missing trunk is fine).
 - `Resources.single_shot_livekit` (`failover=False`, one attempt): CreateSIPParticipant (each
-  one rings the callee), TransferSIPParticipant (each one sends a REFER) and
-  CreateSIPOutboundTrunk (each one creates a trunk). A 5xx or transport error from it means
-  "outcome unknown": look at LiveKit's state before doing anything again.
+  one rings the callee) and CreateSIPOutboundTrunk (each one creates a trunk); the agent's
+  TransferSIPParticipant goes through its own such client (agent_runtime/telephony.py). A 5xx
+  or transport error from one means "outcome unknown": look at LiveKit's state before doing
+  anything again.
+- `Resources.room_admin_livekit` (failover on): a room's own idempotent requests
+  (ListParticipants), whose token must name the room: it signs one per request (livekit-api's
+  way). The other two send one pre-signed token (`ServerToken`) carrying the grants of every
+  request Outdial makes outside one room's scope, so no room-scoped request can pass there.
 
-Against a self-hosted URL both make exactly one attempt. Every request gives up after
+Against a self-hosted URL every client makes exactly one attempt. Every request gives up after
 `OUTDIAL_LIVEKIT_TIMEOUT_SECONDS` (see `_TimedSession`: livekit-api's own 10 s never
 applies); for the dial, a timeout is one more "outcome unknown". The clients of a process
 and event loop are held, and closed, by `api.resources.Resources`.
@@ -21,6 +26,9 @@ and event loop are held, and closed, by `api.resources.Resources`.
 
 from __future__ import annotations
 
+import datetime
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiohttp
@@ -37,6 +45,37 @@ LIVEKIT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+# A server token's lifetime; it is signed again once half of it is gone, so a request in
+# flight never carries one about to expire.
+SERVER_TOKEN_TTL = datetime.timedelta(minutes=10)
+
+
+class ServerToken:
+    """The token of the server clients (see the module docstring), signed once per half
+    lifetime instead of once per request: livekit-api signs a token for every request
+    (claims to a dict with deep copies, then HS256), which cost about a tenth of a worker's
+    CPU at campaign rates (bench/RESULTS.md)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._signed_at: float | None = None
+
+    def due(self) -> bool:
+        """Whether a new token is needed: none signed yet, or half its lifetime gone."""
+        if self._signed_at is None:
+            return True
+        return self._clock() - self._signed_at >= SERVER_TOKEN_TTL.total_seconds() / 2
+
+    def sign(self) -> str:
+        self._signed_at = self._clock()
+        token = lkapi.AccessToken(self._settings.livekit_api_key, self._settings.livekit_api_secret)
+        token.with_ttl(SERVER_TOKEN_TTL)
+        token.with_grants(lkapi.VideoGrants(room_create=True, room_list=True))
+        token.with_sip_grants(lkapi.SIPGrants(admin=True, call=True))
+        return token.to_jwt()
 
 
 class _TimedSession:
@@ -65,14 +104,19 @@ class _TimedSession:
 
 
 def build_livekit_client(
-    settings: Settings, session: aiohttp.ClientSession, *, failover: bool
+    settings: Settings, session: aiohttp.ClientSession, *, failover: bool, token: str = ""
 ) -> lkapi.LiveKitAPI:
     """A client sending through `session` (its owner closes it; `aclose()` leaves it open),
-    with the session's timeout applied to every request (see `_TimedSession`)."""
+    with the session's timeout applied to every request (see `_TimedSession`). With `token`
+    it sends that token with every request; without, it signs one per request."""
+    timed = cast(aiohttp.ClientSession, _TimedSession(session))
+    if token:
+        url = settings.livekit_url
+        return lkapi.LiveKitAPI(url=url, token=token, session=timed, failover=failover)
     return lkapi.LiveKitAPI(
         url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret,
-        session=cast(aiohttp.ClientSession, _TimedSession(session)),
+        session=timed,
         failover=failover,
     )

@@ -1,4 +1,4 @@
-"""The per-process resources: the store, LiveKit's two clients, the callback HTTP session.
+"""The per-process resources: the store, LiveKit's clients, the callback HTTP session.
 
 Invariant: one holder per event loop, created, used and closed on that loop, and
 `aclose()` closes everything it opened. aiohttp sessions and Redis connections belong to
@@ -16,7 +16,7 @@ import asyncio
 import aiohttp
 from livekit import api as lkapi
 
-from api.livekit import build_livekit_client
+from api.livekit import ServerToken, build_livekit_client
 from api.relay.http import open_delivery_session
 from api.settings import Settings
 from api.store.base import Store, open_store
@@ -35,8 +35,10 @@ class Resources:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
         self._livekit_session: aiohttp.ClientSession | None = None
+        self._server_token = ServerToken(settings)
         self._livekit: lkapi.LiveKitAPI | None = None
         self._single_shot_livekit: lkapi.LiveKitAPI | None = None
+        self._room_admin_livekit: lkapi.LiveKitAPI | None = None
         self._callback_session: aiohttp.ClientSession | None = None
 
     @property
@@ -50,21 +52,29 @@ class Resources:
     def livekit(self) -> lkapi.LiveKitAPI:
         """For idempotent requests: replayed on LiveKit Cloud (see api/livekit.py)."""
         self._check_loop()
-        if self._livekit is None:
-            self._livekit = build_livekit_client(
-                self.settings, self._session_for_livekit(), failover=True
-            )
+        if self._livekit is None or self._server_token.due():
+            self._sign_server_clients()
+        assert self._livekit is not None
         return self._livekit
 
     @property
     def single_shot_livekit(self) -> lkapi.LiveKitAPI:
-        """For requests that must reach LiveKit at most once: dial, transfer, create trunk."""
+        """For requests that must reach LiveKit at most once: dial, create trunk."""
         self._check_loop()
-        if self._single_shot_livekit is None:
-            self._single_shot_livekit = build_livekit_client(
-                self.settings, self._session_for_livekit(), failover=False
-            )
+        if self._single_shot_livekit is None or self._server_token.due():
+            self._sign_server_clients()
+        assert self._single_shot_livekit is not None
         return self._single_shot_livekit
+
+    @property
+    def room_admin_livekit(self) -> lkapi.LiveKitAPI:
+        """For a room's own (idempotent) requests: ListParticipants (see api/livekit.py)."""
+        self._check_loop()
+        if self._room_admin_livekit is None:
+            self._room_admin_livekit = build_livekit_client(
+                self.settings, self._session_for_livekit(), failover=True
+            )
+        return self._room_admin_livekit
 
     @property
     def callback_session(self) -> aiohttp.ClientSession:
@@ -80,7 +90,7 @@ class Resources:
         store, self._store = self._store, None
         livekit_session, self._livekit_session = self._livekit_session, None
         callback_session, self._callback_session = self._callback_session, None
-        self._livekit = self._single_shot_livekit = None
+        self._livekit = self._single_shot_livekit = self._room_admin_livekit = None
         # The clients send through a session passed to them, which their aclose() leaves
         # open: closing the session is what closes them.
         if livekit_session is not None:
@@ -89,6 +99,16 @@ class Resources:
             await callback_session.close()
         if store is not None:
             await store.aclose()
+
+    def _sign_server_clients(self) -> None:
+        """Both server clients, with a newly signed token: requests already sent keep the old
+        clients, whose token is still good for half its lifetime."""
+        token = self._server_token.sign()
+        session = self._session_for_livekit()
+        self._livekit = build_livekit_client(self.settings, session, failover=True, token=token)
+        self._single_shot_livekit = build_livekit_client(
+            self.settings, session, failover=False, token=token
+        )
 
     def _session_for_livekit(self) -> aiohttp.ClientSession:
         if self._given_livekit_session is not None:

@@ -14,7 +14,7 @@ from redis import exceptions as redis_errors
 
 from api.settings import Settings
 from api.store.connect import lean_client
-from api.store.lean_redis import LeanRedis, LeanScript, hash_reply, pack
+from api.store.lean_redis import LeanRedis, LeanScript, NotReplicated, hash_reply, pack
 from tests.support import async_wait_until, free_port
 
 
@@ -129,6 +129,31 @@ async def test_evalsha_loads_a_script_redis_does_not_know(
         await lean.evalsha(
             LeanScript(f"-- {uuid.uuid4()}\nreturn redis.error_reply('boom')"), [], []
         )
+
+
+def test_pack_refuses_what_redis_py_refuses() -> None:
+    assert pack([["SET", "k", 1.5]]).endswith(b"$3\r\n1.5\r\n")
+    for wrong in (None, True, ["x"]):
+        with pytest.raises(redis_errors.DataError):
+            pack([["SET", "k", wrong]])
+
+
+async def test_a_script_waits_for_replicas_only_when_asked_and_when_it_wrote(
+    settings: Settings,
+) -> None:
+    # This Redis has no replica: a WAIT for one answers 0 after its timeout.
+    waiting = lean_client(settings.model_copy(update={"redis_wait_replicas": 1}))
+    script = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.call('INCR', KEYS[1])")
+    key = f"{settings.redis_prefix}:lean:writes"
+    try:
+        with pytest.raises(NotReplicated):
+            await waiting.evalsha(script, [key], [])
+        assert await waiting.evalsha(script, [key], [], replicate=False) == 2
+        assert await waiting.evalsha(script, [key], [], wrote=lambda reply: reply > 10) == 3
+        with pytest.raises(NotReplicated):  # it applied: only the confirmation is missing
+            await waiting.evalsha(script, [key], [], wrote=lambda reply: reply == 4)
+    finally:
+        await waiting.aclose()
 
 
 async def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects(

@@ -44,6 +44,7 @@ from api.jobs.call_plans import dispatch_metadata, participant_identity, room_pl
 from api.jobs.dial_turns import mark_dialing_in_turn
 from api.jobs.resources import (
     worker_livekit,
+    worker_room_admin_livekit,
     worker_single_shot_livekit,
     worker_store,
 )
@@ -114,7 +115,7 @@ async def _check_dial(call: CallRecord) -> None:
     CreateSIPParticipant once the leg is in the room), so an empty room decides nothing:
     the call's ring deadline does (the reconciler fails it `DIAL_INTERRUPTED` then)."""
     participant = await find_sip_participant(
-        worker_livekit(), call.room_name, participant_identity(call.id)
+        worker_room_admin_livekit(), call.room_name, participant_identity(call.id)
     )
     current = await get_call(worker_store(), call.id)
     if current is not None and current.is_terminal:

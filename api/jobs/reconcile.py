@@ -19,7 +19,7 @@ import time
 import dramatiq
 
 from api.jobs.call_plans import participant_identity
-from api.jobs.resources import worker_livekit, worker_store
+from api.jobs.resources import worker_livekit, worker_room_admin_livekit, worker_store
 from api.livekit import LIVEKIT_ERRORS
 from api.metrics import CALLS_RECONCILED, RECONCILE_ERRORS, WEBHOOKS_MISSED
 from api.services.call_end import count_call_end, drop_room
@@ -40,7 +40,8 @@ _LOOK_POLICY = RetryPolicy(attempts=2)
 
 
 async def _look_at_room(call: CallRecord) -> RoomSnapshot:
-    participants = await list_participants(worker_livekit(), call.room_name, _LOOK_POLICY)
+    client = worker_room_admin_livekit()
+    participants = await list_participants(client, call.room_name, _LOOK_POLICY)
     return RoomSnapshot.of(participants, participant_identity(call.id))
 
 

@@ -5,7 +5,8 @@ holder's clients bind to that loop, so they are made lazily inside it, and the m
 closes them there at shutdown, after in-flight messages are done (api/resources.py).
 `worker_livekit()` replays failed requests on LiveKit Cloud (idempotent requests only);
 `worker_single_shot_livekit()` sends each request once: the dial (CreateSIPParticipant)
-must go through it (see api/livekit.py).
+must go through it; `worker_room_admin_livekit()` is for a room's own requests, whose token
+must name the room (see api/livekit.py).
 """
 
 from __future__ import annotations
@@ -61,8 +62,13 @@ def worker_store() -> Store:
 
 
 def worker_livekit() -> lkapi.LiveKitAPI:
-    """For idempotent requests: CreateRoom, DeleteRoom, ListParticipants."""
+    """For idempotent requests outside one room's scope: CreateRoom, DeleteRoom."""
     return worker_resources().livekit
+
+
+def worker_room_admin_livekit() -> lkapi.LiveKitAPI:
+    """For a room's own requests: ListParticipants."""
+    return worker_resources().room_admin_livekit
 
 
 def worker_single_shot_livekit() -> lkapi.LiveKitAPI:

@@ -12,9 +12,9 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from api.settings import Settings
-from api.store.connect import REPLICA_WAIT_TIMEOUT_MS, async_client, lean_client
+from api.store.connect import async_client, lean_client
 from api.store.keys import Keys
-from api.store.lean_redis import LeanRedis, replicated
+from api.store.lean_redis import LeanRedis, LeanScript, always
 from api.store.messages import DIAL_QUEUE, RELAY_QUEUE, QueueKeys
 from api.store.scripts import SCRIPTS, ScriptCall
 
@@ -26,7 +26,7 @@ FEED_SOCKET_TIMEOUT_SECONDS = 30
 class Store:
     redis: Redis
     settings: Settings
-    # The accept path's client (see lean_redis); everything else uses redis-py.
+    # Script calls and the accept path's reads (see lean_redis); the rest uses redis-py.
     lean: LeanRedis = field(init=False)
     # Blocking reads of the event feed (`api.store.feed`): a pool of their own, with a socket
     # timeout longer than a read's block, so no XREAD BLOCK holds a shared connection.
@@ -34,8 +34,10 @@ class Store:
     keys: Keys = field(init=False)
     dial_queue: QueueKeys = field(init=False)
     relay_queue: QueueKeys = field(init=False)
-    # Every script of `api.store.scripts`, registered once on `redis` (EVALSHA, loaded on
-    # NOSCRIPT); the accept path's goes through `lean` (`api.store.calls`).
+    # Every script of `api.store.scripts`: run alone through `lean` (redis-py's script call
+    # costs several times its CPU), queued on a redis-py pipeline where a caller batches.
+    # Both call EVALSHA and load the script on NOSCRIPT.
+    lean_scripts: dict[str, LeanScript] = field(init=False)
     scripts: dict[str, AsyncScript] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,29 +52,22 @@ class Store:
             socket_timeout=FEED_SOCKET_TIMEOUT_SECONDS,
             protocol=2,
         )
+        self.lean_scripts = {name: LeanScript(src) for name, src in SCRIPTS.items()}
         self.scripts = {name: self.redis.register_script(src) for name, src in SCRIPTS.items()}
 
     async def run(self, call: ScriptCall, client: Pipeline | None = None) -> Any:
-        """Run `call`'s script on `redis`, or queue it on `client` (a pipeline of it)."""
-        script = self.scripts[call.NAME]
-        return await script(keys=call.keys(), args=call.args(), client=client)
+        """Run `call`'s script, or queue it on `client` (a redis-py pipeline)."""
+        if client is not None:
+            return await self.scripts[call.NAME](keys=call.keys(), args=call.args(), client=client)
+        script = self.lean_scripts[call.NAME]
+        return await self.lean.evalsha(script, call.keys(), call.args(), replicate=False)
 
-    async def run_replicated(
-        self, call: ScriptCall, wrote: Callable[[Any], bool] = lambda _: True
-    ) -> Any:
+    async def run_replicated(self, call: ScriptCall, wrote: Callable[[Any], bool] = always) -> Any:
         """`run`, then, with OUTDIAL_REDIS_WAIT_REPLICAS, wait on the same connection until
         that many replicas have the write; `NotReplicated` when they do not in time and
         `wrote(reply)` (a step whose reply says it only read needs no replica)."""
-        wanted = self.settings.redis_wait_replicas
-        if not wanted:
-            return await self.run(call)
-        async with self.redis.pipeline(transaction=False) as pipeline:
-            await self.run(call, client=pipeline)
-            pipeline.wait(wanted, REPLICA_WAIT_TIMEOUT_MS)
-            reply, acked = await pipeline.execute()
-        if wrote(reply):
-            replicated(acked, wanted, REPLICA_WAIT_TIMEOUT_MS)
-        return reply
+        script = self.lean_scripts[call.NAME]
+        return await self.lean.evalsha(script, call.keys(), call.args(), wrote=wrote)
 
     @property
     def retention_seconds(self) -> int:

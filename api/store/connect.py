@@ -1,5 +1,5 @@
 """Every Redis connection of Outdial is made here: redis-py's (blocking and asyncio) and the
-lean accept client's (`api.store.lean_redis`). No other module names an address.
+lean client's (`api.store.lean_redis`). No other module names an address.
 
 Invariant: with `REDIS_SENTINELS` and `REDIS_SENTINEL_SERVICE` set, a client connects only
 to the address a sentinel named as the service's primary when that connection was opened,
@@ -99,7 +99,7 @@ def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
 def lean_client(
     settings: Settings, *, connect_timeout: float = 2.0, reply_timeout: float = 5.0
 ) -> LeanRedis:
-    """The accept path's client (`api.store.lean_redis`), to the same Redis as the others."""
+    """The lean client (`api.store.lean_redis`), to the same Redis as the others."""
     options = _url_options(settings, asyncio=True)
     tls = _tls_context(options) if _wants_tls(options) else None
     locator: FixedLocator | SentinelLocator

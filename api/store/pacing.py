@@ -206,9 +206,8 @@ async def note_late_dial(store: Store, call_id: str, sip_trunk_id: str, sent_at_
     """The dial left later than its `dialing` mark: its trunk's window counts it from when it
     left, so the dials after it keep their distance at the trunk (a dial not in the window,
     on a trunk without a rate, is left out)."""
-    await store.redis.zadd(
-        store.keys.trunk_dial_log(sip_trunk_id), {call_id: sent_at_ms}, xx=True, gt=True
-    )
+    key = store.keys.trunk_dial_log(sip_trunk_id)
+    await store.lean.execute(["ZADD", key, "XX", "GT", sent_at_ms, call_id])
 
 
 class PacerSteps:
