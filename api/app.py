@@ -68,7 +68,11 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Routes are matched in order: the per-call machine routes (the agents' events, LiveKit's
+    # webhooks: several requests per call) first, before dozens of client routes are tried.
     for router in (
+        internal.router,
+        livekit_webhook.router,
         health.router,
         admin.router,
         limits.admin_router,
@@ -76,12 +80,10 @@ def create_app(
         agents.router,
         numbers.router,
         calls.router,
-        internal.router,
         events.router,
         event_stream.router,
         limits.router,
         billing.router,
-        livekit_webhook.router,
         *COMPAT_ROUTERS,
     ):
         app.include_router(router)
