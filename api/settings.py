@@ -296,6 +296,16 @@ class Settings(BaseSettings):
     # ... and the whole deployment (every API process): each holds a Redis connection.
     event_streams_max: int = Field(500, ge=1, le=100_000, alias="OUTDIAL_EVENT_STREAMS_MAX")
 
+    # Contact CSV uploads (docs/csv-import.md): a file past these is refused with its code
+    # (CSV_TOO_LARGE, CSV_TOO_MANY_ROWS, CSV_TOO_MANY_COLUMNS); a longer field rejects its
+    # row (`field_too_long`). Rows are data rows, the header and blank lines not counted.
+    csv_max_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024, alias="OUTDIAL_CSV_MAX_BYTES"
+    )
+    csv_max_rows: int = Field(1_000_000, ge=1, le=10_000_000, alias="OUTDIAL_CSV_MAX_ROWS")
+    csv_max_columns: int = Field(128, ge=1, le=1024, alias="OUTDIAL_CSV_MAX_COLUMNS")
+    csv_max_field_chars: int = Field(4096, ge=16, le=65_536, alias="OUTDIAL_CSV_MAX_FIELD_CHARS")
+
     @property
     def broker_namespace(self) -> str:
         return f"{self.redis_prefix}-dramatiq"

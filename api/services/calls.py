@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import string
+from collections.abc import Collection
 from typing import Any, cast
 
 from livekit import api as lkapi
@@ -64,20 +65,22 @@ _ROOM_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _ROOM_SUFFIX_OF_BYTE = bytes(ord(_ROOM_SUFFIX_ALPHABET[byte % 36]) for byte in range(256))
 
 
-def _json_size(value: Any) -> int:
+def json_size(value: Any) -> int:
+    """How many bytes `value` takes as JSON (what MAX_SECTION_BYTES bounds)."""
     return len(to_json(value))
 
 
-def check_sizes(body: CallCreate) -> None:
-    variables = body.dynamic_variables
-    if len(variables) > MAX_VARIABLES:
+def check_variable_names(names: Collection[str]) -> None:
+    """The names of a call's dynamic variables (the JSON body's keys, a CSV file's columns):
+    at most MAX_VARIABLES, each 1-64 characters of `VARIABLE_NAME`."""
+    if len(names) > MAX_VARIABLES:
         raise ApiError(
             413,
             "PAYLOAD_TOO_LARGE",
             f"at most {MAX_VARIABLES} dynamic_variables allowed",
-            {"count": len(variables)},
+            {"count": len(names)},
         )
-    for name in variables:
+    for name in names:
         if len(name) > 64:
             raise ApiError(
                 413,
@@ -92,8 +95,12 @@ def check_sizes(body: CallCreate) -> None:
                 f"dynamic variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*",
                 {"errors": [{"field": f"dynamic_variables.{name}", "message": "invalid name"}]},
             )
+
+
+def check_sizes(body: CallCreate) -> None:
+    check_variable_names(body.dynamic_variables.keys())
     for section in ("dynamic_variables", "metadata"):
-        size = _json_size(getattr(body, section))
+        size = json_size(getattr(body, section))
         if size > MAX_SECTION_BYTES:
             raise ApiError(
                 413,

@@ -1,0 +1,52 @@
+"""The contact CSV reader's memory is flat in the file's size: the peak Python allocation
+(tracemalloc) reading 1,000,000 generated rows is that of 100,000 rows plus the index of
+the numbers seen (`NumberSet`, bounded by the row limit: 8 bytes a slot), not the ~10x
+longer file."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator
+
+from api.services.contact_csv import ContactCsvReader, CsvLimits
+
+LIMITS = CsvLimits(max_bytes=1 << 30, max_rows=1_000_000, max_columns=16, max_field_chars=4096)
+MiB = 1 << 20
+
+
+async def generated(rows: int) -> AsyncIterator[bytes]:
+    """A file of `rows` distinct French mobile numbers, with a variable and a metadata
+    column, in 64 KiB chunks, made as it is read (the test itself holds no file)."""
+    yield b"phone,first_name,metadata.ref\r\n"
+    for start in range(0, rows, 1500):
+        lines = (
+            f"+3361{n:07d},Name {n % 977},ref-{n}\r\n"
+            for n in range(start, min(rows, start + 1500))
+        )
+        yield "".join(lines).encode()
+
+
+async def peak_bytes(rows: int) -> int:
+    """The peak allocation while the file is read."""
+    reader = ContactCsvReader(generated(rows), limits=LIMITS)
+    tracemalloc.start()
+    try:
+        accepted = 0
+        async for batch in reader.batches():
+            accepted += len(batch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert accepted == reader.report.rows_read == rows
+    return peak
+
+
+async def test_a_million_rows_peak_at_a_hundred_thousands_plus_the_number_index() -> None:
+    small = await peak_bytes(100_000)
+    large = await peak_bytes(1_000_000)
+    # The index's peak is when it last doubled, its old table beside the new one: 1 + 2
+    # MiB (2^17 and 2^18 slots) for 100,000 numbers, 8 + 16 MiB for 1,000,000.
+    index_growth = (8 + 16 - 1 - 2) * MiB
+    assert large - small <= index_growth + 2 * MiB, (small, large)
+    # A file of ~37 MB read holding less than its size, the index included.
+    assert large < 32 * MiB, large
