@@ -19,6 +19,7 @@ from api.routes import (
     agents,
     billing,
     calls,
+    dnc_import,
     event_stream,
     events,
     health,
@@ -30,6 +31,7 @@ from api.routes import (
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
 from api.routes.compat import ROUTERS as COMPAT_ROUTERS
 from api.routes.compat import SELF_BOUNDED_PATHS
+from api.routes.dnc_import import DNC_IMPORT_PATH
 from api.routes.docs_ui import install_docs
 from api.schemas.calls import MAX_BODY_BYTES
 from api.settings import Settings, get_settings
@@ -79,6 +81,7 @@ def create_app(
         billing.admin_router,
         agents.router,
         numbers.router,
+        dnc_import.router,
         calls.router,
         events.router,
         event_stream.router,
@@ -95,7 +98,8 @@ def create_app(
         BodyLimit,
         default_limit=MAX_BODY_BYTES,
         limits={"/v1/internal/": INTERNAL_BODY_LIMIT},
-        self_bounded=SELF_BOUNDED_PATHS,
+        # the CSV import bounds its upload itself (OUTDIAL_CSV_MAX_BYTES)
+        self_bounded=(*SELF_BOUNDED_PATHS, DNC_IMPORT_PATH),
     )
     return app
 

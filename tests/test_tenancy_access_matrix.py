@@ -59,6 +59,7 @@ WORKSPACE_ROUTES = (
     "POST /v1/api/numbers",
     "GET /v1/api/numbers",
     "DELETE /v1/api/numbers/{number}",
+    "POST /v1/api/dnc/import",
     f"POST {ACCEPT_CALL_PATH}",
     "GET /v1/api/call/{call_id}",
     "PATCH /v1/api/call/{call_id}",
@@ -89,6 +90,9 @@ NOT_APPLICABLE = {
     ("GET /v1/api/numbers", "malformed_id_path"),
     ("GET /v1/api/limits", "malformed_id_path"),
     ("GET /v1/api/usage", "malformed_id_path"),
+    # The import names no id; it writes only the caller's own list (test_dnc_import.py).
+    ("POST /v1/api/dnc/import", "other_id"),
+    ("POST /v1/api/dnc/import", "malformed_id_path"),
 }
 WORKSPACE_CELLS = [
     (route, column)

@@ -7,6 +7,7 @@ breaks; the header names the phone column and the others (dynamic variables, and
 `metadata.<key>` columns for the contact's metadata).
 """
 
+from api.schemas.contact_csv import RejectReason
 from api.services.contact_csv.reader import (
     BATCH_SIZE,
     REJECTIONS_KEPT,
@@ -15,7 +16,6 @@ from api.services.contact_csv.reader import (
     CsvLimits,
     CsvReport,
     Rejection,
-    RejectReason,
 )
 
 __all__ = [

@@ -56,7 +56,8 @@ def read_header(fields: list[str], phone_column: str, max_columns: int) -> Colum
             {"phoneColumn": phone_column, "columns": [name[:64] for name in names[:50]]},
         )
     if len(phones) > 1:
-        raise bad_header(f"{phone_column!r} names {len(phones)} columns", {"columns": phones})
+        columns = [index + 1 for index in phones]
+        raise bad_header(f"{phone_column!r} names columns {columns}", {"columns": columns})
     variables: list[tuple[int, str]] = []
     metadata: list[tuple[int, str]] = []
     for index, name in enumerate(names):

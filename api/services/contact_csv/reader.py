@@ -145,8 +145,11 @@ class ContactCsvReader:
         if self._columns is None:
             raise ApiError(400, "CSV_EMPTY", "the file is empty: its first row is the header")
         if self._ready:
-            yield self._ready
-            self._ready = []
+            yield self._take_batch()
+
+    def _take_batch(self) -> list[Contact]:
+        batch, self._ready = self._ready, []
+        return batch
 
     async def _text(self) -> AsyncIterator[str]:
         """The input decoded as UTF-8 (a BOM dropped), a slice at a time; a byte that is not

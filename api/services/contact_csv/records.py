@@ -101,13 +101,17 @@ class RecordSplitter:
 
     def finish(self) -> list[str]:
         """The text left at the end of the input: its last record, unfinished or without a
-        line end (the header, if that is all there was)."""
+        line end; or the header and what follows it, if the header never ended before."""
         rest, self._pending = self._pending, ""
-        if not rest:
-            return []
-        if self.separator is None:
-            self._set_separator(sniff_separator(rest))
-        return [rest]
+        if not rest or self.separator is not None:
+            return [rest] if rest else []
+        # The header never ended (a quote left open in it, as any candidate cuts it): its
+        # separator is sniffed from what there is, and the header cut with it.
+        self._set_separator(sniff_separator(rest))
+        header = re.compile(_record_pattern(self.separator or ",")).match(rest)
+        if header is None or header.end() == len(rest):
+            return [rest]
+        return [rest[: header.end()], rest[header.end() :]]
 
     def _header_end(self, buffer: str, end: int) -> int | None:
         """Where the header record ends in `buffer`, once it is whole. Its separator is
