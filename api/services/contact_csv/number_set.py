@@ -17,13 +17,18 @@ _MASK_64 = (1 << 64) - 1
 _FIRST_BITS = 10
 
 
+def _zeros(slots: int) -> array[int]:
+    """`slots` free slots, allocated once (from `bytes` it would be allocated twice)."""
+    return array("q", [0]) * slots
+
+
 class NumberSet:
     """Open addressing with linear probing over one `array` of signed 64-bit integers."""
 
     def __init__(self) -> None:
         self._multiplier = secrets.randbits(64) | 1
         self._bits = _FIRST_BITS
-        self._slots = array("q", bytes(8 << _FIRST_BITS))
+        self._slots = _zeros(1 << _FIRST_BITS)
         self._count = 0
 
     def __len__(self) -> int:
@@ -55,7 +60,7 @@ class NumberSet:
     def _grow(self) -> None:
         old = self._slots
         self._bits += 1
-        self._slots = array("q", bytes(8 << self._bits))
+        self._slots = _zeros(1 << self._bits)
         for value in old:
             if value:
                 self._insert(value)
