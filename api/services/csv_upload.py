@@ -24,7 +24,7 @@ CSV_MEDIA_TYPES = (b"text/csv", b"application/csv")
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def too_large(max_bytes: int) -> ApiError:
+def _too_large(max_bytes: int) -> ApiError:
     return ApiError(
         413, "CSV_TOO_LARGE", f"the file is over {max_bytes} bytes", {"limitBytes": max_bytes}
     )
@@ -36,7 +36,7 @@ def upload_chunks(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
     media, options = parse_options_header(request.headers.get("content-type"))
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
-        raise too_large(max_bytes)
+        raise _too_large(max_bytes)
     if media in CSV_MEDIA_TYPES:
         return _body(request)
     if media == b"multipart/form-data":
@@ -124,7 +124,7 @@ async def _file_part(
         async for chunk in body:
             size += len(chunk)
             if size > max_body_bytes:
-                raise too_large(max_body_bytes - MULTIPART_OVERHEAD)
+                raise _too_large(max_body_bytes - MULTIPART_OVERHEAD)
             parser.write(chunk)
             data = part.take()
             if data:
