@@ -52,6 +52,7 @@ def batch_components() -> dict[str, dict[str, Any]]:
 @router.post(
     CALL_BATCH_PATH,
     response_model=CallBatchAccepted,
+    response_description="Every item's result, in the items' order (partial success is normal)",
     openapi_extra={"requestBody": _REQUEST_BODY, "parameters": [_IDEMPOTENCY_KEY]},
     responses=error_responses(
         WORKSPACE_AUTH,
