@@ -104,6 +104,9 @@ def create_app(
     return app
 
 
+_MACHINE = (internal.router.prefix, livekit_webhook.router.prefix)
+
+
 def _document_accept_call(app: FastAPI) -> None:
     """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema and the
     call body the batch route's items refer to (that route reads its body itself), then
@@ -117,6 +120,9 @@ def _document_accept_call(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, component in batch_components().items():
                 components.setdefault(name, component)
+            # The machine routes are matched first (see create_app) but read last.
+            paths = schema["paths"]
+            schema["paths"] = dict(sorted(paths.items(), key=lambda p: p[0].startswith(_MACHINE)))
             # `Error`, which it refers to, is a component already: FastAPI routes declare it
             app.openapi_schema = document(schema)
         return app.openapi_schema
