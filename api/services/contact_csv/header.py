@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import ApiError
-from api.services.calls import check_variable_names
+from api.services.call_checks import check_variable_names
 
 METADATA_PREFIX = "metadata."
 

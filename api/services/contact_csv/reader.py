@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from api.errors import ApiError
 from api.schemas.calls import MAX_SECTION_BYTES
 from api.schemas.contact_csv import RejectReason
-from api.services.calls import json_size
+from api.services.call_checks import json_size
 from api.services.contact_csv.header import Columns, read_header
 from api.services.contact_csv.number_set import NumberSet
 from api.services.contact_csv.records import RecordSplitter, split_records
