@@ -173,6 +173,8 @@ EndReason = Literal[
     "canceled_by_client",
     # the operator disabled the workspace before the call was dialed
     "workspace_disabled",
+    # the number joined the workspace's do-not-call list before the call was dialed
+    "do_not_call",
 ]
 
 # Why a `scheduled` call waits (its `scheduledReason`, `call.scheduled`'s `data.reason`).

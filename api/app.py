@@ -19,6 +19,7 @@ from api.routes import (
     agents,
     billing,
     calls,
+    dnc,
     event_stream,
     events,
     health,
@@ -32,6 +33,7 @@ from api.routes.compat import ROUTERS as COMPAT_ROUTERS
 from api.routes.compat import SELF_BOUNDED_PATHS
 from api.routes.docs_ui import install_docs
 from api.schemas.calls import MAX_BODY_BYTES
+from api.schemas.dnc import DNC_BODY_LIMIT
 from api.settings import Settings, get_settings
 
 # Agents report whole transcripts at the end of a call; everything else stays small.
@@ -79,6 +81,7 @@ def create_app(
         billing.admin_router,
         agents.router,
         numbers.router,
+        dnc.router,
         calls.router,
         events.router,
         event_stream.router,
@@ -94,7 +97,7 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default_limit=MAX_BODY_BYTES,
-        limits={"/v1/internal/": INTERNAL_BODY_LIMIT},
+        limits={"/v1/internal/": INTERNAL_BODY_LIMIT, "/v1/api/dnc": DNC_BODY_LIMIT},
         self_bounded=SELF_BOUNDED_PATHS,
     )
     return app

@@ -29,6 +29,7 @@ class AcceptCall(ScriptCall):
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
     balance: Key
+    do_not_call: Key
     dial_msgs: Key
     dial_queue: Key
     idem_value: bytes
@@ -53,6 +54,8 @@ class AcceptOutcome:
     previous: dict[str, Any] | None = None
     # Refused: the workspace's balance (seconds) cannot cover the call's reservation.
     balance_short: int | None = None
+    # Refused: the number is on the workspace's do-not-call list.
+    do_not_call: bool = False
 
 
 def accept_refusal(result: list[Any], call_id: str) -> AcceptOutcome:
@@ -61,6 +64,8 @@ def accept_refusal(result: list[Any], call_id: str) -> AcceptOutcome:
         return AcceptOutcome(created=False, previous=json.loads(result[1]))
     if result[0] == "insufficient":
         return AcceptOutcome(created=False, balance_short=int(result[1]))
+    if result[0] == "do_not_call":
+        return AcceptOutcome(created=False, do_not_call=True)
     raise RuntimeError(f"call id collision for {call_id}")
 
 
@@ -73,9 +78,10 @@ async def accept_call(
     """Store the call, its dispatch message, its idempotency record and `call.queued`.
 
     One script: either everything exists afterwards or nothing does. With an idempotency
-    key already used, nothing is written and the first answer comes back; a workspace whose
-    balance cannot cover `RESERVE_SECONDS` gets nothing written (`balance_short`), else the
-    call holds them from its balance in the same step.
+    key already used, nothing is written and the first answer comes back; a number on the
+    workspace's do-not-call list gets nothing written (`do_not_call`), nor does a workspace
+    whose balance cannot cover `RESERVE_SECONDS` (`balance_short`); else the call holds them
+    from its balance in the same step.
     """
     keys = store.keys
     now_ms = int(time.time() * 1000)
@@ -94,6 +100,7 @@ async def accept_call(
         dial_msgs=store.dial_queue.messages,
         dial_queue=store.dial_queue.ids,
         balance=keys.balance(draft.workspace_id),
+        do_not_call=keys.do_not_call(draft.workspace_id),
         idem_value=idem_value,
         idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
         created_ms=now_ms,

@@ -72,6 +72,7 @@ class AcceptScheduled(ScriptCall):
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
     balance: Key
+    do_not_call: Key
     due: Key
     idem_value: str
     idem_ttl_s: int
@@ -147,6 +148,7 @@ async def accept_scheduled_call(
             idempotency=idem_key if draft.idempotency_key else "",
             due=keys.scheduled_due(),
             balance=keys.balance(draft.workspace_id),
+            do_not_call=keys.do_not_call(draft.workspace_id),
             idem_value=idem_value,
             idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
             created_ms=now,
