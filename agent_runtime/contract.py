@@ -151,6 +151,8 @@ EndReason = Literal[
     "max_duration",
     "silence_timeout",
     "transferred",
+    # the callee asked not to be called again (`opt_out`): the agent said goodbye
+    "opted_out",
     # the workspace's minute balance ran out (the agent said goodbye)
     "balance_exhausted",
     "connection_lost",
@@ -206,6 +208,9 @@ AgentEventType = Literal[
     "agent.ready",
     "call.answered",
     "call.voicemail",
+    # the callee asked not to be called again: the API puts the call's number on its
+    # workspace's do-not-call list (source `opt_out`)
+    "call.opted_out",
     "call.transcript",
     "call.ended",
     "call.failed",

@@ -1,6 +1,7 @@
 """The do-not-call list over HTTP (`/v1/api/dnc`), the accept's refusal (`DO_NOT_CALL`, the
-native and a vendor route, now and for later) and a scheduled call whose number is listed
-before its time: real API, real Redis, a real worker, the LiveKit test server."""
+native and a vendor route, now and for later), a scheduled call whose number is listed
+before its time, and the agent's opt-out event: real API, real Redis, a real worker, the
+LiveKit test server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from api.security import event_token
 from api.settings import Settings
 from api.store.keys import Keys
 from tests.callback_receiver import Receiver
@@ -120,12 +122,22 @@ async def test_a_full_request_fills_the_list_and_the_next_number_is_refused_whol
     response = await add(tenant, numbers)
     assert response.status_code == 200, response.text
     assert response.json()["added"] == LIMIT
-    before = redis_snapshot(redis_client, settings.redis_prefix)
-    refused = await add(tenant, [numbers[0], "+14155550100", "+14155550101"])
+    keys = Keys(settings.redis_prefix)
+
+    def the_list() -> tuple[Any, ...]:
+        # Contents, not DUMPs: a read may move a hash this large on in its rehashing.
+        return (
+            redis_client.hgetall(keys.do_not_call(tenant.id)),
+            redis_client.zrange(keys.do_not_call_order(tenant.id), 0, -1),
+            sorted(redis_client.scan_iter(match=f"{settings.redis_prefix}*", count=1000)),
+        )
+
+    before = the_list()
+    refused = await add(tenant, [numbers[0], "+14155560100", "+14155560101"])
     body = refused.json()
     assert (refused.status_code, body["code"]) == (409, "DNC_LIST_FULL")
     assert body["details"] == {"limit": LIMIT, "size": LIMIT}
-    assert redis_snapshot(redis_client, settings.redis_prefix) == before
+    assert the_list() == before
     # Numbers listed already fit: nothing new.
     assert (await add(tenant, numbers[:3])).json()["alreadyListed"] == 3
 
@@ -212,3 +224,31 @@ async def test_a_call_listed_before_its_time_is_canceled_never_rung_and_says_why
     keys = Keys(settings.redis_prefix)
     assert redis_client.zcard(keys.trunk_slots(view["sipTrunkId"])) == 0
     assert redis_client.zcard(keys.workspace_slots(tenant.id)) == 0
+
+
+async def test_an_opt_out_lists_the_calls_own_number_once_and_the_call_says_so(
+    tenant: Tenant, agent: dict[str, Any], settings: Settings
+) -> None:
+    accepted = await tenant.place_call(to=CALLEE, call_agent_id=agent["id"])
+    call_id = accepted.json()["callId"]
+    # What the agent's data names does not matter: the call's own number is listed.
+    response = await tenant.http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"id": "opt-out-0001", "type": "call.opted_out", "data": {"number": "+14155550100"}},
+        headers={"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"},
+    )
+    assert response.status_code == 200, response.text
+    # The agent's retry of the same event adds nothing and records nothing twice.
+    retried = await tenant.http.post(
+        f"/v1/internal/calls/{call_id}/events",
+        json={"id": "opt-out-0001", "type": "call.opted_out", "data": {"number": "+14155550100"}},
+        headers={"Authorization": f"Bearer {event_token(call_id, settings.event_signing_key)}"},
+    )
+    assert retried.status_code == 200, retried.text
+    listed = (await tenant.request("GET", "/v1/api/dnc")).json()
+    assert [(e["number"], e["source"]) for e in listed["numbers"]] == [(CALLEE, "opt_out")]
+    events = (await tenant.request("GET", f"/v1/api/call/{call_id}/events")).json()["events"]
+    assert [e["type"] for e in events].count("call.opted_out") == 1
+    # From now on no call to it is accepted.
+    again = await tenant.place_call(to=CALLEE, call_agent_id=agent["id"])
+    assert (again.status_code, again.json()["code"]) == (403, "DO_NOT_CALL")

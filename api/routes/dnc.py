@@ -25,16 +25,16 @@ _PATH_NUMBER = {400: "INVALID_NUMBER: not a phone number"}
         {409: "DNC_LIST_FULL: the new numbers would pass the list's limit; none was added"},
     ),
 )
-async def add_numbers(body: DncAdd, workspace: WorkspaceDep, store: StoreDep) -> DncAdded:
+async def add_dnc_numbers(body: DncAdd, workspace: WorkspaceDep, store: StoreDep) -> DncAdded:
     """Add up to 10,000 numbers (source `api`); an invalid one is reported, not added."""
-    return await dnc.add_numbers(store, workspace.id, body)
+    return await dnc.add_numbers_to_dnc(store, workspace.id, body)
 
 
 @router.get(
     "",
     responses=error_responses({422: "VALIDATION_ERROR: a query parameter is invalid"}),
 )
-async def list_numbers(
+async def list_dnc_numbers(
     workspace: WorkspaceDep,
     store: StoreDep,
     cursor: Annotated[str | None, Query(pattern=E164_PATTERN)] = None,
@@ -49,11 +49,11 @@ async def list_numbers(
 
 
 @router.get("/{number}", responses=error_responses(NOT_FOUND, _PATH_NUMBER))
-async def get_number(number: str, workspace: WorkspaceDep, store: StoreDep) -> DncEntryOut:
+async def get_dnc_number(number: str, workspace: WorkspaceDep, store: StoreDep) -> DncEntryOut:
     """The number's entry when it is listed (in any written form), else 404."""
-    return await dnc.find_number(store, workspace.id, number)
+    return await dnc.find_dnc_number(store, workspace.id, number)
 
 
 @router.delete("/{number}", status_code=204, responses=error_responses(NOT_FOUND, _PATH_NUMBER))
-async def remove_number(number: str, workspace: WorkspaceDep, store: StoreDep) -> None:
-    await dnc.remove_number(store, workspace.id, number)
+async def delete_dnc_number(number: str, workspace: WorkspaceDep, store: StoreDep) -> None:
+    await dnc.remove_dnc_number(store, workspace.id, number)

@@ -12,7 +12,7 @@ from sip import InvalidNumberError
 from sip.numbers import parse_number
 
 
-def listed_number(raw: str) -> str:
+def dnc_e164(raw: str) -> str:
     """`raw` as E.164; INVALID_NUMBER (400) when it is not a number."""
     try:
         return parse_number(raw).e164
@@ -20,7 +20,7 @@ def listed_number(raw: str) -> str:
         raise ApiError(400, "INVALID_NUMBER", str(exc), {"number": raw}) from exc
 
 
-async def add_numbers(store: Store, workspace_id: str, body: DncAdd) -> DncAdded:
+async def add_numbers_to_dnc(store: Store, workspace_id: str, body: DncAdd) -> DncAdded:
     """List every valid number of `body` (source `api`) and account for each item;
     DNC_LIST_FULL (409, nothing added) when the new ones would pass the list's limit."""
     valid: list[str] = []
@@ -38,13 +38,13 @@ async def add_numbers(store: Store, workspace_id: str, body: DncAdd) -> DncAdded
     return DncAdded(added=added, already_listed=len(valid) - added, invalid=invalid)
 
 
-async def find_number(store: Store, workspace_id: str, raw: str) -> DncEntryOut:
-    entry = await dnc_entry(store, workspace_id, listed_number(raw))
+async def find_dnc_number(store: Store, workspace_id: str, raw: str) -> DncEntryOut:
+    entry = await dnc_entry(store, workspace_id, dnc_e164(raw))
     if entry is None:
         raise not_found("do-not-call number", raw)
     return DncEntryOut.of(entry)
 
 
-async def remove_number(store: Store, workspace_id: str, raw: str) -> None:
-    if not await remove_from_dnc(store, workspace_id, listed_number(raw)):
+async def remove_dnc_number(store: Store, workspace_id: str, raw: str) -> None:
+    if not await remove_from_dnc(store, workspace_id, dnc_e164(raw)):
         raise not_found("do-not-call number", raw)

@@ -47,14 +47,14 @@ class DncEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class DncPage:
+class DncEntryPage:
     entries: list[DncEntry]
     # The last number of this page, to pass as `after`; None once the list is exhausted.
     next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DncAdd(ScriptCall):
+class AddToDnc(ScriptCall):
     NAME = "dnc_add"
     dnc: Key
     order: Key
@@ -64,7 +64,7 @@ class DncAdd(ScriptCall):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DncRemove(ScriptCall):
+class RemoveFromDnc(ScriptCall):
     NAME = "dnc_remove"
     dnc: Key
     order: Key
@@ -88,7 +88,7 @@ async def add_to_dnc(store: Store, workspace_id: str, numbers: Sequence[str], so
     keys = store.keys
     limit = store.settings.dnc_max_numbers
     reply = await store.run(
-        DncAdd(
+        AddToDnc(
             dnc=keys.do_not_call(workspace_id),
             order=keys.do_not_call_order(workspace_id),
             max_numbers=limit,
@@ -105,7 +105,7 @@ async def remove_from_dnc(store: Store, workspace_id: str, number: str) -> bool:
     """Take `number` off the list; whether it was listed."""
     keys = store.keys
     removed = await store.run(
-        DncRemove(
+        RemoveFromDnc(
             dnc=keys.do_not_call(workspace_id),
             order=keys.do_not_call_order(workspace_id),
             number=number,
@@ -126,7 +126,7 @@ async def count_dnc(store: Store, workspace_id: str) -> int:
 
 async def list_dnc(
     store: Store, workspace_id: str, *, limit: int, after: str | None = None
-) -> DncPage:
+) -> DncEntryPage:
     """Up to `limit` entries in number order, starting after the number `after`."""
     keys = store.keys
     start = f"({after}" if after else "-"
@@ -141,4 +141,4 @@ async def list_dnc(
     entries = [
         _entry(number, cast(str, raw)) for number, raw in zip(page, raws, strict=True) if raw
     ]
-    return DncPage(entries, page[-1] if len(numbers) > limit else None)
+    return DncEntryPage(entries, page[-1] if len(numbers) > limit else None)
