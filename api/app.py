@@ -103,6 +103,9 @@ def create_app(
     return app
 
 
+_MACHINE = (internal.router.prefix, livekit_webhook.router.prefix)
+
+
 def _document_accept_call(app: FastAPI) -> None:
     """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema, then
     completes the whole schema (`api.openapi.document`: credentials, errors)."""
@@ -112,6 +115,9 @@ def _document_accept_call(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()
             schema["paths"].setdefault(ACCEPT_CALL_PATH, {})["post"] = accept_call_openapi()
+            # The machine routes are matched first (see create_app) but read last.
+            paths = schema["paths"]
+            schema["paths"] = dict(sorted(paths.items(), key=lambda p: p[0].startswith(_MACHINE)))
             # `Error`, which it refers to, is a component already: FastAPI routes declare it
             app.openapi_schema = document(schema)
         return app.openapi_schema

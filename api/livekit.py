@@ -58,7 +58,9 @@ class ServerToken:
     (claims to a dict with deep copies, then HS256), which cost about a tenth of a worker's
     CPU at campaign rates (bench/RESULTS.md)."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    # The wall clock, as the token's own lifetime is: a process paused or asleep past half
+    # of it finds its token due when it wakes.
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
         self._signed_at: float | None = None

@@ -53,8 +53,7 @@ class Resources:
         """For idempotent requests: replayed on LiveKit Cloud (see api/livekit.py)."""
         self._check_loop()
         if self._livekit is None or self._server_token.due():
-            self._sign_server_clients()
-        assert self._livekit is not None
+            return self._sign_server_clients()[0]
         return self._livekit
 
     @property
@@ -62,8 +61,7 @@ class Resources:
         """For requests that must reach LiveKit at most once: dial, create trunk."""
         self._check_loop()
         if self._single_shot_livekit is None or self._server_token.due():
-            self._sign_server_clients()
-        assert self._single_shot_livekit is not None
+            return self._sign_server_clients()[1]
         return self._single_shot_livekit
 
     @property
@@ -100,15 +98,15 @@ class Resources:
         if store is not None:
             await store.aclose()
 
-    def _sign_server_clients(self) -> None:
-        """Both server clients, with a newly signed token: requests already sent keep the old
-        clients, whose token is still good for half its lifetime."""
+    def _sign_server_clients(self) -> tuple[lkapi.LiveKitAPI, lkapi.LiveKitAPI]:
+        """Both server clients (failover, single shot), with a newly signed token: requests
+        already sent keep the old clients, whose token is still good for half its lifetime."""
         token = self._server_token.sign()
         session = self._session_for_livekit()
-        self._livekit = build_livekit_client(self.settings, session, failover=True, token=token)
-        self._single_shot_livekit = build_livekit_client(
-            self.settings, session, failover=False, token=token
-        )
+        livekit = build_livekit_client(self.settings, session, failover=True, token=token)
+        single_shot = build_livekit_client(self.settings, session, failover=False, token=token)
+        self._livekit, self._single_shot_livekit = livekit, single_shot
+        return livekit, single_shot
 
     def _session_for_livekit(self) -> aiohttp.ClientSession:
         if self._given_livekit_session is not None:

@@ -4,11 +4,15 @@ is marked, expecting the status read, with `call.dialing` naming its numbers."""
 
 from __future__ import annotations
 
+from api.settings import Settings
 from api.store.agent_wait import mark_waiting_for_agent
-from api.store.base import Store
+from api.store.base import Store, open_store
 from api.store.calls import accept_call
 from api.store.dial_step import read_and_mark_dialing
+from api.store.dialing import record_dialed
 from api.store.events import EventSpec, apply_event, list_events
+from api.store.scripts import SCRIPTS
+from tests.redis_proxy import RedisProxy, script_sha
 from tests.test_store import draft
 
 
@@ -51,3 +55,21 @@ async def test_a_queued_call_is_only_read(store: Store) -> None:
     start = await read_and_mark_dialing(store, call.id, "run-1", None)
     assert start.paced is None and start.found.call is not None
     assert await store.redis.hget(store.keys.call(call.id), "status") == "queued"
+
+
+async def test_the_legs_ids_are_recorded_when_the_first_reply_is_lost(
+    redis_proxy: RedisProxy, redis_only_settings: Settings
+) -> None:
+    """After CreateSIPParticipant answered, the leg exists: a lost connection while its ids
+    are written must not leave the call without them (the step's retry would find the leg
+    and never write them). The write runs twice, with the same values."""
+    store = open_store(redis_only_settings.model_copy(update={"redis_url": redis_proxy.url}))
+    try:
+        call_id = await waiting_call(store)
+        rule = redis_proxy.lose_reply("EVALSHA", first_arg=script_sha(SCRIPTS["record_dialed"]))
+        assert await record_dialed(store, call_id, "SCL_1", "PA_1", 1234) == "waiting_for_agent"
+        assert len(redis_proxy.lost(rule)) == 1  # the first write ran; its reply was lost
+        record = await store.redis.hgetall(store.keys.call(call_id))
+        assert (record["sip_call_id"], record["sip_participant_id"]) == ("SCL_1", "PA_1")
+    finally:
+        await store.aclose()

@@ -1,4 +1,5 @@
-"""The accept path's Redis client against real Redis: order, errors, scripts, failures."""
+"""The lean Redis client (every script call, the accept's reads) against real Redis: order,
+errors, scripts, replicas, failures."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import redis
 from redis import exceptions as redis_errors
 
 from api.settings import Settings
+from api.store.base import open_store
 from api.store.connect import lean_client
+from api.store.dialing import RecordDialed
 from api.store.lean_redis import LeanRedis, LeanScript, NotReplicated, hash_reply, pack
 from tests.support import async_wait_until, free_port
 
@@ -138,9 +141,7 @@ def test_pack_refuses_what_redis_py_refuses() -> None:
             pack([["SET", "k", wrong]])
 
 
-async def test_a_script_waits_for_replicas_only_when_asked_and_when_it_wrote(
-    settings: Settings,
-) -> None:
+async def test_a_script_waits_for_replicas_only_when_it_wrote(settings: Settings) -> None:
     # This Redis has no replica: a WAIT for one answers 0 after its timeout.
     waiting = lean_client(settings.model_copy(update={"redis_wait_replicas": 1}))
     script = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.call('INCR', KEYS[1])")
@@ -148,12 +149,34 @@ async def test_a_script_waits_for_replicas_only_when_asked_and_when_it_wrote(
     try:
         with pytest.raises(NotReplicated):
             await waiting.evalsha(script, [key], [])
-        assert await waiting.evalsha(script, [key], [], replicate=False) == 2
-        assert await waiting.evalsha(script, [key], [], wrote=lambda reply: reply > 10) == 3
+        assert await waiting.evalsha(script, [key], [], wrote=lambda reply: reply > 10) == 2
         with pytest.raises(NotReplicated):  # it applied: only the confirmation is missing
-            await waiting.evalsha(script, [key], [], wrote=lambda reply: reply == 4)
+            await waiting.evalsha(script, [key], [], wrote=lambda reply: reply == 3)
     finally:
         await waiting.aclose()
+
+
+async def test_a_write_waiting_for_replicas_holds_up_no_other_script(settings: Settings) -> None:
+    """A WAIT holds its connection until answered (up to 1 s here, with no replica): the
+    store's other scripts go over a connection of their own meanwhile."""
+    store = open_store(settings.model_copy(update={"redis_wait_replicas": 1}))
+    # A call that does not exist: the script only reads, and answers nil.
+    step = RecordDialed(
+        call=store.keys.call("no-such-call"),
+        sip_call_id="SCL_x",
+        sip_participant_id="PA_x",
+        dial_sent_at_ms=1,
+    )
+    try:
+        held = asyncio.create_task(store.run_replicated(step))
+        plain = asyncio.create_task(store.run(step))
+        done, _ = await asyncio.wait({held, plain}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {plain}
+        assert plain.result() is None
+        with pytest.raises(NotReplicated):
+            await held
+    finally:
+        await store.aclose()
 
 
 async def test_a_killed_connection_fails_what_waits_and_the_next_call_reconnects(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import pytest
 import redis
 
 from api.settings import Settings
+from api.store.connect import lean_client
 from api.store.keys import Keys
+from api.store.lean_redis import LeanScript
 from tests.conftest import create_tenant
 from tests.sentinel_cluster import RedisNode
 from tests.support import (
@@ -163,3 +166,24 @@ def _looked_into(lk: Any, room: str) -> bool:
     return any(
         request.request.room == room for request in lk.requests("RoomService", "ListParticipants")
     )
+
+
+async def test_a_wait_on_a_demoted_primary_drops_the_connection_like_readonly(
+    pair: PrimaryAndReplica, settings: Settings
+) -> None:
+    """A script that only read, on a server that is now a replica: its WAIT is refused, and
+    the client takes that as the demotion it is (a connection error, the link dropped so
+    the next batch asks where the primary is), not as a count."""
+    on_replica = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{pair.replica.port}/0", "redis_wait_replicas": 1}
+    )
+    client = lean_client(on_replica)
+    reader = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.call('GET', KEYS[1])")
+    try:
+        (before,) = await client.execute(["CLIENT", "ID"])
+        with pytest.raises(redis.ConnectionError, match="no longer the primary"):
+            await client.evalsha(reader, ["absent"], [])
+        (after,) = await client.execute(["CLIENT", "ID"])
+        assert after != before  # the refused link was dropped; the next batch opened another
+    finally:
+        await client.aclose()

@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 import dramatiq
 from livekit import api as lkapi
+from redis.exceptions import RedisError
 
 from agent_runtime.contract import TERMINAL_STATUSES
 from api.jobs.call_plans import dispatch_metadata, participant_identity, room_plan, sip_leg_plan
@@ -174,7 +175,11 @@ async def _dial_once(
     plan = sip_leg_plan(call)
     sent_at = now_ms()
     if sent_at - paced.marked_at_ms > _LATE_SEND_MS:
-        await note_late_dial(store, call.id, call.sip_trunk_id, sent_at)
+        try:
+            await note_late_dial(store, call.id, call.sip_trunk_id, sent_at)
+        except RedisError as error:
+            # Only a refinement of the trunk's window: the call is marked, its dial goes out.
+            _log("late dial not noted (%r)", call, error, level=logging.WARNING)
     try:
         info = await dial(worker_single_shot_livekit(), plan)
     except lkapi.ServerError as error:

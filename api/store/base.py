@@ -28,6 +28,10 @@ class Store:
     settings: Settings
     # Script calls and the accept path's reads (see lean_redis); the rest uses redis-py.
     lean: LeanRedis = field(init=False)
+    # The writes that wait for OUTDIAL_REDIS_WAIT_REPLICAS replicas (`run_replicated`, the
+    # accept): a connection of their own, since a WAIT holds its connection until answered
+    # (`lean` itself when there are no replicas to wait for).
+    replicated: LeanRedis = field(init=False)
     # Blocking reads of the event feed (`api.store.feed`): a pool of their own, with a socket
     # timeout longer than a read's block, so no XREAD BLOCK holds a shared connection.
     feed_redis: Redis = field(init=False)
@@ -44,7 +48,14 @@ class Store:
         self.keys = Keys(self.settings.redis_prefix)
         self.dial_queue = QueueKeys.of(self.settings.broker_namespace, DIAL_QUEUE)
         self.relay_queue = QueueKeys.of(self.settings.broker_namespace, RELAY_QUEUE)
-        self.lean = lean_client(self.settings, connect_timeout=2, reply_timeout=5)
+        self.lean = lean_client(
+            self.settings, connect_timeout=2, reply_timeout=5, wait_for_replicas=False
+        )
+        self.replicated = (
+            lean_client(self.settings, connect_timeout=2, reply_timeout=5)
+            if self.settings.redis_wait_replicas
+            else self.lean
+        )
         self.feed_redis = async_client(
             self.settings,
             decode_responses=True,
@@ -60,20 +71,22 @@ class Store:
         if client is not None:
             return await self.scripts[call.NAME](keys=call.keys(), args=call.args(), client=client)
         script = self.lean_scripts[call.NAME]
-        return await self.lean.evalsha(script, call.keys(), call.args(), replicate=False)
+        return await self.lean.evalsha(script, call.keys(), call.args())
 
     async def run_replicated(self, call: ScriptCall, wrote: Callable[[Any], bool] = always) -> Any:
         """`run`, then, with OUTDIAL_REDIS_WAIT_REPLICAS, wait on the same connection until
         that many replicas have the write; `NotReplicated` when they do not in time and
         `wrote(reply)` (a step whose reply says it only read needs no replica)."""
         script = self.lean_scripts[call.NAME]
-        return await self.lean.evalsha(script, call.keys(), call.args(), wrote=wrote)
+        return await self.replicated.evalsha(script, call.keys(), call.args(), wrote=wrote)
 
     @property
     def retention_seconds(self) -> int:
         return self.settings.call_retention_days * 86_400
 
     async def aclose(self) -> None:
+        if self.replicated is not self.lean:
+            await self.replicated.aclose()
         await self.lean.aclose()
         await self.feed_redis.aclose()
         await self.redis.aclose()

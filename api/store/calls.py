@@ -112,7 +112,7 @@ async def accept_call(
         # A call without callback URL never needs a relay message.
         event=apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
     )
-    result = await store.lean.evalsha(_ACCEPT_CALL, keys=call.keys(), args=call.args())
+    result = await store.replicated.evalsha(_ACCEPT_CALL, keys=call.keys(), args=call.args())
     if result[0] != "created":
         return accept_refusal(result, draft.id)
     return AcceptOutcome(created=True, previous={"response": response})

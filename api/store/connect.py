@@ -97,9 +97,14 @@ def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
 
 
 def lean_client(
-    settings: Settings, *, connect_timeout: float = 2.0, reply_timeout: float = 5.0
+    settings: Settings,
+    *,
+    connect_timeout: float = 2.0,
+    reply_timeout: float = 5.0,
+    wait_for_replicas: bool = True,
 ) -> LeanRedis:
-    """The lean client (`api.store.lean_redis`), to the same Redis as the others."""
+    """The lean client (`api.store.lean_redis`), to the same Redis as the others; its
+    scripts wait for OUTDIAL_REDIS_WAIT_REPLICAS replicas when `wait_for_replicas`."""
     options = _url_options(settings, asyncio=True)
     tls = _tls_context(options) if _wants_tls(options) else None
     locator: FixedLocator | SentinelLocator
@@ -119,7 +124,7 @@ def lean_client(
         handshake=_handshake(options),
         connect_timeout=connect_timeout,
         reply_timeout=reply_timeout,
-        wait_replicas=settings.redis_wait_replicas,
+        wait_replicas=settings.redis_wait_replicas if wait_for_replicas else 0,
         wait_timeout_ms=REPLICA_WAIT_TIMEOUT_MS,
     )
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from redis import exceptions as redis_errors
+
 from api.store.base import Store
 from api.store.scripts import Key, ScriptCall
 
@@ -29,13 +31,17 @@ async def record_dialed(
     store: Store, call_id: str, sip_call_id: str, sip_participant_id: str, sent_at_ms: int
 ) -> str | None:
     """Store the leg's SIP ids and when its dial request left on the call; the call's
-    status afterwards (None: gone)."""
-    status = await store.run(
-        RecordDialed(
-            call=store.keys.call(call_id),
-            sip_call_id=sip_call_id,
-            sip_participant_id=sip_participant_id,
-            dial_sent_at_ms=sent_at_ms,
-        )
+    status afterwards (None: gone). Sent a second time after a lost connection: the leg is
+    up by now, and a retry of the dial step would find it without its ids; writing the same
+    ids twice is harmless."""
+    step = RecordDialed(
+        call=store.keys.call(call_id),
+        sip_call_id=sip_call_id,
+        sip_participant_id=sip_participant_id,
+        dial_sent_at_ms=sent_at_ms,
     )
+    try:
+        status = await store.run(step)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        status = await store.run(step)
     return cast(str | None, status)

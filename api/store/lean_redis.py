@@ -3,14 +3,17 @@
 Why: redis-py spends tens of microseconds of Python on every command (pool checkout, retry
 wrapper, packing and parsing layers; ~150 µs of CPU per script call against ~25 here), and
 `POST /v1/api/call` and the dial worker were bound by it. Every script call of the store
-(`Store.run`) goes through it. This client
-writes each batch of commands on one shared connection and hands replies back in order,
-the way Redis answers them, parsed by hiredis. It does what that path needs and no more:
-pipelined batches, EVALSHA that loads a missing script, reconnecting after a lost
-connection. The batches sent in one turn of the event loop (concurrent requests reaching
-their Redis step together) leave in one write at the turn's end: a loopback write costs
-tens of microseconds of kernel time, more than packing a batch. Failures raise redis-py's
-exception types, so callers handle one family.
+(`Store.run`) goes through it. This client writes each batch of commands on one shared
+connection and hands replies back in order, the way Redis answers them, parsed by hiredis.
+It does what those paths need and no more: pipelined batches, EVALSHA that loads a missing
+script, reconnecting after a lost connection; it never sends a command twice (a step that
+failed is retried by its own caller, from the state Redis holds). The batches sent in one
+turn of the event loop (concurrent requests reaching their Redis step together) leave in one
+write at the turn's end: a loopback write costs tens of microseconds of kernel time, more
+than packing a batch. Failures raise redis-py's exception types, so callers handle one
+family. A client with replicas to wait for sends a WAIT after each script, which holds its
+connection until answered: such a client is kept for the writes that need it
+(`Store.replicated`).
 Where it connects is not its business: every new connection asks its `Locator` (made by
 `api.store.connect`: a fixed address, or the primary the sentinels name right now), and a
 READONLY reply (the primary it reached was demoted by a failover) drops the connection,
@@ -200,6 +203,12 @@ def replicated(acked: Any, wanted: int, timeout_ms: int) -> None:
         raise NotReplicated(int(acked), wanted, timeout_ms)
 
 
+def _demoted(error: ResponseError) -> bool:
+    """A write refused by a replica, or a WAIT sent to one (a script that only read ran)."""
+    text = str(error)
+    return text.startswith("READONLY") or "cannot be used with replica" in text
+
+
 def always(reply: Any) -> bool:
     """Every reply counts as a write (`LeanRedis.evalsha`'s `wrote`)."""
     return True
@@ -256,13 +265,12 @@ class LeanRedis:
         keys: Sequence[str],
         args: Sequence[Any],
         *,
-        replicate: bool = True,
         wrote: Callable[[Any], bool] = always,
     ) -> Any:
-        """The script's reply. With `replicate` and replicas to wait for, the reply waits
-        for them too (`NotReplicated` when too few confirm in time and `wrote(reply)`: a
+        """The script's reply. A client with replicas to wait for (`wait_replicas`) waits
+        for them too: `NotReplicated` when too few confirm in time and `wrote(reply)` (a
         reply that says the script only read needs no replica)."""
-        wait = self._wait if replicate else None
+        wait = self._wait
         command = [script.sha, len(keys), *keys, *args]
         reply, acked = await self._run_script(["EVALSHA", *command], wait)
         if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
@@ -296,7 +304,7 @@ class LeanRedis:
             link = await self._connect(loop)
         replies = await link.send(data, size)
         for reply in replies:
-            if isinstance(reply, ResponseError) and str(reply).startswith("READONLY"):
+            if isinstance(reply, ResponseError) and _demoted(reply):
                 # A failover demoted the primary this link reached: the next batch connects
                 # to whichever the locator names now (as redis-py's sentinel pool does).
                 link.close()
