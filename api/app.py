@@ -18,6 +18,7 @@ from api.routes import (
     admin,
     agents,
     billing,
+    call_batch,
     calls,
     dnc,
     event_stream,
@@ -29,9 +30,11 @@ from api.routes import (
     numbers,
 )
 from api.routes.call_accept import ACCEPT_CALL_PATH, AcceptCallRoute, accept_call_openapi
+from api.routes.call_batch import CALL_BATCH_PATH, batch_components
 from api.routes.compat import ROUTERS as COMPAT_ROUTERS
 from api.routes.compat import SELF_BOUNDED_PATHS
 from api.routes.docs_ui import install_docs
+from api.schemas.call_batch import MAX_BATCH_BODY_BYTES
 from api.schemas.calls import MAX_BODY_BYTES
 from api.schemas.dnc import DNC_BODY_LIMIT
 from api.settings import Settings, get_settings
@@ -83,6 +86,7 @@ def create_app(
         numbers.router,
         dnc.router,
         calls.router,
+        call_batch.router,
         events.router,
         event_stream.router,
         limits.router,
@@ -97,7 +101,11 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default_limit=MAX_BODY_BYTES,
-        limits={"/v1/internal/": INTERNAL_BODY_LIMIT, "/v1/api/dnc": DNC_BODY_LIMIT},
+        limits={
+            "/v1/internal/": INTERNAL_BODY_LIMIT,
+            CALL_BATCH_PATH: MAX_BATCH_BODY_BYTES,
+            "/v1/api/dnc": DNC_BODY_LIMIT,
+        },
         self_bounded=SELF_BOUNDED_PATHS,
     )
     return app
@@ -107,7 +115,8 @@ _MACHINE = (internal.router.prefix, livekit_webhook.router.prefix)
 
 
 def _document_accept_call(app: FastAPI) -> None:
-    """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema, then
+    """Adds `POST /v1/api/call` (a plain ASGI route) to the generated OpenAPI schema and the
+    call body the batch route's items refer to (that route reads its body itself), then
     completes the whole schema (`api.openapi.document`: credentials, errors)."""
     generate = app.openapi
 
@@ -115,6 +124,9 @@ def _document_accept_call(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()
             schema["paths"].setdefault(ACCEPT_CALL_PATH, {})["post"] = accept_call_openapi()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, component in batch_components().items():
+                components.setdefault(name, component)
             # The machine routes are matched first (see create_app) but read last.
             paths = schema["paths"]
             schema["paths"] = dict(sorted(paths.items(), key=lambda p: p[0].startswith(_MACHINE)))

@@ -120,3 +120,28 @@ async def check_callback_url(url: str, allow_private: bool) -> None:
     if allow_private:
         return
     await resolve_allowed(host, port, allow_private)
+
+
+class CallbackUrlChecks:
+    """`check_callback_url` once per distinct URL of one request (a batch's calls mostly
+    share theirs, and its DNS lookups then run side by side)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        # URL -> why it is refused ('' when it is not)
+        self._refusals: dict[str, str] = {}
+
+    async def check(self, url: str) -> None:
+        """CallbackUrlError unless `url` is acceptable (checked the first time only)."""
+        if url not in self._refusals:
+            try:
+                await check_callback_url(url, self._allow_private)
+                self._refusals[url] = ""
+            except CallbackUrlError as exc:
+                self._refusals[url] = str(exc)
+        if refusal := self._refusals[url]:
+            raise CallbackUrlError(refusal)
+
+    async def check_all(self, urls: set[str]) -> None:
+        """Check `urls` concurrently, for `check` to answer from what it found."""
+        await asyncio.gather(*(self.check(url) for url in urls), return_exceptions=True)

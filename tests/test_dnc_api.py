@@ -252,3 +252,25 @@ async def test_an_opt_out_lists_the_calls_own_number_once_and_the_call_says_so(
     # From now on no call to it is accepted.
     again = await tenant.place_call(to=CALLEE, call_agent_id=agent["id"])
     assert (again.status_code, again.json()["code"]) == (403, "DO_NOT_CALL")
+
+
+async def test_a_batch_refuses_the_listed_items_only(
+    tenant: Tenant, agent: dict[str, Any], redis_client: redis.Redis, settings: Settings
+) -> None:
+    await add(tenant, [CALLEE])
+    items = [
+        {"to": "+14155550199", "call_agent_id": agent["id"]},
+        {"to": "+1 415 555 2671", "call_agent_id": agent["id"]},
+        {"to": CALLEE, "call_agent_id": agent["id"], "delay_seconds": 3600},
+    ]
+    response = await tenant.request("POST", "/v1/api/calls/batch", json=items)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["refused"]) == (1, 2)
+    results = body["results"]
+    assert results[0]["status"] == "success"
+    for refused in results[1:]:
+        assert (refused["httpStatus"], refused["code"]) == (403, "DO_NOT_CALL")
+        assert refused["details"] == {"to": CALLEE}
+    listed = (await tenant.request("GET", "/v1/api/calls")).json()["calls"]
+    assert [call["callId"] for call in listed] == [results[0]["callId"]]

@@ -134,6 +134,47 @@ async def test_evalsha_loads_a_script_redis_does_not_know(
         )
 
 
+async def test_evalsha_many_answers_in_order_and_runs_each_script_once(
+    lean: LeanRedis, redis_client: redis.Redis, settings: Settings
+) -> None:
+    """One batch of scripts Redis does not know yet: each is loaded once and each call runs
+    once (a NOSCRIPT reply ran nothing); an error reply is that call's reply, not raised."""
+    counter = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.call('INCR', KEYS[1])")
+    failing = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.error_reply('boom ' .. ARGV[1])")
+    key = f"{settings.redis_prefix}:lean:many"
+    calls: list[tuple[LeanScript, list[str], list[str]]] = [
+        (counter, [key], []),
+        (failing, [], ["1"]),
+        (counter, [key], []),
+        (failing, [], ["2"]),
+        (counter, [key], []),
+    ]
+    replies = await lean.evalsha_many(calls)
+    assert replies[0::2] == [1, 2, 3]
+    assert [str(reply) for reply in replies[1::2]] == ["boom 1", "boom 2"]
+    assert all(isinstance(reply, redis_errors.ResponseError) for reply in replies[1::2])
+    assert redis_client.script_exists(counter.sha, failing.sha) == [True, True]
+    assert redis_client.get(key) == b"3"
+    assert await lean.evalsha_many([(counter, [key], [])]) == [4]
+    assert await lean.evalsha_many([]) == []
+
+
+async def test_evalsha_many_waits_for_replicas_once_behind_its_scripts(
+    settings: Settings,
+) -> None:
+    # This Redis has no replica: a WAIT for one answers 0 after its timeout.
+    waiting = lean_client(settings.model_copy(update={"redis_wait_replicas": 1}))
+    script = LeanScript(f"-- {uuid.uuid4()}\nreturn redis.call('INCR', KEYS[1])")
+    key = f"{settings.redis_prefix}:lean:many-writes"
+    try:
+        with pytest.raises(NotReplicated):  # they applied: only the confirmation is missing
+            await waiting.evalsha_many([(script, [key], [])] * 3)
+        only_read = [(script, [key], [])]
+        assert await waiting.evalsha_many(only_read, wrote=lambda reply: reply > 10) == [4]
+    finally:
+        await waiting.aclose()
+
+
 def test_pack_refuses_what_redis_py_refuses() -> None:
     assert pack([["SET", "k", 1.5]]).endswith(b"$3\r\n1.5\r\n")
     for wrong in (None, True, ["x"]):

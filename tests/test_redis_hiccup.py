@@ -202,6 +202,11 @@ async def test_replies_lost_while_relay_scripts_run_are_recovered_in_order_exact
                 )
 
             rules = {}
+            listed = {}
+            # One call at a time: the worker's scripts share one connection, and a lost reply
+            # is a lost connection, which fails whatever else is in flight on it (another
+            # call's delivery record, say). Real connection losses do that to every client;
+            # here each call's own recovery is the subject.
             for path, script in LOST_STEPS.items():
                 call_id = calls[path]
                 await async_wait_until(
@@ -212,9 +217,6 @@ async def test_replies_lost_while_relay_scripts_run_are_recovered_in_order_exact
                     "EVALSHA", first_arg=script_sha(script), contains=call_id
                 )
                 await _post_transcripts(http, through_proxy, call_id, TRANSCRIPTS)
-
-            listed = {}
-            for path, call_id in calls.items():
                 listed[path] = await async_wait_until(
                     lambda call_id=call_id: _events(tenant, call_id),
                     timeout=30,

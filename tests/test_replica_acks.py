@@ -122,6 +122,46 @@ async def test_an_accept_no_replica_confirmed_is_a_503_and_its_retry_gets_the_on
         replica.close()
 
 
+async def test_a_batch_no_replica_confirmed_is_a_503_and_its_retry_gets_one_call_per_item(
+    pair: PrimaryAndReplica, settings: Settings, lk: Any
+) -> None:
+    """A batch's scripts wait for the replica behind one WAIT: unconfirmed, the whole batch
+    is a 503, and the retry with its key answers each item with the call it placed."""
+    on_pair = _waiting_for_replicas(settings, pair)
+    server = ApiServer(on_pair, free_port()).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+            tenant = await create_tenant(http, "replicas")
+            agent = await tenant.create_agent()
+            await tenant.register_number("+15105550100")
+            items = [{"to": f"+1415555267{n}", "call_agent_id": agent["id"]} for n in range(3)]
+            headers = {"Idempotency-Key": "replicated-batch"}
+
+            pair.freeze_replica()
+            unconfirmed = await tenant.request(
+                "POST", "/v1/api/calls/batch", json=items, headers=headers
+            )
+            assert unconfirmed.status_code == 503, unconfirmed.text
+            assert unconfirmed.json()["code"] == "SERVICE_UNAVAILABLE"
+
+            pair.thaw_replica()
+            retried = await tenant.request(
+                "POST", "/v1/api/calls/batch", json=items, headers=headers
+            )
+            assert retried.status_code == 200, retried.text
+    finally:
+        server.stop()
+    call_ids = [result["callId"] for result in retried.json()["results"]]
+    replica = pair.replica.client(None)
+    try:
+        calls = Keys(on_pair.redis_prefix).calls(tenant.id)
+        # The three calls the retry answered with, on the replica too (none twice).
+        assert wait_until(lambda: replica.zcard(calls) == 3, timeout=10, what="the replica")
+        assert all(replica.zscore(calls, call_id) is not None for call_id in call_ids)
+    finally:
+        replica.close()
+
+
 async def test_a_dialing_mark_no_replica_confirmed_is_never_dialed_on(
     pair: PrimaryAndReplica, settings: Settings, lk: Any
 ) -> None:

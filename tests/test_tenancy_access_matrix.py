@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from api.app import create_app
 from api.routes.call_accept import ACCEPT_CALL_PATH
+from api.routes.call_batch import CALL_BATCH_PATH
 from api.security import event_token
 from api.settings import Settings
 from tests.conftest import REDIS_URL, RUN_ID, delete_prefix
@@ -64,6 +65,7 @@ WORKSPACE_ROUTES = (
     "GET /v1/api/dnc/{number}",
     "DELETE /v1/api/dnc/{number}",
     f"POST {ACCEPT_CALL_PATH}",
+    f"POST {CALL_BATCH_PATH}",
     "GET /v1/api/call/{call_id}",
     "PATCH /v1/api/call/{call_id}",
     "POST /v1/api/call/{call_id}/cancel",
@@ -319,6 +321,7 @@ BODIES: dict[str, Callable[[Actor], Any]] = {
     },
     "POST /v1/api/dnc": lambda owner: {"numbers": [owner.number]},
     f"POST {ACCEPT_CALL_PATH}": lambda owner: {"to": CALLEE, "call_agent_id": owner.agent},
+    f"POST {CALL_BATCH_PATH}": lambda owner: [{"to": CALLEE, "call_agent_id": owner.agent}],
     "PATCH /v1/api/call/{call_id}": lambda _: {"delay_seconds": 60},
 }
 
@@ -364,6 +367,7 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
         return [Probe("GET", path, b.headers, 200, None, absent=a.ids)]
 
     call = f"POST {ACCEPT_CALL_PATH}"
+    batch = f"POST {CALL_BATCH_PATH}"
     return {
         ("GET /v1/api/agents", "other_id"): listed("/v1/api/agents"),
         ("GET /v1/api/limits", "other_id"): listed("/v1/api/limits"),
@@ -480,6 +484,32 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
                 422,
                 "VALIDATION_ERROR",
                 {"to": CALLEE, "call_agent_id": f"{a.agent}:x"},
+            )
+        ],
+        # A batch is answered per item: A's agent, or A's number as B's caller id, refuses
+        # that item (INVALID_AGENT, INVALID_NUMBER_ID; test_call_batch.py), and writes nothing.
+        (batch, "other_id"): [
+            Probe(
+                "POST",
+                CALL_BATCH_PATH,
+                b.headers,
+                200,
+                None,
+                [
+                    {"to": CALLEE, "call_agent_id": a.agent},
+                    {"to": CALLEE, "call_agent_id": b.agent, "from_number": a.number},
+                ],
+                absent=(a.call,),
+            )
+        ],
+        (batch, "malformed_id_path"): [
+            Probe(
+                "POST",
+                CALL_BATCH_PATH,
+                a.headers,
+                200,
+                None,
+                [{"to": CALLEE, "call_agent_id": f"{a.agent}:x"}],
             )
         ],
         ("GET /v1/api/calls", "other_id"): listed("/v1/api/calls")

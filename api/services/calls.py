@@ -1,147 +1,42 @@
-"""Placing, moving and canceling calls: the checks before a call is accepted, and the answer.
+"""Placing, moving and canceling calls: the accept (read, check, write) and the answer.
 
 A call with a due time later than now (`scheduled_at`, `delay_seconds`) is accepted
 `scheduled` (`api.store.scheduled_calls`): nothing is dialed and no dispatch message exists
 until the scheduler claims it at its time. A time in the past, or no time, queues it now.
+The checks themselves are `call_checks`' (shared with the batch accept, `call_batch`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import re
-import string
-from typing import Any, cast
+from typing import Any
 
 from livekit import api as lkapi
 from pydantic import ValidationError
-from pydantic_core import to_json
 
-from agent_runtime.contract import VARIABLE_NAME
 from api.auth import Credentials, authorize
-from api.callback_urls import CallbackUrlError, check_callback_url
+from api.callback_urls import CallbackUrlChecks
 from api.errors import ApiError, validation_error
-from api.schemas.calls import MAX_SECTION_BYTES, MAX_VARIABLES, CallCreate, CallReschedule
-from api.services.agents import check_worker_name
+from api.schemas.calls import CallCreate, CallReschedule
+from api.services.call_checks import (
+    AcceptContext,
+    accepted_answer,
+    check_idempotency_key,
+    due_time,
+    prepare_call,
+    replay,
+    request_fingerprint,
+)
 from api.services.call_end import count_call_end, drop_room
-from api.services.call_windows import window_from_json, window_to_json
-from api.services.due_time import chosen_window, due_in_window
+from api.services.call_windows import window_from_json
+from api.services.due_time import due_in_window
 from api.settings import Settings
 from api.store.accept_reads import read_for_accept
 from api.store.base import Store
-from api.store.billing import RESERVE_SECONDS
-from api.store.call_record import CallBudgets, CallDraft, CallRecord, CallUpdate
-from api.store.calls import accept_call, get_call
+from api.store.call_record import CallRecord, CallUpdate
+from api.store.calls import get_call, run_accept
 from api.store.clock import now_ms
 from api.store.events import EventSpec
-from api.store.numbers import pick_caller, trunk_allowed
-from api.store.scheduled_calls import (
-    Due,
-    accept_scheduled_call,
-    cancel_call_event,
-    move_scheduled_call,
-)
-from api.store.workspaces import Workspace
-from sip import InvalidNumberError, to_e164
-from sip.numbers import (
-    Destination,
-    NumberNotAllowedError,
-    check_destination,
-    number_from_id,
-    parse_countries,
-    parse_number,
-)
-
-logger = logging.getLogger("outdial.api")
-
-_VARIABLE_NAME = re.compile(VARIABLE_NAME + r"\Z")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
-_ROOM_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
-# A room name's random suffix: each byte as one of 36 characters. 36 does not divide 256:
-# a bias of 1.6% per character, harmless for a name suffix.
-_ROOM_SUFFIX_OF_BYTE = bytes(ord(_ROOM_SUFFIX_ALPHABET[byte % 36]) for byte in range(256))
-
-
-def _json_size(value: Any) -> int:
-    return len(to_json(value))
-
-
-def check_sizes(body: CallCreate) -> None:
-    variables = body.dynamic_variables
-    if len(variables) > MAX_VARIABLES:
-        raise ApiError(
-            413,
-            "PAYLOAD_TOO_LARGE",
-            f"at most {MAX_VARIABLES} dynamic_variables allowed",
-            {"count": len(variables)},
-        )
-    for name in variables:
-        if len(name) > 64:
-            raise ApiError(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                "dynamic variable names are at most 64 characters",
-                {"name": name[:80]},
-            )
-        if not _VARIABLE_NAME.match(name):
-            raise ApiError(
-                422,
-                "VALIDATION_ERROR",
-                f"dynamic variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*",
-                {"errors": [{"field": f"dynamic_variables.{name}", "message": "invalid name"}]},
-            )
-    for section in ("dynamic_variables", "metadata"):
-        size = _json_size(getattr(body, section))
-        if size > MAX_SECTION_BYTES:
-            raise ApiError(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"{section} is over {MAX_SECTION_BYTES} bytes",
-                {"field": section, "bytes": size},
-            )
-
-
-def request_fingerprint(body: CallCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def check_idempotency_key(key: str | None) -> None:
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise ApiError(
-            422, "VALIDATION_ERROR", "Idempotency-Key must be 1-255 printable ASCII characters"
-        )
-
-
-def _replay(previous: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
-    if previous.get("request_hash") != fingerprint:
-        raise ApiError(
-            409,
-            "IDEMPOTENCY_CONFLICT",
-            "this Idempotency-Key was used with a different request body",
-        )
-    return cast(dict[str, Any], previous["response"])
-
-
-def check_destination_allowed(to: Destination, workspace: Workspace, settings: Settings) -> None:
-    """NUMBER_NOT_ALLOWED unless policy lets the workspace dial `to` (toll fraud: high-cost
-    numbers, and countries outside the workspace's or else the deployment's allowlist)."""
-    countries = (
-        settings.allowed_countries
-        if workspace.allowed_countries is None
-        else parse_countries(workspace.allowed_countries)
-    )
-    try:
-        check_destination(
-            to,
-            allowed_countries=countries,
-            allow_high_cost=settings.allow_high_cost_destinations,
-        )
-    except NumberNotAllowedError as exc:
-        details = {"to": to.e164, "rule": exc.rule}
-        raise ApiError(403, "NUMBER_NOT_ALLOWED", str(exc), details) from exc
+from api.store.scheduled_calls import Due, cancel_call_event, move_scheduled_call
 
 
 async def place_call(
@@ -176,144 +71,18 @@ async def place_call(
     # Only an idempotent request needs its fingerprint (to tell a replay from a conflict).
     fingerprint = request_fingerprint(body) if idempotency_key else None
     if reads.previous is not None:
-        return _replay(reads.previous, fingerprint)
-
-    try:
-        destination = parse_number(body.to)
-    except InvalidNumberError as exc:
-        raise ApiError(400, "INVALID_NUMBER", str(exc), {"to": body.to}) from exc
-    check_destination_allowed(destination, workspace, settings)
-    to = destination.e164
-    check_sizes(body)
-    if body.callback_url is not None:
-        try:
-            await check_callback_url(body.callback_url, settings.callback_allow_private)
-        except CallbackUrlError as exc:
-            raise ApiError(400, "INVALID_CALLBACK_URL", str(exc)) from exc
-    agent = reads.agent
-    if agent is None:
-        raise ApiError(
-            404,
-            "INVALID_AGENT",
-            f"agent {body.call_agent_id} not found",
-            {"callAgentId": body.call_agent_id},
-        )
-    # an agent stored before the operator narrowed the list: no extra read, the JSON is here
-    check_worker_name(agent.worker_name, settings)
-
-    wanted = None
-    if body.from_number is not None:
-        try:
-            # A registered number's id (`num_<digits>`) names it as its E.164 form does.
-            wanted = number_from_id(body.from_number) or to_e164(body.from_number)
-        except InvalidNumberError as exc:
-            raise ApiError(
-                400, "INVALID_NUMBER_ID", str(exc), {"fromNumber": body.from_number}
-            ) from exc
-    caller = pick_caller(reads.numbers, wanted)
-    if caller is not None:
-        from_number, trunk_id = caller.number, caller.sip_trunk_id
-    elif wanted is None and settings.default_sip_trunk_id:
-        from_number, trunk_id = None, settings.default_sip_trunk_id
-    else:
-        message = (
-            f"from_number {wanted} is not registered in this workspace"
-            if wanted
-            else "no caller id: register a number or set OUTDIAL_DEFAULT_SIP_TRUNK_ID"
-        )
-        raise ApiError(400, "INVALID_NUMBER_ID", message)
-    # Again at every call: the operator may have withdrawn the trunk since it was registered.
-    if not trunk_allowed(caller, trunk_id, reads.assigned_trunks):
-        raise ApiError(
-            403,
-            "TRUNK_NOT_ASSIGNED",
-            f"trunk {trunk_id} is not assigned to this workspace (ask the operator to assign "
-            "it, or register the number with a trunk spec)",
-            {"sipTrunkId": trunk_id},
-        )
-
-    # When to dial: the asked time, moved to the window's next opening when it is closed.
-    due = due_time(body, now_ms())
-    requested = body.call_window.window() if body.call_window is not None else None
-    window = chosen_window(requested, agent.call_window, workspace.call_window)
-    if window is not None:
-        ready_s = settings.agent_ready_timeout_seconds
-        due = due_in_window(window, to, due, now_ms(), ready_s)
-    # One read of the system's randomness for both (each costs a system call).
-    entropy = os.urandom(22)
-    call_id = entropy[:12].hex()
-    room_name = f"{agent.id}-{entropy[12:].translate(_ROOM_SUFFIX_OF_BYTE).decode()}"
-    draft = CallDraft(
-        id=call_id,
-        workspace_id=workspace.id,
-        agent_id=agent.id,
-        to=to,
-        from_number=from_number,
-        sip_trunk_id=trunk_id,
-        room_name=room_name,
-        callback_url=body.callback_url,
-        dynamic_variables=body.dynamic_variables,
-        metadata=body.metadata,
-        campaign_id=body.campaign_id,
-        max_duration_seconds=body.max_duration_seconds
-        or agent.max_duration_seconds
-        or settings.default_max_duration_seconds,
-        ring_timeout_seconds=body.ring_timeout_seconds
-        or agent.ring_timeout_seconds
-        or settings.default_ring_timeout_seconds,
-        agent=agent.config(),
-        budgets=CallBudgets.from_settings(settings),
-        idempotency_key=idempotency_key,
-        call_window=window_to_json(window) if window is not None else None,
+        return replay(reads.previous, fingerprint)
+    context = AcceptContext(
+        workspace,
+        reads.numbers,
+        reads.assigned_trunks,
+        CallbackUrlChecks(settings.callback_allow_private),
     )
-    response = {
-        "status": "success",
-        "message": f"Outbound call job scheduled for agent {agent.id} to number {to}",
-        "callId": call_id,
-        "roomName": room_name,
-    }
-    if due is None:
-        outcome = await accept_call(store, draft, response, fingerprint)
-    else:
-        response["message"] = f"Outbound call scheduled for agent {agent.id} to number {to}"
-        outcome = await accept_scheduled_call(store, draft, response, fingerprint, due)
-    if outcome.do_not_call:
-        raise ApiError(
-            403, "DO_NOT_CALL", f"{to} is on the workspace's do-not-call list", {"to": to}
-        )
-    if outcome.balance_short is not None:
-        raise insufficient_balance(outcome.balance_short)
-    assert outcome.previous is not None
-    if not outcome.created:
-        return _replay(outcome.previous, fingerprint)
-    logger.info(
-        "call accepted",
-        extra={"call_id": call_id, "workspace_id": workspace.id, "room": room_name},
+    write = await prepare_call(
+        store, settings, body, reads.agent, context, idempotency_key, fingerprint
     )
-    return cast(dict[str, Any], outcome.previous["response"])
-
-
-def insufficient_balance(balance_s: int) -> ApiError:
-    """INSUFFICIENT_BALANCE (402): the workspace's minutes cannot cover a call's first one."""
-    return ApiError(
-        402,
-        "INSUFFICIENT_BALANCE",
-        f"the workspace has {balance_s} s of calls left; a call needs {RESERVE_SECONDS} s "
-        "to start (ask the operator for credits)",
-        {"balanceSeconds": balance_s, "requiredSeconds": RESERVE_SECONDS},
-    )
-
-
-def due_time(body: CallCreate | CallReschedule, now: int) -> Due | None:
-    """When a call asked for later is due; None when it is due now (no time, or a past
-    one: a scheduled call is never dialed early, a late one at once)."""
-    if body.scheduled_at is not None:
-        at_ms = int(body.scheduled_at.timestamp() * 1000)
-    elif body.delay_seconds is not None:
-        at_ms = now + body.delay_seconds * 1000
-    else:
-        return None
-    return Due(at_ms, "scheduled_time") if at_ms > now else None
+    outcome = await run_accept(store, write)
+    return accepted_answer(write, outcome, fingerprint, workspace.id)
 
 
 async def reschedule_call(store: Store, call: CallRecord, body: CallReschedule) -> CallRecord:

@@ -1,11 +1,11 @@
-"""What the accept path (`POST /v1/api/call`) reads, in one round trip.
+"""What the accept path (`POST /v1/api/call`) reads, in one round trip (a batch's: `call_batch`).
 
 Invariant: one pipelined batch on the lean client (see lean_redis) whatever the request
 holds: the presented secret's owner (API key or integration token) and the named workspace
 always, and, once the body names an agent, the agent, the workspace's numbers, the trunks
 the operator assigned to it and the earlier answer stored under the idempotency key. The
 accept path's speed rests on this being its only read; its only write is
-`calls.accept_call`.
+the accept script (`calls.run_accept`).
 """
 
 from __future__ import annotations

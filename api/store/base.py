@@ -3,7 +3,7 @@ on it (`api.store.scripts`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,16 @@ class Store:
         `wrote(reply)` (a step whose reply says it only read needs no replica)."""
         script = self.lean_scripts[call.NAME]
         return await self.replicated.evalsha(script, call.keys(), call.args(), wrote=wrote)
+
+    async def run_replicated_many(
+        self, calls: Sequence[ScriptCall], wrote: Callable[[Any], bool] = always
+    ) -> list[Any]:
+        """`run_replicated` for several calls in one round trip, each its own atomic script:
+        their replies in order, an error reply as its `ResponseError` (not raised)."""
+        scripts = self.lean_scripts
+        return await self.replicated.evalsha_many(
+            [(scripts[call.NAME], call.keys(), call.args()) for call in calls], wrote=wrote
+        )
 
     @property
     def retention_seconds(self) -> int:

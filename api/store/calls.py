@@ -13,9 +13,8 @@ from api.store.base import Store
 from api.store.billing import RESERVE_SECONDS
 from api.store.call_record import CallDraft, CallRecord, read_call
 from api.store.events import EventArgs, EventKeys, EventSpec, apply_args, event_keys
-from api.store.lean_redis import LeanScript
 from api.store.messages import DIAL_QUEUE, DISPATCH_ACTOR, encode_message
-from api.store.scripts import KEYS, SCRIPTS, Key, ScriptCall
+from api.store.scripts import KEYS, Key, ScriptCall
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
@@ -43,10 +42,6 @@ class AcceptCall(ScriptCall):
     event: EventArgs
 
 
-# Called through the lean client (`api.store.lean_redis`), which keeps no state per script.
-_ACCEPT_CALL = LeanScript(SCRIPTS[AcceptCall.NAME])
-
-
 @dataclass(frozen=True, slots=True)
 class AcceptOutcome:
     created: bool
@@ -58,31 +53,36 @@ class AcceptOutcome:
     do_not_call: bool = False
 
 
-def accept_refusal(result: list[Any], call_id: str) -> AcceptOutcome:
-    """What an accept script's reply other than `created` means (lib/accept_record.lua)."""
-    if result[0] == "existing":
-        return AcceptOutcome(created=False, previous=json.loads(result[1]))
-    if result[0] == "insufficient":
-        return AcceptOutcome(created=False, balance_short=int(result[1]))
-    if result[0] == "do_not_call":
-        return AcceptOutcome(created=False, do_not_call=True)
-    raise RuntimeError(f"call id collision for {call_id}")
+@dataclass(frozen=True, slots=True)
+class AcceptWrite:
+    """One accept, ready to run: its script call (`AcceptCall`, or
+    `scheduled_calls.AcceptScheduled`) and the answer it gives once it created the call."""
+
+    call: ScriptCall
+    call_id: str
+    response: dict[str, Any]
+    to: str  # the callee (E.164): a refusal names it
+
+    def outcome(self, result: list[Any]) -> AcceptOutcome:
+        """What the script's reply means (lib/accept_record.lua)."""
+        if result[0] == "created":
+            return AcceptOutcome(created=True, previous={"response": self.response})
+        if result[0] == "existing":
+            return AcceptOutcome(created=False, previous=json.loads(result[1]))
+        if result[0] == "insufficient":
+            return AcceptOutcome(created=False, balance_short=int(result[1]))
+        if result[0] == "do_not_call":
+            return AcceptOutcome(created=False, do_not_call=True)
+        raise RuntimeError(f"call id collision for {self.call_id}")
 
 
-async def accept_call(
+def accept_call_write(
     store: Store,
     draft: CallDraft,
     response: dict[str, Any],
     request_hash: str | None,
-) -> AcceptOutcome:
-    """Store the call, its dispatch message, its idempotency record and `call.queued`.
-
-    One script: either everything exists afterwards or nothing does. With an idempotency
-    key already used, nothing is written and the first answer comes back; a number on the
-    workspace's do-not-call list gets nothing written (`do_not_call`), nor does a workspace
-    whose balance cannot cover `RESERVE_SECONDS` (`balance_short`); else the call holds them
-    from its balance in the same step.
-    """
+) -> AcceptWrite:
+    """The accept of a call due now (`accept_call`), built but not sent."""
     keys = store.keys
     now_ms = int(time.time() * 1000)
     dial = encode_message(DIAL_QUEUE, DISPATCH_ACTOR, draft.id)
@@ -112,10 +112,29 @@ async def accept_call(
         # A call without callback URL never needs a relay message.
         event=apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
     )
-    result = await store.replicated.evalsha(_ACCEPT_CALL, keys=call.keys(), args=call.args())
-    if result[0] != "created":
-        return accept_refusal(result, draft.id)
-    return AcceptOutcome(created=True, previous={"response": response})
+    return AcceptWrite(call, draft.id, response, draft.to)
+
+
+async def run_accept(store: Store, write: AcceptWrite) -> AcceptOutcome:
+    """Run one accept's script (waited on by replicas, as every accept)."""
+    return write.outcome(await store.run_replicated(write.call))
+
+
+async def accept_call(
+    store: Store,
+    draft: CallDraft,
+    response: dict[str, Any],
+    request_hash: str | None,
+) -> AcceptOutcome:
+    """Store the call, its dispatch message, its idempotency record and `call.queued`.
+
+    One script: either everything exists afterwards or nothing does. With an idempotency
+    key already used, nothing is written and the first answer comes back; a number on the
+    workspace's do-not-call list gets nothing written (`do_not_call`), nor does a workspace
+    whose balance cannot cover `RESERVE_SECONDS` (`balance_short`); else the call holds them
+    from its balance in the same step.
+    """
+    return await run_accept(store, accept_call_write(store, draft, response, request_hash))
 
 
 async def get_call(store: Store, call_id: str) -> CallRecord | None:

@@ -15,6 +15,8 @@
 | `{p}:trunk:{id}` | string -> workspace of a trunk Outdial created | numbers | as its number |
 | `{p}:ws:{ws}:calls` | zset call id -> created ms | calls | trimmed when listed past retention |
 | `{p}:ws:{ws}:idem:{key}` | string: request hash + first answer | calls | 24 h |
+| `{p}:ws:{ws}:idem:{key} #{n}` | string: batch hash + item n's first answer | call_batch | 24 h |
+| `{p}:ws:{ws}:idem-batch:{key}` | string: batch hash + its first answer | call_batch | 24 h |
 | `{p}:ws:{ws}:balance` | string: seconds of calls left (absent: unlimited) | billing | forever |
 | `{p}:ws:{ws}:balance:gen` | counter: removals of the balance (absent: none) | billing | forever |
 | `{p}:ws:{ws}:usage:{day}` | hash: calls, billed_s, outcome:{status} that day | billing | 400 d |
@@ -116,6 +118,9 @@ class Keys:
 
     def idempotency(self, ws: str, key: str) -> str:
         return f"{self.prefix}:ws:{ws}:idem:{key}"
+
+    def batch_idempotency(self, ws: str, key: str) -> str:
+        return f"{self.prefix}:ws:{ws}:idem-batch:{key}"
 
     def balance(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:balance"

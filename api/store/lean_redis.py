@@ -281,6 +281,52 @@ class LeanRedis:
             replicated(acked, self._wait_replicas, self._wait_timeout_ms)
         return reply
 
+    async def evalsha_many(
+        self,
+        calls: Sequence[tuple[LeanScript, Sequence[str], Sequence[Any]]],
+        *,
+        wrote: Callable[[Any], bool] = always,
+    ) -> list[Any]:
+        """Each script's reply in order, from one batch (each script atomic on its own; an
+        error reply is returned as its `ResponseError`, not raised). With replicas to wait
+        for, one WAIT behind the scripts covers them all (`NotReplicated` as `evalsha`)."""
+        if not calls:
+            return []  # a batch of no command would wait for no reply forever
+        commands: list[Command] = [
+            ["EVALSHA", script.sha, len(keys), *keys, *args] for script, keys, args in calls
+        ]
+        replies, acked = await self._run_scripts(commands)
+        missing = [
+            index
+            for index, reply in enumerate(replies)
+            if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
+        ]
+        if missing:
+            # Those did not run (Redis restarted or flushed its scripts): each script is
+            # loaded once, ahead of them in the same batch, and they are sent again.
+            sources = {calls[index][0].sha: calls[index][0].source for index in missing}
+            loads: list[Command] = [["SCRIPT", "LOAD", source] for source in sources.values()]
+            retried, acked_again = await self._run_scripts(
+                loads + [commands[index] for index in missing]
+            )
+            for index, reply in zip(missing, retried[len(loads) :], strict=True):
+                replies[index] = reply
+            if acked is not None:
+                acked = min(int(acked), int(acked_again))
+        if self._wait is not None and any(
+            wrote(reply) for reply in replies if not isinstance(reply, ResponseError)
+        ):
+            replicated(acked, self._wait_replicas, self._wait_timeout_ms)
+        return replies
+
+    async def _run_scripts(self, commands: list[Command]) -> tuple[list[Any], Any]:
+        """The scripts' replies, and the WAIT's behind them (None without one)."""
+        batch = commands if self._wait is None else [*commands, self._wait]
+        replies = await self._roundtrip(pack(batch), len(batch))
+        if self._wait is None:
+            return replies, None
+        return replies[:-1], replies[-1]
+
     async def _run_script(self, command: Command, wait: Command | None) -> tuple[Any, Any]:
         """The script's reply, and its WAIT's (None without one)."""
         batch: list[Command] = [command] if wait is None else [command, wait]

@@ -17,7 +17,12 @@ from agent_runtime.contract import ScheduledReason
 from api.store.base import Store
 from api.store.billing import RESERVE_SECONDS
 from api.store.call_record import CallDraft
-from api.store.calls import IDEMPOTENCY_TTL_SECONDS, AcceptOutcome, accept_refusal
+from api.store.calls import (
+    IDEMPOTENCY_TTL_SECONDS,
+    AcceptOutcome,
+    AcceptWrite,
+    run_accept,
+)
 from api.store.clock import now_ms
 from api.store.events import (
     ApplyResult,
@@ -113,17 +118,14 @@ class RescheduleQueued(ScriptCall):
     event: EventArgs
 
 
-async def accept_scheduled_call(
+def accept_scheduled_write(
     store: Store,
     draft: CallDraft,
     response: dict[str, Any],
     request_hash: str | None,
     due: Due,
-) -> AcceptOutcome:
-    """Store the call `scheduled` until `due`, its idempotency record and `call.scheduled`,
-    in one script (accept_scheduled.lua), which reserves its first minute like
-    `calls.accept_call` (refused: `balance_short`). Its dispatch message is not written
-    now: its id is (`job_id`), so the claim writes exactly that message later."""
+) -> AcceptWrite:
+    """The accept of a call due later (`accept_scheduled_call`), built but not sent."""
     keys = store.keys
     now = int(time.time() * 1000)
     job_id = encode_message(DIAL_QUEUE, DISPATCH_ACTOR, draft.id).message_id
@@ -140,28 +142,40 @@ async def accept_scheduled_call(
     idem_value = to_json({"request_hash": request_hash, "response": response}).decode()
     event = scheduled_event(due)
     relay_for = draft.id if draft.callback_url else ""
-    result = await store.run_replicated(
-        AcceptScheduled(
-            event_keys=event_keys(store, draft.id),
-            ws_calls=keys.calls(draft.workspace_id),
-            room=keys.room(draft.room_name),
-            idempotency=idem_key if draft.idempotency_key else "",
-            due=keys.scheduled_due(),
-            balance=keys.balance(draft.workspace_id),
-            do_not_call=keys.do_not_call(draft.workspace_id),
-            idem_value=idem_value,
-            idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
-            created_ms=now,
-            room_ttl_s=store.retention_seconds,
-            record_json=to_json(record.to_hash()).decode(),
-            due_ms=due.at_ms,
-            reserve_s=RESERVE_SECONDS,
-            event=apply_args(store, event, now, relay_for).informational(),
-        )
+    call = AcceptScheduled(
+        event_keys=event_keys(store, draft.id),
+        ws_calls=keys.calls(draft.workspace_id),
+        room=keys.room(draft.room_name),
+        idempotency=idem_key if draft.idempotency_key else "",
+        due=keys.scheduled_due(),
+        balance=keys.balance(draft.workspace_id),
+        do_not_call=keys.do_not_call(draft.workspace_id),
+        idem_value=idem_value,
+        idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
+        created_ms=now,
+        room_ttl_s=store.retention_seconds,
+        record_json=to_json(record.to_hash()).decode(),
+        due_ms=due.at_ms,
+        reserve_s=RESERVE_SECONDS,
+        event=apply_args(store, event, now, relay_for).informational(),
     )
-    if result[0] != "created":
-        return accept_refusal(result, draft.id)
-    return AcceptOutcome(created=True, previous={"response": response})
+    return AcceptWrite(call, draft.id, response, draft.to)
+
+
+async def accept_scheduled_call(
+    store: Store,
+    draft: CallDraft,
+    response: dict[str, Any],
+    request_hash: str | None,
+    due: Due,
+) -> AcceptOutcome:
+    """Store the call `scheduled` until `due`, its idempotency record and `call.scheduled`,
+    in one script (accept_scheduled.lua), which reserves its first minute like
+    `calls.accept_call` (refused: `balance_short`). Its dispatch message is not written
+    now: its id is (`job_id`), so the claim writes exactly that message later."""
+    return await run_accept(
+        store, accept_scheduled_write(store, draft, response, request_hash, due)
+    )
 
 
 async def move_scheduled_call(store: Store, call_id: str, due: Due) -> ApplyResult:
