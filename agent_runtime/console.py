@@ -3,7 +3,7 @@
 The agent is a call's agent: the `AgentConfig` snapshot a call carries, rendered by
 `CallContext` with the given variables, built by the same factory with the same tools, on
 the model the provider registry builds for a call. Only the phone is missing: the
-telephony actions (hang up, transfer, voicemail) print what the call would do instead.
+telephony actions (hang up, transfer, voicemail, opt-out) print what the call would do instead.
 
 Invariant: nothing the console does reaches a phone, LiveKit or the API (no control, no
 event reporter), and the metadata, as on a call, reaches agent code only, never the model.
@@ -36,6 +36,7 @@ _TOOL_OF_REASON = {
     "hangup_by_agent": "end_call",
     "voicemail": "report_voicemail",
     "transferred": "transfer_call",
+    "opted_out": "opt_out",
 }
 
 Say = Callable[[str], None]
@@ -91,6 +92,10 @@ class ConsoleCall(CallContext):
             raise RuntimeError("this call has no transfer destination")
         self._say(f"[transfer_call] the callee would be transferred to {target} here")
         self.end_call("transferred")
+
+    def opt_out(self, goodbye: str | None = None) -> None:
+        self._say("[opt_out] the callee's number would join the do-not-call list here")
+        super().opt_out(goodbye)
 
     def handle_voicemail(self, source: str, detail: str | None = None) -> None:
         heard = f" (heard: {detail})" if detail else ""

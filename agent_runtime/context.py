@@ -167,6 +167,12 @@ class CallContext:
         )
         self.end_call("voicemail", self.voicemail_message if leave else None)
 
+    def opt_out(self, goodbye: str | None = None) -> None:
+        """The callee asked not to be called again: report it (the API puts the call's
+        number on its workspace's do-not-call list), say goodbye, then hang up."""
+        self.report("call.opted_out", {"number": self.to_number})
+        self.end_call("opted_out", goodbye or self.settings.opt_out_message)
+
     async def _hang_up(self, message: str | None) -> None:
         """Say the goodbye, then end the call: the runtime reports the end before it drops
         the leg (`drop_leg`), so the API hears why from us, not from the room's deletion."""

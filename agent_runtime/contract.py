@@ -151,6 +151,8 @@ EndReason = Literal[
     "max_duration",
     "silence_timeout",
     "transferred",
+    # the callee asked not to be called again (`opt_out`): the agent said goodbye
+    "opted_out",
     # the workspace's minute balance ran out (the agent said goodbye)
     "balance_exhausted",
     "connection_lost",
@@ -173,6 +175,8 @@ EndReason = Literal[
     "canceled_by_client",
     # the operator disabled the workspace before the call was dialed
     "workspace_disabled",
+    # the number joined the workspace's do-not-call list before the call was dialed
+    "do_not_call",
 ]
 
 # Why a `scheduled` call waits (its `scheduledReason`, `call.scheduled`'s `data.reason`).
@@ -204,6 +208,9 @@ AgentEventType = Literal[
     "agent.ready",
     "call.answered",
     "call.voicemail",
+    # the callee asked not to be called again: the API puts the call's number on its
+    # workspace's do-not-call list (source `opt_out`)
+    "call.opted_out",
     "call.transcript",
     "call.ended",
     "call.failed",

@@ -93,6 +93,11 @@ class WorkerSettings(BaseSettings):
         "I'm sorry, there are no more minutes available for this call. Goodbye.",
         alias="OUTDIAL_AGENT_BALANCE_EXHAUSTED_MESSAGE",
     )
+    # Said when the callee asks not to be called again and the model gives no goodbye.
+    opt_out_message: str = Field(
+        "Understood, we will not call you again. Goodbye.",
+        alias="OUTDIAL_AGENT_OPT_OUT_MESSAGE",
+    )
     use_amd: bool = Field(False, alias="OUTDIAL_AGENT_AMD")
     # OUTDIAL_<STAGE>_{PROVIDER,MODEL,VOICE,BASE_URL,LANGUAGE,API_KEY} (see `_stage`)
     llm: StageDefaults = DEFAULT_STAGES["llm"]

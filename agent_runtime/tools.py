@@ -1,4 +1,5 @@
-"""Telephony tools the model can call: end the call, transfer it, report a voicemail.
+"""Telephony tools the model can call: end the call, transfer it, report a voicemail, take
+the callee off the call list (`opt_out`).
 
 Custom agents get the same tools with `Agent(tools=call_tools(call), ...)`.
 """
@@ -16,8 +17,8 @@ logger = logging.getLogger("outdial.agent.tools")
 
 
 def call_tools(call: CallContext) -> list[llm.Tool | llm.Toolset]:
-    """`end_call` and `report_voicemail` always; `transfer_call` when the agent has
-    `transfer_to`."""
+    """`end_call`, `report_voicemail` and `opt_out` always; `transfer_call` when the agent
+    has `transfer_to`."""
 
     @function_tool
     async def end_call(context: RunContext[Any], goodbye: str = "") -> None:
@@ -45,6 +46,20 @@ def call_tools(call: CallContext) -> list[llm.Tool | llm.Toolset]:
         raise StopResponse()
 
     @function_tool
+    async def opt_out(context: RunContext[Any], goodbye: str = "") -> None:
+        """The callee asks not to be called again (to be taken off the list, to stop
+        calling them): call this at once, without arguing. Their number is never called
+        again and the call ends politely.
+
+        Args:
+            goodbye: A short, polite closing sentence to say before hanging up, or empty
+                for the standard one.
+        """
+        await context.wait_for_playout()
+        call.opt_out(goodbye or None)
+        raise StopResponse()
+
+    @function_tool
     async def transfer_call(context: RunContext[Any]) -> str:
         """Transfer the callee to a human colleague. Tell the callee that you are
         transferring them before calling this."""
@@ -59,7 +74,7 @@ def call_tools(call: CallContext) -> list[llm.Tool | llm.Toolset]:
             )
         raise StopResponse()
 
-    tools: list[llm.Tool | llm.Toolset] = [end_call, report_voicemail]
+    tools: list[llm.Tool | llm.Toolset] = [end_call, report_voicemail, opt_out]
     if call.agent.transfer_to:
         tools.append(transfer_call)
     return tools

@@ -20,6 +20,7 @@ from api.routes import (
     billing,
     call_batch,
     calls,
+    dnc,
     dnc_import,
     event_stream,
     events,
@@ -37,6 +38,7 @@ from api.routes.dnc_import import DNC_IMPORT_PATH
 from api.routes.docs_ui import install_docs
 from api.schemas.call_batch import MAX_BATCH_BODY_BYTES
 from api.schemas.calls import MAX_BODY_BYTES
+from api.schemas.dnc import DNC_BODY_LIMIT
 from api.settings import Settings, get_settings
 
 # Agents report whole transcripts at the end of a call; everything else stays small.
@@ -84,6 +86,7 @@ def create_app(
         billing.admin_router,
         agents.router,
         numbers.router,
+        dnc.router,
         dnc_import.router,
         calls.router,
         call_batch.router,
@@ -101,7 +104,11 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default_limit=MAX_BODY_BYTES,
-        limits={"/v1/internal/": INTERNAL_BODY_LIMIT, CALL_BATCH_PATH: MAX_BATCH_BODY_BYTES},
+        limits={
+            "/v1/internal/": INTERNAL_BODY_LIMIT,
+            CALL_BATCH_PATH: MAX_BATCH_BODY_BYTES,
+            "/v1/api/dnc": DNC_BODY_LIMIT,
+        },
         # the CSV import bounds its upload itself (OUTDIAL_CSV_MAX_BYTES)
         self_bounded=(*SELF_BOUNDED_PATHS, DNC_IMPORT_PATH),
     )

@@ -258,6 +258,9 @@ class Settings(BaseSettings):
     # and satellite numbers are refused unless high-cost destinations are allowed.
     allowed_countries_text: str = Field("", alias="OUTDIAL_ALLOWED_COUNTRIES")
     allow_high_cost_destinations: bool = Field(False, alias="OUTDIAL_ALLOW_HIGH_COST_DESTINATIONS")
+    # The most numbers one workspace's do-not-call list holds (`api.store.dnc`): an add
+    # past it is refused whole (DNC_LIST_FULL).
+    dnc_max_numbers: int = Field(1_000_000, ge=1, le=100_000_000, alias="OUTDIAL_DNC_MAX_NUMBERS")
 
     @field_validator("trunk_max_calls_per_second")
     @classmethod

@@ -206,6 +206,22 @@ async def test_transfer(make_call: MakeCall, lk: Any) -> None:
     assert deletes(lk) == 1
 
 
+@pytest.mark.parametrize("goodbye", ["", "Sorry to bother you, Ada. Goodbye!"])
+async def test_opt_out_reports_says_goodbye_and_hangs_up(
+    make_call: MakeCall, lk: Any, sink: EventSink, goodbye: str
+) -> None:
+    """The callee asks not to be called again: `call.opted_out` (on which the API lists the
+    number) goes before the end, the goodbye is said, and the call ends `opted_out`."""
+    call = await answered(make_call, tool_call("opt_out", goodbye=goodbye), first_message="")
+    events = await call.finished()
+    assert types(events) == [STARTED, READY, ANSWERED, "call.opted_out", TRANSCRIPT, ENDED]
+    assert data_of(events[3]) == {"number": "+15551230000"}
+    assert end_of(events) == (ENDED, "completed", "opted_out")
+    assert call.assistant_lines() == [goodbye or SETTINGS.opt_out_message]
+    [delete] = lk.requests("RoomService", "DeleteRoom")
+    assert sink.arrived_at[-1] <= delete.received_at
+
+
 async def test_max_duration_says_goodbye_then_hangs_up(
     make_call: MakeCall, sink: EventSink, lk: Any
 ) -> None:

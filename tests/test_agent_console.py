@@ -245,6 +245,16 @@ def test_transfer_and_voicemail_are_shown_not_done(monkeypatch: pytest.MonkeyPat
         "(call over: voicemail)",
     ]
 
+    script = [tool_call("opt_out", goodbye="Sorry to bother you. Goodbye!")]
+    code, lines, _ = converse(monkeypatch, scripted_agent(), script, "Never call me again.\n")
+    assert code == 0
+    assert lines[-4:] == [
+        "[opt_out] the callee's number would join the do-not-call list here",
+        "[opt_out] the call would hang up here (reason: opted_out)",
+        "agent: Sorry to bother you. Goodbye!",
+        "(call over: opted_out)",
+    ]
+
 
 def test_end_of_input_ends_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
     code, lines, model = converse(monkeypatch, scripted_agent(), [], "")

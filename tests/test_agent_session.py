@@ -154,8 +154,8 @@ async def test_transfer_tool_only_when_configured(settings: WorkerSettings) -> N
         CallContext(make_dispatch(transfer_to="+15550001111"), settings=settings)
     )
     names = lambda agent: sorted(t.info.name for t in agent.tools)  # noqa: E731
-    assert names(without) == ["end_call", "report_voicemail"]
-    assert names(with_transfer) == ["end_call", "report_voicemail", "transfer_call"]
+    assert names(without) == ["end_call", "opt_out", "report_voicemail"]
+    assert names(with_transfer) == ["end_call", "opt_out", "report_voicemail", "transfer_call"]
 
 
 async def test_voicemail_leave_message_then_hang_up(settings: WorkerSettings) -> None:

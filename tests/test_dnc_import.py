@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from api.settings import Settings
+from api.store.keys import Keys
 from tests.conftest import Tenant, create_tenant
 from tests.support import ApiServer, free_port, redis_snapshot
 
@@ -22,7 +23,7 @@ ALICE, BOB, CAROL = "+14155550101", "+14155550102", "+14155550103"
 
 def listed(client: redis.Redis, settings: Settings, workspace_id: str) -> dict[str, str]:
     """The workspace's do-not-call list as stored: number -> `<added ms>:<source>`."""
-    key = f"{settings.redis_prefix}:ws:{workspace_id}:dnc"
+    key = Keys(settings.redis_prefix).do_not_call(workspace_id)
     return {number.decode(): entry.decode() for number, entry in client.hgetall(key).items()}
 
 
@@ -226,8 +227,6 @@ async def test_a_file_the_list_has_no_room_for_says_what_it_had_listed(
 ) -> None:
     """The list takes 1,500 numbers: the first batch (1,000) fits, the second does not and
     is refused whole; the answer says so, and the list holds exactly the first batch."""
-    if "dnc_max_numbers" not in Settings.model_fields:
-        pytest.skip("the list's limit (OUTDIAL_DNC_MAX_NUMBERS) comes with branch dnc")
     limited = settings.model_copy(update={"dnc_max_numbers": 1500})
     server = ApiServer(limited, free_port()).start()
     try:

@@ -60,6 +60,10 @@ WORKSPACE_ROUTES = (
     "POST /v1/api/numbers",
     "GET /v1/api/numbers",
     "DELETE /v1/api/numbers/{number}",
+    "POST /v1/api/dnc",
+    "GET /v1/api/dnc",
+    "GET /v1/api/dnc/{number}",
+    "DELETE /v1/api/dnc/{number}",
     "POST /v1/api/dnc/import",
     f"POST {ACCEPT_CALL_PATH}",
     f"POST {CALL_BATCH_PATH}",
@@ -92,6 +96,8 @@ NOT_APPLICABLE = {
     ("GET /v1/api/numbers", "malformed_id_path"),
     ("GET /v1/api/limits", "malformed_id_path"),
     ("GET /v1/api/usage", "malformed_id_path"),
+    # A number is nobody's id: B listing A's listed number lists it for B (its own cells).
+    ("POST /v1/api/dnc", "other_id"),
     # The import names no id; it writes only the caller's own list (test_dnc_import.py).
     ("POST /v1/api/dnc/import", "other_id"),
     ("POST /v1/api/dnc/import", "malformed_id_path"),
@@ -228,6 +234,8 @@ def _actor(
             headers=headers,
         )
     )
+    # The workspace's own caller number is on its do-not-call list (its calls go elsewhere).
+    _created(http.post("/v1/api/dnc", json={"numbers": [number]}, headers=headers))
     placed = _created(
         http.post(
             ACCEPT_CALL_PATH,
@@ -315,6 +323,7 @@ BODIES: dict[str, Callable[[Actor], Any]] = {
         "number": "+15105550177",
         "trunk": {"address": "sip.example.net"},
     },
+    "POST /v1/api/dnc": lambda owner: {"numbers": [owner.number]},
     f"POST {ACCEPT_CALL_PATH}": lambda owner: {"to": CALLEE, "call_agent_id": owner.agent},
     f"POST {CALL_BATCH_PATH}": lambda owner: [{"to": CALLEE, "call_agent_id": owner.agent}],
     "PATCH /v1/api/call/{call_id}": lambda _: {"delay_seconds": 60},
@@ -429,6 +438,28 @@ def _specific_cells(world: World) -> dict[tuple[str, str], list[Probe]]:
         ("DELETE /v1/api/numbers/{number}", "malformed_id_path"): malformed(
             "DELETE /v1/api/numbers/{number}", 400, "INVALID_NUMBER", number=f"{a.number}:x"
         ),
+        # B's list names none of A's numbers; A's listed number is not on B's list, and B
+        # cannot take it off A's. A number that is no number is reported, never stored.
+        ("GET /v1/api/dnc", "other_id"): listed("/v1/api/dnc"),
+        ("GET /v1/api/dnc", "malformed_id_path"): [
+            Probe(
+                "GET", f"/v1/api/dnc?cursor=%2B{a.number[1:]}:x", a.headers, 422, "VALIDATION_ERROR"
+            )
+        ],
+        ("POST /v1/api/dnc", "malformed_id_path"): [
+            Probe("POST", "/v1/api/dnc", a.headers, 200, None, {"numbers": [f"{a.number}:x"]})
+        ],
+        **{
+            (route, column): cells
+            for route in ("GET /v1/api/dnc/{number}", "DELETE /v1/api/dnc/{number}")
+            for column, cells in (
+                ("other_id", as_b(route)),
+                (
+                    "malformed_id_path",
+                    malformed(route, 400, "INVALID_NUMBER", number=f"{a.number}:x"),
+                ),
+            )
+        },
         (call, "other_id"): [
             Probe(
                 "POST",

@@ -21,6 +21,9 @@ Every step is safe to run again after a crash or a redelivery:
   exactly `queued -> scheduled` (`api/store/lua/reschedule_queued.lua`); the scheduler queues
   it again then. The admission script reads the window and changes nothing while one is
   there to check, so a call without a window is admitted in the round trip that reads it.
+- Do not call (`api.store.dnc`): the admission reads the workspace's list for the call's
+  number; a `queued` call whose number joined it since the accept ends `canceled`
+  (`do_not_call`) before it takes a slot or a room.
 - Pacing (`api.store.pacing`): a `queued` call is admitted first (its trunk's and
   workspace's slots taken) or left waiting for the pacer, which sends its dispatch again
   when a limit frees; `-> dialing` is taken only when the trunk's dial rate allows it, else
@@ -219,17 +222,30 @@ async def _wait_for_agent(call: CallRecord, token: str) -> None:
         await _dial_once(call, "waiting_for_agent", token)
 
 
-async def _cancel_disabled(call: CallRecord, status: str) -> None:
-    """The operator disabled the call's workspace before it was dialed: end it `canceled`
-    (`workspace_disabled`) and drop any room a previous run created; nobody is rung."""
-    reason = "workspace_disabled"
-    event = EventSpec(
+def _canceled_before_dial(reason: str, status: str) -> EventSpec:
+    """`call.canceled` of a call `status` ended before its dial, `reason` its end reason."""
+    return EventSpec(
         "call.canceled",
         {"reason": reason},
         call_update=CallUpdate(end_reason=reason),
         expected_status=status,
     )
-    await end_call(call, event)
+
+
+async def _cancel_disabled(call: CallRecord, status: str) -> None:
+    """The operator disabled the call's workspace before it was dialed: end it `canceled`
+    (`workspace_disabled`) and drop any room a previous run created; nobody is rung."""
+    await end_call(call, _canceled_before_dial("workspace_disabled", status))
+
+
+async def _cancel_listed(store: Store, call_id: str) -> None:
+    """The call's number joined its workspace's do-not-call list after the accept: end it
+    `canceled` (`do_not_call`) before anything else happens; nobody is rung. A `queued`
+    call has no room yet, and its end gives back any slot it held."""
+    result = await apply_event(store, call_id, _canceled_before_dial("do_not_call", "queued"))
+    count_call_end(result)
+    message = "call canceled: its number is on the do-not-call list (%s)"
+    logger.info(message, result.outcome, extra={"call_id": call_id})
 
 
 async def _outside_window(store: Store, call_id: str, found: CallWindowFields) -> bool:
@@ -258,6 +274,9 @@ async def dispatch(call_id: str) -> None:
         if await _outside_window(store, call_id, admission.window):
             return
         admission = await admit(store, call_id, window_checked=True)
+    if admission.outcome == "do_not_call":
+        await _cancel_listed(store, call_id)
+        return
     if not admission.may_dispatch:
         # Waiting (the pacer sends this job again at its turn), or gone.
         return

@@ -86,7 +86,8 @@ _ERRORS = (
         400: "INVALID_NUMBER, INVALID_NUMBER_ID, INVALID_CALLBACK_URL",
         402: "INSUFFICIENT_BALANCE (the workspace's minutes cannot cover the call's first one)",
         403: f"{WORKSPACE_AUTH[403]}, NUMBER_NOT_ALLOWED, TRUNK_NOT_ASSIGNED, "
-        "WORKER_NAME_NOT_ALLOWED",
+        "WORKER_NAME_NOT_ALLOWED, DO_NOT_CALL (the number is on the workspace's do-not-call "
+        "list)",
         404: "INVALID_AGENT",
         409: "IDEMPOTENCY_CONFLICT",
         413: "PAYLOAD_TOO_LARGE",

@@ -88,7 +88,8 @@ def _check_token(call_id: str, authorization: str | None, settings: Settings) ->
         {
             401: "UNAUTHORIZED: event token missing or not valid for this call",
             404: "NOT_FOUND: no such call",
-            409: "CALL_ENDED, EVENT_QUOTA_EXCEEDED",
+            409: "CALL_ENDED, EVENT_QUOTA_EXCEEDED, DNC_LIST_FULL (a `call.opted_out` the "
+            "do-not-call list has no room for)",
         },
     ),
     openapi_extra={

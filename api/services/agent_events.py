@@ -6,6 +6,10 @@ What an event does to its call is the store's event table: the status it moves t
 events to a quota (`event_quota`: events and bytes per call; after the end, only a late
 `call.transcript` within a short grace), so a token holder cannot fill Redis.
 
+`call.opted_out` (the callee asked not to be called again) first puts the call's own number
+on its workspace's do-not-call list (source `opt_out`; idempotent, so a retried event adds
+nothing twice), whatever number the event's data names: a token opens only its own call.
+
 When an agent's end event ends the call, its room is deleted too (`call_end.drop_room`,
 idempotent): the agent does so itself, but a DeleteRoom it could not send, or a dial that
 landed after it gave up, would otherwise leave a callee on a line nobody watches (a
@@ -22,6 +26,7 @@ from api.services.call_end import count_call_end
 from api.settings import Settings
 from api.store.base import Store
 from api.store.calls import get_call
+from api.store.dnc import DncListFull, add_to_dnc
 from api.store.event_fields import agent_update
 from api.store.events import ApplyResult, EventQuota, EventSpec, apply_event, mark_agent_ready
 
@@ -52,7 +57,9 @@ async def record_agent_event(
 ) -> RecordedAgentEvent:
     """Applies the agent's event to its call: NOT_FOUND (no such call), CALL_ENDED or
     EVENT_QUOTA_EXCEEDED (409, with the call's `status`), VALIDATION_ERROR (an event that
-    breaks the vocabulary)."""
+    breaks the vocabulary), DNC_LIST_FULL (409: an opt-out the list has no room for)."""
+    if event.type == "call.opted_out":
+        await _list_callee(store, call_id)
     spec = EventSpec(
         type=event.type,
         data=event.data,
@@ -77,3 +84,15 @@ async def record_agent_event(
         call = await get_call(store, call_id)
         ended_room = call.room_name if call is not None else None
     return RecordedAgentEvent(result, ended_room)
+
+
+async def _list_callee(store: Store, call_id: str) -> None:
+    """Put the call's number on its workspace's do-not-call list (`opt_out`)."""
+    call = await get_call(store, call_id)
+    if call is None:
+        raise not_found("call", call_id)
+    try:
+        await add_to_dnc(store, call.workspace_id, [call.to], "opt_out")
+    except DncListFull as exc:
+        details = {"limit": exc.limit, "size": exc.size}
+        raise ApiError(409, "DNC_LIST_FULL", str(exc), details) from exc

@@ -275,7 +275,10 @@ def accepted_answer(
     write: AcceptWrite, outcome: AcceptOutcome, fingerprint: str | None, workspace_id: str
 ) -> dict[str, Any]:
     """The answer to an accept its script ran for: the new call's, or the first answer of
-    its idempotency key; INSUFFICIENT_BALANCE (402) when the balance could not cover it."""
+    its idempotency key; DO_NOT_CALL (403) for a number on the workspace's do-not-call list,
+    INSUFFICIENT_BALANCE (402) when the balance could not cover it."""
+    if outcome.do_not_call:
+        raise do_not_call(write)
     if outcome.balance_short is not None:
         raise insufficient_balance(outcome.balance_short)
     assert outcome.previous is not None
@@ -290,6 +293,12 @@ def accepted_answer(
         },
     )
     return cast(dict[str, Any], outcome.previous["response"])
+
+
+def do_not_call(write: AcceptWrite) -> ApiError:
+    """DO_NOT_CALL (403): the accept's script found the number on the do-not-call list."""
+    to = write.to
+    return ApiError(403, "DO_NOT_CALL", f"{to} is on the workspace's do-not-call list", {"to": to})
 
 
 def insufficient_balance(balance_s: int) -> ApiError:

@@ -48,8 +48,9 @@ async def place_call(
 ) -> dict[str, Any]:
     """Accept a call. The hot path: one pipelined read (credentials, agent, numbers, the
     trunks the operator assigned, earlier answer for the idempotency key), the checks, then
-    one atomic write, which also reserves the call's first minute from a metered
-    workspace's balance (INSUFFICIENT_BALANCE, 402, when it cannot: nothing is stored).
+    one atomic write, which also refuses a number on the workspace's do-not-call list
+    (DO_NOT_CALL, 403) and reserves the call's first minute from a metered workspace's
+    balance (INSUFFICIENT_BALANCE, 402, when it cannot): a refusal stores nothing.
 
     The body is parsed first (its agent id names a key to read) but a bad body is reported
     only after the credentials were checked: a wrong key always hears 401 first.

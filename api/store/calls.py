@@ -28,6 +28,7 @@ class AcceptCall(ScriptCall):
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
     balance: Key
+    do_not_call: Key
     dial_msgs: Key
     dial_queue: Key
     idem_value: bytes
@@ -48,6 +49,8 @@ class AcceptOutcome:
     previous: dict[str, Any] | None = None
     # Refused: the workspace's balance (seconds) cannot cover the call's reservation.
     balance_short: int | None = None
+    # Refused: the number is on the workspace's do-not-call list.
+    do_not_call: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class AcceptWrite:
     call: ScriptCall
     call_id: str
     response: dict[str, Any]
+    to: str  # the callee (E.164): a refusal names it
 
     def outcome(self, result: list[Any]) -> AcceptOutcome:
         """What the script's reply means (lib/accept_record.lua)."""
@@ -67,6 +71,8 @@ class AcceptWrite:
             return AcceptOutcome(created=False, previous=json.loads(result[1]))
         if result[0] == "insufficient":
             return AcceptOutcome(created=False, balance_short=int(result[1]))
+        if result[0] == "do_not_call":
+            return AcceptOutcome(created=False, do_not_call=True)
         raise RuntimeError(f"call id collision for {self.call_id}")
 
 
@@ -94,6 +100,7 @@ def accept_call_write(
         dial_msgs=store.dial_queue.messages,
         dial_queue=store.dial_queue.ids,
         balance=keys.balance(draft.workspace_id),
+        do_not_call=keys.do_not_call(draft.workspace_id),
         idem_value=idem_value,
         idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
         created_ms=now_ms,
@@ -105,7 +112,7 @@ def accept_call_write(
         # A call without callback URL never needs a relay message.
         event=apply_args(store, queued, now_ms, draft.id if draft.callback_url else ""),
     )
-    return AcceptWrite(call, draft.id, response)
+    return AcceptWrite(call, draft.id, response, draft.to)
 
 
 async def run_accept(store: Store, write: AcceptWrite) -> AcceptOutcome:
@@ -122,9 +129,10 @@ async def accept_call(
     """Store the call, its dispatch message, its idempotency record and `call.queued`.
 
     One script: either everything exists afterwards or nothing does. With an idempotency
-    key already used, nothing is written and the first answer comes back; a workspace whose
-    balance cannot cover `RESERVE_SECONDS` gets nothing written (`balance_short`), else the
-    call holds them from its balance in the same step.
+    key already used, nothing is written and the first answer comes back; a number on the
+    workspace's do-not-call list gets nothing written (`do_not_call`), nor does a workspace
+    whose balance cannot cover `RESERVE_SECONDS` (`balance_short`); else the call holds them
+    from its balance in the same step.
     """
     return await run_accept(store, accept_call_write(store, draft, response, request_hash))
 

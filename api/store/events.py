@@ -40,6 +40,7 @@ EVENT_STATUS: dict[str, CallStatus | None] = {
     "call.canceled": "canceled",
     "call.ended": "completed",  # or data.status: no_answer | busy | failed
     "call.voicemail": None,
+    "call.opted_out": None,  # the call's number joined the do-not-call list (agent_events)
     "call.transcript": None,
     "agent.started": None,
     "agent.ready": None,

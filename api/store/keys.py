@@ -20,6 +20,8 @@
 | `{p}:ws:{ws}:balance` | string: seconds of calls left (absent: unlimited) | billing | forever |
 | `{p}:ws:{ws}:balance:gen` | counter: removals of the balance (absent: none) | billing | forever |
 | `{p}:ws:{ws}:usage:{day}` | hash: calls, billed_s, outcome:{status} that day | billing | 400 d |
+| `{p}:ws:{ws}:dnc` | hash E.164 -> `<added ms>:<source>` (do-not-call list) | dnc | until removed |
+| `{p}:ws:{ws}:dnc:order` | zset E.164, score 0 (the list in number order) | dnc | as its entry |
 | `{p}:ws:{ws}:feed` | stream: call id, sequence of its events, ~5000 | events | 24 h idle |
 | `{p}:ws:{ws}:streams` | zset open event stream token -> lease expiry ms | feed | lease |
 | `{p}:streams` | zset every open event stream's token -> lease expiry ms | feed | lease |
@@ -61,10 +63,12 @@ resends requested through the API.
 The `pacing:*` keys are also built inside Lua from the prefix (lib/pacing_keys.lua): a
 call names its trunk and workspace only in its record. So is the workspace's event `feed`
 (lib/feed.lua, appended in the step that records each event; read by `api.store.feed`),
-and the workspace's `balance`, `balance:gen` and `usage:{day}` when a call ends or extends
-its reservation (lib/reservation.lua; the accept gets the balance key in KEYS and
-builds `balance:gen` from it). A call keeps the generation it reserved from in its record
-(`reserved_gen`). A usage `{day}` is a UTC day counted from 1970-01-01.
+the workspace's do-not-call list `dnc`, read for the call's number by the admission
+(admit.lua; the accepts get it in KEYS), and the workspace's `balance`, `balance:gen` and
+`usage:{day}` when a call ends or extends its reservation (lib/reservation.lua; the
+accept gets the balance key in KEYS and builds `balance:gen` from it). A call keeps the
+generation it reserved from in its record (`reserved_gen`). A usage `{day}` is a UTC day
+counted from 1970-01-01.
 """
 
 from __future__ import annotations
@@ -127,6 +131,13 @@ class Keys:
 
     def usage(self, ws: str, day: int) -> str:
         return f"{self.prefix}:ws:{ws}:usage:{day}"
+
+    def do_not_call(self, ws: str) -> str:
+        # `admit.lua` builds the same name from the call's workspace
+        return f"{self.prefix}:ws:{ws}:dnc"
+
+    def do_not_call_order(self, ws: str) -> str:
+        return f"{self.prefix}:ws:{ws}:dnc:order"
 
     def feed(self, ws: str) -> str:
         return f"{self.prefix}:ws:{ws}:feed"

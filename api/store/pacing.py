@@ -120,13 +120,17 @@ class CallWindowFields:
     ready_s: int
 
 
+AdmissionOutcome = Literal["admitted", "pass", "waiting", "window", "do_not_call", "missing"]
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """`admitted`: the call holds its slots now (or held them already: `pass`); `waiting`:
     it waits in its trunk's queue for `reason`; `window`: nothing changed, the call has a
-    window to check first (`window`); `missing`: no such call."""
+    window to check first (`window`); `do_not_call`: nothing changed, its number is on its
+    workspace's do-not-call list (the caller ends it); `missing`: no such call."""
 
-    outcome: Literal["admitted", "pass", "waiting", "window", "missing"]
+    outcome: AdmissionOutcome
     reason: str | None = None
     window: CallWindowFields | None = None
 
@@ -138,7 +142,8 @@ class Admission:
 async def admit(store: Store, call_id: str, window_checked: bool = False) -> Admission:
     """Admit a `queued` call or leave it waiting (recording `call.waiting` when its reason
     changed); any other status passes. A `queued` call with a window comes back `window`
-    unless `window_checked` (its caller checks the window first, then admits)."""
+    unless `window_checked` (its caller checks the window first, then admits); one whose
+    number is on its workspace's do-not-call list comes back `do_not_call`."""
     defaults = PacingDefaults.from_settings(store.settings)
     event = EventSpec("call.waiting", {"reason": _REASON})
     now = now_ms()
@@ -154,7 +159,7 @@ async def admit(store: Store, call_id: str, window_checked: bool = False) -> Adm
             event=apply_args(store, event, now, call_id),
         )
     )
-    outcome = cast(Literal["admitted", "pass", "waiting", "window", "missing"], reply[0])
+    outcome = cast(AdmissionOutcome, reply[0])
     if outcome == "window":
         return Admission(outcome, window=CallWindowFields(reply[1], reply[2], int(reply[3])))
     return Admission(outcome, reply[1] if outcome == "waiting" else None)

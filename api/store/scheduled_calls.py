@@ -77,6 +77,7 @@ class AcceptScheduled(ScriptCall):
     room: Key
     idempotency: Key  # '' when the request has no idempotency key
     balance: Key
+    do_not_call: Key
     due: Key
     idem_value: str
     idem_ttl_s: int
@@ -148,6 +149,7 @@ def accept_scheduled_write(
         idempotency=idem_key if draft.idempotency_key else "",
         due=keys.scheduled_due(),
         balance=keys.balance(draft.workspace_id),
+        do_not_call=keys.do_not_call(draft.workspace_id),
         idem_value=idem_value,
         idem_ttl_s=IDEMPOTENCY_TTL_SECONDS,
         created_ms=now,
@@ -157,7 +159,7 @@ def accept_scheduled_write(
         reserve_s=RESERVE_SECONDS,
         event=apply_args(store, event, now, relay_for).informational(),
     )
-    return AcceptWrite(call, draft.id, response)
+    return AcceptWrite(call, draft.id, response, draft.to)
 
 
 async def accept_scheduled_call(

@@ -72,6 +72,7 @@ _VENDOR_FIELDS = {
 }
 _CODE_FIELDS = {
     "INVALID_NUMBER": "to_number",
+    "DO_NOT_CALL": "to_number",
     "INVALID_NUMBER_ID": "from_number",
     "INVALID_CALLBACK_URL": "webhook_url",
     "INVALID_AGENT": "agent_id",
@@ -240,7 +241,8 @@ async def _single_call(request: Request, hook_token: str | None) -> JSONResponse
             "or an invalid number",
             401: "Unauthorized: the key opens no workspace",
             402: "Payment Required: the balance cannot cover a minute",
-            403: "Forbidden: a disabled workspace, a destination it may not call",
+            403: "Forbidden: a disabled workspace, a destination it may not call or one on "
+            "its do-not-call list",
             404: "Not Found: no such agent",
             409: "Conflict: the Idempotency-Key was used with another body",
             413: "Payload Too Large",

@@ -70,6 +70,7 @@ ERROR_CODES: dict[str, IqraCode] = {
     "INSUFFICIENT_BALANCE": "INSUFFICIENT_BALANCE",
     "INVALID_NUMBER": "INVALID_NUMBER",
     "NUMBER_NOT_ALLOWED": "PERMISSION_DENIED",
+    "DO_NOT_CALL": "PERMISSION_DENIED",
     "INVALID_AGENT": "INVALID_AGENT",
     "WORKER_NAME_NOT_ALLOWED": "INVALID_AGENT",
     "INVALID_NUMBER_ID": "INVALID_NUMBER_ID",
@@ -234,7 +235,7 @@ def _errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 _AUTH = {
     401: "PERMISSION_DENIED: the key opens no business",
     403: "PERMISSION_DENIED (a key of another business, a destination the business may not "
-    "call), BUSINESS_DISABLED",
+    "call or a number on its do-not-call list), BUSINESS_DISABLED",
     503: "EXCEPTION: storage is unavailable, retry (with the same Idempotency-Key)",
 }
 _FORM_SCHEMA = {"schema": InitiateForm.model_json_schema()}

@@ -37,6 +37,7 @@ _MESSAGES = {
     "WORKER_NAME_NOT_ALLOWED": "Forbidden",
     "INVALID_NUMBER": "Invalid phone number",
     "NUMBER_NOT_ALLOWED": "Phone number not allowed",
+    "DO_NOT_CALL": "Phone number on the do-not-call list",
     "INVALID_AGENT": "Agent not found",
     "INSUFFICIENT_BALANCE": "Insufficient balance",
     "PAYLOAD_TOO_LARGE": "Request too large",
@@ -109,7 +110,8 @@ _DOCS: dict[str, Any] = {
             400: "Invalid phone number, a missing agent_id, custom_data not scalar",
             401: "Unauthorized: the key opens no workspace",
             402: "Insufficient balance",
-            403: "Account disabled; Forbidden (a destination or trunk the workspace may not use)",
+            403: "Account disabled; Forbidden (a destination or trunk the workspace may not use); "
+            "Phone number on the do-not-call list",
             404: "Agent not found",
             409: "Idempotency conflict",
             413: "Request too large",

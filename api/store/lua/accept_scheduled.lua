@@ -6,8 +6,8 @@
 -- atomicity (record + idempotency + index + event together, or nothing) with the due set in
 -- place of the dispatch message. The record is written `scheduled` (`scheduled_at`,
 -- `scheduled_reason`), so `call.scheduled` is applied as an informational event, like
--- `call.queued` at the accept. KEYS 1-12 and ARGV 1-6: lib/accept_record.lua's.
-local kdue = KEYS[13]
+-- `call.queued` at the accept. KEYS 1-13 and ARGV 1-6: lib/accept_record.lua's.
+local kdue = KEYS[14]
 local due_ms = ARGV[7]
 -- ARGV 8-: apply_event's arguments
 

@@ -13,8 +13,11 @@
 -- caller (the window's time zones are Python's, `api.services.due_time`): unless
 -- `window_checked` is '1', nothing changes and its window, destination and agent-ready
 -- timeout come back. A call without one is admitted in this one round trip.
+-- A `queued` call whose number joined its workspace's do-not-call list since its accept
+-- changes nothing and comes back {'do_not_call'}: its caller ends it (`canceled`), and the
+-- end gives back any slot it held.
 -- Returns {'admitted'}, {'pass', status}, {'waiting', reason}, {'window', window, to,
--- ready_s} or {'missing'}.
+-- ready_s}, {'do_not_call'} or {'missing'}.
 
 -- Why another call waits.
 local function waiting_for(kcall) return redis.call('HGET', kcall, 'waiting_for') end
@@ -37,6 +40,10 @@ if status == 'queued' and window and window ~= '' and to and to ~= ''
 end
 if status ~= 'queued' or not trunk or not ws then return {'pass', status} end
 local p = store_prefix(kcall, call_id)
+-- Before the slots: a redelivered or paced dispatch of a listed number is refused too.
+if to and redis.call('HEXISTS', p .. ':ws:' .. ws .. ':dnc', to) == 1 then
+  return {'do_not_call'}
+end
 if redis.call('ZSCORE', trunk_key(p, trunk, 'slots'), call_id)
    and redis.call('ZSCORE', ws_slots_key(p, ws), call_id) then
   return {'pass', status}

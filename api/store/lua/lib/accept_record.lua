@@ -3,7 +3,8 @@
 
 -- What both accepts (accept_call.lua, accept_scheduled.lua) write first, or why nothing:
 -- the idempotency key's earlier answer ({'existing', answer}), a call id already taken
--- ({'collision', ''}); else the record (one JSON object of string fields), the idempotency
+-- ({'collision', ''}), a number on the workspace's do-not-call list ({'do_not_call', ''});
+-- else the record (one JSON object of string fields), the idempotency
 -- answer, the workspace's index, the room's name and the call's deadline, and the call id
 -- is returned second. A workspace with a balance (`kbalance`) that cannot cover `reserve_s`
 -- seconds is refused ({'insufficient', balance}) before anything is written; else the call
@@ -14,6 +15,7 @@
 -- what follows them.
 local kcall, kdeadlines = KEYS[1], KEYS[8]  -- KEYS 1-8: apply_event's
 local kws_calls, kroom, kidempotency, kbalance = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local kdo_not_call = KEYS[13]  -- the workspace's list (api/store/dnc.py)
 local idem_value, idem_ttl_s, created_ms, room_ttl_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- One JSON object of string fields: fewer arguments is faster to send.
 local record_json, reserve_s = ARGV[5], tonumber(ARGV[6])
@@ -25,9 +27,11 @@ local function accept_record(status)
     if previous then return {'existing', previous} end
   end
   if redis.call('EXISTS', kcall) == 1 then return {'collision', ''} end
+  local record = cjson.decode(record_json)
+  -- Read in the step that writes: a number listed a moment before is never accepted.
+  if redis.call('HEXISTS', kdo_not_call, record['to']) == 1 then return {'do_not_call', ''} end
   local refused = reserve_check(kbalance, reserve_s)
   if refused then return refused end
-  local record = cjson.decode(record_json)
   -- One HSET of every field, not one per field: each redis.call costs microseconds of its
   -- own (the accept script took 270-350 us with 27 of them, 150-170 us with one).
   local flat, n = {}, 0
