@@ -28,6 +28,21 @@ async def quick(settings: Settings) -> AsyncIterator[Resources]:
     await resources.aclose()
 
 
+def plain_leg(sip_trunk_id: str, room_name: str) -> SipLegPlan:
+    """A leg from +15105550100 to +14155552671 in `room_name`, as the dispatcher plans one."""
+    return SipLegPlan(
+        room_name=room_name,
+        sip_trunk_id=sip_trunk_id,
+        caller_number="+15105550100",
+        callee_number="+14155552671",
+        participant_identity="sip-callee",
+        participant_name="+14155552671",
+        participant_metadata="{}",
+        ringing_timeout_seconds=30,
+        max_call_duration_seconds=600,
+    )
+
+
 async def test_an_idempotent_request_that_hangs_times_out(lk: Any, quick: Resources) -> None:
     lk.inject("RoomService", "CreateRoom", delay_after=60)
     with pytest.raises(TimeoutError):
@@ -37,18 +52,7 @@ async def test_an_idempotent_request_that_hangs_times_out(lk: Any, quick: Resour
 
 
 async def test_a_dial_that_hangs_times_out_after_ringing(lk: Any, quick: Resources) -> None:
-    trunk = lk.add_trunk(["+15105550100"])
-    plan = SipLegPlan(
-        room_name="hangs",
-        sip_trunk_id=trunk.sip_trunk_id,
-        caller_number="+15105550100",
-        callee_number="+14155552671",
-        participant_identity="sip-callee",
-        participant_name="+14155552671",
-        participant_metadata="{}",
-        ringing_timeout_seconds=30,
-        max_call_duration_seconds=600,
-    )
+    plan = plain_leg(lk.add_trunk(["+15105550100"]).sip_trunk_id, "hangs")
     lk.inject("SIP", "CreateSIPParticipant", delay_after=60)
     with pytest.raises(TimeoutError):
         await dial(quick.single_shot_livekit, plan)

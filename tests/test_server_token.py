@@ -26,7 +26,8 @@ import api.livekit
 from api.livekit import SERVER_TOKEN_TTL, ServerToken
 from api.resources import Resources
 from api.settings import Settings
-from sip import SipLegPlan, dial
+from sip import dial
+from tests.test_livekit_timeout import plain_leg
 
 
 class _Clock:
@@ -90,18 +91,7 @@ async def test_a_due_token_gives_new_clients_with_a_new_token(
 async def test_every_server_request_passes_with_the_server_token(
     lk: Any, settings: Settings
 ) -> None:
-    trunk = lk.add_trunk(["+15105550100"])
-    plan = SipLegPlan(
-        room_name="token-room",
-        sip_trunk_id=trunk.sip_trunk_id,
-        caller_number="+15105550100",
-        callee_number="+14155552671",
-        participant_identity="sip-callee",
-        participant_name="+14155552671",
-        participant_metadata="{}",
-        ringing_timeout_seconds=30,
-        max_call_duration_seconds=600,
-    )
+    plan = plain_leg(lk.add_trunk(["+15105550100"]).sip_trunk_id, "token-room")
     resources = Resources(settings)
     try:
         await resources.livekit.room.create_room(CreateRoomRequest(name="token-room"))
