@@ -270,15 +270,9 @@ class LeanRedis:
         """The script's reply. A client with replicas to wait for (`wait_replicas`) waits
         for them too: `NotReplicated` when too few confirm in time and `wrote(reply)` (a
         reply that says the script only read needs no replica)."""
-        wait = self._wait
-        command = [script.sha, len(keys), *keys, *args]
-        reply, acked = await self._run_script(["EVALSHA", *command], wait)
-        if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
-            reply, acked = await self._run_script(["EVAL", script.source, *command[1:]], wait)
+        (reply,) = await self.evalsha_many([(script, keys, args)], wrote=wrote)
         if isinstance(reply, ResponseError):
             raise reply
-        if wait is not None and wrote(reply):
-            replicated(acked, self._wait_replicas, self._wait_timeout_ms)
         return reply
 
     async def evalsha_many(
@@ -326,12 +320,6 @@ class LeanRedis:
         if self._wait is None:
             return replies, None
         return replies[:-1], replies[-1]
-
-    async def _run_script(self, command: Command, wait: Command | None) -> tuple[Any, Any]:
-        """The script's reply, and its WAIT's (None without one)."""
-        batch: list[Command] = [command] if wait is None else [command, wait]
-        replies = await self._roundtrip(pack(batch), len(batch))
-        return replies[0], replies[1] if wait is not None else None
 
     async def aclose(self) -> None:
         link, self._link = self._link, None
